@@ -1,0 +1,145 @@
+"""The canonical sales document: the one shape both systems are translated to and from.
+
+Mappers turn a CRM row or a Metakocka JSON document into a `SalesDocument`, and back. Everything the
+pipeline decides (hashes, plans, conflicts) is decided on this shape, so it imports nothing but the
+standard library: no HTTP, no Dagster, no database.
+
+Totals are *derived*, never stored: both systems recompute them (Metakocka always does on write), so
+comparing stored totals would report differences that are only rounding. The rounding rule is the one
+Metakocka uses: each line's net amount is rounded to cents, and tax is rounded per tax rate over the sum
+of the net amounts at that rate.
+"""
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+
+DOCUMENT_TYPES = ("offer", "order", "invoice", "credit_note", "proforma")
+"""CRM vocabulary, used as the canonical one."""
+
+CRM_STATUSES = ("draft", "sent", "paid", "overdue", "canceled")
+
+EXTERNAL_REF_PREFIX = "FC"
+"""Prefix of the compact CRM id written into Metakocka's `buyer_order` (max 30 characters)."""
+
+
+def round_cents(value: Decimal) -> Decimal:
+    """Round half up to cents, the way invoices are rounded."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Customer:
+    """The buyer, as both systems keep it on the document (Metakocka's `partner`)."""
+
+    name: str
+    email: str | None = None
+    tax_id: str | None = None
+    address: str | None = None
+    post_code: str | None = None
+    city: str | None = None
+    country: str | None = None
+    """ISO 3166-1 alpha-2 code, upper case (e.g. `SI`)."""
+
+
+@dataclass(frozen=True)
+class DocumentLine:
+    """One line item. `unit_price` is net; `discount_percent` and `tax_rate` are percentages."""
+
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    tax_rate: Decimal
+    discount_percent: Decimal = Decimal("0")
+    product_code: str | None = None
+    """Article code Metakocka matches products by; None means an ad-hoc service line."""
+    unit: str | None = None
+
+    @property
+    def net_amount(self) -> Decimal:
+        gross = self.quantity * self.unit_price
+        return round_cents(gross * (Decimal(100) - self.discount_percent) / Decimal(100))
+
+
+@dataclass(frozen=True)
+class SalesDocument:
+    """A sales document in canonical form, with the ids it has on either side (None where absent)."""
+
+    organization_id: str
+    document_type: str
+    document_date: date
+    customer: Customer
+    lines: tuple[DocumentLine, ...]
+    currency: str = "EUR"
+    due_date: date | None = None
+    notes: str | None = None
+    status: str | None = None
+    document_number: str | None = None
+    """The CRM's own number; Metakocka's number is `metakocka_count_code`."""
+    crm_document_id: str | None = None
+    metakocka_id: str | None = None
+    metakocka_count_code: str | None = None
+    metakocka_doc_type: str | None = None
+    updated_at: datetime | None = None
+    """When the source side last changed it (CRM `updated_at`, Metakocka last change)."""
+    source_extra: dict = field(default_factory=dict, compare=False, hash=False)
+    """Side-specific fields the mappers keep for a round trip but that are not synced content."""
+
+    @property
+    def subtotal(self) -> Decimal:
+        return sum((line.net_amount for line in self.lines), Decimal("0.00"))
+
+    @property
+    def tax_by_rate(self) -> dict[Decimal, Decimal]:
+        """Tax per rate: rounded once per rate over the summed net amounts (Metakocka's rule)."""
+        net_by_rate: dict[Decimal, Decimal] = {}
+        for line in self.lines:
+            net_by_rate[line.tax_rate] = net_by_rate.get(line.tax_rate, Decimal("0")) + line.net_amount
+        return {rate: round_cents(net * rate / Decimal(100)) for rate, net in net_by_rate.items()}
+
+    @property
+    def tax_amount(self) -> Decimal:
+        return sum(self.tax_by_rate.values(), Decimal("0.00"))
+
+    @property
+    def total(self) -> Decimal:
+        return self.subtotal + self.tax_amount
+
+
+def crm_id_to_external_ref(crm_document_id: str) -> str:
+    """Encode a CRM uuid into the 28-character reference stored in Metakocka's `buyer_order`.
+
+    `buyer_order` holds at most 30 characters and a uuid has 36, so the 16 bytes are written in
+    base32 (case-insensitive, so a case-folding search in Metakocka cannot confuse two references).
+    """
+    raw = uuid.UUID(crm_document_id).bytes
+    return EXTERNAL_REF_PREFIX + base64.b32encode(raw).decode("ascii").rstrip("=")
+
+
+def external_ref_to_crm_id(external_ref: str | None) -> str | None:
+    """Decode a `buyer_order` written by `crm_id_to_external_ref`; None for anything else."""
+    if not external_ref or not external_ref.upper().startswith(EXTERNAL_REF_PREFIX):
+        return None
+    body = external_ref[len(EXTERNAL_REF_PREFIX) :].upper()
+    if len(body) != 26:
+        return None
+    try:
+        return str(uuid.UUID(bytes=base64.b32decode(body + "======")))
+    except (ValueError, TypeError):
+        return None
+
+
+CRM_ID_NAMESPACE = uuid.UUID("6f1c3a52-4f7e-4b8e-9a57-0d3c2b6e1f10")
+
+
+def crm_id_for_metakocka_document(organization_id: str, metakocka_id: str) -> str:
+    """The CRM id a Metakocka-born document gets: deterministic, so re-creating it is an upsert.
+
+    A create in the CRM that is retried after an unknown outcome writes the same row again instead of
+    a second one; and a lost link can be rebuilt from the ids alone.
+    """
+    return str(uuid.uuid5(CRM_ID_NAMESPACE, f"{organization_id}:metakocka:{metakocka_id}"))
