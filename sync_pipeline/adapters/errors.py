@@ -6,7 +6,7 @@ classification of a failure is decided once, where the failure is seen.
 
 
 class SyncError(Exception):
-    """Base class. `error_type` is one of sync_error_log's error types; `retryable` drives tenacity."""
+    """Base class. `error_type` is a sync_error_log error type; `retryable` drives tenacity."""
 
     error_type = "internal"
     retryable = False
@@ -29,7 +29,9 @@ class RateLimitedError(TransientError):
 
     error_type = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, details: dict | None = None):
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, details: dict | None = None
+    ):
         super().__init__(message, details=details)
         self.retry_after = retry_after
 

@@ -4,10 +4,10 @@ Mappers turn a CRM row or a Metakocka JSON document into a `SalesDocument`, and 
 pipeline decides (hashes, plans, conflicts) is decided on this shape, so it imports nothing but the
 standard library: no HTTP, no Dagster, no database.
 
-Totals are *derived*, never stored: both systems recompute them (Metakocka always does on write), so
-comparing stored totals would report differences that are only rounding. The rounding rule is the one
-Metakocka uses: each line's net amount is rounded to cents, and tax is rounded per tax rate over the sum
-of the net amounts at that rate.
+Totals are *derived*, never stored: both systems recompute them (Metakocka always does on write),
+so comparing stored totals would report differences that are only rounding. The rounding rule is the
+one Metakocka uses: each line's net amount is rounded to cents, and tax is rounded per tax rate over
+the sum of the net amounts at that rate.
 """
 
 import base64
@@ -23,8 +23,26 @@ DOCUMENT_TYPES = ("offer", "order", "invoice", "credit_note", "proforma")
 
 CRM_STATUSES = ("draft", "sent", "paid", "overdue", "canceled")
 
+DEFAULT_UNIT = "kos"
+"""A line without a unit counts pieces: Metakocka needs a unit, and "kos" is its "piece"."""
+
+HOME_COUNTRY = "SI"
+"""Metakocka is a Slovenian ERP: a customer without a country is domestic (it answers "SI")."""
+
 EXTERNAL_REF_PREFIX = "FC"
 """Prefix of the compact CRM id written into Metakocka's `buyer_order` (max 30 characters)."""
+
+
+class MappingError(ValueError):
+    """A record from either system cannot be expressed as a `SalesDocument`.
+
+    `reason` is written for a person (it names the field and the value), because it ends up in the
+    error log of a quarantined document.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def round_cents(value: Decimal) -> Decimal:
@@ -67,7 +85,7 @@ class DocumentLine:
 
 @dataclass(frozen=True)
 class SalesDocument:
-    """A sales document in canonical form, with the ids it has on either side (None where absent)."""
+    """A sales document in canonical form, with its ids on either side (None where absent)."""
 
     organization_id: str
     document_type: str
@@ -98,7 +116,8 @@ class SalesDocument:
         """Tax per rate: rounded once per rate over the summed net amounts (Metakocka's rule)."""
         net_by_rate: dict[Decimal, Decimal] = {}
         for line in self.lines:
-            net_by_rate[line.tax_rate] = net_by_rate.get(line.tax_rate, Decimal("0")) + line.net_amount
+            net = net_by_rate.get(line.tax_rate, Decimal("0"))
+            net_by_rate[line.tax_rate] = net + line.net_amount
         return {rate: round_cents(net * rate / Decimal(100)) for rate, net in net_by_rate.items()}
 
     @property
@@ -139,7 +158,7 @@ CRM_ID_NAMESPACE = uuid.UUID("6f1c3a52-4f7e-4b8e-9a57-0d3c2b6e1f10")
 def crm_id_for_metakocka_document(organization_id: str, metakocka_id: str) -> str:
     """The CRM id a Metakocka-born document gets: deterministic, so re-creating it is an upsert.
 
-    A create in the CRM that is retried after an unknown outcome writes the same row again instead of
-    a second one; and a lost link can be rebuilt from the ids alone.
+    A create in the CRM that is retried after an unknown outcome writes the same row again instead
+    of a second one; and a lost link can be rebuilt from the ids alone.
     """
     return str(uuid.uuid5(CRM_ID_NAMESPACE, f"{organization_id}:metakocka:{metakocka_id}"))

@@ -1,0 +1,10 @@
+"""The organization partition: each organization's runs, failures and history stand apart in the
+UI."""
+
+import dagster as dg
+
+from sync_pipeline.settings import Settings
+
+
+def organization_partitions(settings: Settings) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition(settings.organization_ids)

@@ -1,0 +1,133 @@
+"""Reporting assets: sync_status re-materialised for the organization, and this run's error
+summary."""
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from sync_pipeline.assets.common import open_store
+from sync_pipeline.assets.validate import ValidatedDocuments
+from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.store.tables import document_links
+from sync_pipeline.store.tables import sync_error_log as error_log_table
+from sync_pipeline.sync.record import status_rows
+
+GROUP = "report"
+CHECK_NO_DUPLICATE_LINKS = "no_duplicate_links"
+
+
+def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        description="The `sync_status` table: one row per document known on either side, "
+        "re-materialised for the organization after the pushes.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                CHECK_NO_DUPLICATE_LINKS,
+                asset="sync_status",
+                description="No CRM document and no Metakocka document is linked twice.",
+            )
+        ],
+    )
+    def sync_status(
+        context: dg.AssetExecutionContext,
+        validated_sales_documents: ValidatedDocuments,
+        sync_plan: pd.DataFrame,
+        metakocka_push: list,
+        crm_push: list,
+        sync_store: SyncStoreResource,
+        crm: CrmResource,
+        metakocka: MetakockaResource,
+    ):
+        org_id = context.partition_key
+        store = open_store(sync_store, crm, metakocka)
+        rows = status_rows(
+            organization_id=org_id,
+            plan=sync_plan,
+            outcomes=[*metakocka_push, *crm_push],
+            quarantined=validated_sales_documents.quarantined,
+            links=store.links_frame(org_id),
+            previous=store.status_frame(org_id),
+        )
+        store.replace_status(org_id, rows)
+        _resolve_errors_of_synced(store, org_id, rows, context.run.run_id)
+        counts = pd.Series([r["status"] for r in rows], dtype="object").value_counts()
+        yield dg.Output(
+            None,
+            metadata={"documents": len(rows), **{k: int(v) for k, v in counts.items()}},
+        )
+        yield _no_duplicate_links(store, org_id)
+
+    @dg.asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        deps=["sync_status"],
+        description="The `sync_error_log` table (append-only): this run's new rows by error type, "
+        "and the organization's open errors.",
+    )
+    def sync_error_log(
+        context: dg.AssetExecutionContext,
+        sync_store: SyncStoreResource,
+        crm: CrmResource,
+        metakocka: MetakockaResource,
+    ) -> dg.MaterializeResult:
+        org_id = context.partition_key
+        store = open_store(sync_store, crm, metakocka)
+        this_run = (
+            sa.select(error_log_table.c.error_type, sa.func.count())
+            .where(
+                error_log_table.c.organization_id == org_id,
+                error_log_table.c.run_id == context.run.run_id,
+            )
+            .group_by(error_log_table.c.error_type)
+        )
+        open_count = sa.select(sa.func.count()).where(
+            error_log_table.c.organization_id == org_id, error_log_table.c.resolved_at.is_(None)
+        )
+        with store.engine.connect() as conn:
+            by_type = dict(conn.execute(this_run).all())
+            open_errors = conn.execute(open_count).scalar_one()
+        return dg.MaterializeResult(
+            metadata={
+                "new_errors": sum(by_type.values()),
+                "open_errors": open_errors,
+                **{f"new_{k}": v for k, v in by_type.items()},
+            }
+        )
+
+    return [sync_status, sync_error_log]
+
+
+def _resolve_errors_of_synced(store, org_id: str, rows: list[dict], run_id: str) -> None:
+    """Close open errors of documents that are now `synced` (e.g. a conflict an operator fixed)."""
+    open_errors = store.open_errors(org_id)
+    if open_errors.empty:
+        return
+    synced = [r for r in rows if r["status"] == "synced"]
+    open_crm = set(open_errors["crm_document_id"].dropna())
+    open_mk = set(open_errors["metakocka_id"].dropna())
+    store.resolve_errors(
+        org_id,
+        crm_document_ids=[r["crm_document_id"] for r in synced if r["crm_document_id"] in open_crm],
+        metakocka_ids=[r["metakocka_id"] for r in synced if r["metakocka_id"] in open_mk],
+        note=f"document in sync as of run {run_id}",
+    )
+
+
+def _no_duplicate_links(store, org_id: str) -> dg.AssetCheckResult:
+    duplicates = 0
+    with store.engine.connect() as conn:
+        for column in (document_links.c.crm_document_id, document_links.c.metakocka_id):
+            query = (
+                sa.select(column)
+                .where(document_links.c.organization_id == org_id, column.is_not(None))
+                .group_by(column)
+                .having(sa.func.count() > 1)
+            )
+            duplicates += len(conn.execute(query).all())
+    return dg.AssetCheckResult(
+        check_name=CHECK_NO_DUPLICATE_LINKS,
+        passed=duplicates == 0,
+        metadata={"duplicate_ids": duplicates},
+    )

@@ -1,0 +1,102 @@
+"""The validated frames: pandera checks on both sides; invalid documents are quarantined, not
+dropped."""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from sync_pipeline.assets.common import open_store, requested_by
+from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.sync.extract import Extraction, Quarantined
+from sync_pipeline.sync.record import error_rows
+from sync_pipeline.sync.validate import ValidatedSide, validate_extraction
+
+GROUP = "validate"
+CHECK_EVERY_INVALID_REPORTED = "every_invalid_document_reported"
+
+
+@dataclass
+class ValidatedDocuments:
+    crm: ValidatedSide
+    metakocka: ValidatedSide
+
+    @property
+    def quarantined(self) -> list[Quarantined]:
+        return [*self.crm.quarantined, *self.metakocka.quarantined]
+
+
+def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        description="Both sides' documents checked against the pandera models. Each invalid "
+        "document gets status `invalid` and a `validation` row in sync_error_log naming the "
+        "failed checks; the others go on.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                CHECK_EVERY_INVALID_REPORTED,
+                asset="validated_sales_documents",
+                description="Every quarantined document has an open validation row in "
+                "sync_error_log.",
+            )
+        ],
+    )
+    def validated_sales_documents(
+        context: dg.AssetExecutionContext,
+        crm_sales_documents: Extraction,
+        metakocka_sales_documents: Extraction,
+        sync_store: SyncStoreResource,
+        crm: CrmResource,
+        metakocka: MetakockaResource,
+    ):
+        org_id = context.partition_key
+        validated = ValidatedDocuments(
+            crm=validate_extraction(crm_sales_documents),
+            metakocka=validate_extraction(metakocka_sales_documents),
+        )
+        store = open_store(sync_store, crm, metakocka)
+        rows = error_rows(
+            organization_id=org_id,
+            run_id=context.run.run_id,
+            quarantined=validated.quarantined,
+            open_errors=store.open_errors(org_id, "validation"),
+            requested_by=requested_by(context),
+        )
+        store.log_errors(rows)
+        for q in validated.quarantined:
+            context.log.warning(
+                f"quarantined {q.side} document {q.crm_document_id or q.metakocka_id}: "
+                + "; ".join(q.reasons)
+            )
+        yield dg.Output(
+            validated,
+            metadata={
+                "crm_valid": len(validated.crm.valid),
+                "metakocka_valid": len(validated.metakocka.valid),
+                "crm_invalid": len(validated.crm.quarantined),
+                "metakocka_invalid": len(validated.metakocka.quarantined),
+                "new_validation_errors_logged": len(rows),
+            },
+        )
+        yield _every_invalid_reported(store, org_id, validated.quarantined)
+
+    return [validated_sales_documents]
+
+
+def _every_invalid_reported(store, org_id, quarantined) -> dg.AssetCheckResult:
+    open_rows = store.open_errors(org_id, "validation")
+    reported = set(open_rows["crm_document_id"].dropna()) | set(open_rows["metakocka_id"].dropna())
+    missing = [
+        q.crm_document_id or q.metakocka_id
+        for q in quarantined
+        if (q.crm_document_id not in reported and q.metakocka_id not in reported)
+    ]
+    return dg.AssetCheckResult(
+        check_name=CHECK_EVERY_INVALID_REPORTED,
+        passed=not missing,
+        metadata={
+            "quarantined": len(quarantined),
+            "unreported": len(missing),
+            "unreported_sample": str(missing[:10]),
+        },
+    )

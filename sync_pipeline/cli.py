@@ -1,0 +1,58 @@
+"""The `sync-pipeline` command: demo, sandbox and the operator's everyday commands."""
+
+from pathlib import Path
+
+import click
+
+from sync_pipeline.settings import DEFAULT_DATA_DIR
+
+
+@click.group()
+def main() -> None:
+    """Two-way sync of sales documents between Fresh AI CRM and Metakocka."""
+
+
+@main.command()
+@click.option("--db-url", default=None, help="Sync database URL (default: SQLite in the data dir).")
+@click.option(
+    "--documents", default=60, show_default=True, help="Seeded documents per organization."
+)
+@click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, type=click.Path())
+@click.option("--reset", is_flag=True, help="Start the sandbox over from freshly seeded data.")
+def demo(db_url: str | None, documents: int, data_dir: str, reset: bool) -> None:
+    """Start the sandbox, reconcile every sandbox organization, print a summary."""
+    from sync_pipeline.demo import run_demo
+
+    code = run_demo(
+        data_dir=Path(data_dir),
+        database_url=db_url,
+        documents=documents,
+        reset=reset,
+        echo=click.echo,
+    )
+    raise SystemExit(code)
+
+
+@main.command()
+@click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, type=click.Path())
+@click.option(
+    "--documents", default=60, show_default=True, help="Seeded documents per organization."
+)
+@click.option("--crm-port", default=8701, show_default=True)
+@click.option("--metakocka-port", default=8702, show_default=True)
+@click.option("--reset", is_flag=True, help="Start over from freshly seeded data.")
+def sandbox(data_dir: str, documents: int, crm_port: int, metakocka_port: int, reset: bool) -> None:
+    """Serve the sandbox CRM and Metakocka in the foreground (Ctrl-C saves and stops)."""
+    from sync_pipeline.sandbox.runner import serve_forever
+
+    serve_forever(
+        Path(data_dir) / "sandbox",
+        documents_per_org=documents,
+        reset=reset,
+        crm_port=crm_port,
+        metakocka_port=metakocka_port,
+    )
+
+
+if __name__ == "__main__":
+    main()

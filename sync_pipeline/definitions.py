@@ -1,0 +1,64 @@
+"""The code location: every asset, check, job, schedule and resource, wired in one place.
+
+Reading this file tells the whole code location. Resources are fed by environment variables
+(`EnvVar`), so no secret lives in code or config and the UI shows variable names only.
+"""
+
+import dagster as dg
+
+from sync_pipeline.assets.extract import build_extract_assets
+from sync_pipeline.assets.partitions import organization_partitions
+from sync_pipeline.assets.plan import build_plan_assets
+from sync_pipeline.assets.push import build_push_assets
+from sync_pipeline.assets.report import build_report_assets
+from sync_pipeline.assets.validate import build_validate_assets
+from sync_pipeline.jobs import build_nightly_job
+from sync_pipeline.resources import (
+    CrmResource,
+    MetakockaResource,
+    OrganizationsResource,
+    SyncStoreResource,
+)
+from sync_pipeline.schedules import build_nightly_schedule
+from sync_pipeline.settings import Settings, organizations_to_json
+
+
+def build_resources(settings: Settings) -> dict:
+    return {
+        "crm": CrmResource(base_url=dg.EnvVar("CRM_BASE_URL"), api_key=dg.EnvVar("CRM_API_KEY")),
+        "metakocka": MetakockaResource(
+            base_url=dg.EnvVar("METAKOCKA_BASE_URL"),
+            secret_keys=dg.EnvVar("METAKOCKA_SECRET_KEYS"),
+        ),
+        # The URL may carry a password, so it is passed by variable name when it is set.
+        "sync_store": SyncStoreResource(
+            database_url=dg.EnvVar("SYNC_DATABASE_URL")
+            if settings.database_url_from_env
+            else settings.database_url
+        ),
+        "organizations": OrganizationsResource(
+            organizations_json=organizations_to_json(settings.organizations),
+            push_concurrency=settings.push_concurrency,
+        ),
+    }
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    partitions = organization_partitions(settings)
+    assets = [
+        *build_extract_assets(partitions),
+        *build_validate_assets(partitions),
+        *build_plan_assets(partitions),
+        *build_push_assets(partitions),
+        *build_report_assets(partitions),
+    ]
+    nightly = build_nightly_job()
+    return dg.Definitions(
+        assets=assets,
+        jobs=[nightly],
+        schedules=[build_nightly_schedule(nightly, settings)],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())

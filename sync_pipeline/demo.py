@@ -1,0 +1,158 @@
+"""`sync-pipeline demo`: the sandbox, the nightly reconciliation of every organization, a summary.
+
+The demo goes through the same doors as production: it points the environment variables at the
+sandbox and loads the same `Definitions`, so what the demo shows is what a deployment does.
+"""
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from sqlalchemy.engine import make_url
+
+from sync_pipeline.domain.document import crm_id_for_metakocka_document
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.sandbox.runner import Sandbox, start_sandbox
+from sync_pipeline.settings import (
+    Organization,
+    Settings,
+    default_database_url,
+    organizations_to_json,
+)
+from sync_pipeline.sync.push import CRM_TO_METAKOCKA, FAILED, METAKOCKA_TO_CRM, OK
+from sync_pipeline.sync.record import INVALID
+
+SUMMARY_COLUMNS = ("created", "updated", "unchanged", "invalid", "failed")
+
+
+def sandbox_environment(sandbox: Sandbox, database_url: str, data_dir: Path) -> dict[str, str]:
+    """The environment variables that point the pipeline at a running sandbox."""
+    orgs = [
+        Organization(id=o.id, name=o.name, metakocka_company_id=o.metakocka_company_id)
+        for o in sandbox.organizations
+    ]
+    secrets = {o.metakocka_company_id: o.metakocka_secret_key for o in sandbox.organizations}
+    return {
+        "CRM_BASE_URL": sandbox.crm_url,
+        "CRM_API_KEY": sandbox.organizations[0].crm_api_key,
+        "METAKOCKA_BASE_URL": sandbox.metakocka_url,
+        "METAKOCKA_SECRET_KEYS": json.dumps(secrets),
+        "SYNC_ORGANIZATIONS": organizations_to_json(orgs),
+        "SYNC_DATABASE_URL": database_url,
+        "SYNC_DATA_DIR": str(data_dir),
+    }
+
+
+@contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class OrganizationRun:
+    organization: str
+    success: bool
+    counts: dict[str, dict[str, int]]
+    """direction -> column -> count."""
+
+
+def run_reconciliation(
+    settings: Settings, instance: dg.DagsterInstance, *, log_level: str = "WARNING"
+) -> list[OrganizationRun]:
+    """Run the nightly job once per organization, in process, and summarise each run."""
+    from sync_pipeline.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(NIGHTLY_JOB_NAME)
+    runs = []
+    for org in settings.organizations:
+        result = job.execute_in_process(
+            partition_key=org.id,
+            instance=instance,
+            raise_on_error=False,
+            tags={"sync_pipeline/requested_by": "demo"},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+        counts = summarise(result, org.id) if result.success else {}
+        runs.append(OrganizationRun(org.name, result.success, counts))
+    return runs
+
+
+def summarise(result, organization_id: str) -> dict[str, dict[str, int]]:
+    plan = result.output_for_node("sync_plan")
+    outcomes = [*result.output_for_node("metakocka_push"), *result.output_for_node("crm_push")]
+    validated = result.output_for_node("validated_sales_documents")
+    counts = {d: dict.fromkeys(SUMMARY_COLUMNS, 0) for d in (CRM_TO_METAKOCKA, METAKOCKA_TO_CRM)}
+    for outcome in outcomes:
+        column = "failed" if outcome.result == FAILED else None
+        if outcome.result == OK:
+            column = "created" if outcome.action.startswith("create") else "updated"
+        if column:
+            counts[outcome.direction][column] += 1
+    unchanged = plan.loc[plan["action"] == "unchanged"]
+    for row in unchanged.itertuples(index=False):
+        born_in_metakocka = row.crm_document_id == crm_id_for_metakocka_document(
+            organization_id, str(row.metakocka_id)
+        )
+        counts[METAKOCKA_TO_CRM if born_in_metakocka else CRM_TO_METAKOCKA]["unchanged"] += 1
+    counts[CRM_TO_METAKOCKA]["invalid"] = len(validated.crm.quarantined)
+    counts[METAKOCKA_TO_CRM]["invalid"] = len(validated.metakocka.quarantined)
+    # Documents held back because their counterpart is invalid are counted with the invalid ones.
+    held_back = int((plan["action"] == INVALID).sum()) - len(validated.quarantined)
+    counts[CRM_TO_METAKOCKA]["invalid"] += max(0, held_back)
+    return counts
+
+
+def format_summary(runs: list[OrganizationRun]) -> str:
+    header = f"{'organization':<24} {'direction':<18}" + "".join(
+        f"{c:>10}" for c in SUMMARY_COLUMNS
+    )
+    lines = [header, "-" * len(header)]
+    for run in runs:
+        if not run.success:
+            lines.append(f"{run.organization:<24} RUN FAILED (see the Dagster event log)")
+            continue
+        for direction, counts in run.counts.items():
+            lines.append(
+                f"{run.organization:<24} {direction:<18}"
+                + "".join(f"{counts[c]:>10}" for c in SUMMARY_COLUMNS)
+            )
+    return "\n".join(lines)
+
+
+def run_demo(
+    *, data_dir: Path, database_url: str | None, documents: int, reset: bool, echo=print
+) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = database_url or default_database_url(data_dir)
+    with start_sandbox(data_dir / "sandbox", documents_per_org=documents, reset=reset) as sandbox:
+        echo(f"sandbox CRM at {sandbox.crm_url}, Metakocka at {sandbox.metakocka_url}")
+        with patched_environ(sandbox_environment(sandbox, database_url, data_dir)):
+            settings = Settings.from_env()
+            instance = (
+                dg.DagsterInstance.get()
+                if os.environ.get("DAGSTER_HOME")
+                else (dg.DagsterInstance.ephemeral())
+            )
+            runs = run_reconciliation(settings, instance)
+    echo(format_summary(runs))
+    pushed = sum(
+        counts[c] for run in runs for counts in run.counts.values() for c in ("created", "updated")
+    )
+    if all(run.success for run in runs) and pushed == 0:
+        echo("nothing needed pushing: both systems were already in sync")
+    echo(f"sync database: {make_url(database_url).render_as_string(hide_password=True)}")
+    return 0 if all(run.success for run in runs) else 1

@@ -1,0 +1,90 @@
+"""Dagster resources: the configured doors to the CRM, Metakocka and the sync database.
+
+Secrets arrive as `EnvVar`s (see `definitions.py`), so the Dagster UI and event logs show the
+variable's name, never its value. Deployments differ by these resources, never by code paths.
+"""
+
+import json
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.settings import Organization, parse_organizations
+from sync_pipeline.store.repository import SyncStore
+
+
+class CrmResource(dg.ConfigurableResource):
+    """Fresh AI CRM's PostgREST API (Supabase `<project>` root URL and its service-role key)."""
+
+    base_url: str
+    api_key: str
+    timeout_s: float = 30.0
+    max_concurrent_requests: int = 4
+
+    def client(self) -> CrmClient:
+        return CrmClient(
+            self.base_url,
+            self.api_key,
+            timeout_s=self.timeout_s,
+            max_concurrent_requests=self.max_concurrent_requests,
+        )
+
+
+class MetakockaResource(dg.ConfigurableResource):
+    """Metakocka's JSON API; `secret_keys` is a JSON object {company_id: secret_key}."""
+
+    base_url: str
+    secret_keys: str
+    read_timeout_s: float = 30.0
+    write_timeout_s: float = 60.0
+    max_concurrent_requests: int = 2
+    max_concurrent_searches: int = 1
+
+    def secret_for(self, company_id: str) -> str:
+        keys = json.loads(self.secret_keys or "{}")
+        if company_id not in keys:
+            raise KeyError(f"no Metakocka secret key configured for company {company_id}")
+        return keys[company_id]
+
+    def all_secrets(self) -> list[str]:
+        return list(json.loads(self.secret_keys or "{}").values())
+
+    def client(self, company_id: str) -> MetakockaClient:
+        return MetakockaClient(
+            self.base_url,
+            company_id,
+            self.secret_for(company_id),
+            read_timeout_s=self.read_timeout_s,
+            write_timeout_s=self.write_timeout_s,
+            max_concurrent_requests=self.max_concurrent_requests,
+            max_concurrent_searches=self.max_concurrent_searches,
+        )
+
+
+class SyncStoreResource(dg.ConfigurableResource):
+    """The sync database (SQLite file by default, PostgreSQL in production)."""
+
+    database_url: str
+    _store: SyncStore | None = PrivateAttr(default=None)
+
+    def store(self, secrets: list[str] | tuple[str, ...] = ()) -> SyncStore:
+        """One engine per process; the schema is created on first use."""
+        if self._store is None:
+            self._store = SyncStore(self.database_url, secrets=secrets)
+            self._store.create_schema()
+        return self._store
+
+
+class OrganizationsResource(dg.ConfigurableResource):
+    """The tenants: which Metakocka company and conflict policy belong to each CRM organization."""
+
+    organizations_json: str
+    push_concurrency: int = 2
+
+    def get(self, organization_id: str) -> Organization:
+        for org in parse_organizations(self.organizations_json):
+            if org.id == organization_id:
+                return org
+        raise KeyError(f"unknown organization {organization_id!r}; check SYNC_ORGANIZATIONS")

@@ -1,0 +1,339 @@
+"""The sandbox CRM: a PostgREST-compatible subset over ``sales_documents`` and its lines.
+
+Why: the pipeline's CRM adapter must be tested against what Supabase really does over HTTP
+(auth headers, ``Content-Range``, error bodies, 429s under load), not against a mock of our own
+client. Served at ``/rest/v1/<table>``; see ``postgrest_query`` for the query language and
+``crm_store`` for write semantics. Admin endpoints under ``/_sandbox/`` (not part of PostgREST)
+configure faults, report call statistics and simulate a user editing a document in the UI.
+
+Choices: a GET answers 206 only when ``Prefer: count=exact`` shows that the page is not the whole
+result (PostgREST's rule), else 200; an offset past a counted total is 416 (``PGRST103``).
+Metakocka-flavoured faults map to their CRM equivalents: ``opr_code_5`` is a 429, ``opr_code_1``
+a JSON 500. Transport faults (HTML 5xx, dropped connection, cut-off body) answer before the
+request is processed; ``timeout_after_commit`` commits, then stalls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from sync_pipeline.sandbox.crm_schema import PgError, get_table
+from sync_pipeline.sandbox.crm_store import DOCS, ITEMS, CrmState
+from sync_pipeline.sandbox.faults import (
+    FaultInjector,
+    FaultRule,
+    apply_transport_fault,
+    stall_after_commit,
+)
+from sync_pipeline.sandbox.postgrest_parse import Condition, parse_request
+from sync_pipeline.sandbox.postgrest_query import matching_rows, project, read_rows
+
+SINGLE_OBJECT = "application/vnd.pgrst.object+json"
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+class RequestStats:
+    """Call counts per endpoint (``"GET sales_documents"``), statuses, rows written, faults."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.statuses: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.rows_written: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.unscoped: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.peak_in_flight: Counter[str] = Counter()
+
+    def enter(self, key: str) -> None:
+        self.in_flight[key] += 1
+        self.peak_in_flight[key] = max(self.peak_in_flight[key], self.in_flight[key])
+
+    def snapshot(self) -> dict[str, Any]:
+        calls = dict(self.calls)
+        return {
+            "calls": calls,
+            "writes": sum(n for ep, n in calls.items() if not ep.startswith("GET ")),
+            "statuses": {ep: dict(c) for ep, c in self.statuses.items()},
+            "rows_written": dict(self.rows_written),
+            "faults_injected": dict(self.faults),
+            # The pipeline must scope every document query by organization_id (fresh-crm.md).
+            "queries_without_organization_filter": dict(self.unscoped),
+            "peak_in_flight_per_key": dict(self.peak_in_flight),
+        }
+
+
+def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
+    """The ASGI app serving ``state`` with ``faults`` applied to every ``/rest/v1`` call."""
+    app = FastAPI(
+        title="Sandbox Fresh AI CRM (PostgREST subset)",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    stats = RequestStats()
+    app.state.stats = stats
+
+    @app.api_route("/rest/v1/{table}", methods=["GET", "HEAD", "POST", "PATCH", "DELETE"])
+    async def rest(table: str, request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        endpoint = f"{method} {table}"
+        stats.calls[endpoint] += 1
+        response = await _guarded(request, table, method, endpoint)
+        stats.statuses[endpoint][str(response.status_code)] += 1
+        return response
+
+    async def _guarded(request: Request, table: str, method: str, endpoint: str) -> Response:
+        try:
+            key = _fingerprint(_authenticate(request, state))
+        except PgError as exc:
+            return _error(exc)
+        if not faults.try_acquire(key):
+            return _too_many(f"at most {faults.max_concurrent} requests in flight per API key")
+        stats.enter(key)
+        try:
+            await faults.apply_latency()
+            rule = faults.pick(endpoint)
+            if rule is not None:
+                stats.faults[rule.fault] += 1
+                early = await _fault_response(rule, stats.faults[rule.fault] - 1)
+                if early is not None:
+                    return early
+            body = await request.body()
+            try:
+                with state.lock:
+                    response = _dispatch(state, stats, request, table, method, endpoint, body)
+            except PgError as exc:
+                return _error(exc)
+            await stall_after_commit(rule)
+            return response
+        finally:
+            stats.in_flight[key] -= 1
+            faults.release(key)
+
+    @app.get("/_sandbox/faults")
+    async def get_faults() -> dict:
+        return faults.snapshot()
+
+    @app.post("/_sandbox/faults")
+    async def set_faults(request: Request) -> Response:
+        try:
+            faults.configure(await request.json())
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(faults.snapshot())
+
+    @app.get("/_sandbox/stats")
+    async def get_stats() -> dict:
+        with state.lock:
+            sizes = {DOCS: len(state.rows(DOCS)), ITEMS: len(state.rows(ITEMS))}
+        return stats.snapshot() | {"rows": sizes}
+
+    @app.post("/_sandbox/stats/reset")
+    async def reset_stats() -> dict:
+        stats.reset()
+        return {"ok": True}
+
+    @app.post("/_sandbox/edit")
+    async def edit(request: Request) -> Response:
+        """Simulate a user editing a document in the CRM UI: ``{"id", "changes"}``."""
+        try:
+            body = await request.json()
+            doc = state.edit_document(str(body["id"]), dict(body.get("changes") or {}))
+        except PgError as exc:
+            return _error(exc)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _json({"error": f"expected {{id, changes}}: {exc}"}, 400)
+        return _json(doc)
+
+    return app
+
+
+def _dispatch(
+    state: CrmState,
+    stats: RequestStats,
+    request: Request,
+    table: str,
+    method: str,
+    endpoint: str,
+    body: bytes,
+) -> Response:
+    """Run one PostgREST request against the store (the caller holds ``state.lock``)."""
+    get_table(table)
+    params = list(request.query_params.multi_items())
+    prefer = _prefer(request)
+    query = parse_request(table, params, request.headers.get("range"))
+    if (
+        method in ("GET", "PATCH", "DELETE")
+        and table == DOCS
+        and not any(
+            isinstance(c, Condition) and c.column == "organization_id" and not c.negate
+            for c in query.where
+        )
+    ):
+        stats.unscoped[endpoint] += 1
+    representation = prefer.get("return") == "representation"
+
+    if method == "GET":
+        page, total = read_rows(state, query, count="count" in prefer)
+        if total is not None and query.offset > total:
+            raise PgError(
+                416,
+                "PGRST103",
+                "Requested range not satisfiable",
+                f"An offset of {query.offset} was requested, but there are only {total} rows.",
+            )
+        rows = project(state, table, page, query.select)
+        last = query.offset + len(rows) - 1
+        content_range = (
+            f"{query.offset}-{last}" if rows else "*"
+        ) + f"/{'*' if total is None else total}"
+        status = 206 if total is not None and len(rows) < total else 200
+        if request.method == "HEAD":
+            return Response(
+                status_code=status, media_type=JSON_TYPE, headers={"Content-Range": content_range}
+            )
+        response = _rows_response(request, rows, status)
+        response.headers["Content-Range"] = content_range
+        return response
+
+    if method == "POST":
+        payload = _json_body(body)
+        payloads = payload if isinstance(payload, list) else [payload]
+        if not all(isinstance(p, dict) for p in payloads):
+            raise PgError(400, "PGRST102", "Empty or invalid json")
+        if len({frozenset(p) for p in payloads}) > 1:
+            raise PgError(400, "PGRST102", "All object keys must match")
+        resolution = {"merge-duplicates": "merge", "ignore-duplicates": "ignore"}.get(
+            prefer.get("resolution", "")
+        )
+        written = state.insert_rows(
+            table,
+            payloads,
+            resolution=resolution,
+            on_conflict=request.query_params.get("on_conflict"),
+        )
+        stats.rows_written[endpoint] += len(written)
+        if representation:
+            return _rows_response(request, project(state, table, written, query.select), 201)
+        return Response(status_code=201)
+
+    if not query.where:
+        raise PgError(
+            400, "21000", f"{'UPDATE' if method == 'PATCH' else 'DELETE'} requires a WHERE clause"
+        )
+    targets = matching_rows(state, query)
+    if method == "PATCH":
+        patch = _json_body(body)
+        if not isinstance(patch, dict):
+            raise PgError(400, "PGRST102", "Empty or invalid json")
+        written = state.update_rows(table, targets, patch)
+        out = project(state, table, written, query.select) if representation else None
+    else:
+        out = project(state, table, targets, query.select) if representation else None
+        written = state.delete_rows(table, targets)
+    stats.rows_written[endpoint] += len(written)
+    return _rows_response(request, out, 200) if representation else Response(status_code=204)
+
+
+async def _fault_response(rule: FaultRule, nth: int) -> Response | None:
+    """The answer that replaces normal processing for a picked fault, or None to go on."""
+    if rule.fault in ("rate_limit_429", "opr_code_5"):
+        return _too_many("rate limit exceeded (sandbox fault)", rule.retry_after_s)
+    if rule.fault == "opr_code_1":
+        return _error(PgError(500, "XX000", "internal error (sandbox fault)"))
+    if rule.fault == "malformed_body":
+        return Response(b'[{"id":"3f2a9c1e-', status_code=200, media_type=JSON_TYPE)
+    return await apply_transport_fault(rule, nth)  # HTML 5xx, dropped connection, slow
+
+
+def _authenticate(request: Request, state: CrmState) -> str:
+    """Supabase wants the key twice: ``apikey`` and ``Authorization: Bearer``. Never echo it."""
+    key = request.headers.get("apikey")
+    auth = request.headers.get("authorization", "")
+    bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+    if not key:
+        raise PgError(
+            401,
+            "PGRST301",
+            "No API key found in request",
+            hint="Send the key in the apikey header and as Authorization: Bearer.",
+        )
+    if key not in state.api_keys or bearer != key:
+        raise PgError(
+            401,
+            "PGRST301",
+            "Invalid API key or bearer token",
+            hint="apikey and Authorization: Bearer must carry the same valid key.",
+        )
+    return key
+
+
+def _fingerprint(key: str) -> str:
+    """The limiter and the stats key requests by a hash, so no endpoint can leak a key."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    prefs: dict[str, str] = {}
+    for header in request.headers.getlist("prefer"):
+        for item in header.split(","):
+            name, _, value = item.strip().partition("=")
+            if name:
+                prefs[name.strip().lower()] = value.strip().lower()
+    return prefs
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise PgError(400, "PGRST102", "Empty or invalid json") from None
+
+
+def _rows_response(request: Request, rows: list[dict] | None, status: int) -> Response:
+    if rows is not None and SINGLE_OBJECT in request.headers.get("accept", ""):
+        if len(rows) != 1:
+            raise PgError(
+                406,
+                "PGRST116",
+                "JSON object requested, multiple (or no) rows returned",
+                f"The result contains {len(rows)} rows",
+            )
+        return _json(rows[0], 200 if status == 206 else status)
+    return _json(rows, status)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, status_code=status, media_type=JSON_TYPE)
+
+
+def _error(exc: PgError) -> Response:
+    response = _json(exc.body(), exc.status)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _too_many(reason: str, retry_after_s: float = 1.0) -> Response:
+    seconds = f"{retry_after_s:g}"
+    response = _json(
+        {
+            "code": "429",
+            "message": "Too Many Requests",
+            "details": reason,
+            "hint": f"Retry after {seconds} s.",
+        },
+        429,
+    )
+    response.headers["Retry-After"] = seconds
+    return response

@@ -1,0 +1,101 @@
+"""Typed settings read from the environment: the one place that knows the variable names.
+
+Secrets are never read here into code paths that log; they are handed to Dagster resources as
+`EnvVar`s (see `resources.py`), so the UI shows the variable's name, not its value. What *is* read here is the
+non-secret shape of the deployment: which organizations exist (the partition keys), where the sync
+database lives, the nightly schedule.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = ".sync_pipeline"
+
+
+@dataclass(frozen=True)
+class Organization:
+    """One tenant: its CRM organization id and the Metakocka company it syncs with."""
+
+    id: str
+    name: str
+    metakocka_company_id: str
+    conflict_policy: str = "manual"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    database_url: str = ""
+    organizations: tuple[Organization, ...] = ()
+    nightly_cron: str = "0 2 * * *"
+    timezone: str = "Europe/Ljubljana"
+    push_concurrency: int = 2
+    database_url_from_env: bool = False
+    """True when SYNC_DATABASE_URL is set: resources read it by name (it may hold a password)."""
+
+    @property
+    def organization_ids(self) -> list[str]:
+        return [org.id for org in self.organizations]
+
+    def organization(self, organization_id: str) -> Organization:
+        for org in self.organizations:
+            if org.id == organization_id:
+                return org
+        raise KeyError(f"unknown organization {organization_id!r}; check SYNC_ORGANIZATIONS")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("SYNC_DATA_DIR", DEFAULT_DATA_DIR))
+        return cls(
+            data_dir=data_dir,
+            database_url=env.get("SYNC_DATABASE_URL") or default_database_url(data_dir),
+            organizations=parse_organizations(env.get("SYNC_ORGANIZATIONS", "")),
+            nightly_cron=env.get("SYNC_NIGHTLY_CRON", "0 2 * * *"),
+            timezone=env.get("SYNC_TIMEZONE", "Europe/Ljubljana"),
+            push_concurrency=int(env.get("SYNC_PUSH_CONCURRENCY", "2")),
+            database_url_from_env=bool(env.get("SYNC_DATABASE_URL")),
+        )
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'sync.db').resolve()}"
+
+
+def parse_organizations(value: str) -> tuple[Organization, ...]:
+    """`SYNC_ORGANIZATIONS` is a JSON list, or the path of a JSON file holding one.
+
+    Each item: {"id": "<crm organization uuid>", "name": "...", "metakocka_company_id": "16",
+    "conflict_policy": "manual"}. No secrets belong here.
+    """
+    value = value.strip()
+    if not value:
+        return ()
+    if not value.startswith("["):
+        value = Path(value).read_text()
+    items = json.loads(value)
+    return tuple(
+        Organization(
+            id=str(item["id"]),
+            name=str(item.get("name", item["id"])),
+            metakocka_company_id=str(item["metakocka_company_id"]),
+            conflict_policy=str(item.get("conflict_policy", "manual")),
+        )
+        for item in items
+    )
+
+
+def organizations_to_json(organizations: list[Organization] | tuple[Organization, ...]) -> str:
+    return json.dumps(
+        [
+            {
+                "id": org.id,
+                "name": org.name,
+                "metakocka_company_id": org.metakocka_company_id,
+                "conflict_policy": org.conflict_policy,
+            }
+            for org in organizations
+        ]
+    )

@@ -1,0 +1,283 @@
+"""Reads and writes of the sync database, behind one small class.
+
+Every write that learns an outcome is its own short transaction, committed before the next
+remote call (the OCA connector's lesson: bind the remote id the moment the remote write succeeds).
+"""
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from sync_pipeline.adapters.redact import redact
+from sync_pipeline.store.tables import (
+    LINK_LINKED,
+    document_links,
+    metadata,
+    sync_error_log,
+    sync_status,
+)
+
+LINK_COLUMNS = [
+    "crm_document_id",
+    "metakocka_id",
+    "content_hash",
+    "state",
+    "document_type",
+    "metakocka_doc_type",
+    "crm_document_number",
+    "metakocka_count_code",
+    "last_synced_at",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine that behaves under concurrency: SQLite gets WAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class SyncStore:
+    """The sync database: document_links, sync_status and sync_error_log."""
+
+    def __init__(self, url: str, *, secrets: Iterable[str] = ()):
+        self.url = url
+        self.engine = make_engine(url)
+        self._secrets = tuple(s for s in secrets if s)
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ----------------------------------------------------------------- links (the binder)
+    def links_frame(self, organization_id: str) -> pd.DataFrame:
+        query = sa.select(*[document_links.c[name] for name in LINK_COLUMNS]).where(
+            document_links.c.organization_id == organization_id
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return pd.DataFrame(rows, columns=LINK_COLUMNS)
+
+    def find_link(
+        self,
+        organization_id: str,
+        *,
+        crm_document_id: str | None = None,
+        metakocka_id: str | None = None,
+    ) -> dict | None:
+        conditions = []
+        if crm_document_id:
+            conditions.append(document_links.c.crm_document_id == crm_document_id)
+        if metakocka_id:
+            conditions.append(document_links.c.metakocka_id == metakocka_id)
+        if not conditions:
+            return None
+        query = sa.select(document_links).where(
+            document_links.c.organization_id == organization_id, sa.or_(*conditions)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def record_intent(
+        self,
+        organization_id: str,
+        *,
+        state: str,
+        crm_document_id: str,
+        metakocka_id: str | None = None,
+        document_type: str | None = None,
+    ) -> None:
+        """Write down, before a create is sent, that it is about to be sent.
+
+        If a link for this document already exists (an earlier unfinished intent, or a concurrent
+        run's), it is left as it is: the caller resolves by lookup either way.
+        """
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    document_links.insert().values(
+                        organization_id=organization_id,
+                        crm_document_id=crm_document_id,
+                        metakocka_id=metakocka_id,
+                        document_type=document_type,
+                        state=state,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            pass
+
+    def bind(
+        self,
+        organization_id: str,
+        *,
+        crm_document_id: str,
+        metakocka_id: str,
+        content_hash: str | None,
+        document_type: str | None = None,
+        metakocka_doc_type: str | None = None,
+        crm_document_number: str | None = None,
+        metakocka_count_code: str | None = None,
+    ) -> None:
+        """Link the two ids (or refresh the link's hash): the document is in sync as of now."""
+        now = utcnow()
+        values = {
+            "crm_document_id": crm_document_id,
+            "metakocka_id": metakocka_id,
+            "content_hash": content_hash,
+            "state": LINK_LINKED,
+            "updated_at": now,
+            "last_synced_at": now,
+        }
+        optional = {
+            "document_type": document_type,
+            "metakocka_doc_type": metakocka_doc_type,
+            "crm_document_number": crm_document_number,
+            "metakocka_count_code": metakocka_count_code,
+        }
+        values.update({key: value for key, value in optional.items() if value is not None})
+        match = sa.and_(
+            document_links.c.organization_id == organization_id,
+            sa.or_(
+                document_links.c.crm_document_id == crm_document_id,
+                document_links.c.metakocka_id == metakocka_id,
+            ),
+        )
+        with self.engine.begin() as conn:
+            updated = conn.execute(document_links.update().where(match).values(**values)).rowcount
+            if not updated:
+                conn.execute(
+                    document_links.insert().values(
+                        organization_id=organization_id, created_at=now, **values
+                    )
+                )
+
+    def forget_intent(self, organization_id: str, crm_document_id: str) -> None:
+        """Drop an unfinished create intent whose create was definitely refused."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                document_links.delete().where(
+                    document_links.c.organization_id == organization_id,
+                    document_links.c.crm_document_id == crm_document_id,
+                    document_links.c.state != LINK_LINKED,
+                )
+            )
+
+    # ----------------------------------------------------------------- error log
+    def log_errors(self, rows: list[dict]) -> int:
+        """Append error rows, redacting every text column (secrets never reach the table)."""
+        if not rows:
+            return 0
+        now = utcnow()
+        clean = []
+        for row in rows:
+            details = row.get("details")
+            clean.append(
+                {
+                    "occurred_at": row.get("occurred_at") or now,
+                    "organization_id": row["organization_id"],
+                    "run_id": row.get("run_id"),
+                    "direction": row.get("direction"),
+                    "crm_document_id": row.get("crm_document_id"),
+                    "metakocka_id": row.get("metakocka_id"),
+                    "error_type": row["error_type"],
+                    "message": redact(str(row["message"]), self._secrets),
+                    "details": json.loads(redact(json.dumps(details, default=str), self._secrets))
+                    if details is not None
+                    else None,
+                    "stack_trace": redact(row["stack_trace"], self._secrets)
+                    if row.get("stack_trace")
+                    else None,
+                    "requested_by": row.get("requested_by"),
+                }
+            )
+        with self.engine.begin() as conn:
+            conn.execute(sync_error_log.insert(), clean)
+        return len(clean)
+
+    def open_errors(self, organization_id: str, error_type: str | None = None) -> pd.DataFrame:
+        query = sa.select(sync_error_log).where(
+            sync_error_log.c.organization_id == organization_id,
+            sync_error_log.c.resolved_at.is_(None),
+        )
+        if error_type:
+            query = query.where(sync_error_log.c.error_type == error_type)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return pd.DataFrame(rows, columns=[c.name for c in sync_error_log.columns])
+
+    def resolve_errors(
+        self,
+        organization_id: str,
+        *,
+        crm_document_ids: Iterable[str] = (),
+        metakocka_ids: Iterable[str] = (),
+        note: str,
+        only_types: Iterable[str] | None = None,
+    ) -> int:
+        """Close the open errors of documents that are now fine (chunked to keep IN lists small)."""
+        resolved = 0
+        now = utcnow()
+        for column, ids in (
+            (
+                sync_error_log.c.crm_document_id,
+                list(dict.fromkeys(i for i in crm_document_ids if i)),
+            ),
+            (sync_error_log.c.metakocka_id, list(dict.fromkeys(i for i in metakocka_ids if i))),
+        ):
+            for start in range(0, len(ids), 500):
+                query = (
+                    sync_error_log.update()
+                    .where(
+                        sync_error_log.c.organization_id == organization_id,
+                        sync_error_log.c.resolved_at.is_(None),
+                        column.in_(ids[start : start + 500]),
+                    )
+                    .values(resolved_at=now, resolution_note=note)
+                )
+                if only_types is not None:
+                    query = query.where(sync_error_log.c.error_type.in_(list(only_types)))
+                with self.engine.begin() as conn:
+                    resolved += conn.execute(query).rowcount
+        return resolved
+
+    # ----------------------------------------------------------------- status
+    def status_frame(self, organization_id: str) -> pd.DataFrame:
+        query = sa.select(sync_status).where(sync_status.c.organization_id == organization_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return pd.DataFrame(rows, columns=[c.name for c in sync_status.columns])
+
+    def replace_status(self, organization_id: str, rows: list[dict]) -> int:
+        """Re-materialise one organization's sync_status in a single transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sync_status.delete().where(sync_status.c.organization_id == organization_id)
+            )
+            for start in range(0, len(rows), 5000):
+                conn.execute(sync_status.insert(), rows[start : start + 5000])
+        return len(rows)

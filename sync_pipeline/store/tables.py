@@ -1,0 +1,105 @@
+"""The sync database's tables (SQLAlchemy Core).
+
+Column names of sync_status and sync_error_log are a contract: analysts query them (see docs/analysts.md).
+
+`document_links` is the binder: the one place where a CRM id meets a Metakocka id. Its two unique
+constraints make a duplicate link impossible at the database level, whatever the code does.
+"""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ID = sa.String(64)
+
+# Link states. A create is recorded as an *intent* before it is sent, so a crash between the remote
+# write and the binding leaves a trace that the next run resolves by lookup instead of re-creating.
+LINK_CREATING_IN_METAKOCKA = "creating_in_metakocka"
+LINK_CREATING_IN_CRM = "creating_in_crm"
+LINK_LINKED = "linked"
+
+document_links = sa.Table(
+    "document_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", ID, nullable=False),
+    sa.Column("crm_document_id", ID, nullable=True),
+    sa.Column("metakocka_id", ID, nullable=True),
+    sa.Column("document_type", sa.String(32), nullable=True),
+    sa.Column("metakocka_doc_type", sa.String(40), nullable=True),
+    sa.Column("crm_document_number", sa.String(120), nullable=True),
+    sa.Column("metakocka_count_code", sa.String(120), nullable=True),
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Column("state", sa.String(32), nullable=False, server_default=LINK_LINKED),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_synced_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("organization_id", "crm_document_id", name="uq_links_org_crm"),
+    sa.UniqueConstraint("organization_id", "metakocka_id", name="uq_links_org_mk"),
+)
+
+SYNC_STATUSES = (
+    "synced",
+    "pending",
+    "failed",
+    "conflict",
+    "invalid",
+    "deleted_in_crm",
+    "deleted_in_metakocka",
+)
+DIRECTIONS = ("crm_to_metakocka", "metakocka_to_crm")
+
+sync_status = sa.Table(
+    "sync_status",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", ID, nullable=False, index=True),
+    sa.Column("crm_document_id", ID, nullable=True),
+    sa.Column("metakocka_id", ID, nullable=True),
+    sa.Column("document_type", sa.String(32), nullable=True),
+    sa.Column("crm_document_number", sa.String(120), nullable=True),
+    sa.Column("metakocka_count_code", sa.String(120), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("last_direction", sa.String(32), nullable=True),
+    sa.Column("last_synced_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("organization_id", "crm_document_id", name="uq_status_org_crm"),
+    sa.UniqueConstraint("organization_id", "metakocka_id", name="uq_status_org_mk"),
+    sa.Index("ix_sync_status_org_status", "organization_id", "status"),
+)
+
+ERROR_TYPES = (
+    "validation",
+    "transient",
+    "rate_limited",
+    "rejected",
+    "auth",
+    "conflict",
+    "not_found",
+    "internal",
+)
+
+sync_error_log = sa.Table(
+    "sync_error_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("organization_id", ID, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("direction", sa.String(32), nullable=True),
+    sa.Column("crm_document_id", ID, nullable=True),
+    sa.Column("metakocka_id", ID, nullable=True),
+    sa.Column("error_type", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=True),
+    sa.Column("stack_trace", sa.Text, nullable=True),
+    sa.Column("requested_by", sa.String(200), nullable=True),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("resolution_note", sa.Text, nullable=True),
+    sa.Index("ix_error_log_org_occurred", "organization_id", "occurred_at"),
+    sa.Index("ix_error_log_org_crm", "organization_id", "crm_document_id"),
+    sa.Index("ix_error_log_org_mk", "organization_id", "metakocka_id"),
+)

@@ -1,0 +1,2 @@
+"""Use cases that move documents: extract, validate, push and record (the OCA
+importers/exporters)."""

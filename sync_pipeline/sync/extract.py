@@ -1,0 +1,109 @@
+"""Read every sales document of one organization from each system and map it to canonical form.
+
+A record that cannot even be mapped (a date that does not parse, a missing field the mapper
+needs) is kept as a `Quarantined` entry with the reason, so validation can report it instead of dropping it.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
+from sync_pipeline.mappers.crm import crm_row_to_canonical
+from sync_pipeline.mappers.metakocka import MappingError, metakocka_to_canonical
+
+METAKOCKA_SALES_DOC_TYPES = (
+    "sales_offer",
+    "sales_order",
+    "sales_bill_domestic",
+    "sales_bill_foreign",
+    "sales_bill_credit_note",
+    "sales_bill_prepaid",
+)
+
+CRM = "crm"
+METAKOCKA = "metakocka"
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A document that will not be synced until it is fixed, with the reasons why."""
+
+    side: str
+    crm_document_id: str | None
+    metakocka_id: str | None
+    document_type: str | None
+    document_number: str | None
+    reasons: tuple[str, ...]
+
+
+@dataclass
+class Extraction:
+    """What one side holds: the mapped documents and those that could not be mapped."""
+
+    side: str
+    organization_id: str
+    documents: list[SalesDocument] = field(default_factory=list)
+    unmappable: list[Quarantined] = field(default_factory=list)
+    api_calls: int = 0
+
+
+def extract_crm(
+    client: CrmClient,
+    organization_id: str,
+    *,
+    ids: Iterable[str] | None = None,
+    updated_since: datetime | None = None,
+) -> Extraction:
+    extraction = Extraction(CRM, organization_id)
+    rows = client.list_documents(
+        organization_id, ids=list(ids) if ids is not None else None, updated_since=updated_since
+    )
+    for row in rows:
+        try:
+            extraction.documents.append(crm_row_to_canonical(row))
+        except (MappingError, KeyError, TypeError, ValueError) as exc:
+            extraction.unmappable.append(
+                Quarantined(
+                    side=CRM,
+                    crm_document_id=str(row.get("id")) if row.get("id") else None,
+                    metakocka_id=None,
+                    document_type=row.get("document_type"),
+                    document_number=row.get("document_number"),
+                    reasons=(f"cannot read CRM document: {exc}",),
+                )
+            )
+    return extraction
+
+
+def extract_metakocka(
+    client: MetakockaClient,
+    organization_id: str,
+    *,
+    doc_types: Iterable[str] = METAKOCKA_SALES_DOC_TYPES,
+    changed_since: datetime | None = None,
+) -> Extraction:
+    extraction = Extraction(METAKOCKA, organization_id)
+    for doc_type in doc_types:
+        for raw in client.search_changed(doc_type, changed_since):
+            raw.setdefault("doc_type", doc_type)
+            try:
+                extraction.documents.append(metakocka_to_canonical(raw, organization_id))
+            except (MappingError, KeyError, TypeError, ValueError) as exc:
+                extraction.unmappable.append(
+                    Quarantined(
+                        side=METAKOCKA,
+                        crm_document_id=external_ref_to_crm_id(_text(raw.get("buyer_order"))),
+                        metakocka_id=_text(raw.get("mk_id")),
+                        document_type=doc_type,
+                        document_number=_text(raw.get("count_code")),
+                        reasons=(f"cannot read Metakocka document: {exc}",),
+                    )
+                )
+    return extraction
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)

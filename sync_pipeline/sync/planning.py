@@ -1,0 +1,61 @@
+"""Assemble the inputs of the pure plan from validated sides and the link table, then run it.
+
+Invalid documents take part in the matching (by their ids only), so that their counterparts are
+recognised and held back rather than re-created or reported deleted.
+"""
+
+import pandas as pd
+
+from sync_pipeline.domain.plan import build_sync_plan
+from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
+from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
+from sync_pipeline.sync.record import mark_invalid_pairs
+from sync_pipeline.sync.validate import ValidatedSide
+
+INVALID_HASH = "invalid"
+CRM_COLUMNS = ["crm_document_id", "content_hash", "updated_at", "document"]
+METAKOCKA_COLUMNS = ["metakocka_id", "crm_document_id", "content_hash", "updated_at", "document"]
+
+
+def plan_sync(
+    organization_id: str,
+    crm: ValidatedSide,
+    metakocka: ValidatedSide,
+    links: pd.DataFrame,
+) -> pd.DataFrame:
+    quarantined = [*crm.quarantined, *metakocka.quarantined]
+    crm_frame = _with_invalid(crm.valid[CRM_COLUMNS], crm.quarantined, CRM)
+    mk_frame = _with_invalid(metakocka.valid[METAKOCKA_COLUMNS], metakocka.quarantined, METAKOCKA)
+    plan = build_sync_plan(crm_frame, mk_frame, plan_links(links), organization_id)
+    return mark_invalid_pairs(plan, quarantined)
+
+
+def plan_links(links: pd.DataFrame) -> pd.DataFrame:
+    """Links as the plan sees them: confirmed links, and create intents without a Metakocka id.
+
+    An intent whose Metakocka id is unknown is exactly an "unfinished create": the plan schedules
+    the create again and the push resolves it by lookup before sending anything.
+    """
+    usable = links.loc[links["state"].isin([LINK_LINKED, LINK_CREATING_IN_METAKOCKA])].copy()
+    usable.loc[usable["state"] != LINK_LINKED, "metakocka_id"] = None
+    return usable[["crm_document_id", "metakocka_id", "content_hash"]].reset_index(drop=True)
+
+
+def _with_invalid(valid: pd.DataFrame, quarantined: list[Quarantined], side: str) -> pd.DataFrame:
+    if not quarantined:
+        return valid.reset_index(drop=True)
+    extra = pd.DataFrame(
+        {
+            "crm_document_id": [q.crm_document_id for q in quarantined],
+            "metakocka_id": [q.metakocka_id for q in quarantined],
+            "content_hash": INVALID_HASH,
+            "updated_at": pd.NaT,
+            "document": None,
+        }
+    )
+    if side == CRM:
+        extra = extra.loc[extra["crm_document_id"].notna()]
+    else:
+        extra = extra.loc[extra["metakocka_id"].notna()]
+    frame = pd.concat([valid, extra[valid.columns]], ignore_index=True)
+    return frame

@@ -1,0 +1,298 @@
+"""Carry out the write half of a sync plan, one document at a time, with bounded concurrency.
+
+The order of steps for every document is what makes a duplicate impossible:
+1. a create in Metakocka is first recorded as an *intent* in `document_links`;
+2. the create goes through `MetakockaClient.create_document_exactly_once`, which looks the
+   document up by its external id (`buyer_order`) before any (re)send;
+3. the link is bound in its own transaction the moment the remote write is confirmed.
+A create in the CRM needs no intent: its id is derived from the Metakocka id, so a repeat is
+an upsert.
+
+A document is `synced` only after its write is confirmed. Every failure becomes an outcome with its
+`error_type`; nothing is dropped. An `AuthError` trips a per-run circuit breaker: the company is not
+called again for the remaining documents, which stay `pending` with one clear error.
+"""
+
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.errors import AuthError, SyncError
+from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
+from sync_pipeline.mappers.crm import canonical_to_crm_row
+from sync_pipeline.mappers.metakocka import canonical_to_metakocka
+from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
+
+CRM_TO_METAKOCKA = "crm_to_metakocka"
+METAKOCKA_TO_CRM = "metakocka_to_crm"
+
+TO_METAKOCKA_ACTIONS = ("create_in_metakocka", "update_in_metakocka")
+TO_CRM_ACTIONS = ("create_in_crm", "update_in_crm")
+
+OK = "ok"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    action: str
+    direction: str
+    result: str
+    """`ok`, `failed`, or `skipped` (not attempted: the circuit breaker is open)."""
+    crm_document_id: str | None
+    metakocka_id: str | None
+    metakocka_count_code: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+    attempted_at: datetime | None = None
+    stack_trace: str | None = None
+
+
+class CircuitBreaker:
+    """Opens on the first `AuthError`: bad credentials will not get better by asking again."""
+
+    def __init__(self):
+        self._open = threading.Event()
+        self.reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def trip(self, reason: str) -> None:
+        if not self._open.is_set():
+            self.reason = reason
+            self._open.set()
+
+
+def push_to_metakocka(
+    plan: pd.DataFrame,
+    *,
+    client: MetakockaClient,
+    store: SyncStore,
+    organization_id: str,
+    concurrency: int = 2,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[PushOutcome]:
+    """Create or update in Metakocka every plan row whose action points there."""
+    rows = plan.loc[plan["action"].isin(TO_METAKOCKA_ACTIONS)]
+    breaker = CircuitBreaker()
+
+    def push_one(row) -> PushOutcome:
+        doc: SalesDocument = row.crm_document
+        attempted_at = datetime.now(UTC)
+        if row.action == "create_in_metakocka":
+            store.record_intent(
+                organization_id,
+                state=LINK_CREATING_IN_METAKOCKA,
+                crm_document_id=doc.crm_document_id,
+                document_type=doc.document_type,
+            )
+            payload = canonical_to_metakocka(doc)
+            result, created = client.create_document_exactly_once(
+                payload, external_ref=payload["buyer_order"]
+            )
+            mk_id = str(result["mk_id"])
+            if not created:
+                # Found by its external id: an earlier attempt got through. Make it match now.
+                client.replace_document(mk_id, canonical_to_metakocka(doc, mk_id=mk_id))
+        else:
+            mk_id = str(row.metakocka_id)
+            # A replace rewrites the whole document: carry over the fields only Metakocka has.
+            payload = canonical_to_metakocka(doc, mk_id=mk_id, current=_document_or_none(row))
+            result = client.replace_document(mk_id, payload)
+        count_code = _text(result.get("count_code"))
+        store.bind(
+            organization_id,
+            crm_document_id=doc.crm_document_id,
+            metakocka_id=mk_id,
+            content_hash=row.crm_hash,
+            document_type=doc.document_type,
+            metakocka_doc_type=payload.get("doc_type"),
+            crm_document_number=doc.document_number,
+            metakocka_count_code=count_code,
+        )
+        return PushOutcome(
+            row.action,
+            CRM_TO_METAKOCKA,
+            OK,
+            doc.crm_document_id,
+            mk_id,
+            count_code,
+            attempted_at=attempted_at,
+        )
+
+    return _run_all(rows, push_one, CRM_TO_METAKOCKA, breaker, concurrency, on_progress)
+
+
+def push_to_crm(
+    plan: pd.DataFrame,
+    *,
+    client: CrmClient,
+    store: SyncStore,
+    organization_id: str,
+    concurrency: int = 2,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[PushOutcome]:
+    """Create or update in the CRM every plan row whose action points there."""
+    rows = plan.loc[plan["action"].isin(TO_CRM_ACTIONS)]
+    breaker = CircuitBreaker()
+
+    def push_one(row) -> PushOutcome:
+        doc: SalesDocument = row.metakocka_document
+        attempted_at = datetime.now(UTC)
+        mk_id = str(row.metakocka_id)
+        if row.action == "create_in_crm":
+            crm_id = crm_id_for_metakocka_document(organization_id, mk_id)
+            crm_row, items = canonical_to_crm_row(doc, crm_document_id=crm_id)
+            # The CRM requires a status; a Metakocka status it has no word for starts as a draft.
+            crm_row["status"] = crm_row.get("status") or "draft"
+        else:
+            crm_id = str(row.crm_document_id)
+            crm_row, items = canonical_to_crm_row(doc, crm_document_id=crm_id)
+            # The CRM keeps its own number and, where Metakocka has none, its own status.
+            crm_row.pop("document_number", None)
+            if crm_row.get("status") is None:
+                crm_row.pop("status", None)
+        client.upsert_document(crm_row, items)
+        store.bind(
+            organization_id,
+            crm_document_id=crm_id,
+            metakocka_id=mk_id,
+            content_hash=row.metakocka_hash,
+            document_type=doc.document_type,
+            metakocka_doc_type=doc.metakocka_doc_type,
+            crm_document_number=crm_row.get("document_number"),
+            metakocka_count_code=doc.metakocka_count_code,
+        )
+        return PushOutcome(
+            row.action,
+            METAKOCKA_TO_CRM,
+            OK,
+            crm_id,
+            mk_id,
+            doc.metakocka_count_code,
+            attempted_at=attempted_at,
+        )
+
+    return _run_all(rows, push_one, METAKOCKA_TO_CRM, breaker, concurrency, on_progress)
+
+
+def _run_all(rows, push_one, direction, breaker, concurrency, on_progress) -> list[PushOutcome]:
+    total = len(rows)
+    done = 0
+    lock = threading.Lock()
+
+    def guarded(row) -> PushOutcome:
+        nonlocal done
+        outcome = _guarded_push(row, push_one, direction, breaker)
+        if on_progress is not None:
+            with lock:
+                done += 1
+                on_progress(done, total)
+        return outcome
+
+    records = list(rows.itertuples(index=False))
+    if concurrency <= 1 or total <= 1:
+        return [guarded(row) for row in records]
+    with ThreadPoolExecutor(
+        max_workers=concurrency, thread_name_prefix=f"push-{direction}"
+    ) as pool:
+        return list(pool.map(guarded, records))
+
+
+def _guarded_push(row, push_one, direction, breaker: CircuitBreaker) -> PushOutcome:
+    """Run one push and turn any failure into an outcome; never let one document stop the rest."""
+    crm_id = _text(getattr(row, "crm_document_id", None))
+    mk_id = _text(getattr(row, "metakocka_id", None))
+    if breaker.is_open:
+        return PushOutcome(
+            row.action,
+            direction,
+            SKIPPED,
+            crm_id,
+            mk_id,
+            error_type="auth",
+            message=f"not attempted: {breaker.reason}",
+        )
+    attempted_at = datetime.now(UTC)
+    try:
+        return push_one(row)
+    except AuthError as exc:
+        breaker.trip(str(exc))
+        return PushOutcome(
+            row.action,
+            direction,
+            FAILED,
+            crm_id,
+            mk_id,
+            error_type=exc.error_type,
+            message=str(exc),
+            attempted_at=attempted_at,
+        )
+    except SyncError as exc:
+        return PushOutcome(
+            row.action,
+            direction,
+            FAILED,
+            crm_id,
+            mk_id,
+            error_type=exc.error_type,
+            message=str(exc),
+            attempted_at=attempted_at,
+        )
+    except Exception as exc:  # a bug or an unexpected answer: record it, go on with the others
+        return PushOutcome(
+            row.action,
+            direction,
+            FAILED,
+            crm_id,
+            mk_id,
+            error_type="internal",
+            message=f"{type(exc).__name__}: {exc}",
+            attempted_at=attempted_at,
+            stack_trace=traceback.format_exc(),
+        )
+
+
+def _document_or_none(row) -> SalesDocument | None:
+    doc = getattr(row, "metakocka_document", None)
+    return doc if isinstance(doc, SalesDocument) else None
+
+
+def _text(value) -> str | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return None
+    return str(value)
+
+
+def bind_unchanged_pairs(plan: pd.DataFrame, *, store: SyncStore, organization_id: str) -> int:
+    """Write the link of pairs that need no push: matched without a link row, or converged.
+
+    A pair found by external id (an earlier run crashed before binding, or the CRM's old sync made
+    it) gets its link here, so the next run compares against a stored hash like any other.
+    """
+    flags = plan.get("link_missing", False) | plan.get("refresh_link", False)
+    rows = plan.loc[(plan["action"] == "unchanged") & flags]
+    for row in rows.itertuples(index=False):
+        crm_doc, mk_doc = row.crm_document, row.metakocka_document
+        store.bind(
+            organization_id,
+            crm_document_id=str(row.crm_document_id),
+            metakocka_id=str(row.metakocka_id),
+            content_hash=row.crm_hash,
+            document_type=crm_doc.document_type,
+            metakocka_doc_type=mk_doc.metakocka_doc_type,
+            crm_document_number=crm_doc.document_number,
+            metakocka_count_code=mk_doc.metakocka_count_code,
+        )
+    return len(rows)

@@ -1,0 +1,261 @@
+"""Turn a run's plan, push outcomes and quarantine into error-log rows and sync_status rows.
+
+sync_status is re-materialised from scratch for the organization at the end of every reconciliation:
+one row per document known on either side, so analysts never see a stale row for a document that has
+since been linked, fixed or deleted. The attempt counter and last sync time carry over from the
+previous materialisation.
+"""
+
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from sync_pipeline.sync.extract import CRM, Quarantined
+from sync_pipeline.sync.push import (
+    CRM_TO_METAKOCKA,
+    FAILED,
+    METAKOCKA_TO_CRM,
+    OK,
+    TO_CRM_ACTIONS,
+    TO_METAKOCKA_ACTIONS,
+    PushOutcome,
+)
+
+INVALID = "invalid"
+"""Plan action for a document (or the counterpart of one) that failed validation: never pushed."""
+
+STATUS_BY_ACTION = {
+    "unchanged": "synced",
+    "conflict": "conflict",
+    "deleted_in_crm": "deleted_in_crm",
+    "deleted_in_metakocka": "deleted_in_metakocka",
+    INVALID: "invalid",
+}
+
+
+def mark_invalid_pairs(plan: pd.DataFrame, quarantined: list[Quarantined]) -> pd.DataFrame:
+    """A document whose own side or counterpart failed validation is `invalid`, whatever else.
+
+    Without this, a linked document whose CRM copy is invalid would look deleted in the CRM, and an
+    unlinked Metakocka copy of an invalid CRM document would be created in the CRM a second time.
+    """
+    bad_crm = {q.crm_document_id for q in quarantined if q.crm_document_id}
+    bad_mk = {q.metakocka_id for q in quarantined if q.metakocka_id}
+    hit = plan["crm_document_id"].isin(bad_crm) | plan["metakocka_id"].isin(bad_mk)
+    plan = plan.copy()
+    plan.loc[hit, "action"] = INVALID
+    plan.loc[hit, "reason"] = "document or its counterpart failed validation"
+    return plan
+
+
+def error_rows(
+    *,
+    organization_id: str,
+    run_id: str | None,
+    open_errors: pd.DataFrame | None = None,
+    outcomes: list[PushOutcome] = (),
+    quarantined: list[Quarantined] = (),
+    plan: pd.DataFrame | None = None,
+    requested_by: str | None = None,
+) -> list[dict]:
+    """One row per failure of this run; validation and conflict rows only when not already open."""
+    rows: list[dict] = []
+    for outcome in outcomes:
+        if outcome.result != FAILED:
+            continue
+        rows.append(
+            {
+                "organization_id": organization_id,
+                "run_id": run_id,
+                "direction": outcome.direction,
+                "crm_document_id": outcome.crm_document_id,
+                "metakocka_id": outcome.metakocka_id,
+                "error_type": outcome.error_type or "internal",
+                "message": outcome.message or "failed",
+                "details": {"action": outcome.action},
+                "stack_trace": outcome.stack_trace,
+                "requested_by": requested_by,
+            }
+        )
+    already_open = _open_keys(open_errors)
+    for q in quarantined:
+        message = "; ".join(q.reasons)
+        key = ("validation", q.crm_document_id, q.metakocka_id, message)
+        if key in already_open:
+            continue
+        rows.append(
+            {
+                "organization_id": organization_id,
+                "run_id": run_id,
+                "direction": CRM_TO_METAKOCKA if q.side == CRM else METAKOCKA_TO_CRM,
+                "crm_document_id": q.crm_document_id,
+                "metakocka_id": q.metakocka_id,
+                "error_type": "validation",
+                "message": message,
+                "details": {
+                    "side": q.side,
+                    "document_type": q.document_type,
+                    "document_number": q.document_number,
+                    "failed_checks": list(q.reasons),
+                },
+                "requested_by": requested_by,
+            }
+        )
+    conflicts = plan.loc[plan["action"] == "conflict"] if plan is not None else plan
+    for row in [] if conflicts is None else conflicts.itertuples(index=False):
+        crm_id, mk_id = _text(row.crm_document_id), _text(row.metakocka_id)
+        message = f"both sides changed since the last sync: {row.reason}"
+        if ("conflict", crm_id, mk_id, message) in already_open:
+            continue
+        rows.append(
+            {
+                "organization_id": organization_id,
+                "run_id": run_id,
+                "direction": None,
+                "crm_document_id": crm_id,
+                "metakocka_id": mk_id,
+                "error_type": "conflict",
+                "message": message,
+                "details": {"crm_hash": row.crm_hash, "metakocka_hash": row.metakocka_hash},
+                "requested_by": requested_by,
+            }
+        )
+    return rows
+
+
+def _open_keys(open_errors: pd.DataFrame) -> set[tuple]:
+    if open_errors is None or open_errors.empty:
+        return set()
+    return {
+        (r.error_type, _text(r.crm_document_id), _text(r.metakocka_id), r.message)
+        for r in open_errors.itertuples(index=False)
+    }
+
+
+def status_rows(
+    *,
+    organization_id: str,
+    plan: pd.DataFrame,
+    outcomes: list[PushOutcome],
+    quarantined: list[Quarantined],
+    links: pd.DataFrame,
+    previous: pd.DataFrame,
+    now: datetime | None = None,
+) -> list[dict]:
+    """One sync_status row per document known on either side, after this run's pushes."""
+    now = now or datetime.now(UTC)
+    by_crm = {o.crm_document_id: o for o in outcomes if o.crm_document_id}
+    by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
+    link_by_crm = _index(links, "crm_document_id")
+    link_by_mk = _index(links, "metakocka_id")
+    prev_by_crm = _index(previous, "crm_document_id")
+    prev_by_mk = _index(previous, "metakocka_id")
+    reasons_by_crm = {q.crm_document_id: q for q in quarantined if q.crm_document_id}
+    reasons_by_mk = {q.metakocka_id: q for q in quarantined if q.metakocka_id}
+
+    rows: list[dict] = []
+    seen: set[tuple] = set()
+    for row in plan.itertuples(index=False):
+        crm_id, mk_id = _text(row.crm_document_id), _text(row.metakocka_id)
+        outcome = by_crm.get(crm_id) or by_mk.get(mk_id)
+        if outcome is not None:
+            crm_id = crm_id or outcome.crm_document_id
+            mk_id = mk_id or outcome.metakocka_id
+        link = link_by_crm.get(crm_id) or link_by_mk.get(mk_id) or {}
+        if link.get("state") == "linked":
+            mk_id = mk_id or _text(link.get("metakocka_id"))
+            crm_id = crm_id or _text(link.get("crm_document_id"))
+        prev = prev_by_crm.get(crm_id) or prev_by_mk.get(mk_id) or {}
+        doc = _first_document(row)
+        status, direction, error = _status_of(
+            row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id
+        )
+        attempted = outcome is not None and outcome.attempted_at is not None
+        key = (crm_id, mk_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(
+            {
+                "organization_id": organization_id,
+                "crm_document_id": crm_id,
+                "metakocka_id": mk_id,
+                "document_type": doc.document_type if doc else link.get("document_type"),
+                "crm_document_number": _crm_number(row) or link.get("crm_document_number"),
+                "metakocka_count_code": (outcome.metakocka_count_code if outcome else None)
+                or _mk_count_code(row)
+                or link.get("metakocka_count_code"),
+                "status": status,
+                "last_direction": direction or prev.get("last_direction"),
+                "last_synced_at": _ts(link.get("last_synced_at"))
+                if link.get("state") == "linked"
+                else _ts(prev.get("last_synced_at")),
+                "last_attempt_at": outcome.attempted_at
+                if attempted
+                else _ts(prev.get("last_attempt_at")),
+                "attempts": int(prev.get("attempts") or 0) + (1 if attempted else 0),
+                "last_error": error,
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+def _status_of(row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id):
+    action = row.action
+    if action in TO_METAKOCKA_ACTIONS or action in TO_CRM_ACTIONS:
+        direction = CRM_TO_METAKOCKA if action in TO_METAKOCKA_ACTIONS else METAKOCKA_TO_CRM
+        if outcome is None:
+            return "pending", direction, None
+        if outcome.result == OK:
+            return "synced", direction, None
+        if outcome.result == FAILED:
+            return "failed", direction, f"{outcome.error_type}: {outcome.message}"
+        return "pending", direction, outcome.message
+    if action == INVALID:
+        q = reasons_by_crm.get(crm_id) or reasons_by_mk.get(mk_id)
+        return "invalid", None, "; ".join(q.reasons) if q else row.reason
+    status = STATUS_BY_ACTION.get(action, "pending")
+    error = row.reason if status in ("conflict", "deleted_in_crm", "deleted_in_metakocka") else None
+    return status, None, error
+
+
+def _first_document(row):
+    for name in ("crm_document", "metakocka_document"):
+        doc = getattr(row, name, None)
+        if doc is not None and not (isinstance(doc, float) and pd.isna(doc)):
+            return doc
+    return None
+
+
+def _crm_number(row):
+    doc = getattr(row, "crm_document", None)
+    return getattr(doc, "document_number", None) if doc is not None else None
+
+
+def _mk_count_code(row):
+    doc = getattr(row, "metakocka_document", None)
+    return getattr(doc, "metakocka_count_code", None) if doc is not None else None
+
+
+def _index(frame: pd.DataFrame, column: str) -> dict:
+    if frame is None or frame.empty or column not in frame:
+        return {}
+    records = frame.to_dict("records")
+    return {_text(r[column]): r for r in records if _text(r[column])}
+
+
+def _ts(value):
+    if value is None or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _text(value) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return str(value)

@@ -1,0 +1,129 @@
+"""Test helpers: run the nightly job the way the demo and the daemon do, and inspect the sandbox's
+own stores directly (not through the pipeline) when counting duplicates."""
+
+from collections import Counter
+
+import requests
+import sqlalchemy as sa
+
+from sync_pipeline.definitions import build_definitions
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+
+
+def run_nightly(settings, instance, organization_id: str):
+    job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB_NAME)
+    result = job.execute_in_process(partition_key=organization_id, instance=instance)
+    assert result.success
+    return result
+
+
+def pushed_count(result) -> int:
+    outcomes = [*result.output_for_node("metakocka_push"), *result.output_for_node("crm_push")]
+    return sum(o.result == "ok" for o in outcomes)
+
+
+def metakocka_duplicates(sandbox, company_id: str) -> dict[str, int]:
+    """buyer_order values held by more than one Metakocka document of the company."""
+    counts = Counter(
+        d.get("buyer_order")
+        for d in sandbox.metakocka_state.documents(company_id)
+        if d.get("buyer_order")
+    )
+    return {ref: n for ref, n in counts.items() if n > 1}
+
+
+def status_rows(database_url: str, organization_id: str) -> list[dict]:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                sa.text("select * from sync_status where organization_id = :org"),
+                {"org": organization_id},
+            )
+            .mappings()
+            .all()
+        )
+    engine.dispose()
+    return [dict(r) for r in rows]
+
+
+def error_rows(database_url: str, organization_id: str) -> list[dict]:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                sa.text("select * from sync_error_log where organization_id = :org"),
+                {"org": organization_id},
+            )
+            .mappings()
+            .all()
+        )
+    engine.dispose()
+    return [dict(r) for r in rows]
+
+
+class CrmHttp:
+    """A user of the CRM, talking PostgREST to the sandbox (not through the pipeline's client)."""
+
+    def __init__(self, sandbox):
+        self.base = sandbox.crm_url + "/rest/v1"
+        key = sandbox.organizations[0].crm_api_key
+        self.headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+
+    def insert_document(self, row: dict, items: list[dict]) -> dict:
+        response = requests.post(
+            f"{self.base}/sales_documents",
+            json=row,
+            headers={**self.headers, "Prefer": "return=representation"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        created = response.json()[0]
+        for item in items:
+            item["document_id"] = created["id"]
+        response = requests.post(
+            f"{self.base}/sales_document_items", json=items, headers=self.headers, timeout=10
+        )
+        response.raise_for_status()
+        return created
+
+    def get_document(self, document_id: str) -> dict | None:
+        response = requests.get(
+            f"{self.base}/sales_documents",
+            params={"id": f"eq.{document_id}", "select": "*,sales_document_items(*)"},
+            headers=self.headers,
+            timeout=10,
+        )
+        response.raise_for_status()
+        rows = response.json()
+        return rows[0] if rows else None
+
+
+class MetakockaHttp:
+    """A user of Metakocka, calling its JSON API on the sandbox."""
+
+    def __init__(self, sandbox, organization):
+        self.base = sandbox.metakocka_url + "/rest/eshop/v1"
+        self.auth = {
+            "company_id": organization.metakocka_company_id,
+            "secret_key": organization.metakocka_secret_key,
+        }
+
+    def call(self, endpoint: str, body: dict) -> dict:
+        response = requests.post(f"{self.base}/{endpoint}", json={**self.auth, **body}, timeout=10)
+        response.raise_for_status()
+        answer = response.json()
+        assert answer["opr_code"] == "0", answer
+        return answer
+
+    def find_by_buyer_order(self, doc_type: str, buyer_order: str) -> list[dict]:
+        answer = self.call(
+            "search",
+            {
+                "doc_type": doc_type,
+                "result_type": "doc",
+                "query_advance": [{"type": "customer_order", "value": buyer_order}],
+            },
+        )
+        result = answer.get("result") or []
+        return result if isinstance(result, list) else [result]

@@ -1,0 +1,175 @@
+"""The seed's end-to-end scenario over real HTTP, and the invariants of a full reconciliation."""
+
+from decimal import Decimal
+
+from sync_pipeline.domain.document import (
+    crm_id_for_metakocka_document,
+    crm_id_to_external_ref,
+)
+
+from .helpers import (
+    CrmHttp,
+    MetakockaHttp,
+    error_rows,
+    metakocka_duplicates,
+    pushed_count,
+    run_nightly,
+    status_rows,
+)
+
+
+def _new_order(org_id: str) -> tuple[dict, list[dict]]:
+    row = {
+        "organization_id": org_id,
+        "document_type": "order",
+        "document_number": "SO-E2E-1",
+        "document_date": "2026-03-15",
+        "due_date": "2026-04-14",
+        "customer_name": "Testna stranka d.o.o.",
+        "customer_email": "kupec@example.si",
+        "customer_tax_id": "SI12345678",
+        "customer_address": "Slovenska cesta 1",
+        "customer_post_code": "1000",
+        "customer_city": "Ljubljana",
+        "customer_country": "SI",
+        "currency": "EUR",
+        "status": "sent",
+        "notes": "e2e order",
+        "subtotal_amount": 235.0,
+        "tax_amount": 39.20,
+        "total_amount": 274.20,
+    }
+    items = [
+        {
+            "product_code": "ART-001",
+            "description": "Widget",
+            "quantity": 3,
+            "unit": "kos",
+            "unit_price": 50.0,
+            "discount_percent": 10,
+            "tax_rate": 22,
+            "total_amount": 135.0,
+        },
+        {
+            "product_code": None,
+            "description": "Installation",
+            "quantity": 1,
+            "unit": "h",
+            "unit_price": 100.0,
+            "discount_percent": 0,
+            "tax_rate": 9.5,
+            "total_amount": 100.0,
+        },
+    ]
+    return row, items
+
+
+def test_seed_scenario_round_trip(sandbox, pipeline_env, dagster_instance):
+    org = sandbox.organizations[0]
+    crm, mk = CrmHttp(sandbox), MetakockaHttp(sandbox, org)
+
+    # 1. create a document in the CRM and sync it to Metakocka
+    row, items = _new_order(org.id)
+    created = crm.insert_document(row, items)
+    run_nightly(pipeline_env, dagster_instance, org.id)
+
+    # 2. it is in Metakocka, once, with the right fields and totals
+    ref = crm_id_to_external_ref(created["id"])
+    found = mk.find_by_buyer_order("sales_order", ref)
+    assert len(found) == 1
+    doc = found[0]
+    assert doc["title"] == created["id"]
+    assert doc["partner"]["customer"] == "Testna stranka d.o.o."
+    assert doc["currency_code"] == "EUR"
+    assert doc["doc_date"].startswith("2026-03-15")
+    assert len(doc["product_list"]) == 2
+    assert Decimal(doc["sum_basic"]) == Decimal("235.00")
+    assert Decimal(doc["sum_all"]) == Decimal("274.20")
+
+    # 3. change it in Metakocka (full replace, as the MK app's API does) and sync it back
+    changed = {k: v for k, v in doc.items() if not k.startswith("sum_") and k != "opr_code"}
+    changed["product_list"][0]["amount"] = "5"
+    changed["notes"] = "changed in Metakocka"
+    mk.call("put_document", {**changed, "mk_id": doc["mk_id"], "doc_type": "sales_order"})
+    result = run_nightly(pipeline_env, dagster_instance, org.id)
+    assert pushed_count(result) == 1
+
+    # 4. the CRM shows the change, and the totals Metakocka computes
+    back = crm.get_document(created["id"])
+    assert back["notes"] == "changed in Metakocka"
+    lines = sorted(back["sales_document_items"], key=lambda i: i["description"])
+    assert Decimal(str(lines[1]["quantity"])) == 5
+    refreshed = mk.find_by_buyer_order("sales_order", ref)[0]
+    assert Decimal(str(back["total_amount"])) == Decimal(refreshed["sum_all"])
+
+    # 5. a document created in Metakocka arrives in the CRM
+    answer = mk.call(
+        "put_document",
+        {
+            "doc_type": "sales_offer",
+            "doc_date": "2026-05-02+02:00",
+            "currency_code": "EUR",
+            "partner": {"customer": "Born in Metakocka s.p.", "country": "SI"},
+            "product_list": [
+                {
+                    "code": "ART-777",
+                    "name": "Gadget",
+                    "unit": "kos",
+                    "amount": "2",
+                    "price": "10",
+                    "tax": "220",
+                }
+            ],
+        },
+    )
+    run_nightly(pipeline_env, dagster_instance, org.id)
+    arrived = crm.get_document(crm_id_for_metakocka_document(org.id, answer["mk_id"]))
+    assert arrived is not None
+    assert arrived["document_type"] == "offer"
+    assert arrived["customer_name"] == "Born in Metakocka s.p."
+    assert Decimal(str(arrived["total_amount"])) == Decimal("24.40")
+
+    # nothing was duplicated on the way
+    assert metakocka_duplicates(sandbox, org.metakocka_company_id) == {}
+
+
+def test_full_reconciliation_invariants(sandbox, pipeline_env, dagster_instance):
+    org = sandbox.organizations[0]
+    first = run_nightly(pipeline_env, dagster_instance, org.id)
+    assert pushed_count(first) > 0
+
+    statuses = status_rows(pipeline_env.database_url, org.id)
+    by_status = {}
+    for row in statuses:
+        by_status.setdefault(row["status"], []).append(row)
+    assert set(by_status) <= {"synced", "invalid"}, {k: len(v) for k, v in by_status.items()}
+    assert len(by_status["invalid"]) >= 3
+
+    # every invalid document has its reason in the error log
+    errors = error_rows(pipeline_env.database_url, org.id)
+    validation = [e for e in errors if e["error_type"] == "validation"]
+    for row in by_status["invalid"]:
+        assert any(
+            e["crm_document_id"] == row["crm_document_id"]
+            or e["metakocka_id"] == row["metakocka_id"]
+            for e in validation
+        ), row
+        assert row["last_error"]
+
+    # every valid CRM document has a Metakocka twin, and the reverse, and no duplicates anywhere
+    crm_ids = {d["id"] for d in sandbox.crm_state.documents(org.id)}
+    synced = by_status["synced"]
+    assert all(r["crm_document_id"] and r["metakocka_id"] for r in synced)
+    assert {r["crm_document_id"] for r in synced} <= crm_ids
+    assert metakocka_duplicates(sandbox, org.metakocka_company_id) == {}
+    assert len(crm_ids) == len(synced) + sum(
+        1 for r in by_status["invalid"] if r["crm_document_id"] in crm_ids
+    )
+
+    # a second run right after finds nothing to push
+    second = run_nightly(pipeline_env, dagster_instance, org.id)
+    assert pushed_count(second) == 0
+    plan = second.output_for_node("sync_plan")
+    assert set(plan["action"]) <= {"unchanged", "invalid"}
+    # and logs no new validation errors for the same documents
+    assert len(error_rows(pipeline_env.database_url, org.id)) == len(errors)

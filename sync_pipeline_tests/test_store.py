@@ -1,0 +1,99 @@
+"""The sync database on a real SQLite file and on the real PostgreSQL."""
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED, document_links
+
+ORG = "00000000-0000-0000-0000-0000000000aa"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request):
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    store = SyncStore(url, secrets=["mk_sk_topsecret"])
+    store.create_schema()
+    yield store
+    store.dispose()
+
+
+def test_database_forbids_a_second_link_for_the_same_document(store):
+    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
+    now = sa.func.now()
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(
+            document_links.insert().values(
+                organization_id=ORG,
+                crm_document_id="c2",
+                metakocka_id="1600200001",
+                state=LINK_LINKED,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(
+            document_links.insert().values(
+                organization_id=ORG,
+                crm_document_id="c1",
+                metakocka_id="1600200002",
+                state=LINK_LINKED,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+def test_intent_then_bind_is_one_link(store):
+    store.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")
+    store.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")  # no-op
+    links = store.links_frame(ORG)
+    assert len(links) == 1 and links.iloc[0]["state"] == LINK_CREATING_IN_METAKOCKA
+    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
+    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h2")
+    links = store.links_frame(ORG)
+    assert len(links) == 1
+    assert links.iloc[0]["state"] == LINK_LINKED
+    assert links.iloc[0]["content_hash"] == "h2"
+
+
+def test_error_rows_are_redacted_and_resolvable(store):
+    store.log_errors(
+        [
+            {
+                "organization_id": ORG,
+                "error_type": "auth",
+                "crm_document_id": "c1",
+                "message": 'refused {"secret_key": "mk_sk_topsecret"}',
+                "details": {"body": "apikey: mk_sk_topsecret"},
+                "stack_trace": "Traceback ... mk_sk_topsecret",
+            }
+        ]
+    )
+    errors = store.open_errors(ORG)
+    assert len(errors) == 1
+    text = str(errors.iloc[0].to_dict())
+    assert "mk_sk_topsecret" not in text
+    assert store.resolve_errors(ORG, crm_document_ids=["c1"], note="fixed") == 1
+    assert store.open_errors(ORG).empty
+
+
+def test_replace_status_rematerialises_one_organization(store):
+    row = {
+        "organization_id": ORG,
+        "crm_document_id": "c1",
+        "metakocka_id": None,
+        "status": "pending",
+        "attempts": 0,
+        "updated_at": datetime.now(UTC),
+    }
+    store.replace_status(ORG, [row])
+    store.replace_status("other-org", [{**row, "organization_id": "other-org"}])
+    store.replace_status(ORG, [{**row, "status": "synced", "metakocka_id": "1"}])
+    mine = store.status_frame(ORG)
+    assert list(mine["status"]) == ["synced"]
+    assert len(store.status_frame("other-org")) == 1
