@@ -1,8 +1,9 @@
 """Typed settings read from the environment: the one place that knows the variable names.
 
 Secrets are never read here into code paths that log; they are handed to Dagster resources as
-`EnvVar`s (see `resources.py`), so the UI shows the variable's name, not its value. What *is* read here is the
-non-secret shape of the deployment: which organizations exist (the partition keys), where the sync
+`EnvVar`s (see `resources.py`), so the UI shows the variable's name, not its value. What *is*
+read here is the non-secret shape of the deployment: which organizations exist (the partition
+keys), where the sync
 database lives, the nightly schedule.
 """
 

@@ -1,6 +1,7 @@
 """The sync database's tables (SQLAlchemy Core).
 
-Column names of sync_status and sync_error_log are a contract: analysts query them (see docs/analysts.md).
+Column names of sync_status and sync_error_log are a contract: analysts query them (see the
+README's table dictionary).
 
 `document_links` is the binder: the one place where a CRM id meets a Metakocka id. Its two unique
 constraints make a duplicate link impossible at the database level, whatever the code does.

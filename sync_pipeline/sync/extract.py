@@ -1,7 +1,8 @@
 """Read every sales document of one organization from each system and map it to canonical form.
 
 A record that cannot even be mapped (a date that does not parse, a missing field the mapper
-needs) is kept as a `Quarantined` entry with the reason, so validation can report it instead of dropping it.
+needs) is kept as a `Quarantined` entry with the reason, so validation can report it instead of
+dropping it.
 """
 
 from collections.abc import Iterable
