@@ -294,16 +294,16 @@ def test_serve_forever_prints_credentials_and_saves_on_stop(tmp_path):
     assert (tmp_path / "sandbox_state.json").exists()
 
 
-def test_seeding_100k_documents_per_organization():
+def test_seeding_20k_documents_per_organization():
     orgs = make_organizations(2, 7)
     crm, mk = CrmState(), MetakockaState({})
-    summary = seed_sandbox(crm, mk, orgs, documents_per_org=100_000)
-    counts = category_counts(100_000)
+    summary = seed_sandbox(crm, mk, orgs, documents_per_org=20_000)
+    counts = category_counts(20_000)
     for org in orgs:
         got = summary["organizations"][org.id]
-        assert got["crm_documents"] == 100_000 - counts["metakocka_only"]
+        assert got["crm_documents"] == 20_000 - counts["metakocka_only"]
         assert len(crm.rows("sales_documents", organization_ids=[org.id])) == got["crm_documents"]
-        assert got["metakocka_documents"] == 100_000 - counts["crm_only"] - counts["invalid"]
+        assert got["metakocka_documents"] == 20_000 - counts["crm_only"] - counts["invalid"]
         in_metakocka = sum(
             int(
                 mk.search(org.metakocka_company_id, {"doc_type": t, "limit": 1})[
@@ -314,4 +314,4 @@ def test_seeding_100k_documents_per_organization():
             for t in ts
         )
         assert in_metakocka == got["metakocka_documents"]
-    assert len(crm.rows("sales_documents")) == 2 * (100_000 - counts["metakocka_only"])
+    assert len(crm.rows("sales_documents")) == 2 * (20_000 - counts["metakocka_only"])
