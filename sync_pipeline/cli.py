@@ -41,7 +41,20 @@ def demo(db_url: str | None, documents: int, data_dir: str, reset: bool) -> None
 @click.option("--crm-port", default=8701, show_default=True)
 @click.option("--metakocka-port", default=8702, show_default=True)
 @click.option("--reset", is_flag=True, help="Start over from freshly seeded data.")
-def sandbox(data_dir: str, documents: int, crm_port: int, metakocka_port: int, reset: bool) -> None:
+@click.option(
+    "--env-file",
+    default=None,
+    type=click.Path(),
+    help="Also write the pipeline's environment variables here (e.g. .env for dagster dev).",
+)
+def sandbox(
+    data_dir: str,
+    documents: int,
+    crm_port: int,
+    metakocka_port: int,
+    reset: bool,
+    env_file: str | None,
+) -> None:
     """Serve the sandbox CRM and Metakocka in the foreground (Ctrl-C saves and stops)."""
     from sync_pipeline.sandbox.runner import serve_forever
 
@@ -51,6 +64,7 @@ def sandbox(data_dir: str, documents: int, crm_port: int, metakocka_port: int, r
         reset=reset,
         crm_port=crm_port,
         metakocka_port=metakocka_port,
+        env_file=env_file,
     )
 
 

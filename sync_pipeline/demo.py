@@ -4,7 +4,6 @@ The demo goes through the same doors as production: it points the environment va
 sandbox and loads the same `Definitions`, so what the demo shows is what a deployment does.
 """
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +15,10 @@ from sqlalchemy.engine import make_url
 
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
-from sync_pipeline.sandbox.runner import Sandbox, start_sandbox
+from sync_pipeline.sandbox.runner import Sandbox, env_values, start_sandbox
 from sync_pipeline.settings import (
-    Organization,
     Settings,
     default_database_url,
-    organizations_to_json,
 )
 from sync_pipeline.sync.push import CRM_TO_METAKOCKA, FAILED, METAKOCKA_TO_CRM, OK
 from sync_pipeline.sync.record import INVALID
@@ -31,17 +28,8 @@ SUMMARY_COLUMNS = ("created", "updated", "unchanged", "invalid", "failed")
 
 def sandbox_environment(sandbox: Sandbox, database_url: str, data_dir: Path) -> dict[str, str]:
     """The environment variables that point the pipeline at a running sandbox."""
-    orgs = [
-        Organization(id=o.id, name=o.name, metakocka_company_id=o.metakocka_company_id)
-        for o in sandbox.organizations
-    ]
-    secrets = {o.metakocka_company_id: o.metakocka_secret_key for o in sandbox.organizations}
     return {
-        "CRM_BASE_URL": sandbox.crm_url,
-        "CRM_API_KEY": sandbox.organizations[0].crm_api_key,
-        "METAKOCKA_BASE_URL": sandbox.metakocka_url,
-        "METAKOCKA_SECRET_KEYS": json.dumps(secrets),
-        "SYNC_ORGANIZATIONS": organizations_to_json(orgs),
+        **env_values(sandbox),
         "SYNC_DATABASE_URL": database_url,
         "SYNC_DATA_DIR": str(data_dir),
     }

@@ -193,15 +193,15 @@ def start_sandbox(
     return sandbox
 
 
-def env_lines(sandbox: Sandbox) -> list[str]:
-    """Shell lines (``KEY='value'``) pointing the pipeline at this sandbox.
+def env_values(sandbox: Sandbox) -> dict[str, str]:
+    """The environment variables that point the pipeline at this sandbox.
 
     The names are the ones ``sync_pipeline/settings.py`` and the resources read (spelled out
     here, not imported: the sandbox imports nothing from the pipeline). Every CRM key is a
     service-role key that sees every organization, so ``CRM_API_KEY`` takes the first one.
     """
     orgs = sandbox.organizations
-    values = {
+    return {
         "CRM_BASE_URL": sandbox.crm_url,
         "CRM_API_KEY": orgs[0].crm_api_key if orgs else "",
         "METAKOCKA_BASE_URL": sandbox.metakocka_url,
@@ -216,6 +216,12 @@ def env_lines(sandbox: Sandbox) -> list[str]:
             ensure_ascii=False,
         ),
     }
+
+
+def env_lines(sandbox: Sandbox) -> list[str]:
+    """Shell lines (``KEY='value'``) of `env_values`, then one comment line per organization."""
+    orgs = sandbox.organizations
+    values = env_values(sandbox)
     lines = [f"{key}={shlex.quote(value)}" for key, value in values.items()]
     for org in orgs:
         lines.append(
@@ -238,6 +244,7 @@ def serve_forever(
     metakocka_port: int = 54331,
     out: Any = None,
     stop: threading.Event | None = None,
+    env_file: str | Path | None = None,
 ) -> None:
     """Foreground sandbox for ``sync-pipeline sandbox``: print URLs and credentials, serve until
     Ctrl-C, SIGTERM or ``stop`` is set, then save and exit. The keys are sandbox-only ones
@@ -263,7 +270,11 @@ def serve_forever(
             f"Sandbox Metakocka at {sandbox.metakocka_api_url}\n"
             f"State file: {sandbox.state_path if sandbox.persistent else '(not saved)'}\n\n"
         )
-        write("\n".join(env_lines(sandbox)) + "\n\nPress Ctrl-C to save and stop.\n")
+        lines = env_lines(sandbox)
+        write("\n".join(lines) + "\n\nPress Ctrl-C to save and stop.\n")
+        if env_file is not None:
+            Path(env_file).write_text("\n".join(lines) + "\n", encoding="utf-8")
+            write(f"Wrote {env_file} (dagster dev reads .env in its working directory).\n")
         while not done.wait(0.5):
             pass
     except KeyboardInterrupt:
