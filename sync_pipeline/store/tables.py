@@ -104,3 +104,34 @@ sync_error_log = sa.Table(
     sa.Index("ix_error_log_org_crm", "organization_id", "crm_document_id"),
     sa.Index("ix_error_log_org_mk", "organization_id", "metakocka_id"),
 )
+
+# On-demand sync requests (the CRM's buttons, webhooks, the change sensor): a durable queue that
+# the request sensor turns into `sync_documents` runs. See sync_pipeline/store/requests.py.
+REQUEST_STATES = ("queued", "launched", "done", "failed")
+REQUEST_DIRECTIONS = (*DIRECTIONS, "both")
+
+sync_requests = sa.Table(
+    "sync_requests",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("organization_id", ID, nullable=False),
+    sa.Column("direction", sa.String(32), nullable=False),
+    sa.Column("document_ids", sa.JSON, nullable=False),
+    sa.Column("all_unsynced", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("requested_by", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("run_key", sa.String(80), nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    # The fingerprint while the request is queued, NULL afterwards: the unique constraint then
+    # refuses a second identical queued request (NULLs never collide, in SQLite and PostgreSQL).
+    sa.Column("queued_fingerprint", sa.String(64), nullable=True),
+    sa.UniqueConstraint("organization_id", "idempotency_key", name="uq_requests_org_idem"),
+    sa.UniqueConstraint("organization_id", "queued_fingerprint", name="uq_requests_org_queued"),
+    sa.Index("ix_sync_requests_state_created", "state", "created_at"),
+    sa.Index("ix_sync_requests_run_key", "run_key"),
+)
