@@ -10,17 +10,19 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from sync_pipeline.adapters.redact import redact
+from sync_pipeline.store.engine import database_schema, make_engine
+from sync_pipeline.store.migrate import upgrade
 from sync_pipeline.store.tables import (
     LINK_LINKED,
     document_links,
-    metadata,
     sync_error_log,
     sync_status,
 )
+
+__all__ = ["SyncStore", "make_engine", "utcnow"]
 
 LINK_COLUMNS = [
     "crm_document_id",
@@ -39,33 +41,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine that behaves under concurrency: SQLite gets WAL and a busy timeout."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
-
-
 class SyncStore:
     """The sync database: document_links, sync_status and sync_error_log."""
 
-    def __init__(self, url: str, *, secrets: Iterable[str] = ()):
+    def __init__(self, url: str, *, secrets: Iterable[str] = (), schema: str | None = None):
+        """`schema`: where the tables live on PostgreSQL (default `SYNC_DATABASE_SCHEMA`, else
+        `sync`; see `store/engine.py`)."""
         self.url = url
-        self.engine = make_engine(url)
+        self.schema = database_schema(url, schema)
+        self.engine = make_engine(url, self.schema)
         self._secrets = tuple(s for s in secrets if s)
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        """Bring the database to the newest migration (cheap when it is already there)."""
+        upgrade(self.url, schema=self.schema or "")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -70,6 +70,10 @@ sync_status = sa.Table(
     sa.UniqueConstraint("organization_id", "crm_document_id", name="uq_status_org_crm"),
     sa.UniqueConstraint("organization_id", "metakocka_id", name="uq_status_org_mk"),
     sa.Index("ix_sync_status_org_status", "organization_id", "status"),
+    # Analysts' look-ups (docs/analysts.md): the oldest unsynced documents, a document by number.
+    sa.Index("ix_sync_status_status_attempt", "status", "last_attempt_at"),
+    sa.Index("ix_sync_status_org_crm_number", "organization_id", "crm_document_number"),
+    sa.Index("ix_sync_status_org_mk_count_code", "organization_id", "metakocka_count_code"),
 )
 
 ERROR_TYPES = (
@@ -103,6 +107,16 @@ sync_error_log = sa.Table(
     sa.Index("ix_error_log_org_occurred", "organization_id", "occurred_at"),
     sa.Index("ix_error_log_org_crm", "organization_id", "crm_document_id"),
     sa.Index("ix_error_log_org_mk", "organization_id", "metakocka_id"),
+    # Analysts' look-ups (docs/analysts.md): open errors by type, a run's errors, errors per day.
+    sa.Index(
+        "ix_error_log_open_by_type",
+        "organization_id",
+        "error_type",
+        postgresql_where=sa.text("resolved_at IS NULL"),
+        sqlite_where=sa.text("resolved_at IS NULL"),
+    ),
+    sa.Index("ix_error_log_run", "run_id"),
+    sa.Index("ix_error_log_occurred", "occurred_at"),
 )
 
 # On-demand sync requests (the CRM's buttons, webhooks, the change sensor): a durable queue that
