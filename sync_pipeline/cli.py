@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from sync_pipeline.cli_migrate import migrate
 from sync_pipeline.settings import DEFAULT_DATA_DIR
 
 
@@ -67,6 +68,8 @@ def sandbox(
         env_file=env_file,
     )
 
+
+main.add_command(migrate)
 
 if __name__ == "__main__":
     main()
