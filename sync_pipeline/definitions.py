@@ -13,6 +13,7 @@ from sync_pipeline.assets.push import build_push_assets
 from sync_pipeline.assets.report import build_report_assets
 from sync_pipeline.assets.validate import build_validate_assets
 from sync_pipeline.jobs import build_nightly_job
+from sync_pipeline.ops.sync_documents import build_sync_documents_job
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
@@ -20,6 +21,7 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.schedules import build_nightly_schedule
+from sync_pipeline.sensors import build_on_demand_sensors
 from sync_pipeline.settings import Settings, organizations_to_json
 
 
@@ -53,10 +55,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         *build_report_assets(partitions),
     ]
     nightly = build_nightly_job()
+    on_demand = build_sync_documents_job()
     return dg.Definitions(
         assets=assets,
-        jobs=[nightly],
+        jobs=[nightly, on_demand],
         schedules=[build_nightly_schedule(nightly, settings)],
+        sensors=build_on_demand_sensors(on_demand),
         resources=build_resources(settings),
     )
 

@@ -1,0 +1,215 @@
+"""The `sync_documents` job: sync one document or a list, in either direction, on demand.
+
+Launched by the request sensor (from the API, the CLI, webhooks and the change sensor), or by an
+operator from the launchpad with `SyncDocumentsConfig`. One op on the in-process executor: a
+single-document run is latency-bound, and each extra step would cost more than the work itself.
+The op runs the nightly path's use cases on the named documents only (`sync.targeted`) and
+upserts their sync_status rows; it does not re-materialise the organization's assets.
+"""
+
+from enum import Enum
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from sync_pipeline.assets.common import open_store
+from sync_pipeline.domain.sync_request import split_document_ids
+from sync_pipeline.resources import (
+    CrmResource,
+    MetakockaResource,
+    OrganizationsResource,
+    SyncStoreResource,
+)
+from sync_pipeline.store.requests import SyncRequestQueue
+from sync_pipeline.sync.push import OK
+from sync_pipeline.sync.targeted import TargetedSyncResult, sync_documents
+
+JOB_NAME = "sync_documents"
+OP_NAME = "sync_requested_documents"
+TAG_REQUESTED_BY = "sync_pipeline/requested_by"
+TAG_ORGANIZATION = "sync_pipeline/organization"
+PLAN_ROWS_SHOWN = 100
+
+
+class SyncDirection(Enum):
+    crm_to_metakocka = "crm_to_metakocka"
+    metakocka_to_crm = "metakocka_to_crm"
+    both = "both"
+
+
+class SyncDocumentsConfig(dg.Config):
+    """What to sync. Filled in by the request sensor, or by hand in the launchpad."""
+
+    organization_id: str = Field(description="CRM organization uuid (one of SYNC_ORGANIZATIONS).")
+    direction: SyncDirection = Field(
+        default=SyncDirection.crm_to_metakocka,
+        description="crm_to_metakocka: document_ids are CRM ids (uuids); metakocka_to_crm: "
+        "Metakocka ids (mk_id digits); both: either kind. Only pushes in this direction run.",
+    )
+    document_ids: list[str] = Field(
+        default=[], description="Documents to sync (their counterparts are read too)."
+    )
+    all_unsynced: bool = Field(
+        default=False,
+        description="Also every document of the source side whose content is not synced yet.",
+    )
+    dry_run: bool = Field(
+        default=False, description="Plan only: push and record nothing, show the plan."
+    )
+    request_ids: list[str] = Field(
+        default=[], description="sync_requests this run serves (set by the request sensor)."
+    )
+    requested_by: str = Field(default="", description="Who asked (API caller, webhook, user).")
+
+
+def _progress_logger(context: dg.OpExecutionContext):
+    """`synced n of N`: every document in a small batch, about every 5 % in a large one."""
+
+    def report(done: int, total: int) -> None:
+        step = 1 if total <= 40 else max(1, total // 20)
+        if done == total or done % step == 0:
+            context.log.info(f"synced {done} of {total} documents")
+
+    return report
+
+
+@dg.op(
+    name=OP_NAME,
+    description="Extract the named documents and their counterparts, validate, plan against "
+    "their links, push in the requested direction, log errors, upsert their sync_status rows.",
+)
+def sync_documents_op(
+    context: dg.OpExecutionContext,
+    config: SyncDocumentsConfig,
+    crm: CrmResource,
+    metakocka: MetakockaResource,
+    organizations: OrganizationsResource,
+    sync_store: SyncStoreResource,
+) -> dg.Output:
+    run_id = context.run.run_id
+    store = open_store(sync_store, crm, metakocka)
+    queue = SyncRequestQueue(store.engine)
+    queue.claim(config.request_ids, run_id)
+    try:
+        org = organizations.get(config.organization_id)
+        direction = config.direction.value
+        crm_ids, mk_ids = split_document_ids(direction, config.document_ids)
+        if not (crm_ids or mk_ids or config.all_unsynced):
+            raise ValueError("name at least one document id, or set all_unsynced")
+        requested_by = (
+            config.requested_by
+            or context.run.tags.get(TAG_REQUESTED_BY)
+            or context.run.tags.get("dagster/user")
+            or "operator"
+        )
+        context.log.info(
+            f"{'planning' if config.dry_run else 'syncing'} {len(crm_ids) + len(mk_ids)} "
+            f"document(s){' and every unsynced one' if config.all_unsynced else ''} "
+            f"of {org.name} ({direction})"
+        )
+        result = sync_documents(
+            org.id,
+            direction,
+            crm_ids=crm_ids,
+            metakocka_ids=mk_ids,
+            all_unsynced=config.all_unsynced,
+            crm=crm.client(),
+            metakocka=metakocka.client(org.metakocka_company_id),
+            store=store,
+            dry_run=config.dry_run,
+            run_id=run_id,
+            requested_by=requested_by,
+            concurrency=organizations.push_concurrency,
+            on_progress=_progress_logger(context),
+        )
+    except (KeyError, ValueError) as exc:
+        queue.finish(config.request_ids, error=str(exc))
+        raise dg.Failure(description=str(exc)) from None
+    except Exception as exc:
+        queue.finish(config.request_ids, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if not config.dry_run:
+        queue.finish(config.request_ids, error=request_error(result))
+    return dg.Output(summary(result), metadata=result_metadata(result, direction))
+
+
+def request_error(result: TargetedSyncResult) -> str | None:
+    """Why a request did not fully succeed (None: every named document reached its outcome)."""
+    problems = []
+    if result.not_found:
+        problems.append(f"not found: {', '.join(result.not_found[:20])}")
+    failed = result.failed
+    if failed:
+        first = failed[0]
+        problems.append(
+            f"{len(failed)} of {len(result.outcomes)} push(es) failed; first: "
+            f"{first.crm_document_id or first.metakocka_id}: {first.error_type}: {first.message}"
+        )
+    return "; ".join(problems) or None
+
+
+def summary(result: TargetedSyncResult) -> dict:
+    statuses = pd.Series([r["status"] for r in result.status_rows], dtype=object)
+    return {
+        "actions": {k: int(v) for k, v in result.plan["action"].value_counts().items()},
+        "pushed": sum(o.result == OK for o in result.outcomes),
+        "failed": len(result.failed),
+        "not_found": list(result.not_found),
+        "held_back": result.held_back,
+        "statuses": {k: int(v) for k, v in statuses.value_counts().items()},
+        "dry_run": result.dry_run,
+    }
+
+
+def result_metadata(result: TargetedSyncResult, direction: str) -> dict:
+    info = summary(result)
+    metadata = {
+        "documents": len(result.plan),
+        "pushed": info["pushed"],
+        "failed": info["failed"],
+        "not_found": len(result.not_found),
+        "held_back": dg.MetadataValue.int(result.held_back),
+        "dry_run": result.dry_run,
+        **{f"plan_{action}": n for action, n in info["actions"].items()},
+        **{f"status_{status}": n for status, n in info["statuses"].items()},
+        "plan": dg.MetadataValue.md(plan_markdown(result, direction)),
+    }
+    return metadata
+
+
+def plan_markdown(result: TargetedSyncResult, direction: str) -> str:
+    """The plan as a Markdown table (what a dry run shows in the UI)."""
+    heading = "Plan (dry run: nothing was pushed)" if result.dry_run else "Plan"
+    held = f"; {result.held_back} push(es) the other way held back" if result.held_back else ""
+    lines = [
+        f"**{heading}**, direction `{direction}`{held}",
+        "",
+        "| action | CRM id | Metakocka id | reason |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in result.plan.head(PLAN_ROWS_SHOWN).itertuples(index=False):
+        lines.append(
+            f"| {row.action} | {row.crm_document_id or ''} | {row.metakocka_id or ''} | "
+            f"{str(row.reason).replace('|', '/')} |"
+        )
+    if len(result.plan) > PLAN_ROWS_SHOWN:
+        lines.append(f"| … | {len(result.plan) - PLAN_ROWS_SHOWN} more | | |")
+    if result.not_found:
+        lines += ["", f"Not found in either system: {', '.join(result.not_found)}"]
+    return "\n".join(lines)
+
+
+def build_sync_documents_job() -> dg.JobDefinition:
+    @dg.job(
+        name=JOB_NAME,
+        executor_def=dg.in_process_executor,
+        description="On-demand sync of one document or a list, in either direction (the CRM's "
+        "Sync buttons). Run config: organization_id, direction, document_ids, all_unsynced, "
+        "dry_run. Upserts the sync_status rows of those documents only.",
+        tags={"sync_pipeline/kind": "on_demand"},
+    )
+    def sync_documents_job():
+        sync_documents_op()
+
+    return sync_documents_job

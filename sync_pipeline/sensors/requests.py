@@ -1,0 +1,196 @@
+"""The request sensor: queued sync requests become `sync_documents` runs.
+
+Fires every tick (the daemon evaluates sensors about every 5 s; `minimum_interval_seconds` is
+lower so no tick is skipped) when requests are queued. The requests of one tick are batched per
+organization and direction, so a burst of clicks costs one run, not one run each.
+
+A request runs once, however often the sensor is evaluated:
+- it leaves the `queued` state in the same evaluation that asks for its run (`mark_launched`, a
+  guarded update), so the next tick does not see it again;
+- the run's `run_key` is the request id (a batch: a digest of its request ids), so a tick that
+  Dagster resumes after a crash cannot create the run twice.
+A request that left the queue but whose run was never created (a tick that failed after marking
+it) would wait forever; the sensor sweeps for those once a minute and fails them with a clear
+error. The cursor records when it last swept and the newest request it launched.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from sync_pipeline.ops.sync_documents import OP_NAME, TAG_ORGANIZATION, TAG_REQUESTED_BY
+from sync_pipeline.resources import SyncStoreResource
+from sync_pipeline.store.requests import SyncRequest, SyncRequestQueue
+
+SENSOR_NAME = "sync_requests_sensor"
+MAX_IDS_PER_RUN = 200
+QUEUED_PER_TICK = 1000
+STALE_AFTER = timedelta(minutes=10)
+SWEEP_EVERY = timedelta(minutes=1)
+TAG_REQUEST_COUNT = "sync_pipeline/requests"
+
+
+@dataclass
+class Batch:
+    """Requests that one run serves: one organization, one direction."""
+
+    organization_id: str
+    direction: str
+    requests: list[SyncRequest]
+
+    @property
+    def request_ids(self) -> list[str]:
+        return [r.id for r in self.requests]
+
+    @property
+    def document_ids(self) -> list[str]:
+        return list(dict.fromkeys(i for r in self.requests for i in r.document_ids))
+
+    @property
+    def all_unsynced(self) -> bool:
+        return any(r.all_unsynced for r in self.requests)
+
+    @property
+    def run_key(self) -> str:
+        if len(self.requests) == 1:
+            return self.requests[0].id
+        digest = hashlib.sha256(",".join(sorted(self.request_ids)).encode()).hexdigest()
+        return f"batch-{digest[:32]}"
+
+    @property
+    def requested_by(self) -> str:
+        who = list(dict.fromkeys(r.requested_by or "unknown" for r in self.requests))
+        return who[0] if len(who) == 1 else f"{who[0]} and {len(who) - 1} more"
+
+    def run_request(self) -> dg.RunRequest:
+        config = {
+            "organization_id": self.organization_id,
+            "direction": self.direction,
+            "document_ids": self.document_ids,
+            "all_unsynced": self.all_unsynced,
+            "dry_run": False,
+            "request_ids": self.request_ids,
+            "requested_by": self.requested_by,
+        }
+        return dg.RunRequest(
+            run_key=self.run_key,
+            run_config={"ops": {OP_NAME: {"config": config}}},
+            tags={
+                TAG_ORGANIZATION: self.organization_id,
+                TAG_REQUESTED_BY: self.requested_by[:200],
+                TAG_REQUEST_COUNT: str(len(self.requests)),
+            },
+        )
+
+
+def batch_requests(requests: list[SyncRequest], max_ids: int = MAX_IDS_PER_RUN) -> list[Batch]:
+    """Group requests per (organization, direction), oldest first, at most `max_ids` ids a run.
+
+    A request is never split. Requests for every unsynced document ride along with the others of
+    their group (the run reads the unsynced ones anyway).
+    """
+    groups: dict[tuple[str, str], list[Batch]] = {}
+    for request in sorted(requests, key=lambda r: (r.created_at, r.id)):
+        batches = groups.setdefault((request.organization_id, request.direction), [])
+        current = batches[-1] if batches else None
+        if (
+            current is None
+            or len(current.document_ids) + len(request.document_ids) > max_ids
+            and current.requests
+        ):
+            current = Batch(request.organization_id, request.direction, [])
+            batches.append(current)
+        current.requests.append(request)
+    return [batch for batches in groups.values() for batch in batches]
+
+
+@dataclass
+class RequestCursor:
+    swept_at: datetime | None = None
+    newest_launched: str | None = None
+    launched_total: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None) -> "RequestCursor":
+        if not text:
+            return cls()
+        data = json.loads(text)
+        swept = data.get("swept_at")
+        return cls(
+            swept_at=datetime.fromisoformat(swept) if swept else None,
+            newest_launched=data.get("newest_launched"),
+            launched_total=int(data.get("launched_total", 0)),
+        )
+
+    def dump(self) -> str:
+        return json.dumps(
+            {
+                "swept_at": self.swept_at.isoformat() if self.swept_at else None,
+                "newest_launched": self.newest_launched,
+                "launched_total": self.launched_total,
+            }
+        )
+
+
+def sweep_lost_launches(queue: SyncRequestQueue, instance: dg.DagsterInstance, now: datetime):
+    """Fail requests marked launched long ago whose run Dagster never created."""
+    failed = 0
+    for request in queue.launched_without_run(now - STALE_AFTER):
+        runs = instance.get_runs(
+            filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1
+        )
+        if not runs:
+            failed += queue.fail_run(
+                run_key=request.run_key,
+                error="no run was created for this request (the sensor tick failed); "
+                "post the request again",
+            )
+    return failed
+
+
+def build_request_sensor(job, *, interval_s: int = 2) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job=job,
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Turns queued sync requests (API, CLI, webhooks, change sensor) into "
+        "sync_documents runs, batched per organization and direction; run_key = request id.",
+    )
+    def sync_requests_sensor(context: dg.SensorEvaluationContext, sync_store: SyncStoreResource):
+        queue = SyncRequestQueue(sync_store.store().engine)
+        cursor = RequestCursor.parse(context.cursor)
+        now = datetime.now(UTC)
+        if cursor.swept_at is None or now - cursor.swept_at >= SWEEP_EVERY:
+            lost = sweep_lost_launches(queue, context.instance, now)
+            if lost:
+                context.log.warning(f"failed {lost} request(s) whose run was never created")
+            cursor.swept_at = now
+        run_requests = []
+        for batch in batch_requests(queue.queued(limit=QUEUED_PER_TICK)):
+            moved = set(queue.mark_launched(batch.request_ids, batch.run_key))
+            if moved != set(batch.request_ids):  # someone else took some: key what is left
+                batch = Batch(
+                    batch.organization_id,
+                    batch.direction,
+                    [r for r in batch.requests if r.id in moved],
+                )
+                if not batch.requests:
+                    continue
+                queue.mark_launched(batch.request_ids, batch.run_key)
+            run_requests.append(batch.run_request())
+            cursor.launched_total += len(batch.requests)
+            newest = max(r.created_at for r in batch.requests).isoformat()
+            cursor.newest_launched = max(cursor.newest_launched or newest, newest)
+        if not run_requests:
+            return dg.SensorResult(skip_reason="no queued sync requests", cursor=cursor.dump())
+        context.log.info(
+            f"launching {len(run_requests)} run(s) for "
+            f"{sum(int(r.tags[TAG_REQUEST_COUNT]) for r in run_requests)} request(s)"
+        )
+        return dg.SensorResult(run_requests=run_requests, cursor=cursor.dump())
+
+    return sync_requests_sensor
