@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from sync_pipeline.cli_migrate import migrate
+from sync_pipeline.cli_on_demand import register as register_on_demand_commands
 from sync_pipeline.settings import DEFAULT_DATA_DIR
 
 
@@ -70,6 +71,7 @@ def sandbox(
 
 
 main.add_command(migrate)
+register_on_demand_commands(main)
 
 if __name__ == "__main__":
     main()
