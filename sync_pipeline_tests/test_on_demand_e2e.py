@@ -1,0 +1,153 @@
+"""On-demand syncs end to end, over real HTTP: the API queues a request, the request sensor (on a
+real test Dagster instance) turns it into a `sync_documents` run, the run syncs the document, and
+the status endpoint reports it. A request posted twice runs once; a token never sees another
+organization's documents."""
+
+from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
+
+from .helpers import CrmHttp, MetakockaHttp, metakocka_duplicates
+from .on_demand_helpers import Dagster, api_fixture, api_tokens_fixture, new_crm_order  # noqa: F401
+
+
+def test_sync_one_crm_document_through_api_sensor_and_run(
+    sandbox, pipeline_env, dagster_instance, api
+):
+    org, other = sandbox.organizations[0], sandbox.organizations[1]
+    crm, mk = CrmHttp(sandbox), MetakockaHttp(sandbox, org)
+    created = crm.insert_document(*new_crm_order(org.id))
+    dagster = Dagster(pipeline_env, dagster_instance)
+
+    # the same request posted twice (same Idempotency-Key), and a third time while still queued
+    first = api.call(
+        "POST",
+        "/sync",
+        org.id,
+        json={"documentId": created["id"]},
+        headers={"Idempotency-Key": "click-1"},
+    )
+    again = api.call(
+        "POST",
+        "/sync",
+        org.id,
+        json={"documentId": created["id"]},
+        headers={"Idempotency-Key": "click-1"},
+    )
+    third = api.call("POST", "/sync", org.id, json={"documentId": created["id"]})
+    assert first.status_code == again.status_code == third.status_code == 202, first.text
+    request_id = first.json()["requestId"]
+    assert first.json()["deduplicated"] is False
+    assert again.json() == {**first.json(), "deduplicated": True}
+    assert third.json()["requestId"] == request_id
+    before = api.call("GET", "/sync", org.id, params={"documentId": created["id"]}).json()
+    assert before["status"] == "not_synced"
+    assert before["latestRequest"] == {"requestId": request_id, "state": "queued", "error": None}
+
+    # the sensor asks for exactly one run, keyed by the request id, and not again on later ticks
+    run_requests = dagster.tick()
+    assert [r.run_key for r in run_requests] == [request_id]
+    assert dagster.tick() == []
+    state = api.call("GET", f"/requests/{request_id}", org.id).json()
+    assert state["state"] == "launched"
+
+    result = dagster.launch(run_requests[0])
+    assert result.success
+    assert result.output_for_node("sync_requested_documents")["pushed"] == 1
+
+    # the document is in Metakocka, once, and the status endpoint says synced
+    found = mk.find_by_buyer_order("sales_order", crm_id_to_external_ref(created["id"]))
+    assert len(found) == 1
+    status = api.call("GET", "/sync", org.id, params={"documentId": created["id"]}).json()
+    assert status["status"] == "synced"
+    assert status["metakockaId"] == found[0]["mk_id"]
+    assert status["lastSyncedAt"] and status["lastError"] is None
+    assert api.call("GET", f"/requests/{request_id}", org.id).json()["state"] == "done"
+    assert dagster.tick() == []  # nothing is left to run
+    assert metakocka_duplicates(sandbox, org.metakocka_company_id) == {}
+
+    # another organization's token: the document does not exist for it (404, not 403)
+    assert (
+        api.call("GET", "/sync", other.id, params={"documentId": created["id"]}).status_code == 404
+    )
+    assert (
+        api.call("POST", "/sync", other.id, json={"documentId": created["id"]}).status_code == 404
+    )
+    assert api.call("GET", f"/requests/{request_id}", other.id).status_code == 404
+    assert api.call("GET", "/sync", None, params={"documentId": created["id"]}).status_code == 401
+
+
+def test_sync_from_metakocka_bulk_and_webhooks(sandbox, pipeline_env, dagster_instance, api):
+    org = sandbox.organizations[0]
+    crm, mk = CrmHttp(sandbox), MetakockaHttp(sandbox, org)
+    dagster = Dagster(pipeline_env, dagster_instance)
+    born = mk.call(
+        "put_document",
+        {
+            "doc_type": "sales_offer",
+            "doc_date": "2026-05-02+02:00",
+            "partner": {"customer": "Born in Metakocka s.p.", "country": "SI"},
+            "product_list": [
+                {
+                    "code": "ART-9",
+                    "name": "Gadget",
+                    "unit": "kos",
+                    "amount": "2",
+                    "price": "10",
+                    "tax": "220",
+                }
+            ],
+        },
+    )
+    unsynced = api.call("GET", "/sync-from-metakocka", org.id).json()
+    assert unsynced["count"] == len(unsynced["documents"]) > 0
+    assert born["mk_id"] in {d["metakockaId"] for d in unsynced["documents"]}
+
+    one = api.call("POST", "/sync-from-metakocka", org.id, json={"metakockaId": born["mk_id"]})
+    assert one.status_code == 202, one.text
+    crm_docs = [d["id"] for d in sandbox.crm_state.documents(org.id)][:3]
+    bulk = api.call("POST", "/sync-bulk", org.id, json={"documentIds": crm_docs})
+    hook = api.call(
+        "POST",
+        "/webhooks/crm",
+        org.id,
+        json={
+            "type": "UPDATE",
+            "table": "sales_documents",
+            "record": {"id": crm_docs[0], "organization_id": org.id},
+        },
+    )
+    assert bulk.status_code == hook.status_code == 202
+
+    # one tick, one run per organization and direction: three requests in three runs here
+    run_requests = dagster.tick()
+    assert len(run_requests) == 3
+    assert all(dagster.launch(r).success for r in run_requests)
+
+    arrived = crm.get_document(crm_id_for_metakocka_document(org.id, born["mk_id"]))
+    assert arrived and arrived["customer_name"] == "Born in Metakocka s.p."
+    status = api.call("GET", "/sync", org.id, params={"documentId": born["mk_id"]}).json()
+    assert status["status"] == "synced"
+    for request in (one, bulk, hook):
+        state = api.call("GET", f"/requests/{request.json()['requestId']}", org.id).json()
+        assert state["state"] in ("done", "failed"), state  # failed = a seeded invalid document
+    remaining = api.call("GET", "/sync-from-metakocka", org.id).json()
+    assert born["mk_id"] not in {d["metakockaId"] for d in remaining["documents"]}
+
+    # bad bodies are refused with a 4xx that says why
+    bad = api.call("POST", "/sync", org.id, json={"documentId": "not-a-uuid"})
+    assert bad.status_code == 422 and "documentId" in bad.text
+    assert api.call("POST", "/sync-bulk", org.id, json={"documentIds": []}).status_code == 422
+    reused = api.call(
+        "POST",
+        "/sync-all-from-metakocka",
+        org.id,
+        headers={"Idempotency-Key": one.json()["requestId"]},
+    )
+    assert reused.status_code == 202
+    clash = api.call(
+        "POST",
+        "/sync-from-metakocka",
+        org.id,
+        json={"metakockaId": born["mk_id"]},
+        headers={"Idempotency-Key": one.json()["requestId"]},
+    )
+    assert clash.status_code == 409
