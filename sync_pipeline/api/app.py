@@ -14,6 +14,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -333,7 +334,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         f"{PREFIX}/webhooks/crm",
         status_code=202,
         response_model=RequestAccepted,
-        responses={**POST_ERRORS, 422: {"model": Problem, "description": "No document id."}},
+        responses=POST_ERRORS,
         summary="Change notification from the CRM (Supabase database webhook, or documentIds)",
     )
     def crm_webhook(
@@ -349,7 +350,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         f"{PREFIX}/webhooks/metakocka",
         status_code=202,
         response_model=RequestAccepted,
-        responses={**POST_ERRORS, 422: {"model": Problem, "description": "No document id."}},
+        responses=POST_ERRORS,
         summary="Change notification from Metakocka (mk_id, or metakockaIds)",
     )
     def metakocka_webhook(
@@ -361,26 +362,28 @@ def create_app(config: ApiConfig) -> FastAPI:
         ids = list(body.metakockaIds or []) or ([body.mk_id] if body.mk_id else [])
         bad = [i for i in ids if not is_metakocka_id(str(i))]
         if bad or not ids:
-            raise HTTPException(
-                422, f"not a Metakocka document id: {str(bad[0])[:40]!r}" if bad else "no mk_id"
-            )
+            what = f"not a Metakocka document id: {str(bad[0])[:40]!r}" if bad else "no mk_id"
+            raise invalid(["body", "metakockaIds" if bad else "mk_id"], what)
         return accept(response, org, BOTH, ids, key=key, who="webhook:metakocka")
 
     return app
 
 
+def invalid(loc: list[str], message: str) -> RequestValidationError:
+    """A 422 in FastAPI's own shape (the `HTTPValidationError` of the spec)."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
+
+
 def _crm_webhook_ids(body: CrmWebhookBody, org: Organization) -> list[str]:
     """The document a Supabase webhook is about: the row's id (a line: its document_id)."""
     record = body.record or body.old_record or {}
-    if not isinstance(record, dict):
-        raise HTTPException(422, "record must be an object")
     owner = record.get("organization_id")
     if owner is not None and str(owner) != org.id:
         raise HTTPException(404, "no such CRM document")
     key = "document_id" if body.table == "sales_document_items" else "id"
     document_id = record.get(key)
     if not isinstance(document_id, str) or not is_crm_id(document_id.lower()):
-        raise HTTPException(422, f"the notification names no CRM document id ({key})")
+        raise invalid(["body", "record", key], "the notification names no CRM document id")
     return [document_id.lower()]
 
 
