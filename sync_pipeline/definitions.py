@@ -13,6 +13,7 @@ from sync_pipeline.assets.push import build_push_assets
 from sync_pipeline.assets.report import build_report_assets
 from sync_pipeline.assets.validate import build_validate_assets
 from sync_pipeline.jobs import build_nightly_job
+from sync_pipeline.maintenance import run_retention_job, run_retention_schedule
 from sync_pipeline.ops.sync_documents import build_sync_documents_job
 from sync_pipeline.resources import (
     CrmResource,
@@ -58,8 +59,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     on_demand = build_sync_documents_job()
     return dg.Definitions(
         assets=assets,
-        jobs=[nightly, on_demand],
-        schedules=[build_nightly_schedule(nightly, settings)],
+        jobs=[nightly, on_demand, run_retention_job],
+        schedules=[build_nightly_schedule(nightly, settings), run_retention_schedule],
         sensors=build_on_demand_sensors(on_demand),
         resources=build_resources(settings),
     )

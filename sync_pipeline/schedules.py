@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from sync_pipeline.jobs import metakocka_company_tags
 from sync_pipeline.settings import Settings
 
 
@@ -19,11 +20,11 @@ def build_nightly_schedule(job, settings: Settings) -> dg.ScheduleDefinition:
         night = context.scheduled_execution_time.strftime("%Y-%m-%d")
         return [
             dg.RunRequest(
-                run_key=f"nightly:{org_id}:{night}",
-                partition_key=org_id,
-                tags={"sync_pipeline/requested_by": "schedule"},
+                run_key=f"nightly:{org.id}:{night}",
+                partition_key=org.id,
+                tags={"sync_pipeline/requested_by": "schedule", **metakocka_company_tags(org)},
             )
-            for org_id in settings.organization_ids
+            for org in settings.organizations
         ]
 
     return nightly_reconciliation_schedule

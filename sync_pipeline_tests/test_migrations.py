@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from sync_pipeline.cli import main as cli
 from sync_pipeline.store.migrate import (
     BASELINE_REVISION,
+    VERSION_TABLE,
     alembic_config,
     head_revision,
     schema_drift,
@@ -50,7 +51,7 @@ def test_models_and_migrations_agree(db_url):
     assert schema_drift(db_url) == []
     schema = "sync" if db_url.startswith("postgresql") else None
     tables, views = _names(db_url, schema)
-    assert set(metadata.tables) | {"alembic_version"} == tables
+    assert set(metadata.tables) | {VERSION_TABLE} == tables
     assert REPORT_VIEWS <= views
     assert upgrade(db_url) == head_revision()  # a second upgrade is a no-op
 
@@ -61,7 +62,7 @@ def test_downgrade_to_nothing_and_back(db_url):
     command.downgrade(config, "base")
     schema = "sync" if db_url.startswith("postgresql") else None
     tables, views = _names(db_url, schema)
-    assert tables <= {"alembic_version"} and not views
+    assert tables <= {VERSION_TABLE} and not views
     assert upgrade(db_url) == head_revision()
     assert schema_drift(db_url) == []
 
@@ -91,7 +92,9 @@ def test_sqlite_ignores_the_schema_setting(sqlite_url, monkeypatch):
 
 def test_concurrent_upgrades_take_turns(db_url):
     """Run workers that start at once on a fresh database each try to migrate it."""
-    code = "import sys; from sync_pipeline.store.migrate import upgrade; print(upgrade(sys.argv[1]))"
+    code = (
+        "import sys; from sync_pipeline.store.migrate import upgrade; print(upgrade(sys.argv[1]))"
+    )
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", code, db_url],
@@ -109,21 +112,21 @@ def test_concurrent_upgrades_take_turns(db_url):
 
 
 def test_a_database_made_before_migrations_is_adopted(db_url):
-    """`metadata.create_all` made the seed's tables without alembic_version: upgrade stamps the
+    """`metadata.create_all` made the seed's tables without a version table: upgrade stamps the
     baseline and goes on from there, keeping the rows."""
     upgrade(db_url, revision=BASELINE_REVISION)
     schema = "sync" if db_url.startswith("postgresql") else None
     store = SyncStore(db_url)
     store.bind("org", crm_document_id="c1", metakocka_id="1", content_hash="h")
     with store.engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE alembic_version"))
+        conn.execute(sa.text(f"DROP TABLE {VERSION_TABLE}"))
     store.dispose()
     assert upgrade(db_url) == head_revision()
     assert schema_drift(db_url) == []
     store = SyncStore(db_url)
     assert len(store.links_frame("org")) == 1
     store.dispose()
-    assert "alembic_version" in _names(db_url, schema)[0]
+    assert VERSION_TABLE in _names(db_url, schema)[0]
 
 
 def test_a_table_without_a_migration_is_named(sqlite_url):

@@ -23,6 +23,10 @@ from sync_pipeline.store.tables import metadata
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
+# Alembic's bookkeeping table, named so it cannot meet Dagster's own `alembic_version` (or another
+# application's) when the sync tables share a database and schema with them.
+VERSION_TABLE = "sync_alembic_version"
+
 # The revision that matches the tables created by `metadata.create_all` before migrations existed.
 BASELINE_REVISION = "0001_initial"
 
@@ -30,7 +34,7 @@ BASELINE_REVISION = "0001_initial"
 def include_name(name: str | None, type_: str, _parent_names: dict) -> bool:
     """Autogenerate's filter: the version table is alembic's own, not one of ours (it sits in the
     sync schema, which autogenerate reflects as the default schema)."""
-    return not (type_ == "table" and name == "alembic_version")
+    return not (type_ == "table" and name == VERSION_TABLE)
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -48,14 +52,16 @@ def head_revision() -> str:
 
 
 def current_revision(connection: sa.Connection, schema: str | None) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+    context = MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
+    )
     return context.get_current_revision()
 
 
 def upgrade(url: str, *, schema: str | None = None, revision: str = "head") -> str | None:
     """Bring the sync database to `revision` (default: the newest); returns the revision it is at.
 
-    Cheap when there is nothing to do (one read of `alembic_version`), so every process may call it
+    Cheap when there is nothing to do (one read of the version table), so every process may call it
     on start. Concurrent callers take turns (an advisory lock on PostgreSQL, `BEGIN IMMEDIATE` on
     SQLite). A database made by `create_all` before migrations existed is adopted: it is stamped
     with the baseline revision, then upgraded.
@@ -116,6 +122,7 @@ def schema_drift(url: str, *, schema: str | None = None) -> list:
             context = MigrationContext.configure(
                 connection,
                 opts={
+                    "version_table": VERSION_TABLE,
                     "version_table_schema": schema,
                     "include_name": include_name,
                     "compare_type": True,

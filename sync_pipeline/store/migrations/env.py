@@ -4,11 +4,11 @@ The target metadata is `sync_pipeline.store.tables.metadata`. The database comes
 a connection handed over by `sync_pipeline.store.migrate` (`config.attributes["connection"]`), the
 `-x db_url=URL` argument of the `alembic` command, `SYNC_DATABASE_URL`, `sqlalchemy.url`.
 
-On PostgreSQL the tables (and `alembic_version`) live in the sync schema (`SYNC_DATABASE_SCHEMA`,
-default `sync`), which is created here; an advisory lock makes concurrent upgrades (several run
-workers starting at once) take turns. On SQLite the whole upgrade is one `BEGIN IMMEDIATE`
-transaction for the same reason, and `render_as_batch` turns ALTERs into table rebuilds (with the
-legacy rename, so the report views survive a rebuild of the table they read).
+On PostgreSQL the tables (and the version table, `sync_alembic_version`) live in the sync schema
+(`SYNC_DATABASE_SCHEMA`, default `sync`), which is created here; an advisory lock makes concurrent
+upgrades (several run workers starting at once) take turns. On SQLite the whole upgrade is one
+`BEGIN IMMEDIATE` transaction for the same reason, and `render_as_batch` turns ALTERs into table
+rebuilds (with the legacy rename, so the report views survive a rebuild of the table they read).
 """
 
 import os
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import context
 
 from sync_pipeline.store.engine import database_schema, make_engine
-from sync_pipeline.store.migrate import include_name
+from sync_pipeline.store.migrate import VERSION_TABLE, include_name
 from sync_pipeline.store.tables import metadata
 
 # Any fixed 64-bit number: the key of the advisory lock held while the schema is upgraded.
@@ -58,6 +58,7 @@ def _options(dialect_name: str, schema: str | None) -> dict:
         "render_item": _render_item,
         "include_name": include_name,
         "target_metadata": metadata,
+        "version_table": VERSION_TABLE,
         "version_table_schema": schema,
         "render_as_batch": dialect_name == "sqlite",
         # SQLite can run DDL in a transaction; alembic only assumes it cannot.
