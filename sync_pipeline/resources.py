@@ -11,8 +11,29 @@ from pydantic import PrivateAttr
 
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.adapters.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from sync_pipeline.settings import Organization, parse_organizations
+from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S
 from sync_pipeline.store.repository import SyncStore
+
+
+class RetryConfig(dg.Config):
+    """The retry budget of one API client (see `adapters/retry.py`): attempts include the first
+    one; waits are jittered exponential between 0 and `initial_wait_s * 2**n`, at most
+    `max_wait_s`, never shorter than a server's Retry-After (capped at `max_retry_after_s`)."""
+
+    max_attempts: int = DEFAULT_RETRY_POLICY.max_attempts
+    initial_wait_s: float = DEFAULT_RETRY_POLICY.initial_wait_s
+    max_wait_s: float = DEFAULT_RETRY_POLICY.max_wait_s
+    max_retry_after_s: float = DEFAULT_RETRY_POLICY.max_retry_after_s
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            initial_wait_s=self.initial_wait_s,
+            max_wait_s=self.max_wait_s,
+            max_retry_after_s=self.max_retry_after_s,
+        )
 
 
 class CrmResource(dg.ConfigurableResource):
@@ -21,14 +42,18 @@ class CrmResource(dg.ConfigurableResource):
     base_url: str
     api_key: str
     timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
     max_concurrent_requests: int = 4
+    retry: RetryConfig = RetryConfig()
 
     def client(self) -> CrmClient:
         return CrmClient(
             self.base_url,
             self.api_key,
             timeout_s=self.timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
             max_concurrent_requests=self.max_concurrent_requests,
+            retry_policy=self.retry.policy(),
         )
 
 
@@ -39,8 +64,13 @@ class MetakockaResource(dg.ConfigurableResource):
     secret_keys: str
     read_timeout_s: float = 30.0
     write_timeout_s: float = 60.0
+    connect_timeout_s: float = 5.0
+    create_settle_s: float | None = None
+    """After a create with an unknown outcome, wait this long (from sending it) before looking it
+    up again: Metakocka may still be storing it. Default: `write_timeout_s`."""
     max_concurrent_requests: int = 2
     max_concurrent_searches: int = 1
+    retry: RetryConfig = RetryConfig()
 
     def secret_for(self, company_id: str) -> str:
         keys = json.loads(self.secret_keys or "{}")
@@ -58,8 +88,11 @@ class MetakockaResource(dg.ConfigurableResource):
             self.secret_for(company_id),
             read_timeout_s=self.read_timeout_s,
             write_timeout_s=self.write_timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
+            create_settle_s=self.create_settle_s,
             max_concurrent_requests=self.max_concurrent_requests,
             max_concurrent_searches=self.max_concurrent_searches,
+            retry_policy=self.retry.policy(),
         )
 
 
@@ -67,6 +100,10 @@ class SyncStoreResource(dg.ConfigurableResource):
     """The sync database (SQLite file by default, PostgreSQL in production)."""
 
     database_url: str
+    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S
+    """A push's claim on a document lapses this long after its owner's last heartbeat (a crashed
+    run's claims expire); must exceed Metakocka's `create_settle_s` by a heartbeat interval
+    (`claim_ttl_s / 4`), so a dead run's create in flight has settled before another run looks."""
     _store: SyncStore | None = PrivateAttr(default=None)
 
     def store(self, secrets: list[str] | tuple[str, ...] = ()) -> SyncStore:

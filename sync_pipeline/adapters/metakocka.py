@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
@@ -205,13 +206,18 @@ class MetakockaClient:
         max_concurrent_requests: int = 2,
         max_concurrent_searches: int = 1,
         session: requests.Session | None = None,
+        create_settle_s: float | None = None,
     ):
+        """`create_settle_s`: how long after a create was sent Metakocka may still store it
+        (default: `write_timeout_s`). A create whose outcome is unknown is looked up again only
+        after that, so a slow create still being processed cannot be sent a second time."""
         self._api_url = base_url.rstrip("/") + API_PATH
         self.company_id = str(company_id)
         self._secret_key = secret_key
         self._read_timeout = (connect_timeout_s, read_timeout_s)
         self._write_timeout = (connect_timeout_s, write_timeout_s)
         self.retry_policy = retry_policy
+        self.create_settle_s = write_timeout_s if create_settle_s is None else create_settle_s
         self._request_slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._search_slots = threading.BoundedSemaphore(max_concurrent_searches)
         self._session = session or _new_session(max_concurrent_requests)
@@ -347,17 +353,23 @@ class MetakockaClient:
         run starts again with the lookup, which is just as safe. A lookup that still fails after
         its own retries ends its attempt before any create, and is retried the same way.
 
-        Residual risk: a create that is still being processed by Metakocka when the next
-        attempt's lookup runs (our read timeout fired before the server committed) is invisible
-        to that lookup. Keep `write_timeout_s` generous, and enable Metakocka's unique buyer-order
-        check where possible, which closes that gap on the server.
+        A create still being processed by Metakocka when the next attempt's lookup runs (our read
+        timeout fired, or the connection dropped, before the server committed) would be invisible
+        to that lookup. So after an unknown outcome the next attempt waits until
+        `create_settle_s` have passed since that create was sent before it looks (on top of the
+        policy's backoff, and not capped by it). Residual risk: a server slower than that; enable
+        Metakocka's unique buyer-order check where possible, which closes the gap on the server.
         """
         if payload.get("buyer_order", external_ref) != external_ref:
             raise ValueError("payload buyer_order differs from external_ref")
         payload = {**payload, "buyer_order": external_ref}
         doc_type = payload["doc_type"]
 
+        unsettled_since: list[float] = []  # when a create with an unknown outcome was sent
+
         def find_or_create_once() -> tuple[dict, bool]:
+            if unsettled_since:
+                time.sleep(max(0.0, unsettled_since[-1] + self.create_settle_s - time.monotonic()))
             existing = self.find_by_external_ref(doc_type, external_ref)
             if existing:
                 if len(existing) > 1:
@@ -368,8 +380,12 @@ class MetakockaClient:
                         external_ref,
                     )
                 return existing[0], False
+            sent_at = time.monotonic()
             try:
                 return self.create_document(payload), True
+            except AmbiguousWriteError:
+                unsettled_since.append(sent_at)
+                raise
             except DuplicateExternalIdError as exc:
                 if not exc.existing_ids:
                     raise

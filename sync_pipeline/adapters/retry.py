@@ -93,6 +93,8 @@ class RetryEvent:
     attempt: int
     error_type: str
     wait_s: float
+    exception: str = ""
+    """The error's class name (e.g. `AmbiguousWriteError`): what kind of transient failure."""
 
 
 class CallStats:
@@ -109,6 +111,7 @@ class CallStats:
         self._retries: Counter[str] = Counter()
         self._retry_wait_s = 0.0
         self._events: deque[RetryEvent] = deque(maxlen=keep_events)
+        self._kinds: Counter[tuple[str, str, str]] = Counter()
 
     def record_call(self, call: str) -> None:
         with self._lock:
@@ -119,17 +122,31 @@ class CallStats:
             self._retries[event.call] += 1
             self._retry_wait_s += event.wait_s
             self._events.append(event)
+            self._kinds[(event.call, event.error_type, event.exception)] += 1
 
     def recent_retries(self) -> list[RetryEvent]:
         with self._lock:
             return list(self._events)
 
+    def retry_breakdown(self) -> list[tuple[str, str, str, int]]:
+        """Every retry ever counted, as `(call, error_type, exception class, count)` rows.
+
+        Unlike `recent_retries` this is not bounded, so a run can report every failure its retries
+        absorbed (the per-run summary rows of sync_error_log are built from it).
+        """
+        with self._lock:
+            return [(*key, n) for key, n in sorted(self._kinds.items())]
+
     def snapshot(self) -> dict:
         """Plain numbers: calls and retries per call, their totals, and seconds spent waiting."""
         with self._lock:
+            by_type: Counter[str] = Counter()
+            for (_call, error_type, _exception), n in self._kinds.items():
+                by_type[error_type] += n
             return {
                 "calls": dict(self._calls),
                 "retries": dict(self._retries),
+                "retries_by_error_type": dict(by_type),
                 "total_calls": sum(self._calls.values()),
                 "total_retries": sum(self._retries.values()),
                 "retry_wait_s": round(self._retry_wait_s, 3),
@@ -168,7 +185,9 @@ def build_retrying(
             wait_s,
         )
         if stats is not None:
-            stats.record_retry(RetryEvent(call, retry_state.attempt_number, error_type, wait_s))
+            stats.record_retry(
+                RetryEvent(call, retry_state.attempt_number, error_type, wait_s, type(exc).__name__)
+            )
 
     return Retrying(
         retry=retry_if_exception(retry_on),

@@ -10,7 +10,9 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.sync.push import (
+    CRM_TO_METAKOCKA,
     FAILED,
+    METAKOCKA_TO_CRM,
     OK,
     SKIPPED,
     PushOutcome,
@@ -19,6 +21,7 @@ from sync_pipeline.sync.push import (
     push_to_metakocka,
 )
 from sync_pipeline.sync.record import error_rows
+from sync_pipeline.sync.run_errors import retried_failure_rows
 
 GROUP = "push"
 
@@ -42,15 +45,18 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         org = organizations.get(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         bind_unchanged_pairs(sync_plan, store=store, organization_id=org.id)
+        client = metakocka.client(org.metakocka_company_id)
         outcomes = push_to_metakocka(
             sync_plan,
-            client=metakocka.client(org.metakocka_company_id),
+            client=client,
             store=store,
             organization_id=org.id,
             concurrency=organizations.push_concurrency,
             on_progress=_progress_logger(context, "Metakocka"),
+            run_id=context.run.run_id,
+            claim_ttl_s=sync_store.claim_ttl_s,
         )
-        return _record(context, store, org.id, outcomes)
+        return _record(context, store, org.id, outcomes, client, "Metakocka", CRM_TO_METAKOCKA)
 
     @dg.asset(
         partitions_def=partitions_def,
@@ -68,25 +74,42 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
     ) -> dg.Output:
         org = organizations.get(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
+        client = crm.client()
         outcomes = push_to_crm(
             sync_plan,
-            client=crm.client(),
+            client=client,
             store=store,
             organization_id=org.id,
             concurrency=organizations.push_concurrency,
             on_progress=_progress_logger(context, "CRM"),
+            run_id=context.run.run_id,
+            claim_ttl_s=sync_store.claim_ttl_s,
         )
-        return _record(context, store, org.id, outcomes)
+        return _record(context, store, org.id, outcomes, client, "the CRM", METAKOCKA_TO_CRM)
 
     return [metakocka_push, crm_push]
 
 
-def _record(context, store, organization_id: str, outcomes: list[PushOutcome]) -> dg.Output:
+def _record(
+    context, store, organization_id: str, outcomes: list[PushOutcome], client, system, direction
+) -> dg.Output:
     store.log_errors(
         error_rows(
             organization_id=organization_id,
             run_id=context.run.run_id,
             outcomes=outcomes,
+            requested_by=requested_by(context),
+        )
+    )
+    # The failures the retry policy absorbed, one resolved row per error type (sync/run_errors.py).
+    store.log_errors(
+        retried_failure_rows(
+            client.stats,
+            organization_id=organization_id,
+            run_id=context.run.run_id,
+            system=system,
+            step="push",
+            direction=direction,
             requested_by=requested_by(context),
         )
     )
@@ -107,6 +130,9 @@ def _record(context, store, organization_id: str, outcomes: list[PushOutcome]) -
             "updated": sum(o.result == OK and o.action.startswith("update") for o in outcomes),
             "failed": by_result[FAILED],
             "skipped": by_result[SKIPPED],
+            "api_calls": client.stats.snapshot()["total_calls"],
+            "retries": client.stats.snapshot()["total_retries"],
+            "retry_wait_s": client.stats.snapshot()["retry_wait_s"],
         },
     )
 

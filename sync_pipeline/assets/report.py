@@ -11,6 +11,7 @@ from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreRes
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.store.tables import sync_error_log as error_log_table
 from sync_pipeline.sync.record import status_rows
+from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
 
 GROUP = "report"
 CHECK_NO_DUPLICATE_LINKS = "no_duplicate_links"
@@ -52,6 +53,9 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         )
         store.replace_status(org_id, rows)
         _resolve_errors_of_synced(store, org_id, rows, context.run.run_id)
+        resolve_earlier_step_failures(
+            store.engine, org_id, context.run.run_id, f"run {context.run.run_id} got through"
+        )
         counts = pd.Series([r["status"] for r in rows], dtype="object").value_counts()
         yield dg.Output(
             None,

@@ -156,14 +156,22 @@ class SyncStore:
                 document_links.c.metakocka_id == metakocka_id,
             ),
         )
-        with self.engine.begin() as conn:
-            updated = conn.execute(document_links.update().where(match).values(**values)).rowcount
-            if not updated:
-                conn.execute(
-                    document_links.insert().values(
-                        organization_id=organization_id, created_at=now, **values
-                    )
-                )
+        # Update, else insert; a concurrent binder of the same pair may insert first, and then the
+        # unique constraint refuses ours and the second pass updates its row.
+        for attempt in (1, 2):
+            try:
+                with self.engine.begin() as conn:
+                    update = document_links.update().where(match).values(**values)
+                    if not conn.execute(update).rowcount:
+                        conn.execute(
+                            document_links.insert().values(
+                                organization_id=organization_id, created_at=now, **values
+                            )
+                        )
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
 
     def forget_intent(self, organization_id: str, crm_document_id: str) -> None:
         """Drop an unfinished create intent whose create was definitely refused."""
@@ -202,6 +210,9 @@ class SyncStore:
                     if row.get("stack_trace")
                     else None,
                     "requested_by": row.get("requested_by"),
+                    # A failure a retry already absorbed is logged resolved (sync/retried.py).
+                    "resolved_at": row.get("resolved_at"),
+                    "resolution_note": row.get("resolution_note"),
                 }
             )
         with self.engine.begin() as conn:

@@ -149,3 +149,18 @@ sync_requests = sa.Table(
     sa.Index("ix_sync_requests_state_created", "state", "created_at"),
     sa.Index("ix_sync_requests_run_key", "run_key"),
 )
+
+# Claims: which run is pushing which document right now (sync_pipeline/store/claims.py). A push
+# claims a document before any remote call and releases it after binding; a claim held by another
+# live run makes a run leave the document `pending`; a claim whose owner stopped heartbeating
+# lapses. The primary key makes the claim exclusive in the database itself.
+sync_claims = sa.Table(
+    "sync_claims",
+    metadata,
+    sa.Column("organization_id", ID, primary_key=True),
+    sa.Column("crm_document_id", ID, primary_key=True),
+    sa.Column("claimed_by", sa.String(120), nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("action", sa.String(32), nullable=True),
+    sa.Index("ix_sync_claims_claimed_by", "claimed_by"),
+)

@@ -8,16 +8,23 @@ The order of steps for every document is what makes a duplicate impossible:
 A create in the CRM needs no intent: its id is derived from the Metakocka id, so a repeat is
 an upsert.
 
+Before any remote call a push claims its document (`store/claims.py`): a document another live
+run is pushing is left `pending` for a later run, so the nightly reconciliation and an on-demand
+run cannot both create it. Once claimed, a document whose link changed since this run's plan was
+made (another run synced it meanwhile) is also left `pending` rather than pushed from a stale plan.
+
 A document is `synced` only after its write is confirmed. Every failure becomes an outcome with its
-`error_type`; nothing is dropped. An `AuthError` trips a per-run circuit breaker: the company is not
-called again for the remaining documents, which stay `pending` with one clear error.
+`error_type`; nothing is dropped. An `AuthError` trips a per-run circuit breaker: the first
+document is pushed alone (a probe), so bad credentials cost one call; the company is not called
+again for the remaining documents, which stay `pending`, and the run logs one `auth` row, not one
+per document.
 """
 
 import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -28,8 +35,9 @@ from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
 from sync_pipeline.mappers.crm import canonical_to_crm_row
 from sync_pipeline.mappers.metakocka import canonical_to_metakocka
+from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims, claim_owner
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
+from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 
 CRM_TO_METAKOCKA = "crm_to_metakocka"
 METAKOCKA_TO_CRM = "metakocka_to_crm"
@@ -62,16 +70,21 @@ class CircuitBreaker:
 
     def __init__(self):
         self._open = threading.Event()
+        self._lock = threading.Lock()
         self.reason: str | None = None
 
     @property
     def is_open(self) -> bool:
         return self._open.is_set()
 
-    def trip(self, reason: str) -> None:
-        if not self._open.is_set():
+    def trip(self, reason: str) -> bool:
+        """Open the breaker; True only for the caller that opened it (whose failure is logged)."""
+        with self._lock:
+            if self._open.is_set():
+                return False
             self.reason = reason
             self._open.set()
+            return True
 
 
 def push_to_metakocka(
@@ -82,6 +95,8 @@ def push_to_metakocka(
     organization_id: str,
     concurrency: int = 2,
     on_progress: Callable[[int, int], None] | None = None,
+    run_id: str | None = None,
+    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
 ) -> list[PushOutcome]:
     """Create or update in Metakocka every plan row whose action points there."""
     rows = plan.loc[plan["action"].isin(TO_METAKOCKA_ACTIONS)]
@@ -131,7 +146,13 @@ def push_to_metakocka(
             attempted_at=attempted_at,
         )
 
-    return _run_all(rows, push_one, CRM_TO_METAKOCKA, breaker, concurrency, on_progress)
+    claims = DocumentClaims(
+        store.engine, organization_id, owner=claim_owner(run_id), ttl_s=claim_ttl_s
+    )
+    with claims:
+        push_one = _claimed(push_one, claims, store, organization_id, CRM_TO_METAKOCKA)
+        outcomes = _run_all(rows, push_one, CRM_TO_METAKOCKA, breaker, concurrency, on_progress)
+    return _with_breaker_summary(outcomes, breaker, "Metakocka")
 
 
 def push_to_crm(
@@ -142,6 +163,8 @@ def push_to_crm(
     organization_id: str,
     concurrency: int = 2,
     on_progress: Callable[[int, int], None] | None = None,
+    run_id: str | None = None,
+    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
 ) -> list[PushOutcome]:
     """Create or update in the CRM every plan row whose action points there."""
     rows = plan.loc[plan["action"].isin(TO_CRM_ACTIONS)]
@@ -184,7 +207,13 @@ def push_to_crm(
             attempted_at=attempted_at,
         )
 
-    return _run_all(rows, push_one, METAKOCKA_TO_CRM, breaker, concurrency, on_progress)
+    claims = DocumentClaims(
+        store.engine, organization_id, owner=claim_owner(run_id), ttl_s=claim_ttl_s
+    )
+    with claims:
+        push_one = _claimed(push_one, claims, store, organization_id, METAKOCKA_TO_CRM)
+        outcomes = _run_all(rows, push_one, METAKOCKA_TO_CRM, breaker, concurrency, on_progress)
+    return _with_breaker_summary(outcomes, breaker, "the CRM")
 
 
 def _run_all(rows, push_one, direction, breaker, concurrency, on_progress) -> list[PushOutcome]:
@@ -204,10 +233,74 @@ def _run_all(rows, push_one, direction, breaker, concurrency, on_progress) -> li
     records = list(rows.itertuples(index=False))
     if concurrency <= 1 or total <= 1:
         return [guarded(row) for row in records]
+    # The first document goes alone: if the credentials are bad, one call finds out (the breaker
+    # then stops the rest before any of them is sent).
+    probe = guarded(records[0])
     with ThreadPoolExecutor(
         max_workers=concurrency, thread_name_prefix=f"push-{direction}"
     ) as pool:
-        return list(pool.map(guarded, records))
+        return [probe, *pool.map(guarded, records[1:])]
+
+
+def _claimed(push_one, claims: DocumentClaims, store: SyncStore, organization_id, direction):
+    """`push_one` under the document's claim; a document claimed elsewhere, or synced by another
+    run since this run's plan, is skipped (left `pending` for a later run)."""
+
+    def claimed_push(row) -> PushOutcome:
+        crm_id = _text(row.crm_document_id)
+        holder = claims.try_claim(crm_id, row.action)
+        if holder is not None:
+            return _pending(row, direction, f"not pushed: {holder.describe()}; retried later")
+        try:
+            changed = _link_changed_since_plan(store, organization_id, row)
+            if changed:
+                return _pending(row, direction, f"not pushed: {changed}; rechecked next run")
+            return push_one(row)
+        finally:
+            claims.release(crm_id)
+
+    return claimed_push
+
+
+def _link_changed_since_plan(store: SyncStore, organization_id: str, row) -> str | None:
+    """Why the plan row is stale (another run bound this document after the plan was made)."""
+    if "link_hash" not in row._fields:
+        return None
+    link = store.find_link(organization_id, crm_document_id=_text(row.crm_document_id))
+    linked = link if link is not None and link.get("state") == LINK_LINKED else None
+    seen = _text(row.link_hash)
+    current = _text(linked.get("content_hash")) if linked else None
+    if linked is not None and (seen is None or current != seen):
+        return "another run synced it after this run's plan was made"
+    return None
+
+
+def _pending(row, direction: str, message: str) -> PushOutcome:
+    return PushOutcome(
+        row.action,
+        direction,
+        SKIPPED,
+        _text(getattr(row, "crm_document_id", None)),
+        _text(getattr(row, "metakocka_id", None)),
+        message=message,
+    )
+
+
+def _with_breaker_summary(outcomes: list[PushOutcome], breaker, system: str) -> list[PushOutcome]:
+    """Say on the one `auth` failure how many documents the open breaker left pending."""
+    if not breaker.is_open:
+        return outcomes
+    left = sum(o.result == SKIPPED and o.error_type == "auth" for o in outcomes)
+    return [
+        replace(
+            o,
+            message=f"{o.message} (circuit breaker open: {system} was not called again in this "
+            f"run; {left} more document(s) left pending)",
+        )
+        if o.result == FAILED and o.error_type == "auth"
+        else o
+        for o in outcomes
+    ]
 
 
 def _guarded_push(row, push_one, direction, breaker: CircuitBreaker) -> PushOutcome:
@@ -228,11 +321,11 @@ def _guarded_push(row, push_one, direction, breaker: CircuitBreaker) -> PushOutc
     try:
         return push_one(row)
     except AuthError as exc:
-        breaker.trip(str(exc))
+        first = breaker.trip(str(exc))
         return PushOutcome(
             row.action,
             direction,
-            FAILED,
+            FAILED if first else SKIPPED,
             crm_id,
             mk_id,
             error_type=exc.error_type,
