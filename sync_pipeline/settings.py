@@ -12,17 +12,31 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sync_pipeline.domain.policies import CONFLICT_POLICIES
+
 DEFAULT_DATA_DIR = ".sync_pipeline"
 
 
 @dataclass(frozen=True)
 class Organization:
-    """One tenant: its CRM organization id and the Metakocka company it syncs with."""
+    """One tenant: its CRM organization id and the Metakocka company it syncs with.
+
+    `conflict_policy` is one of `CONFLICT_POLICIES`; `propagate_deletes` opts in to deleting the
+    counterpart of a document deleted on one side (off: a deletion is only reported).
+    """
 
     id: str
     name: str
     metakocka_company_id: str
     conflict_policy: str = "manual"
+    propagate_deletes: bool = False
+
+    def __post_init__(self):
+        if self.conflict_policy not in CONFLICT_POLICIES:
+            raise ValueError(
+                f"organization {self.id}: conflict_policy must be one of "
+                f"{', '.join(CONFLICT_POLICIES)}, got {self.conflict_policy!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -69,7 +83,7 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
     """`SYNC_ORGANIZATIONS` is a JSON list, or the path of a JSON file holding one.
 
     Each item: {"id": "<crm organization uuid>", "name": "...", "metakocka_company_id": "16",
-    "conflict_policy": "manual"}. No secrets belong here.
+    "conflict_policy": "manual", "propagate_deletes": false}. No secrets belong here.
     """
     value = value.strip()
     if not value:
@@ -82,7 +96,8 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
             id=str(item["id"]),
             name=str(item.get("name", item["id"])),
             metakocka_company_id=str(item["metakocka_company_id"]),
-            conflict_policy=str(item.get("conflict_policy", "manual")),
+            conflict_policy=str(item.get("conflict_policy") or "manual"),
+            propagate_deletes=_flag(item.get("propagate_deletes", False)),
         )
         for item in items
     )
@@ -96,7 +111,15 @@ def organizations_to_json(organizations: list[Organization] | tuple[Organization
                 "name": org.name,
                 "metakocka_company_id": org.metakocka_company_id,
                 "conflict_policy": org.conflict_policy,
+                "propagate_deletes": org.propagate_deletes,
             }
             for org in organizations
         ]
     )
+
+
+def _flag(value) -> bool:
+    """A JSON boolean, or the strings "true"/"false" an environment file may hold."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)

@@ -299,7 +299,6 @@ def test_writes_a_create_body():
         "duo_payment": "2024-07-31+02:00",
         "currency_code": "EUR",
         "notes": "Thank you",
-        "status_code": "Poslano",
         "partner": {
             "customer": "ACME d.o.o.",
             "business_entity": "true",
@@ -403,13 +402,27 @@ def test_writes_lines_service_discount_and_tax_factor():
     assert products[2]["amount"] == "1.25"
 
 
+@pytest.mark.parametrize("status", [*CRM_STATUSES, None])
+def test_never_writes_the_crm_status_metakocka_owns_it(status):
+    assert "status_code" not in canonical_to_metakocka(document(status=status))
+
+
+def test_a_replace_keeps_metakocka_s_own_status():
+    current = metakocka_to_canonical(mk_order() | {"status_code": "Zapadlo"}, ORG)
+    crm_copy = document(status="paid")
+    body = canonical_to_metakocka(crm_copy, mk_id=current.metakocka_id, current=current)
+    assert body["status_code"] == "Zapadlo"
+
+
 @pytest.mark.parametrize(
-    ("status", "label"),
-    [("draft", "Osnutek"), ("sent", "Poslano"), ("paid", "Plačano"), ("overdue", "Zapadlo"),
-     ("canceled", "Preklicano"), (None, None)],
+    ("sums", "expected"),
+    [({"sum_all": "122.00", "sum_paid": "122.00"}, "paid"),
+     ({"sum_all": "122,00", "sum_paid": "200"}, "paid"),
+     ({"sum_all": "122.00", "sum_paid": "100"}, "sent"),
+     ({"sum_all": "0", "sum_paid": "0"}, "sent")],
 )  # fmt: skip
-def test_writes_the_status_label(status, label):
-    assert canonical_to_metakocka(document(status=status)).get("status_code") == label
+def test_payments_covering_the_total_read_as_paid(sums, expected):
+    assert metakocka_to_canonical(mk_order() | sums, ORG).status == expected
 
 
 def test_a_document_born_in_metakocka_keeps_its_own_buyer_order_and_fields():

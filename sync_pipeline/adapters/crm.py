@@ -327,6 +327,39 @@ class CrmClient:
         return {**saved[0], ITEMS: saved_lines}
 
 
+    def patch_document(self, organization_id: str, document_id: str, fields: dict) -> dict:
+        """Set some columns of one document (its lines untouched). Idempotent, hence retried.
+
+        `NotFoundError` when the organization has no such document.
+        """
+        rows = self._rows(
+            "PATCH",
+            DOCUMENTS,
+            params=[("id", f"eq.{document_id}"), ("organization_id", f"eq.{organization_id}")],
+            body=fields,
+            prefer="return=representation",
+        )
+        if not rows:
+            raise NotFoundError(
+                f"CRM document {document_id} not found",
+                details={"call": f"PATCH {DOCUMENTS}", "document_id": document_id},
+            )
+        return rows[0]
+
+    def delete_document(self, organization_id: str, document_id: str) -> bool:
+        """Delete one document of the organization; its lines go with it (the foreign key cascades).
+
+        False when it did not exist (e.g. a retry after a success whose answer was lost).
+        """
+        deleted = self._rows(
+            "DELETE",
+            DOCUMENTS,
+            params=[("id", f"eq.{document_id}"), ("organization_id", f"eq.{organization_id}")],
+            prefer="return=representation",
+        )
+        return bool(deleted)
+
+
 def _line_for(document_id: str, position: int, item: dict) -> dict:
     """The line as stored: bound to its document, with a stable id when the caller gave none."""
     if item.get("document_id", document_id) != document_id:

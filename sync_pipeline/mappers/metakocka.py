@@ -91,6 +91,10 @@ PASSTHROUGH_FIELDS = (
 )  # fmt: skip
 """Settable header fields the CRM has no place for: a full replace must send them back unchanged."""
 
+METAKOCKA_OWNED_FIELDS = ("status_code",)
+"""Header fields Metakocka owns (docs/field-ownership.md): never written from the CRM's values, and
+sent back unchanged by a full replace, like the passthrough fields."""
+
 
 def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
     """Read a Metakocka document; `MappingError` names the field when it cannot be read."""
@@ -133,7 +137,9 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
         or _read(parse_mk_timestamp, doc, "created_ts"),
         source_extra={
             PASSTHROUGH_KEY: {
-                key: doc[key] for key in PASSTHROUGH_FIELDS if doc.get(key) not in (None, "")
+                key: doc[key]
+                for key in (*PASSTHROUGH_FIELDS, *METAKOCKA_OWNED_FIELDS)
+                if doc.get(key) not in (None, "")
             }
         },
     )
@@ -146,6 +152,8 @@ def canonical_to_metakocka(
 
     `current` is the document as Metakocka holds it now (from `metakocka_to_canonical`); its
     Metakocka-only header fields and its doc_type are kept, because a replace rewrites everything.
+    The CRM's `status` is never written: Metakocka owns the status (payment, fulfilment), so a
+    replace keeps Metakocka's and a create leaves it to Metakocka.
     """
     body = dict(doc.source_extra.get(PASSTHROUGH_KEY, {}))
     if current is not None:
@@ -163,8 +171,6 @@ def canonical_to_metakocka(
         body["duo_payment"] = format_mk_date(doc.due_date)
     body["currency_code"] = doc.currency
     body["notes"] = doc.notes or ""
-    if doc.status in STATUS_LABELS:
-        body["status_code"] = STATUS_LABELS[doc.status]
     body["partner"] = _partner(doc.customer)
     body["product_list"] = [_product(line) for line in doc.lines]
     return body
@@ -281,11 +287,23 @@ def _discount(raw: dict, where: str) -> Decimal:
 
 
 def _status(doc: dict) -> str | None:
+    """The CRM's word for the document's state: `paid` once Metakocka records payments covering
+    the total (`sum_paid`), else its status register entry (by code, then by label)."""
+    if _paid_in_full(doc):
+        return "paid"
     code = _text(doc.get("status_desc"))
     if code and code.lower() in _STATUS_BY_CODE:
         return _STATUS_BY_CODE[code.lower()]
     label = _text(doc.get("status_code"))
     return _STATUS_BY_LABEL.get(label.lower()) if label else None
+
+
+def _paid_in_full(doc: dict) -> bool:
+    try:
+        paid, total = parse_decimal(doc.get("sum_paid")), parse_decimal(doc.get("sum_all"))
+    except ValueError:
+        return False
+    return paid is not None and total is not None and total > 0 and paid >= total
 
 
 # -- writing -----------------------------------------------------------------------------

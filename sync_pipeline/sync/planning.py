@@ -6,6 +6,8 @@ recognised and held back rather than re-created or reported deleted.
 
 import pandas as pd
 
+from sync_pipeline.domain.conflicts import MANUAL, Resolution, apply_conflict_policy
+from sync_pipeline.domain.ownership import apply_ownership
 from sync_pipeline.domain.plan import build_sync_plan
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
@@ -22,12 +24,18 @@ def plan_sync(
     crm: ValidatedSide,
     metakocka: ValidatedSide,
     links: pd.DataFrame,
+    *,
+    conflict_policy: str = MANUAL,
+    resolutions: list[Resolution] | tuple = (),
 ) -> pd.DataFrame:
+    """The plan, after field ownership and the conflict policy (and operator `resolutions`)."""
     quarantined = [*crm.quarantined, *metakocka.quarantined]
     crm_frame = _with_invalid(crm.valid[CRM_COLUMNS], crm.quarantined, CRM)
     mk_frame = _with_invalid(metakocka.valid[METAKOCKA_COLUMNS], metakocka.quarantined, METAKOCKA)
     plan = build_sync_plan(crm_frame, mk_frame, plan_links(links), organization_id)
-    return mark_invalid_pairs(plan, quarantined)
+    plan = mark_invalid_pairs(plan, quarantined)
+    plan = apply_ownership(plan, organization_id)
+    return apply_conflict_policy(plan, conflict_policy, resolutions)
 
 
 def plan_links(links: pd.DataFrame) -> pd.DataFrame:

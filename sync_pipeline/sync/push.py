@@ -174,6 +174,30 @@ def push_to_crm(
         doc: SalesDocument = row.metakocka_document
         attempted_at = datetime.now(UTC)
         mk_id = str(row.metakocka_id)
+        fields = getattr(row, "crm_fields", None)
+        if fields:
+            # Only fields Metakocka owns changed (domain/ownership.py): write just those columns.
+            crm_id = str(row.crm_document_id)
+            client.patch_document(organization_id, crm_id, fields)
+            store.bind(
+                organization_id,
+                crm_document_id=crm_id,
+                metakocka_id=mk_id,
+                content_hash=row.crm_hash,
+                document_type=doc.document_type,
+                metakocka_doc_type=doc.metakocka_doc_type,
+                crm_document_number=fields.get("document_number"),
+                metakocka_count_code=doc.metakocka_count_code,
+            )
+            return PushOutcome(
+                row.action,
+                METAKOCKA_TO_CRM,
+                OK,
+                crm_id,
+                mk_id,
+                doc.metakocka_count_code,
+                attempted_at=attempted_at,
+            )
         if row.action == "create_in_crm":
             crm_id = crm_id_for_metakocka_document(organization_id, mk_id)
             crm_row, items = canonical_to_crm_row(doc, crm_document_id=crm_id)

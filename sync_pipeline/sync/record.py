@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from sync_pipeline.domain.conflicts import conflict_details
 from sync_pipeline.sync.extract import CRM, Quarantined
 from sync_pipeline.sync.push import (
     CRM_TO_METAKOCKA,
@@ -104,9 +105,11 @@ def error_rows(
     conflicts = plan.loc[plan["action"] == "conflict"] if plan is not None else plan
     for row in [] if conflicts is None else conflicts.itertuples(index=False):
         crm_id, mk_id = _text(row.crm_document_id), _text(row.metakocka_id)
-        message = f"both sides changed since the last sync: {row.reason}"
+        message = f"conflict: {row.reason}"
         if ("conflict", crm_id, mk_id, message) in already_open:
             continue
+        crm_doc = getattr(row, "crm_document", None)
+        mk_doc = getattr(row, "metakocka_document", None)
         rows.append(
             {
                 "organization_id": organization_id,
@@ -116,7 +119,12 @@ def error_rows(
                 "metakocka_id": mk_id,
                 "error_type": "conflict",
                 "message": message,
-                "details": {"crm_hash": row.crm_hash, "metakocka_hash": row.metakocka_hash},
+                "details": {
+                    "crm_hash": row.crm_hash,
+                    "metakocka_hash": row.metakocka_hash,
+                    "conflict_policy": getattr(row, "conflict_policy", None),
+                    **conflict_details(crm_doc, mk_doc),
+                },
                 "requested_by": requested_by,
             }
         )
@@ -212,6 +220,12 @@ def _status_of(row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id):
         if outcome.result == FAILED:
             return "failed", direction, f"{outcome.error_type}: {outcome.message}"
         return "pending", direction, outcome.message
+    if outcome is not None and action in ("deleted_in_crm", "deleted_in_metakocka"):
+        # propagate_deletes: the counterpart was deleted too (or that failed, or was refused).
+        direction = CRM_TO_METAKOCKA if action == "deleted_in_crm" else METAKOCKA_TO_CRM
+        if outcome.result == FAILED:
+            return "failed", direction, f"{outcome.error_type}: {outcome.message}"
+        return action, direction, outcome.message
     if action == INVALID:
         q = reasons_by_crm.get(crm_id) or reasons_by_mk.get(mk_id)
         return "invalid", None, "; ".join(q.reasons) if q else row.reason

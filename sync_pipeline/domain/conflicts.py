@@ -1,0 +1,194 @@
+"""Conflicts: a document whose synced content changed on both sides since the last sync (or, by
+field ownership, CRM-owned content changed in Metakocka).
+
+What happens to one is the organization's `conflict_policy`:
+- `manual` (default): the document is held as `conflict`, nothing is pushed, and the error log
+  gets the field-by-field difference of the two versions, until an operator picks a side
+  (`sync-pipeline conflicts resolve`, or the nightly job's launchpad config);
+- `crm_wins` / `metakocka_wins`: that side's content is pushed to the other;
+- `newest_wins`: the side changed last (CRM `updated_at` vs Metakocka `last_change`) wins; when
+  neither is known to be newer, the conflict is held as under `manual`.
+An operator's resolution is used once and wins over the policy. Conflicts that are not about
+content (an ambiguous match by external id: one document on one side) are never resolved here.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+
+from sync_pipeline.domain.document import DEFAULT_UNIT, HOME_COUNTRY, SalesDocument
+from sync_pipeline.domain.plan import ACTIONS, UPDATE_IN_CRM, UPDATE_IN_METAKOCKA
+from sync_pipeline.domain.policies import (  # noqa: F401 - re-exported
+    CONFLICT_POLICIES,
+    CRM_WINS,
+    MANUAL,
+    METAKOCKA_WINS,
+    NEWEST_WINS,
+    WINNER_CRM,
+    WINNER_METAKOCKA,
+    WINNERS,
+)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An operator's choice for one conflicting pair, stored until a run has carried it out."""
+
+    id: int | None
+    crm_document_id: str
+    metakocka_id: str
+    winner: str
+    resolved_by: str | None = None
+
+
+def resolvable(plan: pd.DataFrame) -> np.ndarray:
+    """Conflict rows with a document on both sides: the ones a winner can settle."""
+    if plan.empty or "crm_document" not in plan or "metakocka_document" not in plan:
+        return np.zeros(len(plan), dtype=bool)
+    both = [
+        isinstance(c, SalesDocument) and isinstance(m, SalesDocument)
+        for c, m in zip(plan["crm_document"], plan["metakocka_document"], strict=True)
+    ]
+    return (plan["action"].to_numpy(dtype=object) == "conflict") & np.asarray(both, dtype=bool)
+
+
+def apply_conflict_policy(
+    plan: pd.DataFrame, policy: str = MANUAL, resolutions: list[Resolution] | tuple = ()
+) -> pd.DataFrame:
+    """Turn settled conflicts into updates; adds `conflict_resolution_id` (the stored resolution
+    a row carries out, else None) and `conflict_policy` (the policy in force) columns."""
+    if policy not in CONFLICT_POLICIES:
+        raise ValueError(f"conflict policy must be one of {CONFLICT_POLICIES}, got {policy!r}")
+    plan = plan.copy()
+    plan["conflict_resolution_id"] = pd.Series(
+        np.full(len(plan), None, dtype=object), index=plan.index
+    )
+    plan["conflict_policy"] = policy
+    rows = np.flatnonzero(resolvable(plan))
+    if not len(rows):
+        return plan
+    by_pair = {(r.crm_document_id, r.metakocka_id): r for r in resolutions}
+    action = plan["action"].to_numpy(dtype=object).copy()
+    reason = plan["reason"].to_numpy(dtype=object).copy()
+    resolution_ids = plan["conflict_resolution_id"].to_numpy(dtype=object).copy()
+    crm_ids, mk_ids = plan["crm_document_id"].to_numpy(), plan["metakocka_id"].to_numpy()
+    crm_docs = plan["crm_document"].to_numpy(dtype=object)
+    mk_docs = plan["metakocka_document"].to_numpy(dtype=object)
+    for i in rows:
+        resolution = by_pair.get((str(crm_ids[i]), str(mk_ids[i])))
+        if resolution is not None:
+            winner = resolution.winner
+            why = f"resolved by {resolution.resolved_by or 'an operator'}: {winner} wins"
+            resolution_ids[i] = resolution.id
+        else:
+            winner = policy_winner(policy, crm_docs[i], mk_docs[i])
+            why = f"conflict_policy {policy}: {winner} wins"
+        if winner is None:
+            continue
+        action[i] = ACTIONS[UPDATE_IN_METAKOCKA if winner == WINNER_CRM else UPDATE_IN_CRM]
+        reason[i] = f"{reason[i]}; {why}"
+    plan["action"] = pd.Series(action, index=plan.index, dtype=object)
+    plan["reason"] = pd.Series(reason, index=plan.index, dtype=object)
+    plan["conflict_resolution_id"] = pd.Series(resolution_ids, index=plan.index, dtype=object)
+    return plan
+
+
+def policy_winner(policy: str, crm: SalesDocument, metakocka: SalesDocument) -> str | None:
+    """The side `policy` picks for one conflict, or None to hold it for an operator."""
+    if policy == CRM_WINS:
+        return WINNER_CRM
+    if policy == METAKOCKA_WINS:
+        return WINNER_METAKOCKA
+    if policy == NEWEST_WINS and crm.updated_at and metakocka.updated_at:
+        if crm.updated_at > metakocka.updated_at:
+            return WINNER_CRM
+        if metakocka.updated_at > crm.updated_at:
+            return WINNER_METAKOCKA
+    return None
+
+
+# -- the difference of two versions, for the error log -----------------------------------------
+
+
+def field_differences(crm: SalesDocument, metakocka: SalesDocument) -> list[dict]:
+    """Every synced field whose value differs, as `{"field", "crm", "metakocka"}` (JSON-ready).
+
+    Values are compared the way the content hash compares them (a number by value, a blank text
+    as missing, the defaults a system fills in as given), so only real differences are listed.
+    """
+    left, right = comparable_fields(crm), comparable_fields(metakocka)
+    return [
+        {"field": name, "crm": left.get(name), "metakocka": right.get(name)}
+        for name in dict.fromkeys([*left, *right])
+        if left.get(name) != right.get(name)
+    ]
+
+
+def comparable_fields(doc: SalesDocument) -> dict[str, str | None]:
+    """The synced content of `doc` flattened to `field -> normalised text`."""
+    customer = doc.customer
+    fields = {
+        "document_type": doc.document_type,
+        "document_date": _date(doc.document_date),
+        "due_date": _date(doc.due_date),
+        "currency": _upper(doc.currency),
+        "notes": _text(doc.notes),
+        "customer.name": _text(customer.name),
+        "customer.email": _lower(customer.email),
+        "customer.tax_id": _text(customer.tax_id),
+        "customer.address": _text(customer.address),
+        "customer.post_code": _text(customer.post_code),
+        "customer.city": _text(customer.city),
+        "customer.country": _upper(customer.country) or HOME_COUNTRY,
+        "lines": str(len(doc.lines)),
+    }
+    for number, line in enumerate(doc.lines, start=1):
+        prefix = f"lines[{number}]"
+        fields |= {
+            f"{prefix}.description": _text(line.description),
+            f"{prefix}.quantity": _number(line.quantity),
+            f"{prefix}.unit_price": _number(line.unit_price.quantize(Decimal("0.0001"))),
+            f"{prefix}.discount_percent": _number(line.discount_percent or Decimal(0)),
+            f"{prefix}.tax_rate": _number(line.tax_rate),
+            f"{prefix}.product_code": _text(line.product_code),
+            f"{prefix}.unit": _text(line.unit) or DEFAULT_UNIT,
+        }
+    return fields
+
+
+def _text(value: str | None) -> str | None:
+    return (value or "").strip() or None
+
+
+def _lower(value: str | None) -> str | None:
+    text = _text(value)
+    return text and text.lower()
+
+
+def _upper(value: str | None) -> str | None:
+    text = _text(value)
+    return text and text.upper()
+
+
+def _date(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _number(value: Decimal) -> str:
+    text = format(Decimal(value).normalize(), "f")
+    return "0" if text == "-0" else text
+
+
+def conflict_details(crm, metakocka) -> dict:
+    """What the error log keeps about a conflict: both versions' change times and their field
+    differences (empty for a conflict that is not about content, e.g. an ambiguous match)."""
+    if not (isinstance(crm, SalesDocument) and isinstance(metakocka, SalesDocument)):
+        return {}
+    return {
+        "crm_updated_at": crm.updated_at.isoformat() if crm.updated_at else None,
+        "metakocka_updated_at": metakocka.updated_at.isoformat() if metakocka.updated_at else None,
+        "differences": field_differences(crm, metakocka),
+    }
