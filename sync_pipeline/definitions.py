@@ -6,11 +6,17 @@ Reading this file tells the whole code location. Resources are fed by environmen
 
 import dagster as dg
 
+from sync_pipeline.assets.deletions import build_deletion_assets
 from sync_pipeline.assets.extract import build_extract_assets
 from sync_pipeline.assets.partitions import organization_partitions
 from sync_pipeline.assets.plan import build_plan_assets
 from sync_pipeline.assets.push import build_push_assets
 from sync_pipeline.assets.report import build_report_assets
+from sync_pipeline.assets.reporting import (
+    build_freshness_job_and_schedule,
+    build_reporting_assets,
+    reconciled_within_26_hours,
+)
 from sync_pipeline.assets.validate import build_validate_assets
 from sync_pipeline.jobs import build_nightly_job
 from sync_pipeline.maintenance import run_retention_job, run_retention_schedule
@@ -23,6 +29,7 @@ from sync_pipeline.resources import (
 )
 from sync_pipeline.schedules import build_nightly_schedule
 from sync_pipeline.sensors import build_on_demand_sensors
+from sync_pipeline.sensors.run_failures import sync_run_failure_sensor
 from sync_pipeline.settings import Settings, organizations_to_json
 
 
@@ -54,14 +61,22 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         *build_plan_assets(partitions),
         *build_push_assets(partitions),
         *build_report_assets(partitions),
+        *build_deletion_assets(partitions),
+        *build_reporting_assets(partitions),
     ]
     nightly = build_nightly_job()
+    freshness_job, freshness_schedule = build_freshness_job_and_schedule()
     on_demand = build_sync_documents_job()
     return dg.Definitions(
         assets=assets,
-        jobs=[nightly, on_demand, run_retention_job],
-        schedules=[build_nightly_schedule(nightly, settings), run_retention_schedule],
-        sensors=build_on_demand_sensors(on_demand),
+        asset_checks=[reconciled_within_26_hours],
+        jobs=[nightly, on_demand, run_retention_job, freshness_job],
+        schedules=[
+            build_nightly_schedule(nightly, settings),
+            run_retention_schedule,
+            freshness_schedule,
+        ],
+        sensors=[*build_on_demand_sensors(on_demand), sync_run_failure_sensor],
         resources=build_resources(settings),
     )
 

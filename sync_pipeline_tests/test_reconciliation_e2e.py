@@ -2,10 +2,13 @@
 
 from decimal import Decimal
 
+import sqlalchemy as sa
+
 from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
     crm_id_to_external_ref,
 )
+from sync_pipeline.store.resolutions import resolve_conflict
 
 from .helpers import (
     CrmHttp,
@@ -86,11 +89,19 @@ def test_seed_scenario_round_trip(sandbox, pipeline_env, dagster_instance):
     assert Decimal(doc["sum_basic"]) == Decimal("235.00")
     assert Decimal(doc["sum_all"]) == Decimal("274.20")
 
-    # 3. change it in Metakocka (full replace, as the MK app's API does) and sync it back
+    # 3. change it in Metakocka (full replace, as the MK app's API does): the CRM owns that
+    #    content (docs/field-ownership.md), so under the default `manual` policy it is held as a
+    #    conflict; an operator lets Metakocka's version win and the next run syncs it back
     changed = {k: v for k, v in doc.items() if not k.startswith("sum_") and k != "opr_code"}
     changed["product_list"][0]["amount"] = "5"
     changed["notes"] = "changed in Metakocka"
     mk.call("put_document", {**changed, "mk_id": doc["mk_id"], "doc_type": "sales_order"})
+    result = run_nightly(pipeline_env, dagster_instance, org.id)
+    assert pushed_count(result) == 0
+    assert crm.get_document(created["id"])["notes"] == "e2e order"
+    resolve_conflict(
+        sa.create_engine(pipeline_env.database_url), org.id, created["id"], "metakocka"
+    )
     result = run_nightly(pipeline_env, dagster_instance, org.id)
     assert pushed_count(result) == 1
 

@@ -3,13 +3,37 @@ document."""
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from sync_pipeline.assets.common import open_store, requested_by
 from sync_pipeline.assets.validate import ValidatedDocuments
 from sync_pipeline.domain.plan import ACTIONS
-from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.resources import (
+    CrmResource,
+    MetakockaResource,
+    OrganizationsResource,
+    SyncStoreResource,
+)
+from sync_pipeline.store.resolutions import (
+    ResolutionRefused,
+    pending_resolutions,
+    resolve_conflict,
+    settle_unused_resolutions,
+)
 from sync_pipeline.sync.planning import plan_sync
 from sync_pipeline.sync.record import INVALID, error_rows
+
+
+class SyncPlanConfig(dg.Config):
+    """Launchpad settings of the plan (all optional)."""
+
+    resolve_conflicts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Conflicts to settle in this run: {document id (CRM id or Metakocka mk_id): "
+        "'crm' | 'metakocka'}, the side whose content wins. Same as `sync-pipeline conflicts "
+        "resolve`.",
+    )
+
 
 GROUP = "plan"
 
@@ -20,24 +44,43 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         group_name=GROUP,
         description="Each document classified by comparing content hashes with the hash stored "
         "at its last sync: create/update each way, unchanged, conflict (both sides changed), "
-        "deleted_in_crm / deleted_in_metakocka, invalid. Conflicts and deletions are reported, "
-        "never acted on.",
+        "deleted_in_crm / deleted_in_metakocka, invalid. Field ownership applies (Metakocka's "
+        "own fields flow to the CRM only), conflicts follow the organization's conflict_policy "
+        "and operators' resolutions, deletions are propagated only with propagate_deletes.",
     )
     def sync_plan(
         context: dg.AssetExecutionContext,
+        config: SyncPlanConfig,
         validated_sales_documents: ValidatedDocuments,
         sync_store: SyncStoreResource,
         crm: CrmResource,
         metakocka: MetakockaResource,
+        organizations: OrganizationsResource,
     ) -> dg.Output:
         org_id = context.partition_key
+        org = organizations.get(org_id)
         store = open_store(sync_store, crm, metakocka)
+        for document_id, winner in config.resolve_conflicts.items():
+            try:
+                resolve_conflict(
+                    store.engine,
+                    org_id,
+                    document_id,
+                    winner,
+                    resolved_by=f"launchpad:{requested_by(context)}",
+                )
+            except ResolutionRefused as exc:
+                raise dg.Failure(f"resolve_conflicts: {exc}") from None
+        resolutions = pending_resolutions(store.engine, org_id)
         plan = plan_sync(
             org_id,
             validated_sales_documents.crm,
             validated_sales_documents.metakocka,
             store.links_frame(org_id),
+            conflict_policy=org.conflict_policy,
+            resolutions=resolutions,
         )
+        settle_unused_resolutions(store.engine, plan, resolutions, run_id=context.run.run_id)
         store.log_errors(
             error_rows(
                 organization_id=org_id,
@@ -56,4 +99,8 @@ def plan_metadata(plan: pd.DataFrame) -> dict:
     counts = plan["action"].value_counts()
     metadata = {action: int(counts.get(action, 0)) for action in (*ACTIONS, INVALID)}
     metadata["documents"] = len(plan)
+    if "conflict_resolution_id" in plan:
+        metadata["conflicts_resolved_by_operator"] = int(
+            plan["conflict_resolution_id"].notna().sum()
+        )
     return metadata

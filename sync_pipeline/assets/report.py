@@ -37,6 +37,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         sync_plan: pd.DataFrame,
         metakocka_push: list,
         crm_push: list,
+        propagated_deletions: list,
         sync_store: SyncStoreResource,
         crm: CrmResource,
         metakocka: MetakockaResource,
@@ -46,7 +47,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         rows = status_rows(
             organization_id=org_id,
             plan=sync_plan,
-            outcomes=[*metakocka_push, *crm_push],
+            outcomes=[*metakocka_push, *crm_push, *propagated_deletions],
             quarantined=validated_sales_documents.quarantined,
             links=store.links_frame(org_id),
             previous=store.status_frame(org_id),

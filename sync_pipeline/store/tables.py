@@ -164,3 +164,48 @@ sync_claims = sa.Table(
     sa.Column("action", sa.String(32), nullable=True),
     sa.Index("ix_sync_claims_claimed_by", "claimed_by"),
 )
+
+# Conflict resolutions (sync_pipeline/store/resolutions.py): an operator's pick of the winning
+# side for one conflicting pair (`sync-pipeline conflicts resolve`, or the nightly job's launchpad
+# config). The next run carries it out once and marks it consumed.
+conflict_resolutions = sa.Table(
+    "conflict_resolutions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", ID, nullable=False),
+    sa.Column("crm_document_id", ID, nullable=False),
+    sa.Column("metakocka_id", ID, nullable=False),
+    sa.Column("winner", sa.String(16), nullable=False),
+    sa.Column("resolved_by", sa.String(200), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("consumed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("consumed_by_run", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Index("ix_conflict_resolutions_org_crm", "organization_id", "crm_document_id"),
+)
+
+# Reporting (sync_pipeline/store/reporting.py): one row per successful reconciliation (the
+# freshness check reads the latest per organization), and a daily snapshot of sync_status counts
+# (the last run of a day wins) for the sync report's 30-day plot.
+reconciliation_runs = sa.Table(
+    "reconciliation_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", ID, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("summary", sa.JSON, nullable=True),
+    sa.Index("ix_reconciliation_runs_org_finished", "organization_id", "finished_at"),
+)
+
+sync_status_history = sa.Table(
+    "sync_status_history",
+    metadata,
+    sa.Column("organization_id", ID, primary_key=True),
+    sa.Column("snapshot_date", sa.Date, primary_key=True),
+    sa.Column("status", sa.String(32), primary_key=True),
+    sa.Column("documents", sa.Integer, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)

@@ -1,0 +1,196 @@
+"""The sync report of each reconciliation, and the freshness check on sync_status.
+
+`sync_report` (per organization, last step of the nightly job) shows in the Dagster UI what the
+organization's sync looks like now: documents by status and direction, this run's pushes, the top
+open errors, and a 30-day plot of the status counts (from the daily `sync_status_history`
+snapshot it writes). It also records the finished reconciliation in `reconciliation_runs`, which
+the freshness check reads.
+
+`reconciled_within_26_hours` fails when an organization has not finished a reconciliation for 26
+hours (the nightly run plus two hours of grace). It runs every hour from its own schedule, so a
+stopped scheduler or a run that keeps failing is noticed even though no run reports it.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from sync_pipeline.assets.common import open_store
+from sync_pipeline.resources import (
+    CrmResource,
+    MetakockaResource,
+    OrganizationsResource,
+    SyncStoreResource,
+)
+from sync_pipeline.settings import parse_organizations
+from sync_pipeline.store.error_log import resolve_run_failures
+from sync_pipeline.store.reporting import (
+    last_reconciliations,
+    record_reconciliation,
+    resolve_errors_of_vanished_documents,
+    snapshot_status_counts,
+    status_counts,
+    status_history,
+    top_open_errors,
+)
+from sync_pipeline.store.resolutions import APPLIED, consume_resolutions
+from sync_pipeline.store.tables import SYNC_STATUSES
+from sync_pipeline.sync.push import OK, PushOutcome
+from sync_pipeline.sync.reporting import (
+    history_markdown,
+    markdown_table,
+    run_outcome_table,
+    status_direction_table,
+    top_errors_table,
+)
+
+GROUP = "report"
+HISTORY_DAYS = 30
+FRESHNESS_LIMIT = timedelta(hours=26)
+CHECK_RECONCILED_RECENTLY = "reconciled_within_26_hours"
+FRESHNESS_JOB_NAME = "sync_freshness_check"
+
+
+def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        deps=["sync_status", "sync_error_log"],
+        description="The organization's sync at the end of the reconciliation: documents by "
+        "status and direction, this run's pushes, the top open errors (Markdown tables) and "
+        "the status counts of the last 30 days (plot). Writes the day's snapshot to "
+        "sync_status_history and the finished run to reconciliation_runs.",
+    )
+    def sync_report(
+        context: dg.AssetExecutionContext,
+        sync_plan: pd.DataFrame,
+        metakocka_push: list,
+        crm_push: list,
+        propagated_deletions: list,
+        sync_store: SyncStoreResource,
+        crm: CrmResource,
+        metakocka: MetakockaResource,
+    ) -> dg.MaterializeResult:
+        org_id, run_id = context.partition_key, context.run.run_id
+        store = open_store(sync_store, crm, metakocka)
+        engine = store.engine
+        outcomes: list[PushOutcome] = [*metakocka_push, *crm_push, *propagated_deletions]
+        applied = consume_resolutions(
+            engine, _applied_resolutions(sync_plan, outcomes), run_id=run_id, outcome=APPLIED
+        )
+        resolve_run_failures(engine, org_id, note=f"reconciliation run {run_id} succeeded")
+        resolve_errors_of_vanished_documents(
+            engine, org_id, note=f"document gone from both systems (run {run_id})"
+        )
+
+        counts = status_counts(engine, org_id)
+        by_status = counts.groupby("status")["documents"].sum().to_dict()
+        today = datetime.now(UTC).date()
+        snapshot_status_counts(engine, org_id, by_status, run_id=run_id, day=today)
+        runs_table, run_counts = run_outcome_table(outcomes)
+        record_reconciliation(engine, org_id, run_id, {"statuses": by_status, "pushes": run_counts})
+        history = status_history(engine, org_id, since=today - timedelta(days=HISTORY_DAYS - 1))
+        errors = top_open_errors(engine, org_id)
+        return dg.MaterializeResult(
+            metadata={
+                "documents": int(sum(by_status.values())),
+                **{f"status_{s}": int(by_status.get(s, 0)) for s in SYNC_STATUSES},
+                **{key: int(n) for key, n in sorted(run_counts.items())},
+                "conflict_resolutions_applied": applied,
+                "open_errors": int(errors["errors"].sum()) if not errors.empty else 0,
+                "by_status_and_direction": dg.MetadataValue.md(status_direction_table(counts)),
+                "this_run": dg.MetadataValue.md(runs_table),
+                "top_errors": dg.MetadataValue.md(top_errors_table(errors)),
+                "status_history": dg.MetadataValue.md(
+                    history_markdown(history, today, HISTORY_DAYS)
+                ),
+            }
+        )
+
+    return [sync_report]
+
+
+def _applied_resolutions(plan: pd.DataFrame, outcomes: list[PushOutcome]) -> list:
+    """Ids of the operator resolutions whose winner's content was written in this run."""
+    if "conflict_resolution_id" not in plan:
+        return []
+    done = {(o.crm_document_id, o.metakocka_id) for o in outcomes if o.result == OK}
+    rows = plan.loc[plan["conflict_resolution_id"].notna()]
+    return [
+        r.conflict_resolution_id
+        for r in rows.itertuples(index=False)
+        if (str(r.crm_document_id), str(r.metakocka_id)) in done
+    ]
+
+
+@dg.asset_check(
+    asset="sync_status",
+    name=CHECK_RECONCILED_RECENTLY,
+    description="Fails when an organization has not finished a reconciliation for 26 hours "
+    "(read from reconciliation_runs, written by sync_report).",
+)
+def reconciled_within_26_hours(
+    sync_store: SyncStoreResource, organizations: OrganizationsResource
+) -> dg.AssetCheckResult:
+    return freshness_result(
+        last_reconciliations(sync_store.store().engine),
+        parse_organizations(organizations.organizations_json),
+        now=datetime.now(UTC),
+    )
+
+
+def freshness_result(last: dict, orgs, *, now: datetime) -> dg.AssetCheckResult:
+    rows, stale = [], []
+    for org in orgs:
+        at = last.get(org.id)
+        age = (now - at) if at else None
+        late = age is None or age > FRESHNESS_LIMIT
+        if late:
+            stale.append(org.id)
+        rows.append(
+            [
+                org.name,
+                org.id,
+                at.strftime("%Y-%m-%d %H:%M UTC") if at else "never",
+                f"{age.total_seconds() / 3600:.1f}" if age is not None else "",
+                "**stale**" if late else "ok",
+            ]
+        )
+    return dg.AssetCheckResult(
+        check_name=CHECK_RECONCILED_RECENTLY,
+        passed=not stale,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{len(stale)} organization(s) not reconciled for {FRESHNESS_LIMIT}: "
+            + ", ".join(stale)
+            if stale
+            else "every organization reconciled within 26 hours"
+        ),
+        metadata={
+            "stale_organizations": len(stale),
+            "organizations": dg.MetadataValue.md(
+                markdown_table(
+                    ["organization", "id", "last reconciliation", "hours ago", "state"], rows
+                )
+            ),
+        },
+    )
+
+
+def build_freshness_job_and_schedule():
+    """The freshness check on its own, every hour (at :17, off the nightly run's minute)."""
+    job = dg.define_asset_job(
+        FRESHNESS_JOB_NAME,
+        selection=dg.AssetSelection.checks(reconciled_within_26_hours),
+        executor_def=dg.in_process_executor,
+        description="Checks that every organization finished a reconciliation in the last 26 h.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="sync_freshness_check_schedule",
+        job=job,
+        cron_schedule="17 * * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Runs the 26-hour freshness check on sync_status every hour.",
+    )
+    return job, schedule

@@ -1,0 +1,67 @@
+"""Run-failure sensor: every failed run of this code location becomes a row in sync_error_log.
+
+Fires (every 30 s) for each run that failed: a reconciliation that crashed, a step that raised,
+a run killed by the run monitor. Each failure becomes one open `internal` error with the run's
+id, the job, the failure message and, when Dagster has it, the stack trace; the organization is
+taken from the run's partition (the nightly job) or its `sync_pipeline/organization` tag (the
+on-demand job), else `*`. The row is closed by the organization's next successful
+reconciliation (`sync_report`), or by an operator (`sync-pipeline errors resolve`).
+"""
+
+import dagster as dg
+
+from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.store.error_log import record_run_failure
+
+ORGANIZATION_TAGS = ("dagster/partition", "sync_pipeline/organization")
+NO_ORGANIZATION = "*"
+
+
+def run_organization(tags: dict) -> str:
+    for tag in ORGANIZATION_TAGS:
+        if tags.get(tag):
+            return tags[tag]
+    return NO_ORGANIZATION
+
+
+def failure_text(context: dg.RunFailureSensorContext) -> tuple[str, str | None]:
+    """The failure's message and stack trace (the failed step's error, when one is known)."""
+    run = context.dagster_run
+    message = (context.failure_event.message if context.failure_event else None) or "run failed"
+    trace = None
+    for event in context.get_step_failure_events():
+        error = event.step_failure_data.error if event.step_failure_data else None
+        if error is not None:
+            message = f"{message}; step {event.step_key}: {error.message.strip()}"
+            trace = "".join(error.stack)
+            break
+    return f"run {run.run_id} of {run.job_name} failed: {message}", trace
+
+
+@dg.run_failure_sensor(
+    name="sync_run_failure_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records every failed run of this code location in sync_error_log (error_type "
+    "internal, with the run id and the organization of the run).",
+)
+def sync_run_failure_sensor(
+    context: dg.RunFailureSensorContext,
+    sync_store: SyncStoreResource,
+    crm: CrmResource,
+    metakocka: MetakockaResource,
+):
+    run = context.dagster_run
+    message, trace = failure_text(context)
+    recorded = record_run_failure(
+        sync_store.store().engine,
+        organization_id=run_organization(run.tags),
+        run_id=run.run_id,
+        job_name=run.job_name,
+        message=message,
+        stack_trace=trace,
+        requested_by=run.tags.get("sync_pipeline/requested_by") or run.tags.get("dagster/user"),
+        secrets=[crm.api_key, *metakocka.all_secrets()],
+    )
+    if recorded:
+        context.log.info(f"recorded the failure of run {run.run_id} in sync_error_log")

@@ -1,0 +1,174 @@
+"""Queries behind the sync report and the freshness check (tables `reconciliation_runs` and
+`sync_status_history`, and read-only looks at sync_status and sync_error_log)."""
+
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from sync_pipeline.store.repository import utcnow
+from sync_pipeline.store.tables import (
+    SYNC_STATUSES,
+    reconciliation_runs,
+    sync_error_log,
+    sync_status,
+    sync_status_history,
+)
+
+NO_DIRECTION = "none"
+
+
+def record_reconciliation(
+    engine: Engine, organization_id: str, run_id: str | None, summary: dict | None = None
+) -> datetime:
+    """Note that a reconciliation of the organization got through (what freshness reads)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            reconciliation_runs.insert().values(
+                organization_id=organization_id, run_id=run_id, finished_at=now, summary=summary
+            )
+        )
+    return now
+
+
+def last_reconciliations(engine: Engine) -> dict[str, datetime]:
+    """organization_id -> when its last successful reconciliation finished (UTC): the later of
+    its last `reconciliation_runs` row and its last sync_status re-materialisation (so a check
+    running inside a reconciliation, before the report, already sees that reconciliation)."""
+    runs = sa.select(
+        reconciliation_runs.c.organization_id, sa.func.max(reconciliation_runs.c.finished_at)
+    ).group_by(reconciliation_runs.c.organization_id)
+    statuses = sa.select(
+        sync_status.c.organization_id, sa.func.max(sync_status.c.updated_at)
+    ).group_by(sync_status.c.organization_id)
+    last: dict[str, datetime] = {}
+    with engine.connect() as conn:
+        for org, at in [*conn.execute(runs).all(), *conn.execute(statuses).all()]:
+            at = _utc(at)
+            if at is not None and (org not in last or at > last[org]):
+                last[org] = at
+    return last
+
+
+def status_counts(engine: Engine, organization_id: str) -> pd.DataFrame:
+    """sync_status rows counted by status and last_direction (`none` when never pushed)."""
+    direction = sa.func.coalesce(sync_status.c.last_direction, NO_DIRECTION)
+    query = (
+        sa.select(sync_status.c.status, direction.label("direction"), sa.func.count())
+        .where(sync_status.c.organization_id == organization_id)
+        .group_by(sync_status.c.status, direction)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(rows, columns=["status", "direction", "documents"])
+
+
+def snapshot_status_counts(
+    engine: Engine, organization_id: str, counts: dict[str, int], *, run_id: str | None, day: date
+) -> None:
+    """Store the day's counts by status (a later run the same day replaces them)."""
+    now = utcnow()
+    rows = [
+        {
+            "organization_id": organization_id,
+            "snapshot_date": day,
+            "status": status,
+            "documents": int(counts.get(status, 0)),
+            "recorded_at": now,
+            "run_id": run_id,
+        }
+        for status in SYNC_STATUSES
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sync_status_history.delete().where(
+                sync_status_history.c.organization_id == organization_id,
+                sync_status_history.c.snapshot_date == day,
+            )
+        )
+        conn.execute(sync_status_history.insert(), rows)
+
+
+def status_history(engine: Engine, organization_id: str, since: date) -> pd.DataFrame:
+    """Daily counts since `since`: one row per day, one column per status."""
+    query = sa.select(
+        sync_status_history.c.snapshot_date,
+        sync_status_history.c.status,
+        sync_status_history.c.documents,
+    ).where(
+        sync_status_history.c.organization_id == organization_id,
+        sync_status_history.c.snapshot_date >= since,
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["snapshot_date", "status", "documents"])
+    wide = frame.pivot_table(
+        index="snapshot_date", columns="status", values="documents", aggfunc="sum", fill_value=0
+    )
+    return wide.reindex(columns=list(SYNC_STATUSES), fill_value=0).sort_index()
+
+
+def top_open_errors(engine: Engine, organization_id: str, limit: int = 10) -> pd.DataFrame:
+    """Open errors grouped by type and message, most frequent first."""
+    query = (
+        sa.select(
+            sync_error_log.c.error_type,
+            sync_error_log.c.message,
+            sa.func.count().label("errors"),
+            sa.func.max(sync_error_log.c.occurred_at).label("last_seen"),
+        )
+        .where(
+            sync_error_log.c.organization_id == organization_id,
+            sync_error_log.c.resolved_at.is_(None),
+        )
+        .group_by(sync_error_log.c.error_type, sync_error_log.c.message)
+        .order_by(sa.func.count().desc(), sa.func.max(sync_error_log.c.occurred_at).desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(rows, columns=["error_type", "message", "errors", "last_seen"])
+
+
+def resolve_errors_of_vanished_documents(engine: Engine, organization_id: str, note: str) -> int:
+    """Close open document errors whose document is no longer known on either side (deleted on
+    both, e.g. by hand): nothing is left to fix. Run after a full reconciliation only."""
+    known_crm = sa.select(sync_status.c.crm_document_id).where(
+        sync_status.c.organization_id == organization_id,
+        sync_status.c.crm_document_id.is_not(None),
+    )
+    known_mk = sa.select(sync_status.c.metakocka_id).where(
+        sync_status.c.organization_id == organization_id,
+        sync_status.c.metakocka_id.is_not(None),
+    )
+    crm_gone = sa.and_(
+        sync_error_log.c.crm_document_id.is_not(None),
+        sync_error_log.c.crm_document_id.not_in(known_crm),
+    )
+    mk_gone = sa.and_(
+        sync_error_log.c.metakocka_id.is_not(None),
+        sync_error_log.c.metakocka_id.not_in(known_mk),
+    )
+    no_crm = sa.or_(sync_error_log.c.crm_document_id.is_(None), crm_gone)
+    no_mk = sa.or_(sync_error_log.c.metakocka_id.is_(None), mk_gone)
+    query = (
+        sync_error_log.update()
+        .where(
+            sync_error_log.c.organization_id == organization_id,
+            sync_error_log.c.resolved_at.is_(None),
+            sa.or_(crm_gone, mk_gone),
+            no_crm,
+            no_mk,
+        )
+        .values(resolved_at=utcnow(), resolution_note=note)
+    )
+    with engine.begin() as conn:
+        return conn.execute(query).rowcount
+
+
+def _utc(value):
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

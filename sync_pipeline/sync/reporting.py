@@ -1,0 +1,115 @@
+"""The sync report's pieces as the Dagster UI shows them: Markdown tables and a PNG plot embedded
+as a data URI (Dagster renders `MetadataValue.md`, images included). No Dagster imports here."""
+
+import base64
+import io
+from collections import Counter
+from datetime import date, timedelta
+
+import pandas as pd
+
+from sync_pipeline.store.reporting import NO_DIRECTION
+from sync_pipeline.store.tables import DIRECTIONS, SYNC_STATUSES
+from sync_pipeline.sync.push import PushOutcome
+
+STATUS_COLOURS = {
+    "synced": "#2e7d32",
+    "pending": "#f9a825",
+    "failed": "#c62828",
+    "conflict": "#6a1b9a",
+    "invalid": "#ef6c00",
+    "deleted_in_crm": "#546e7a",
+    "deleted_in_metakocka": "#90a4ae",
+}
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A GitHub-flavoured Markdown table; cell text is escaped so a message cannot break it."""
+
+    def cell(value) -> str:
+        text = "" if value is None else str(value)
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def status_direction_table(counts: pd.DataFrame) -> str:
+    """Documents by status (rows) and last push direction (columns), with totals."""
+    directions = [*DIRECTIONS, NO_DIRECTION]
+    grid = {(r.status, r.direction): int(r.documents) for r in counts.itertuples(index=False)}
+    rows = []
+    for status in SYNC_STATUSES:
+        values = [grid.get((status, d), 0) for d in directions]
+        rows.append([status, *values, sum(values)])
+    totals = [sum(row[i + 1] for row in rows) for i in range(len(directions) + 1)]
+    rows.append(["**total**", *totals])
+    return markdown_table(["status", *directions, "total"], rows)
+
+
+def run_outcome_table(outcomes: list[PushOutcome]) -> tuple[str, dict[str, int]]:
+    """This run's pushes by direction, action and result; and flat counts for int metadata."""
+    counts = Counter((o.direction, o.action, o.result) for o in outcomes)
+    rows = [[d, a, r, n] for (d, a, r), n in sorted(counts.items())]
+    flat: Counter = Counter()
+    for (direction, _action, result), n in counts.items():
+        flat[f"{result}_{direction}"] += n
+    table = markdown_table(["direction", "action", "result", "documents"], rows)
+    return (table if rows else "_nothing was pushed in this run_"), dict(flat)
+
+
+def top_errors_table(errors: pd.DataFrame, width: int = 160) -> str:
+    if errors.empty:
+        return "_no open errors_"
+    rows = [
+        [
+            r.errors,
+            r.error_type,
+            r.message if len(r.message) <= width else r.message[: width - 1] + "…",
+            pd.Timestamp(r.last_seen).strftime("%Y-%m-%d %H:%M"),
+        ]
+        for r in errors.itertuples(index=False)
+    ]
+    return markdown_table(["open", "type", "message", "last seen (UTC)"], rows)
+
+
+def history_markdown(history: pd.DataFrame, today: date, days: int = 30) -> str:
+    """A plot of documents by status per day over the last `days` days, as an embedded PNG."""
+    if history.empty:
+        return "_no history yet_"
+    png = history_png(history, today, days)
+    encoded = base64.b64encode(png).decode("ascii")
+    return f"![documents by status, last {days} days](data:image/png;base64,{encoded})"
+
+
+def history_png(history: pd.DataFrame, today: date, days: int = 30) -> bytes:
+    from matplotlib.figure import Figure  # heavy import: only when a report is drawn
+
+    start = today - timedelta(days=days - 1)
+    index = pd.Index([start + timedelta(days=i) for i in range(days)], name="snapshot_date")
+    frame = history.reindex(index)  # days without a reconciliation stay empty (gaps)
+    figure = Figure(figsize=(8, 3.2), dpi=90)
+    axes = figure.subplots()
+    for status in SYNC_STATUSES:
+        values = frame[status] if status in frame else None
+        if values is None or not values.fillna(0).any():
+            continue
+        axes.plot(
+            index,
+            values.to_numpy(dtype=float),
+            marker="o",
+            markersize=3,
+            label=status,
+            color=STATUS_COLOURS.get(status),
+        )
+    axes.set_title(f"Documents by sync status, last {days} days")
+    axes.set_ylabel("documents")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=7, ncols=4)
+    axes.set_ylim(bottom=0)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
