@@ -82,6 +82,8 @@ class Batch:
                 TAG_ORGANIZATION: self.organization_id,
                 TAG_REQUESTED_BY: self.requested_by[:200],
                 TAG_REQUEST_COUNT: str(len(self.requests)),
+                # Someone is waiting for this one: ahead of scheduled runs in the run queue.
+                "dagster/priority": "10",
             },
         )
 

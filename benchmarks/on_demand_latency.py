@@ -1,0 +1,203 @@
+"""Latency of an on-demand sync under `dagster dev`: from `POST .../sync` to status `synced`.
+
+Starts the sandbox, the sync API (in this process) and `dagster dev` (webserver + daemon, with
+the project's dagster.yaml, in its own process group), then for each of N new CRM documents:
+POST /sync, poll GET /sync?documentId= every 100 ms until it says `synced`. Two rounds:
+- sequential: one request at a time (what one user clicking sees);
+- burst: N requests posted at once (the request sensor batches one tick's requests in one run).
+Each sequential sample is split into phases from the run's own timestamps: queued -> run
+created (the request sensor), created -> started (run queue + run worker start), started ->
+status seen `synced` (the sync itself, plus up to 100 ms of polling).
+
+Absolute times drift on a shared machine, so the baseline of the same run is the sync itself,
+done in this process without Dagster (`sync.targeted.sync_documents` on one new document): the
+ratio says how much of the latency is orchestration.
+
+    uv run python benchmarks/on_demand_latency.py [--requests 20] [--skip-burst]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from sync_pipeline.adapters.crm import CrmClient  # noqa: E402
+from sync_pipeline.adapters.metakocka import MetakockaClient  # noqa: E402
+from sync_pipeline.api.app import PREFIX, create_app  # noqa: E402
+from sync_pipeline.api.config import TOKENS_ENV, ApiConfig  # noqa: E402
+from sync_pipeline.demo import patched_environ, sandbox_environment  # noqa: E402
+from sync_pipeline.ops.sync_documents import JOB_NAME  # noqa: E402
+from sync_pipeline.sandbox.runner import start_sandbox  # noqa: E402
+from sync_pipeline.sandbox.serve import serve_in_thread  # noqa: E402
+from sync_pipeline.store.repository import SyncStore  # noqa: E402
+from sync_pipeline.sync.targeted import sync_documents  # noqa: E402
+from sync_pipeline_tests.dagster_dev import dagster_dev, runs  # noqa: E402
+from sync_pipeline_tests.helpers import CrmHttp  # noqa: E402
+from sync_pipeline_tests.on_demand_helpers import new_crm_order  # noqa: E402
+
+TIMEOUT_S = 180
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+class Client:
+    def __init__(self, url: str, token: str, org_id: str):
+        self.url, self.org_id = url + PREFIX, org_id
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def request_sync(self, document_id: str) -> str:
+        response = self.session.post(
+            f"{self.url}/sync", json={"documentId": document_id}, timeout=30
+        )
+        response.raise_for_status()
+        return response.json()["requestId"]
+
+    def wait_synced(self, document_id: str) -> float:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            body = self.session.get(
+                f"{self.url}/sync", params={"documentId": document_id}, timeout=30
+            ).json()
+            if body["status"] == "synced":
+                return time.monotonic()
+            if body.get("latestRequest") and body["latestRequest"]["state"] == "failed":
+                raise RuntimeError(f"request failed: {body}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{document_id} not synced after {TIMEOUT_S} s")
+
+    def request_row(self, request_id: str) -> dict:
+        return self.session.get(f"{self.url}/requests/{request_id}", timeout=30).json()
+
+
+def one_sync(client: Client, crm: CrmHttp, number: str) -> tuple[float, str, str]:
+    document = crm.insert_document(*new_crm_order(client.org_id, number))
+    start = time.monotonic()
+    request_id = client.request_sync(document["id"])
+    done = client.wait_synced(document["id"])
+    return done - start, request_id, document["id"]
+
+
+def phases(dagster_url: str, client: Client, request_id: str, latency: float) -> dict:
+    """Split one sample using the run's timestamps (seconds since the request was created)."""
+    row = client.request_row(request_id)
+    created = datetime.fromisoformat(row["createdAt"]).timestamp()
+    run = next(r for r in runs(dagster_url, pipelineName=JOB_NAME) if r["runId"] == row["runId"])
+    return {
+        "sensor": run["creationTime"] - created,
+        "queue_and_start": run["startTime"] - run["creationTime"],
+        "run_to_synced": latency - (run["startTime"] - created),
+    }
+
+
+def baseline(sandbox, org, database_url: str, crm: CrmHttp, samples: int = 5) -> float:
+    """Median time of the sync itself, in process, without Dagster."""
+    store = SyncStore(database_url)
+    crm_client = CrmClient(sandbox.crm_url, org.crm_api_key)
+    mk = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key)
+    times = []
+    for i in range(samples):
+        document = crm.insert_document(*new_crm_order(org.id, f"SO-BASE-{i}"))
+        start = time.perf_counter()
+        sync_documents(
+            org.id,
+            "crm_to_metakocka",
+            crm_ids=[document["id"]],
+            crm=crm_client,
+            metakocka=mk,
+            store=store,
+        )
+        times.append(time.perf_counter() - start)
+    store.dispose()
+    return statistics.median(times)
+
+
+def summary(name: str, latencies: list[float]) -> str:
+    return (
+        f"{name:<11} n={len(latencies):<3} p50={percentile(latencies, 50):6.2f} s  "
+        f"p95={percentile(latencies, 95):6.2f} s  min={min(latencies):6.2f} s  "
+        f"max={max(latencies):6.2f} s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--skip-burst", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="on-demand-latency-"))
+    database_url = f"sqlite:///{work / 'sync.db'}"
+    with start_sandbox(work / "sandbox", documents_per_org=30, reset=True) as sandbox:
+        org = sandbox.organizations[0]
+        token = "bench-token"
+        env = {
+            **sandbox_environment(sandbox, database_url, work),
+            TOKENS_ENV: json.dumps({token: org.id}),
+        }
+        with patched_environ(env):
+            config = ApiConfig.from_env()
+            server = serve_in_thread(create_app(config))
+            crm = CrmHttp(sandbox)
+            client = Client(server.url, token, org.id)
+            base = baseline(sandbox, org, database_url, crm)
+            try:
+                with dagster_dev(dict(os.environ), work / "dagster_home") as dagster_url:
+                    print("warming up (code location, daemon, first run)...", flush=True)
+                    one_sync(client, crm, "SO-WARMUP")
+                    sequential, parts = [], []
+                    for i in range(args.requests):
+                        latency, request_id, _ = one_sync(client, crm, f"SO-SEQ-{i}")
+                        sequential.append(latency)
+                        parts.append(phases(dagster_url, client, request_id, latency))
+                        print(
+                            f"  sequential {i + 1:>2}/{args.requests}: {latency:5.2f} s", flush=True
+                        )
+                    burst = []
+                    if not args.skip_burst:
+                        with ThreadPoolExecutor(max_workers=args.requests) as pool:
+                            futures = [
+                                pool.submit(one_sync, client, crm, f"SO-BURST-{i}")
+                                for i in range(args.requests)
+                            ]
+                            burst = [f.result()[0] for f in futures]
+                        burst_runs = (
+                            len(runs(dagster_url, pipelineName=JOB_NAME)) - args.requests - 1
+                        )
+            finally:
+                server.stop()
+                config.store.dispose()
+
+    print()
+    print(f"on-demand latency, POST .../sync -> status synced ({args.requests} requests each)")
+    print(summary("sequential", sequential))
+    if burst:
+        print(summary("burst", burst) + f"  ({burst_runs} run(s) for {args.requests} requests)")
+    print(
+        "sequential phases (median): "
+        + ", ".join(f"{k} {statistics.median(p[k] for p in parts):.2f} s" for k in parts[0])
+    )
+    print(f"baseline: the sync itself in process, median {base:.3f} s")
+    print(f"ratio p50 / baseline: {percentile(sequential, 50) / base:.1f}x")
+    target = percentile(sequential, 50) < 10
+    print(f"target p50 < 10 s: {'met' if target else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
