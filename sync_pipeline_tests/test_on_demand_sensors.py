@@ -1,0 +1,202 @@
+"""The request queue on the real PostgreSQL, request batching, the change sensor (a change is
+queued once, and the pipeline's own writes never queue another), the failure path and dry runs."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from sync_pipeline.definitions import build_resources
+from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
+from sync_pipeline.ops.sync_documents import OP_NAME
+from sync_pipeline.sensors.changes import SENSOR_NAME as CHANGE_SENSOR
+from sync_pipeline.sensors.requests import batch_requests
+from sync_pipeline.sensors.run_status import build_run_status_sensors
+from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest, SyncRequestQueue
+
+from .helpers import CrmHttp, MetakockaHttp, status_rows
+from .on_demand_helpers import Dagster, new_crm_order
+
+ORG = "11111111-1111-4111-8111-111111111111"
+DOC = "22222222-2222-4222-8222-222222222222"
+
+
+def test_request_queue_on_postgresql(pg_url):
+    store = SyncStore(pg_url)
+    store.create_schema()
+    queue = SyncRequestQueue(store.engine)
+    first, created = queue.enqueue(ORG, "crm_to_metakocka", [DOC], idempotency_key="k")
+    assert created and first.state == "queued"
+    # same key, or same content while queued: the same request
+    assert queue.enqueue(ORG, "crm_to_metakocka", [DOC], idempotency_key="k") == (first, False)
+    assert queue.enqueue(ORG, "crm_to_metakocka", [DOC])[0].id == first.id
+    with pytest.raises(IdempotencyKeyReused):
+        queue.enqueue(ORG, "both", [DOC], idempotency_key="k")
+    # once launched, the same content is a new request; a run that dies fails its requests
+    assert queue.mark_launched([first.id], "run-key-1") == [first.id]
+    assert queue.mark_launched([first.id], "run-key-2") == []
+    second, created = queue.enqueue(ORG, "crm_to_metakocka", [DOC])
+    assert created and second.id != first.id
+    assert queue.claim([first.id], "run-1") == 1
+    assert queue.fail_run(run_key="run-key-1", error="boom") == 1
+    assert queue.finish([first.id]) == 0  # never backwards out of failed
+    assert queue.get(first.id).state == "failed" and queue.get(first.id).error == "boom"
+    assert queue.get(first.id, "another-org") is None
+    assert queue.counts(ORG) == {"failed": 1, "queued": 1}
+    store.dispose()
+
+
+def _request(n: int, org: str, direction: str, ids: list[str], all_unsynced=False):
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=n)
+    return SyncRequest(
+        f"r{n}",
+        org,
+        direction,
+        tuple(ids),
+        all_unsynced,
+        "t",
+        at,
+        "queued",
+        None,
+        None,
+        at,
+        None,
+        None,
+    )
+
+
+def test_batching_per_organization_and_direction():
+    requests = [
+        _request(1, "a", "crm_to_metakocka", ["1", "2"]),
+        _request(2, "b", "crm_to_metakocka", ["3"]),
+        _request(3, "a", "metakocka_to_crm", ["4"]),
+        _request(4, "a", "crm_to_metakocka", ["2", "5"]),
+        _request(5, "a", "crm_to_metakocka", ["6", "7", "8"]),
+    ]
+    batches = batch_requests(requests, max_ids=4)
+    shapes = [(b.organization_id, b.direction, b.request_ids, b.document_ids) for b in batches]
+    assert shapes == [
+        ("a", "crm_to_metakocka", ["r1", "r4"], ["1", "2", "5"]),
+        ("a", "crm_to_metakocka", ["r5"], ["6", "7", "8"]),
+        ("b", "crm_to_metakocka", ["r2"], ["3"]),
+        ("a", "metakocka_to_crm", ["r3"], ["4"]),
+    ]
+    assert batches[2].run_key == "r2"  # a lone request's run is keyed by its id
+    assert batches[0].run_key.startswith("batch-")
+
+
+def test_change_sensor_queues_each_change_once_and_ignores_own_writes(
+    sandbox, pipeline_env, dagster_instance
+):
+    org = sandbox.organizations[0]
+    dagster = Dagster(pipeline_env, dagster_instance)
+    sensor = dagster.defs.resolve_sensor_def(CHANGE_SENSOR)
+    resources = build_resources(pipeline_env)
+    store = SyncStore(pipeline_env.database_url)
+    store.create_schema()
+    queue = SyncRequestQueue(store.engine)
+    cursor = None
+
+    def poll() -> int:
+        nonlocal cursor
+        before = len(queue.recent(org.id))
+        context = dg.build_sensor_context(
+            instance=dagster_instance, cursor=cursor, resources=resources
+        )
+        cursor = sensor(context).cursor
+        return (
+            len(SyncRequestQueue(SyncStore(pipeline_env.database_url).engine).recent(org.id))
+            - before
+        )
+
+    assert poll() == 0  # the first look only sets the cursor
+    crm_doc = CrmHttp(sandbox).insert_document(*new_crm_order(org.id, "SO-CHANGED"))
+    born = MetakockaHttp(sandbox, org).call(
+        "put_document",
+        {
+            "doc_type": "sales_order",
+            "doc_date": "2026-05-02+02:00",
+            "partner": {"customer": "Changed in Metakocka", "country": "SI"},
+            "product_list": [
+                {
+                    "code": "ART-C",
+                    "name": "C",
+                    "unit": "kos",
+                    "amount": "1",
+                    "price": "5",
+                    "tax": "220",
+                }
+            ],
+        },
+    )
+    assert poll() == 2  # one request per changed document
+    assert poll() == 0  # seen once, queued once
+
+    for run_request in dagster.tick():
+        assert dagster.launch(run_request).success
+    rows = {r["crm_document_id"]: r for r in status_rows(pipeline_env.database_url, org.id)}
+    assert rows[crm_doc["id"]]["status"] == "synced"
+    assert rows[crm_id_for_metakocka_document(org.id, born["mk_id"])]["status"] == "synced"
+    # the run wrote to both systems; those writes carry the synced content, so nothing is queued
+    assert poll() == 0
+    assert dagster.tick() == []
+
+
+def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(
+    sandbox, pipeline_env, dagster_instance
+):
+    org = sandbox.organizations[0]
+    dagster = Dagster(pipeline_env, dagster_instance)
+    document = CrmHttp(sandbox).insert_document(*new_crm_order(org.id, "SO-DRY"))
+    config = {
+        "organization_id": org.id,
+        "direction": "crm_to_metakocka",
+        "document_ids": [document["id"]],
+        "dry_run": True,
+    }
+    result = dagster.job.execute_in_process(
+        run_config={"ops": {OP_NAME: {"config": config}}}, instance=dagster_instance
+    )
+    assert result.success
+    assert result.output_for_node(OP_NAME)["actions"] == {"create_in_metakocka": 1}
+    [materialization] = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    plan = materialization.event_specific_data.metadata["plan"].value
+    assert "dry run" in plan and "create_in_metakocka" in plan and document["id"] in plan
+    mk = MetakockaHttp(sandbox, org)
+    assert mk.find_by_buyer_order("sales_order", crm_id_to_external_ref(document["id"])) == []
+    assert status_rows(pipeline_env.database_url, org.id) == []
+
+    # a run that fails (an unknown organization) fails its request, as does the failure sensor
+    store = SyncStore(pipeline_env.database_url)
+    store.create_schema()
+    queue = SyncRequestQueue(store.engine)
+    request, _ = queue.enqueue(org.id, "crm_to_metakocka", [document["id"]])
+    queue.mark_launched([request.id], request.id)
+    config = {
+        "organization_id": "nope",
+        "document_ids": [document["id"]],
+        "request_ids": [request.id],
+    }
+    failed = dagster.job.execute_in_process(
+        run_config={"ops": {OP_NAME: {"config": config}}},
+        instance=dagster_instance,
+        tags={"dagster/run_key": request.id},
+        raise_on_error=False,
+    )
+    assert not failed.success
+    assert queue.get(request.id).state == "failed" and "nope" in queue.get(request.id).error
+
+    other, _ = queue.enqueue(org.id, "crm_to_metakocka", [DOC])
+    queue.mark_launched([other.id], "key-of-a-crashed-run")
+    failure_sensor = build_run_status_sensors(dagster.job)[0]
+    crashed = failed.dagster_run.with_tags({"dagster/run_key": "key-of-a-crashed-run"})
+    context = dg.build_run_status_sensor_context(
+        sensor_name=failure_sensor.name,
+        dagster_event=failed.get_run_failure_event(),
+        dagster_instance=dagster_instance,
+        dagster_run=crashed,
+        resources=build_resources(pipeline_env),
+    ).for_run_failure()
+    failure_sensor(context)
+    assert queue.get(other.id).state == "failed"
