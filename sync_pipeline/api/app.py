@@ -50,6 +50,7 @@ from sync_pipeline.sync.targeted import read_metakocka_document, unsynced_docume
 
 PREFIX = "/api/integrations/metakocka/sales-documents"
 HEADER_TEXT = r"^[\x21-\x7e]{1,200}$"
+USER_TEXT = r"^[\x20-\x7e]{1,200}$"
 ERRORS = {
     401: {"model": Problem, "description": "Missing or unknown bearer token."},
     404: {"model": Problem, "description": "No such document (or not this organization's)."},
@@ -99,7 +100,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     def requested_by(
         x_requested_by: str | None = Header(
             default=None,
-            pattern=HEADER_TEXT,
+            pattern=USER_TEXT,
             description="The CRM user who clicked (kept in the request and the error log).",
         ),
     ) -> str:
