@@ -37,11 +37,16 @@ def free_port() -> int:
 
 @contextmanager
 def dagster_dev(
-    env: dict[str, str], dagster_home: Path, *, timeout_s: float = 120
+    env: dict[str, str],
+    dagster_home: Path,
+    *,
+    timeout_s: float = 120,
+    instance_yaml: Path = REPO_ROOT / "dagster.yaml",
 ) -> Iterator[str]:
-    """`dagster dev` on a free loopback port with the project's dagster.yaml; yields its URL."""
+    """`dagster dev` on a free loopback port with the project's dagster.yaml (or `instance_yaml`,
+    e.g. deploy/dagster.yaml); yields its URL."""
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(instance_yaml, dagster_home / "dagster.yaml")
     port = free_port()
     log = open(dagster_home / "dagster_dev.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(

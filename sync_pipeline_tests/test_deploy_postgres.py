@@ -4,22 +4,19 @@ deploy/dagster.yaml, Dagster's storage and the sync tables in one fresh database
 each run on the multiprocess executor. All three succeed."""
 
 import os
-import shutil
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 import sqlalchemy as sa
 
 from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG, NIGHTLY_JOB_NAME
 from sync_pipeline.sandbox.runner import start_sandbox
 
-from .test_webserver_graphql import LAUNCH, RUN_STATUS, _free_port, _graphql
+from .dagster_dev import dagster_dev
+from .test_webserver_graphql import LAUNCH, RUN_STATUS, _graphql
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The forkserver imports the code location once per run; each step is then a fork of it, not a
@@ -58,46 +55,18 @@ def three_organizations(tmp_path):
 
 @pytest.fixture
 def production_dagster(three_organizations, pg_url, tmp_path):
-    """`dagster dev` on deploy/dagster.yaml, in its own process group; yields (url, environment)."""
-    port = _free_port()
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    """`dagster dev` on deploy/dagster.yaml; yields (url, environment)."""
     environment = {
         **sandbox_environment(three_organizations, pg_url, tmp_path),
         **_dagster_pg_environment(pg_url),
-        "DAGSTER_HOME": str(dagster_home),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
-    log = (tmp_path / "dagster_dev.log").open("wb")  # kept for a failing run's post-mortem
-    process = subprocess.Popen(
-        ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT,
-        env={**os.environ, **environment},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("dagster dev did not start within 120 s")
+    with dagster_dev(
+        {**os.environ, **environment},
+        tmp_path / "dagster_home",
+        instance_yaml=REPO_ROOT / "deploy" / "dagster.yaml",
+    ) as url:
         yield url, environment
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def _launch(graphql: str, organization) -> str:
