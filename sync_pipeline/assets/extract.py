@@ -1,4 +1,10 @@
-"""Extract assets: every sales document of the organization, read from each system.
+"""Extract assets: the organization's sales documents, read from both systems at once.
+
+One step reads both sides, side by side (two threads: the CRM and Metakocka are separate APIs),
+because what an incremental run must read on one side depends on what changed on the other
+(`sync/incremental.py`): a full sweep reads every document; an incremental run reads what changed
+since the organization's cursor, closed over links and claims. The two outputs are the two
+assets downstream steps know, each carrying the run's `SyncScope`.
 
 A side that cannot be read (bad credentials, a forbidden IP, an answer that stays malformed after
 the retries) is not a crashed run: the step logs ONE open row for the organization in
@@ -6,7 +12,11 @@ sync_error_log with the error's type, yields no output, and so every later step 
 skipped. Nothing is planned from half the picture, and sync_status keeps its last state.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
 import dagster as dg
+from pydantic import Field
 
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.assets.common import open_store, requested_by
@@ -16,107 +26,172 @@ from sync_pipeline.resources import (
     OrganizationsResource,
     SyncStoreResource,
 )
-from sync_pipeline.sync.extract import extract_crm, extract_metakocka
+from sync_pipeline.store.cursors import read_cursor
+from sync_pipeline.sync.extract import Extraction, extract_crm, extract_metakocka
+from sync_pipeline.sync.incremental import (
+    EXTRACT_OP,
+    FULL_SWEEP_EVERY,
+    SyncScope,
+    choose_window,
+    close_over_changes,
+    next_cursor,
+)
 from sync_pipeline.sync.run_errors import retried_failure_rows, step_failure_row
 
 GROUP = "extract"
 
 
-def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    @dg.asset(
-        partitions_def=partitions_def,
-        group_name=GROUP,
-        output_required=False,
-        description="All sales documents of the organization in the CRM (PostgREST, paged by "
-        "updated_at,id), mapped to canonical form; unreadable rows are kept for quarantine. "
-        "If the CRM cannot be read, one error row is logged and the run's later steps skip.",
-    )
-    def crm_sales_documents(
-        context: dg.AssetExecutionContext,
-        crm: CrmResource,
-        metakocka: MetakockaResource,
-        sync_store: SyncStoreResource,
-    ):
-        client = crm.client()
-        result = _extract(
-            context,
-            open_store(sync_store, crm, metakocka),
-            client,
-            "the CRM",
-            lambda: extract_crm(client, context.partition_key),
-        )
-        if result is not None:
-            yield result
+class ExtractionConfig(dg.Config):
+    """Launchpad settings of the extraction (all optional)."""
 
-    @dg.asset(
+    full_sweep: bool = Field(
+        default=False,
+        description="Read every document of both systems (a full sweep: the only kind of run "
+        "that notices deletions). Otherwise the run is incremental (only what changed since the "
+        "organization's cursor), unless it has no cursor yet or its last full sweep is older "
+        "than full_sweep_every_days.",
+    )
+    full_sweep_every_days: float = Field(
+        default=FULL_SWEEP_EVERY.days,
+        description="An incremental run turns into a full sweep when the last one is this old.",
+    )
+
+
+def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.multi_asset(
+        name=EXTRACT_OP,
         partitions_def=partitions_def,
         group_name=GROUP,
-        output_required=False,
-        description="All sales documents of the organization's Metakocka company (search, "
-        "result_type doc, 100 per page, one doc_type at a time), mapped to canonical form. "
-        "If Metakocka cannot be read, one error row is logged and the run's later steps skip.",
+        outs={
+            "crm_sales_documents": dg.AssetOut(
+                is_required=False,
+                description="The organization's sales documents in the CRM (PostgREST, paged by "
+                "updated_at,id), mapped to canonical form; unreadable rows are kept for "
+                "quarantine. All of them on a full sweep; on an incremental run, those changed "
+                "since the cursor and the counterparts of changed Metakocka documents.",
+            ),
+            "metakocka_sales_documents": dg.AssetOut(
+                is_required=False,
+                description="The organization's sales documents in its Metakocka company "
+                "(search, result_type doc, 100 per page, one doc_type at a time), mapped to "
+                "canonical form. All of them on a full sweep; on an incremental run, those "
+                "changed since the cursor and the counterparts of changed CRM documents.",
+            ),
+        },
+        description="Reads both systems side by side: everything (full sweep), or what changed "
+        "since the organization's change cursor plus what the plan needs to judge it "
+        "(incremental). If a system cannot be read, one error row is logged and the run's "
+        "later steps skip.",
     )
-    def metakocka_sales_documents(
+    def extract_sales_documents(
         context: dg.AssetExecutionContext,
-        metakocka: MetakockaResource,
+        config: ExtractionConfig,
         crm: CrmResource,
+        metakocka: MetakockaResource,
         organizations: OrganizationsResource,
         sync_store: SyncStoreResource,
     ):
         org = organizations.get(context.partition_key)
-        client = metakocka.client(org.metakocka_company_id)
-        result = _extract(
-            context,
-            open_store(sync_store, crm, metakocka),
-            client,
-            "Metakocka",
-            lambda: extract_metakocka(client, org.id),
+        store = open_store(sync_store, crm, metakocka)
+        crm_client = crm.client()
+        mk_client = metakocka.client(org.metakocka_company_id)
+        window = choose_window(
+            read_cursor(store.engine, org.id),
+            full_sweep=config.full_sweep,
+            full_sweep_every=timedelta(days=config.full_sweep_every_days),
         )
-        if result is not None:
-            yield result
-
-    return [crm_sales_documents, metakocka_sales_documents]
-
-
-def _extract(context, store, client, system: str, extract) -> dg.Output | None:
-    org_id, run_id, who = context.partition_key, context.run.run_id, requested_by(context)
-    try:
-        extraction = extract()
-    except SyncError as exc:
-        store.log_errors(
-            [
-                step_failure_row(
-                    exc,
-                    organization_id=org_id,
-                    run_id=run_id,
-                    system=system,
-                    step="extraction",
-                    requested_by=who,
+        context.log.info(f"{'full sweep' if window.full else 'incremental run'}: {window.reason}")
+        reads = {
+            "the CRM": (
+                crm_client,
+                lambda: extract_crm(crm_client, org.id, updated_since=window.crm_since),
+            ),
+            "Metakocka": (
+                mk_client,
+                lambda: extract_metakocka(mk_client, org.id, changed_since=window.metakocka_since),
+            ),
+        }
+        with ThreadPoolExecutor(len(reads), thread_name_prefix="extract") as pool:
+            futures = {system: pool.submit(_attempt, read) for system, (_, read) in reads.items()}
+        results = {system: future.result() for system, future in futures.items()}
+        try:
+            failed = [(system, r) for system, r in results.items() if isinstance(r, SyncError)]
+            for system, exc in failed:
+                _log_failure(context, store, system, exc)
+            if failed:
+                return
+            crm_docs, mk_docs = results["the CRM"], results["Metakocka"]
+            scope = SyncScope(window, next_cursor=next_cursor(window, crm_docs, mk_docs))
+            if not window.full:
+                try:
+                    crm_docs, mk_docs, scope = close_over_changes(
+                        org.id,
+                        window,
+                        crm_docs,
+                        mk_docs,
+                        crm=crm_client,
+                        metakocka=mk_client,
+                        store=store,
+                        read_concurrency=metakocka.max_concurrent_requests,
+                    )
+                except SyncError as exc:
+                    _log_failure(context, store, "the changed documents' counterparts", exc)
+                    return
+                scope.next_cursor = next_cursor(window, results["the CRM"], results["Metakocka"])
+            crm_docs.scope = mk_docs.scope = scope
+            for name, extraction, client in (
+                ("crm_sales_documents", crm_docs, crm_client),
+                ("metakocka_sales_documents", mk_docs, mk_client),
+            ):
+                yield dg.Output(
+                    extraction,
+                    output_name=name,
+                    metadata={
+                        "documents": len(extraction.documents),
+                        "unreadable": len(extraction.unmappable),
+                        "api_calls": client.stats.snapshot()["total_calls"],
+                        "retries": client.stats.snapshot()["total_retries"],
+                        **scope.metadata(),
+                    },
                 )
-            ]
-        )
-        context.log.error(
-            f"extraction from {system} failed ({exc.error_type}): {exc}. Logged once in "
-            "sync_error_log; the rest of this run is skipped and sync_status keeps its last state."
-        )
-        return None
-    finally:
-        store.log_errors(
-            retried_failure_rows(
-                client.stats,
-                organization_id=org_id,
-                run_id=run_id,
+        finally:
+            for system, (client, _) in reads.items():
+                store.log_errors(
+                    retried_failure_rows(
+                        client.stats,
+                        organization_id=org.id,
+                        run_id=context.run.run_id,
+                        system=system,
+                        step="extraction",
+                        requested_by=requested_by(context),
+                    )
+                )
+
+    return [extract_sales_documents]
+
+
+def _attempt(read) -> Extraction | SyncError:
+    """Run one side's read; a typed API failure is returned, to be logged by the step's thread."""
+    try:
+        return read()
+    except SyncError as exc:
+        return exc
+
+
+def _log_failure(context, store, system: str, exc: SyncError) -> None:
+    store.log_errors(
+        [
+            step_failure_row(
+                exc,
+                organization_id=context.partition_key,
+                run_id=context.run.run_id,
                 system=system,
                 step="extraction",
-                requested_by=who,
+                requested_by=requested_by(context),
             )
-        )
-    return dg.Output(
-        extraction,
-        metadata={
-            "documents": len(extraction.documents),
-            "unreadable": len(extraction.unmappable),
-            "api_calls": client.stats.snapshot()["total_calls"],
-            "retries": client.stats.snapshot()["total_retries"],
-        },
+        ]
+    )
+    context.log.error(
+        f"extraction from {system} failed ({exc.error_type}): {exc}. Logged once in "
+        "sync_error_log; the rest of this run is skipped and sync_status keeps its last state."
     )

@@ -72,11 +72,14 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             except ResolutionRefused as exc:
                 raise dg.Failure(f"resolve_conflicts: {exc}") from None
         resolutions = pending_resolutions(store.engine, org_id)
+        scope = validated_sales_documents.scope
         plan = plan_sync(
             org_id,
             validated_sales_documents.crm,
             validated_sales_documents.metakocka,
-            store.links_frame(org_id),
+            # An incremental run plans its documents against their own links only: any other
+            # link would look like a deletion (sync/incremental.py).
+            scope.links if scope is not None and scope.incremental else store.links_frame(org_id),
             conflict_policy=org.conflict_policy,
             resolutions=resolutions,
         )

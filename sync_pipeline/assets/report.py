@@ -8,8 +8,11 @@ import sqlalchemy as sa
 from sync_pipeline.assets.common import open_store
 from sync_pipeline.assets.validate import ValidatedDocuments
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.store.cursors import save_cursor
+from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.store.tables import sync_error_log as error_log_table
+from sync_pipeline.sync.incremental import changed_status_rows
 from sync_pipeline.sync.record import status_rows
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
 
@@ -22,7 +25,8 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         partitions_def=partitions_def,
         group_name=GROUP,
         description="The `sync_status` table: one row per document known on either side, "
-        "re-materialised for the organization after the pushes.",
+        "re-materialised for the organization after the pushes of a full sweep; an incremental "
+        "run upserts the rows of the documents it looked at. Then the change cursor moves on.",
         check_specs=[
             dg.AssetCheckSpec(
                 CHECK_NO_DUPLICATE_LINKS,
@@ -44,23 +48,49 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
     ):
         org_id = context.partition_key
         store = open_store(sync_store, crm, metakocka)
-        rows = status_rows(
-            organization_id=org_id,
-            plan=sync_plan,
-            outcomes=[*metakocka_push, *crm_push, *propagated_deletions],
-            quarantined=validated_sales_documents.quarantined,
-            links=store.links_frame(org_id),
-            previous=store.status_frame(org_id),
-        )
-        store.replace_status(org_id, rows)
+        outcomes = [*metakocka_push, *crm_push, *propagated_deletions]
+        scope = validated_sales_documents.scope
+        if scope is not None and scope.incremental:
+            # Only the documents this run looked at: every other row stays as it was.
+            crm_ids = {*sync_plan["crm_document_id"].dropna()}
+            crm_ids |= {o.crm_document_id for o in outcomes if o.crm_document_id}
+            mk_ids = {*sync_plan["metakocka_id"].dropna()}
+            mk_ids |= {o.metakocka_id for o in outcomes if o.metakocka_id}
+            previous = status_for(store.engine, org_id, crm_ids, mk_ids)
+            rows = status_rows(
+                organization_id=org_id,
+                plan=sync_plan,
+                outcomes=outcomes,
+                quarantined=validated_sales_documents.quarantined,
+                links=links_for(store.engine, org_id, crm_ids, mk_ids),
+                previous=previous,
+            )
+            upsert_status(store.engine, org_id, changed_status_rows(rows, previous))
+        else:
+            rows = status_rows(
+                organization_id=org_id,
+                plan=sync_plan,
+                outcomes=outcomes,
+                quarantined=validated_sales_documents.quarantined,
+                links=store.links_frame(org_id),
+                previous=store.status_frame(org_id),
+            )
+            store.replace_status(org_id, rows)
+        if scope is not None and scope.next_cursor is not None:
+            save_cursor(store.engine, org_id, scope.next_cursor, run_id=context.run.run_id)
         _resolve_errors_of_synced(store, org_id, rows, context.run.run_id)
         resolve_earlier_step_failures(
             store.engine, org_id, context.run.run_id, f"run {context.run.run_id} got through"
         )
         counts = pd.Series([r["status"] for r in rows], dtype="object").value_counts()
+        mode = "incremental" if scope is not None and scope.incremental else "full sweep"
         yield dg.Output(
             None,
-            metadata={"documents": len(rows), **{k: int(v) for k, v in counts.items()}},
+            metadata={
+                "mode": mode,
+                "documents": len(rows),
+                **{k: int(v) for k, v in counts.items()},
+            },
         )
         yield _no_duplicate_links(store, org_id)
 

@@ -8,6 +8,7 @@ import dagster as dg
 from sync_pipeline.assets.common import open_store, requested_by
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.sync.extract import Extraction, Quarantined
+from sync_pipeline.sync.incremental import SyncScope
 from sync_pipeline.sync.record import error_rows
 from sync_pipeline.sync.validate import ValidatedSide, validate_extraction
 
@@ -19,6 +20,8 @@ CHECK_EVERY_INVALID_REPORTED = "every_invalid_document_reported"
 class ValidatedDocuments:
     crm: ValidatedSide
     metakocka: ValidatedSide
+    scope: SyncScope | None = None
+    """What this reconciliation covers (None: a full sweep, every link)."""
 
     @property
     def quarantined(self) -> list[Quarantined]:
@@ -53,6 +56,7 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         validated = ValidatedDocuments(
             crm=validate_extraction(crm_sales_documents),
             metakocka=validate_extraction(metakocka_sales_documents),
+            scope=crm_sales_documents.scope,
         )
         store = open_store(sync_store, crm, metakocka)
         rows = error_rows(

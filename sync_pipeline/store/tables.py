@@ -209,3 +209,17 @@ sync_status_history = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
 )
+
+# Change cursors of the nightly reconciliation (sync_pipeline/store/cursors.py): per organization,
+# from which CRM `updated_at` and Metakocka last change the next incremental run reads, and when
+# the last full sweep (the run that reads everything and so can see deletions) finished.
+sync_cursors = sa.Table(
+    "sync_cursors",
+    metadata,
+    sa.Column("organization_id", ID, primary_key=True),
+    sa.Column("crm_changed_since", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("metakocka_changed_since", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_full_sweep_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=True),
+)

@@ -8,12 +8,16 @@ dropping it.
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
 from sync_pipeline.mappers.crm import crm_row_to_canonical
 from sync_pipeline.mappers.metakocka import MappingError, metakocka_to_canonical
+
+if TYPE_CHECKING:
+    from sync_pipeline.sync.incremental import SyncScope
 
 METAKOCKA_SALES_DOC_TYPES = (
     "sales_offer",
@@ -49,6 +53,8 @@ class Extraction:
     documents: list[SalesDocument] = field(default_factory=list)
     unmappable: list[Quarantined] = field(default_factory=list)
     api_calls: int = 0
+    scope: "SyncScope | None" = None
+    """What the reconciliation covers (`sync.incremental`): None reads as a full sweep."""
 
 
 def extract_crm(

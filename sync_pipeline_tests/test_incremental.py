@@ -1,0 +1,225 @@
+"""Incremental reconciliation: after a full run, the nightly job reads only what changed since the
+organization's cursor, syncs it, and touches nothing else; deletions wait for a full sweep."""
+
+from datetime import UTC, datetime, timedelta
+
+import requests
+
+from sync_pipeline.definitions import build_definitions
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.store.cursors import SyncCursor, read_cursor
+from sync_pipeline.sync.extract import CRM, METAKOCKA, Extraction
+from sync_pipeline.sync.incremental import OVERLAP, choose_window, next_cursor, sweep_run_config
+
+from .helpers import metakocka_duplicates, status_rows
+
+
+def _run(settings, instance, org_id: str, *, full: bool = False):
+    job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB_NAME)
+    result = job.execute_in_process(
+        partition_key=org_id, instance=instance, run_config=sweep_run_config(full)
+    )
+    assert result.success
+    return result
+
+
+def _stats(sandbox) -> dict:
+    crm = requests.get(f"{sandbox.crm_url}/_sandbox/stats", timeout=10).json()
+    mk = requests.get(f"{sandbox.metakocka_url}/_sandbox/stats", timeout=10).json()
+    return {"crm_writes": crm["writes"], "mk_writes": mk["writes_total"], "mk": mk["calls"]}
+
+
+def _reset_stats(sandbox) -> None:
+    for url in (sandbox.crm_url, sandbox.metakocka_url):
+        requests.post(f"{url}/_sandbox/stats/reset", timeout=10).raise_for_status()
+
+
+def _status_by_crm(database_url: str, org_id: str) -> dict:
+    return {r["crm_document_id"]: r for r in status_rows(database_url, org_id)}
+
+
+def _linked_pair(sandbox, org, database_url):
+    """A CRM document and its Metakocka twin that the first run left `synced`."""
+    rows = status_rows(database_url, org.id)
+    return next(
+        (r["crm_document_id"], r["metakocka_id"])
+        for r in rows
+        if r["status"] == "synced" and r["crm_document_id"] and r["metakocka_id"]
+    )
+
+
+def test_incremental_run_syncs_what_changed_and_touches_nothing_else(
+    sandbox, pipeline_env, dagster_instance
+):
+    org = sandbox.organizations[0]
+    first = _run(pipeline_env, dagster_instance, org.id)  # no cursor yet: a full sweep
+    assert first.output_for_node("extract_sales_documents", "crm_sales_documents").scope.window.full
+    assert read_cursor(_engine(pipeline_env), org.id) is not None
+    before = _status_by_crm(pipeline_env.database_url, org.id)
+
+    # Nothing changed: the incremental run writes nothing. (It does look again at what the first
+    # run wrote to Metakocka in the last minutes: the cursor overlaps the previous run, and a
+    # Metakocka document's status is outside the content hash, so it is checked, not skipped.)
+    _reset_stats(sandbox)
+    quiet = _run(pipeline_env, dagster_instance, org.id)
+    assert not quiet.output_for_node(
+        "extract_sales_documents", "crm_sales_documents"
+    ).scope.window.full
+    assert set(quiet.output_for_node("sync_plan")["action"]) <= {"unchanged"}
+    stats = _stats(sandbox)
+    assert stats["crm_writes"] == stats["mk_writes"] == 0
+
+    # One document changes in the CRM (its content, which the CRM owns), another in Metakocka
+    # (its status, which Metakocka owns: docs/field-ownership.md).
+    crm_id, _ = _linked_pair(sandbox, org, pipeline_env.database_url)
+    sandbox.crm_state.edit_document(crm_id, {"notes": "changed in the CRM after the full run"})
+    other_crm, other_mk = next(
+        (r["crm_document_id"], r["metakocka_id"])
+        for r in status_rows(pipeline_env.database_url, org.id)
+        if r["status"] == "synced" and r["metakocka_id"] and r["crm_document_id"] != crm_id
+    )
+    new_status = "overdue" if sandbox.crm_state.document(other_crm)["status"] == "paid" else "paid"
+    sandbox.metakocka_state.edit_document(
+        org.metakocka_company_id, other_mk, {"status_code": new_status}
+    )
+    _reset_stats(sandbox)
+    result = _run(pipeline_env, dagster_instance, org.id)
+    plan = result.output_for_node("sync_plan")
+    pushed = plan.loc[plan["action"] != "unchanged"]
+    assert sorted(pushed["action"]) == ["update_in_crm", "update_in_metakocka"]
+    assert set(pushed["crm_document_id"]) == {crm_id, other_crm}
+    assert len(plan) < len(before) / 2  # the run looked at a few documents, not all of them
+    stats = _stats(sandbox)
+    assert stats["mk_writes"] == 1
+    # An incremental run reads what changed, not the whole company: one search per type.
+    assert sum(stats["mk"].get("search", {}).values()) == 6
+
+    assert sandbox.crm_state.document(other_crm)["status"] == new_status
+    mk_docs = sandbox.metakocka_state.documents(org.metakocka_company_id)
+    assert any(d.get("notes") == "changed in the CRM after the full run" for d in mk_docs)
+
+    # Every other status row is exactly as the full run left it.
+    after = _status_by_crm(pipeline_env.database_url, org.id)
+    assert set(after) == set(before)
+    for doc_id, row in before.items():
+        if doc_id in (crm_id, other_crm):
+            assert after[doc_id]["status"] == "synced"
+            assert after[doc_id]["updated_at"] != row["updated_at"]
+        else:
+            assert after[doc_id] == row
+
+    # The writes of that run come back as changes, and are recognised as the pipeline's own.
+    _reset_stats(sandbox)
+    echo = _run(pipeline_env, dagster_instance, org.id)
+    assert set(echo.output_for_node("sync_plan")["action"]) <= {"unchanged"}
+    assert _stats(sandbox)["crm_writes"] == _stats(sandbox)["mk_writes"] == 0
+    assert metakocka_duplicates(sandbox, org.metakocka_company_id) == {}
+
+
+def test_new_documents_on_both_sides_are_created_by_an_incremental_run(
+    sandbox, pipeline_env, dagster_instance
+):
+    from .on_demand_helpers import new_crm_order
+
+    org = sandbox.organizations[0]
+    _run(pipeline_env, dagster_instance, org.id)
+    row, items = new_crm_order(org.id, "SO-INC-1")
+    crm_id = sandbox.crm_state.insert_document(row, items)
+    answer = sandbox.metakocka_state.insert_document(
+        org.metakocka_company_id,
+        {
+            "doc_type": "sales_offer",
+            "doc_date": "2026-05-02+02:00",
+            "currency_code": "EUR",
+            "partner": {"customer": "Nova stranka d.o.o.", "country": "SI"},
+            "product_list": [
+                {"code": "ART-9", "name": "Kabel", "unit": "kos", "amount": "3", "price": "4"}
+            ],
+        },
+    )
+    _reset_stats(sandbox)
+    result = _run(pipeline_env, dagster_instance, org.id)
+    plan = result.output_for_node("sync_plan")
+    assert sorted(plan.loc[plan["action"] != "unchanged", "action"]) == [
+        "create_in_crm",
+        "create_in_metakocka",
+    ]
+    statuses = {
+        (r["crm_document_id"], r["metakocka_id"]): r["status"]
+        for r in status_rows(pipeline_env.database_url, org.id)
+    }
+    assert any(c == crm_id and s == "synced" for (c, _), s in statuses.items())
+    assert any(m == answer["mk_id"] and s == "synced" for (_, m), s in statuses.items())
+    assert metakocka_duplicates(sandbox, org.metakocka_company_id) == {}
+
+
+def test_a_deletion_is_reported_only_by_a_full_sweep(sandbox, pipeline_env, dagster_instance):
+    org = sandbox.organizations[0]
+    _run(pipeline_env, dagster_instance, org.id)
+    crm_id, mk_id = _linked_pair(sandbox, org, pipeline_env.database_url)
+    # The CRM document is deleted; its Metakocka twin is then edited, so an incremental run
+    # does look at the pair.
+    assert sandbox.crm_state.delete_document(crm_id)
+    sandbox.metakocka_state.edit_document(org.metakocka_company_id, mk_id, {"notes": "edited"})
+
+    incremental = _run(pipeline_env, dagster_instance, org.id)
+    assert not incremental.output_for_node(
+        "extract_sales_documents", "crm_sales_documents"
+    ).scope.window.full
+    plan = incremental.output_for_node("sync_plan")
+    assert not plan["action"].str.startswith("deleted").any()
+    assert _status_by_crm(pipeline_env.database_url, org.id)[crm_id]["status"] == "synced"
+
+    full = _run(pipeline_env, dagster_instance, org.id, full=True)
+    plan = full.output_for_node("sync_plan")
+    deleted = plan.loc[plan["action"].str.startswith("deleted")]
+    assert list(deleted["crm_document_id"]) == [crm_id]
+    assert list(deleted["action"]) == ["deleted_in_crm"]
+    assert _status_by_crm(pipeline_env.database_url, org.id)[crm_id]["status"] == "deleted_in_crm"
+
+
+def test_a_failed_push_is_retried_by_the_next_incremental_run(
+    sandbox, pipeline_env, dagster_instance
+):
+    org = sandbox.organizations[0]
+    _run(pipeline_env, dagster_instance, org.id)
+    crm_id, _ = _linked_pair(sandbox, org, pipeline_env.database_url)
+    sandbox.crm_state.edit_document(crm_id, {"notes": "to be pushed"})
+    # Metakocka refuses every write of this run (a definite refusal: not retried in the run).
+    sandbox.configure_faults(
+        "metakocka", {"rules": [{"fault": "opr_code_1", "endpoints": ["put_document"]}]}
+    )
+    _run(pipeline_env, dagster_instance, org.id)
+    assert _status_by_crm(pipeline_env.database_url, org.id)[crm_id]["status"] == "failed"
+
+    # Healthy again. The document did not change since, but it is retried.
+    sandbox.configure_faults("metakocka", {"rules": []})
+    result = _run(pipeline_env, dagster_instance, org.id)
+    plan = result.output_for_node("sync_plan")
+    assert list(plan.loc[plan["action"] != "unchanged", "crm_document_id"]) == [crm_id]
+    assert _status_by_crm(pipeline_env.database_url, org.id)[crm_id]["status"] == "synced"
+
+
+def test_window_and_cursor_rules():
+    now = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    assert choose_window(None, now=now).full  # first run
+    cursor = SyncCursor(now - timedelta(days=1), now - timedelta(days=1), now - timedelta(days=2))
+    window = choose_window(cursor, now=now)
+    assert not window.full and window.crm_since == cursor.crm_changed_since
+    assert choose_window(cursor, now=now, full_sweep=True).full
+    stale = SyncCursor(cursor.crm_changed_since, cursor.metakocka_changed_since, now - timedelta(8))
+    assert choose_window(stale, now=now).full  # weekly full sweep
+
+    # The next cursor: the run's start minus the overlap, never before the previous cursor, and
+    # a full sweep records itself.
+    empty = Extraction(CRM, "org"), Extraction(METAKOCKA, "org")
+    moved = next_cursor(window, *empty)
+    assert moved.crm_changed_since == now - OVERLAP
+    assert moved.last_full_sweep_at == cursor.last_full_sweep_at
+    assert next_cursor(choose_window(None, now=now), *empty).last_full_sweep_at == now
+
+
+def _engine(settings):
+    import sqlalchemy as sa
+
+    return sa.create_engine(settings.database_url)
