@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.store.engine import make_engine
 
 
 def run_nightly(settings, instance, organization_id: str):
@@ -33,7 +34,7 @@ def metakocka_duplicates(sandbox, company_id: str) -> dict[str, int]:
 
 
 def status_rows(database_url: str, organization_id: str) -> list[dict]:
-    engine = sa.create_engine(database_url)
+    engine = make_engine(database_url)  # on PostgreSQL: the sync schema on the search_path
     with engine.connect() as conn:
         rows = (
             conn.execute(
@@ -48,7 +49,7 @@ def status_rows(database_url: str, organization_id: str) -> list[dict]:
 
 
 def error_rows(database_url: str, organization_id: str) -> list[dict]:
-    engine = sa.create_engine(database_url)
+    engine = make_engine(database_url)  # on PostgreSQL: the sync schema on the search_path
     with engine.connect() as conn:
         rows = (
             conn.execute(
