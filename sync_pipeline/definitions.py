@@ -44,7 +44,8 @@ def build_resources(settings: Settings) -> dict:
         "sync_store": SyncStoreResource(
             database_url=dg.EnvVar("SYNC_DATABASE_URL")
             if settings.database_url_from_env
-            else settings.database_url
+            else settings.database_url,
+            database_schema=settings.database_schema,
         ),
         "organizations": OrganizationsResource(
             organizations_json=organizations_to_json(settings.organizations),

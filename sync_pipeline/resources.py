@@ -100,6 +100,8 @@ class SyncStoreResource(dg.ConfigurableResource):
     """The sync database (SQLite file by default, PostgreSQL in production)."""
 
     database_url: str
+    database_schema: str | None = None
+    """PostgreSQL schema of the sync tables (None: `SYNC_DATABASE_SCHEMA`, else `sync`)."""
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S
     """A push's claim on a document lapses this long after its owner's last heartbeat (a crashed
     run's claims expire); must exceed Metakocka's `create_settle_s` by a heartbeat interval
@@ -109,7 +111,7 @@ class SyncStoreResource(dg.ConfigurableResource):
     def store(self, secrets: list[str] | tuple[str, ...] = ()) -> SyncStore:
         """One engine per process; the schema is created on first use."""
         if self._store is None:
-            self._store = SyncStore(self.database_url, secrets=secrets)
+            self._store = SyncStore(self.database_url, secrets=secrets, schema=self.database_schema)
             self._store.create_schema()
         return self._store
 

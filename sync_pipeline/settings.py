@@ -49,6 +49,8 @@ class Settings:
     push_concurrency: int = 2
     database_url_from_env: bool = False
     """True when SYNC_DATABASE_URL is set: resources read it by name (it may hold a password)."""
+    database_schema: str | None = None
+    """SYNC_DATABASE_SCHEMA: the sync tables' PostgreSQL schema (None: `sync`; store/engine.py)."""
 
     @property
     def organization_ids(self) -> list[str]:
@@ -72,6 +74,7 @@ class Settings:
             timezone=env.get("SYNC_TIMEZONE", "Europe/Ljubljana"),
             push_concurrency=int(env.get("SYNC_PUSH_CONCURRENCY", "2")),
             database_url_from_env=bool(env.get("SYNC_DATABASE_URL")),
+            database_schema=env.get("SYNC_DATABASE_SCHEMA"),
         )
 
 
