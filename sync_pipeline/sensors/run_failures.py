@@ -32,8 +32,11 @@ def failure_text(context: dg.RunFailureSensorContext) -> tuple[str, str | None]:
     for event in context.get_step_failure_events():
         error = event.step_failure_data.error if event.step_failure_data else None
         if error is not None:
-            message = f"{message}; step {event.step_key}: {error.message.strip()}"
-            trace = "".join(error.stack)
+            root = error
+            while root.cause is not None:  # the user code's own exception, not Dagster's wrapper
+                root = root.cause
+            message = f"{message}; step {event.step_key}: {root.message.strip()}"
+            trace = error.to_string()
             break
     return f"run {run.run_id} of {run.job_name} failed: {message}", trace
 

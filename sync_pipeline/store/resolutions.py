@@ -209,21 +209,22 @@ def consume_resolutions(engine: Engine, ids, *, run_id: str | None, outcome: str
 def settle_unused_resolutions(
     engine: Engine, plan, resolutions: list[Resolution], *, run_id: str | None
 ) -> int:
-    """Mark `obsolete` the pending resolutions this plan did not need: their pair is in sync or
-    gone. A pair still held back (invalid, or in a conflict the plan could not match) keeps its
-    resolution for a later run."""
+    """Mark `obsolete` the pending resolutions this plan did not need: their pair is planned and
+    no longer in conflict (in sync, or changed into something else). A pair the run did not read
+    (an incremental run), or still holds back (invalid, or a conflict it could not match), keeps
+    its resolution for a later run."""
     if not resolutions:
         return 0
     used = (
         set(plan["conflict_resolution_id"].dropna()) if "conflict_resolution_id" in plan else set()
     )
-    held = plan["action"].isin(["conflict", "invalid"])
-    held_pairs = set(
-        zip(plan.loc[held, "crm_document_id"], plan.loc[held, "metakocka_id"], strict=True)
+    settled = ~plan["action"].isin(["conflict", "invalid"])
+    settled_pairs = set(
+        zip(plan.loc[settled, "crm_document_id"], plan.loc[settled, "metakocka_id"], strict=True)
     )
     obsolete = [
         r.id
         for r in resolutions
-        if r.id not in used and (r.crm_document_id, r.metakocka_id) not in held_pairs
+        if r.id not in used and (r.crm_document_id, r.metakocka_id) in settled_pairs
     ]
     return consume_resolutions(engine, obsolete, run_id=run_id, outcome=OBSOLETE)

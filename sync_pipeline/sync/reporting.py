@@ -84,12 +84,15 @@ def history_markdown(history: pd.DataFrame, today: date, days: int = 30) -> str:
 
 
 def history_png(history: pd.DataFrame, today: date, days: int = 30) -> bytes:
-    from matplotlib.figure import Figure  # heavy import: only when a report is drawn
+    # heavy imports: only when a report is drawn
+    from matplotlib.dates import DateFormatter
+    from matplotlib.figure import Figure
 
     start = today - timedelta(days=days - 1)
     index = pd.Index([start + timedelta(days=i) for i in range(days)], name="snapshot_date")
     frame = history.reindex(index)  # days without a reconciliation stay empty (gaps)
-    figure = Figure(figsize=(8, 3.2), dpi=90)
+    figure = Figure(figsize=(8, 3), dpi=72)
+    figure.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.18)
     axes = figure.subplots()
     for status in SYNC_STATUSES:
         values = frame[status] if status in frame else None
@@ -108,8 +111,8 @@ def history_png(history: pd.DataFrame, today: date, days: int = 30) -> bytes:
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize=7, ncols=4)
     axes.set_ylim(bottom=0)
-    figure.autofmt_xdate()
-    figure.tight_layout()
+    axes.set_xlim(index[0], index[-1])
+    axes.xaxis.set_major_formatter(DateFormatter("%d.%m."))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

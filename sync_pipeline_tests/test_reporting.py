@@ -1,0 +1,126 @@
+"""The sync report (metadata of a real nightly run), the 26-hour freshness check and the
+run-failure sensor."""
+
+import base64
+import re
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import sqlalchemy as sa
+
+from sync_pipeline.assets.reporting import FRESHNESS_JOB_NAME, freshness_result
+from sync_pipeline.definitions import build_definitions
+from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.sensors.run_failures import sync_run_failure_sensor
+from sync_pipeline.settings import Organization
+from sync_pipeline.store.error_log import resolve_run_failures
+from sync_pipeline.store.repository import SyncStore
+
+from .edits import report_metadata, run
+from .helpers import status_rows
+
+
+def test_the_report_shows_status_direction_errors_and_history(
+    sandbox, pipeline_env, dagster_instance
+):
+    org, other = sandbox.organizations[:2]
+    url = pipeline_env.database_url
+    result = run(pipeline_env, dagster_instance, org.id)
+    metadata = report_metadata(result)
+
+    rows = status_rows(url, org.id)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("synced", "invalid", "conflict")}
+    assert metadata["documents"] == len(rows)
+    assert metadata["status_synced"] == counts["synced"] > 0
+    assert metadata["status_invalid"] == counts["invalid"] > 0
+    assert metadata["status_conflict"] == counts["conflict"]
+    table = metadata["by_status_and_direction"]
+    synced_line = next(line for line in table.splitlines() if line.startswith("| synced |"))
+    assert synced_line.endswith(f"| {counts['synced']} |")
+    assert "crm_to_metakocka" in table.splitlines()[0]
+    assert metadata["ok_crm_to_metakocka"] + metadata["ok_metakocka_to_crm"] > 0
+    assert "| crm_to_metakocka | create_in_metakocka | ok |" in metadata["this_run"]
+    assert "| validation |" in metadata["top_errors"]
+    image = re.fullmatch(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)",
+                         metadata["status_history"])  # fmt: skip
+    assert image and base64.b64decode(image.group(1)).startswith(b"\x89PNG")
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        history = dict(
+            conn.execute(
+                sa.text(
+                    "select status, documents from sync_status_history where organization_id = :o"
+                ),
+                {"o": org.id},
+            ).all()
+        )
+        runs = conn.execute(sa.text("select run_id from reconciliation_runs")).scalars().all()
+    engine.dispose()
+    assert history["synced"] == counts["synced"] and history["invalid"] == counts["invalid"]
+    assert runs == [result.run_id]
+
+    # the freshness check, on its own schedule's job: the other organization never reconciled
+    check_run = (
+        build_definitions(pipeline_env)
+        .resolve_job_def(FRESHNESS_JOB_NAME)
+        .execute_in_process(instance=dagster_instance)
+    )
+    (evaluation,) = check_run.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.metadata["stale_organizations"].value == 1
+    assert other.id in evaluation.description and org.id not in evaluation.description
+
+
+def test_freshness_fails_after_26_hours():
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    orgs = [Organization("a", "A", "1"), Organization("b", "B", "2")]
+    fresh = freshness_result({"a": now - timedelta(hours=25), "b": now}, orgs, now=now)
+    assert fresh.passed
+    late = freshness_result({"a": now - timedelta(hours=26, minutes=1), "b": now}, orgs, now=now)
+    assert not late.passed
+    assert late.metadata["stale_organizations"].value == 1
+    assert "| A | a |" in late.metadata["organizations"].value
+
+
+@dg.op
+def breaks():
+    raise RuntimeError("Metakocka refused secret_key=mk-secret-123")
+
+
+@dg.job
+def failing_job():
+    breaks()
+
+
+def test_a_failed_run_is_recorded_once_in_the_error_log(sqlite_url, dagster_instance):
+    result = failing_job.execute_in_process(
+        instance=dagster_instance, raise_on_error=False, tags={"dagster/partition": "org-1"}
+    )
+    assert not result.success
+    context = dg.build_run_status_sensor_context(
+        sensor_name="sync_run_failure_sensor",
+        dagster_instance=dagster_instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources={
+            "sync_store": SyncStoreResource(database_url=sqlite_url),
+            "crm": CrmResource(base_url="http://crm.invalid", api_key="crm-key"),
+            "metakocka": MetakockaResource(
+                base_url="http://mk.invalid", secret_keys='{"16": "mk-secret-123"}'
+            ),
+        },
+    ).for_run_failure()
+    sync_run_failure_sensor(context)
+    sync_run_failure_sensor(context)  # a second evaluation of the same failure adds nothing
+
+    store = SyncStore(sqlite_url)
+    errors = store.open_errors("org-1")
+    assert len(errors) == 1
+    (row,) = errors.to_dict("records")
+    assert (row["error_type"], row["run_id"]) == ("internal", result.run_id)
+    assert "failing_job" in row["message"] and "breaks" in row["message"]
+    assert "mk-secret-123" not in row["message"] + (row["stack_trace"] or "")
+    assert "RuntimeError" in row["stack_trace"]
+    assert resolve_run_failures(store.engine, "org-1", note="later run succeeded") == 1
+    store.dispose()
