@@ -1,4 +1,13 @@
-"""Push assets: carry out the plan in each direction and record every outcome as it is learned."""
+"""Push assets: carry out the plan in each direction and record every outcome as it is learned.
+
+The CRM and Metakocka are separate APIs with separate allowances, so `sync_pushes` writes to both
+at once (one thread per direction, each with its own bounded pool); a run is then as long as the
+slower direction, not the sum of both. `metakocka_push` and `crm_push` are each direction's
+outcomes, with what they did as metadata.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -26,15 +35,25 @@ from sync_pipeline.sync.run_errors import retried_failure_rows
 GROUP = "push"
 
 
+@dataclass
+class Pushes:
+    """Both directions' outcomes, and per direction what the push did (asset metadata)."""
+
+    outcomes: dict[str, list[PushOutcome]] = field(default_factory=dict)
+    metadata: dict[str, dict] = field(default_factory=dict)
+
+
 def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions_def,
         group_name=GROUP,
-        description="Creates and updates in Metakocka. A create is recorded as an intent first and "
-        "looked up by its external id (buyer_order) before any resend; the link is bound the "
-        "moment Metakocka confirms the write.",
+        description="The plan carried out in both directions at once (the CRM and Metakocka are "
+        "separate APIs). A create in Metakocka is recorded as an intent first and is never sent "
+        "twice; a document born in Metakocka gets a CRM id derived from its Metakocka id, so a "
+        "repeated create in the CRM is an upsert. Each link is bound the moment its write is "
+        "confirmed; every failure is logged in sync_error_log.",
     )
-    def metakocka_push(
+    def sync_pushes(
         context: dg.AssetExecutionContext,
         sync_plan,
         metakocka: MetakockaResource,
@@ -45,54 +64,78 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         org = organizations.get(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         bind_unchanged_pairs(sync_plan, store=store, organization_id=org.id)
-        client = metakocka.client(org.metakocka_company_id)
-        outcomes = push_to_metakocka(
-            sync_plan,
-            client=client,
-            store=store,
-            organization_id=org.id,
-            concurrency=organizations.push_concurrency,
-            on_progress=_progress_logger(context, "Metakocka"),
-            run_id=context.run.run_id,
-            claim_ttl_s=sync_store.claim_ttl_s,
+        mk_client = metakocka.client(org.metakocka_company_id)
+        crm_client = crm.client()
+        common = {
+            "store": store,
+            "organization_id": org.id,
+            "concurrency": organizations.push_concurrency,
+            "run_id": context.run.run_id,
+            "claim_ttl_s": sync_store.claim_ttl_s,
+        }
+        with ThreadPoolExecutor(2, thread_name_prefix="push") as pool:
+            to_metakocka = pool.submit(
+                push_to_metakocka,
+                sync_plan,
+                client=mk_client,
+                on_progress=_progress_logger(context, "Metakocka"),
+                **common,
+            )
+            to_crm = pool.submit(
+                push_to_crm,
+                sync_plan,
+                client=crm_client,
+                on_progress=_progress_logger(context, "CRM"),
+                **common,
+            )
+        pushes = Pushes()
+        for direction, future, client, system in (
+            (CRM_TO_METAKOCKA, to_metakocka, mk_client, "Metakocka"),
+            (METAKOCKA_TO_CRM, to_crm, crm_client, "the CRM"),
+        ):
+            outcomes = future.result()
+            pushes.outcomes[direction] = outcomes
+            pushes.metadata[direction] = _record(
+                context, store, org.id, outcomes, client, system, direction
+            )
+        return dg.Output(
+            pushes,
+            metadata={
+                f"{direction}_{name}": value
+                for direction, metadata in pushes.metadata.items()
+                for name, value in metadata.items()
+            },
         )
-        return _record(context, store, org.id, outcomes, client, "Metakocka", CRM_TO_METAKOCKA)
 
     @dg.asset(
         partitions_def=partitions_def,
         group_name=GROUP,
-        description="Creates and updates in the CRM. A document born in Metakocka gets a CRM id "
-        "derived from its Metakocka id, so a repeated create is an idempotent upsert.",
+        description="Creates and updates in Metakocka: this run's outcomes (from sync_pushes).",
     )
-    def crm_push(
-        context: dg.AssetExecutionContext,
-        sync_plan,
-        crm: CrmResource,
-        metakocka: MetakockaResource,
-        organizations: OrganizationsResource,
-        sync_store: SyncStoreResource,
-    ) -> dg.Output:
-        org = organizations.get(context.partition_key)
-        store = open_store(sync_store, crm, metakocka)
-        client = crm.client()
-        outcomes = push_to_crm(
-            sync_plan,
-            client=client,
-            store=store,
-            organization_id=org.id,
-            concurrency=organizations.push_concurrency,
-            on_progress=_progress_logger(context, "CRM"),
-            run_id=context.run.run_id,
-            claim_ttl_s=sync_store.claim_ttl_s,
+    def metakocka_push(sync_pushes: Pushes) -> dg.Output:
+        return dg.Output(
+            sync_pushes.outcomes[CRM_TO_METAKOCKA],
+            metadata=sync_pushes.metadata[CRM_TO_METAKOCKA],
         )
-        return _record(context, store, org.id, outcomes, client, "the CRM", METAKOCKA_TO_CRM)
 
-    return [metakocka_push, crm_push]
+    @dg.asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        description="Creates and updates in the CRM: this run's outcomes (from sync_pushes).",
+    )
+    def crm_push(sync_pushes: Pushes) -> dg.Output:
+        return dg.Output(
+            sync_pushes.outcomes[METAKOCKA_TO_CRM],
+            metadata=sync_pushes.metadata[METAKOCKA_TO_CRM],
+        )
+
+    return [sync_pushes, metakocka_push, crm_push]
 
 
 def _record(
     context, store, organization_id: str, outcomes: list[PushOutcome], client, system, direction
-) -> dg.Output:
+) -> dict:
+    """Log this direction's failures, close the errors of what synced; the asset metadata."""
     store.log_errors(
         error_rows(
             organization_id=organization_id,
@@ -123,18 +166,16 @@ def _record(
     by_result = {
         result: sum(o.result == result for o in outcomes) for result in (OK, FAILED, SKIPPED)
     }
-    return dg.Output(
-        outcomes,
-        metadata={
-            "created": sum(o.result == OK and o.action.startswith("create") for o in outcomes),
-            "updated": sum(o.result == OK and o.action.startswith("update") for o in outcomes),
-            "failed": by_result[FAILED],
-            "skipped": by_result[SKIPPED],
-            "api_calls": client.stats.snapshot()["total_calls"],
-            "retries": client.stats.snapshot()["total_retries"],
-            "retry_wait_s": client.stats.snapshot()["retry_wait_s"],
-        },
-    )
+    stats = client.stats.snapshot()
+    return {
+        "created": sum(o.result == OK and o.action.startswith("create") for o in outcomes),
+        "updated": sum(o.result == OK and o.action.startswith("update") for o in outcomes),
+        "failed": by_result[FAILED],
+        "skipped": by_result[SKIPPED],
+        "api_calls": stats["total_calls"],
+        "retries": stats["total_retries"],
+        "retry_wait_s": stats["retry_wait_s"],
+    }
 
 
 def _progress_logger(context, system: str):
