@@ -40,6 +40,7 @@ from sync_pipeline.demo import patched_environ, sandbox_environment  # noqa: E40
 from sync_pipeline.ops.sync_documents import JOB_NAME  # noqa: E402
 from sync_pipeline.sandbox.runner import start_sandbox  # noqa: E402
 from sync_pipeline.sandbox.serve import serve_in_thread  # noqa: E402
+from sync_pipeline.sensors import CHANGE_INTERVAL_ENV  # noqa: E402
 from sync_pipeline.store.repository import SyncStore  # noqa: E402
 from sync_pipeline.sync.targeted import sync_documents  # noqa: E402
 from sync_pipeline_tests.dagster_dev import dagster_dev, runs  # noqa: E402
@@ -150,6 +151,9 @@ def main() -> None:
         env = {
             **sandbox_environment(sandbox, database_url, work),
             TOKENS_ENV: json.dumps({token: org.id}),
+            # The change sensor would also queue each new document the benchmark creates (it is
+            # a real change); off, so every run measured is the one the API asked for.
+            CHANGE_INTERVAL_ENV: "0",
         }
         with patched_environ(env):
             config = ApiConfig.from_env()

@@ -7,6 +7,7 @@ import time
 
 from sync_pipeline.domain.document import crm_id_to_external_ref
 from sync_pipeline.ops.sync_documents import JOB_NAME
+from sync_pipeline.sensors import CHANGE_INTERVAL_ENV
 
 from .dagster_dev import dagster_dev, runs
 from .helpers import CrmHttp, MetakockaHttp
@@ -17,7 +18,8 @@ def test_daemon_sensor_launches_the_requested_sync(sandbox, pipeline_env, api, t
     org = sandbox.organizations[0]
     document = CrmHttp(sandbox).insert_document(*new_crm_order(org.id, "SO-DAEMON-1"))
 
-    with dagster_dev(dict(os.environ), tmp_path / "dagster_home") as dagster_url:
+    env = {**os.environ, CHANGE_INTERVAL_ENV: "0"}  # only the API's request, no polling
+    with dagster_dev(env, tmp_path / "dagster_home") as dagster_url:
         posted = [
             api.call(
                 "POST",

@@ -99,6 +99,18 @@ def changed_documents(extraction: Extraction, side_cursor: SideCursor, engine, o
     return [getattr(d, key) for d in changed], seen
 
 
+def queued_document_ids(queue: SyncRequestQueue, organization_id: str, side: str) -> set[str]:
+    """Ids named by requests still queued that push this side's changes (not yet read by a run,
+    so their run will see this change too)."""
+    pushes_side = {"crm": ("crm_to_metakocka", BOTH), "metakocka": ("metakocka_to_crm", BOTH)}
+    return {
+        doc_id
+        for request in queue.queued_for(organization_id)
+        if request.direction in pushes_side[side]
+        for doc_id in request.document_ids
+    }
+
+
 def _poll(side: str, org, since: datetime, crm: CrmResource, metakocka: MetakockaResource):
     if side == "crm":
         return extract_crm(crm.client(), org.id, updated_since=since)
@@ -107,10 +119,14 @@ def _poll(side: str, org, since: datetime, crm: CrmResource, metakocka: Metakock
 
 
 def build_change_sensor(*, interval_s: int = 30) -> dg.SensorDefinition:
+    """`interval_s` 0: the sensor starts stopped (webhooks deliver the changes instead)."""
+
     @dg.sensor(
         name=SENSOR_NAME,
-        minimum_interval_seconds=interval_s,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=interval_s or 30,
+        default_status=dg.DefaultSensorStatus.RUNNING
+        if interval_s
+        else dg.DefaultSensorStatus.STOPPED,
         description="Polls both systems for documents changed since its cursor (CRM updated_at, "
         "Metakocka last_change_from) and queues a sync request for each whose content differs "
         "from what was last synced (so the pipeline's own writes never re-trigger it).",
@@ -139,7 +155,10 @@ def build_change_sensor(*, interval_s: int = 30) -> dg.SensorDefinition:
                     context.log.warning(f"{org.name}: cannot poll {side}: {exc}")
                     continue
                 changed, seen = changed_documents(extraction, sides[side], engine, org.id)
+                covered = queued_document_ids(queue, org.id, side)
                 for doc_id in changed:
+                    if doc_id in covered:  # a queued request will read its latest version
+                        continue
                     _, created = queue.enqueue(org.id, BOTH, [doc_id], requested_by=REQUESTED_BY)
                     queued += created
                 sides[side].advance(seen)

@@ -255,6 +255,15 @@ class SyncRequestQueue:
             sync_requests.c.state == QUEUED, order=sync_requests.c.created_at, limit=limit
         )
 
+    def queued_for(self, organization_id: str, limit: int = 5000) -> list[SyncRequest]:
+        """The organization's queued requests, oldest first."""
+        return self._select(
+            sync_requests.c.organization_id == organization_id,
+            sync_requests.c.state == QUEUED,
+            order=sync_requests.c.created_at,
+            limit=limit,
+        )
+
     def launched_without_run(self, older_than: datetime) -> list[SyncRequest]:
         """Requests put in a run that never claimed them (the run was not created, or waits)."""
         return self._select(
