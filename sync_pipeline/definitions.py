@@ -18,6 +18,8 @@ from sync_pipeline.assets.reporting import (
     reconciled_within_26_hours,
 )
 from sync_pipeline.assets.validate import build_validate_assets
+from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
+from sync_pipeline.io_managers import ReconciliationIOManager
 from sync_pipeline.jobs import build_nightly_job
 from sync_pipeline.maintenance import run_retention_job, run_retention_schedule
 from sync_pipeline.ops.sync_documents import build_sync_documents_job
@@ -51,6 +53,8 @@ def build_resources(settings: Settings) -> dict:
             organizations_json=organizations_to_json(settings.organizations),
             push_concurrency=settings.push_concurrency,
         ),
+        # The reconciliation's documents go from step to step in memory (io_managers.py).
+        RECONCILIATION_IO_MANAGER: ReconciliationIOManager(),
     }
 
 

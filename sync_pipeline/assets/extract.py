@@ -20,6 +20,7 @@ from pydantic import Field
 
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.assets.common import open_store, requested_by
+from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
@@ -65,6 +66,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         outs={
             "crm_sales_documents": dg.AssetOut(
                 is_required=False,
+                io_manager_key=RECONCILIATION_IO_MANAGER,
                 description="The organization's sales documents in the CRM (PostgREST, paged by "
                 "updated_at,id), mapped to canonical form; unreadable rows are kept for "
                 "quarantine. All of them on a full sweep; on an incremental run, those changed "
@@ -72,6 +74,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
             ),
             "metakocka_sales_documents": dg.AssetOut(
                 is_required=False,
+                io_manager_key=RECONCILIATION_IO_MANAGER,
                 description="The organization's sales documents in its Metakocka company "
                 "(search, result_type doc, 100 per page, one doc_type at a time), mapped to "
                 "canonical form. All of them on a full sweep; on an incremental run, those "

@@ -8,6 +8,7 @@ from pydantic import Field
 from sync_pipeline.assets.common import open_store, requested_by
 from sync_pipeline.assets.validate import ValidatedDocuments
 from sync_pipeline.domain.plan import ACTIONS
+from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
@@ -42,6 +43,7 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
     @dg.asset(
         partitions_def=partitions_def,
         group_name=GROUP,
+        io_manager_key=RECONCILIATION_IO_MANAGER,
         description="Each document classified by comparing content hashes with the hash stored "
         "at its last sync: create/update each way, unchanged, conflict (both sides changed), "
         "deleted_in_crm / deleted_in_metakocka, invalid. Field ownership applies (Metakocka's "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from sync_pipeline.assets.common import open_store, requested_by
+from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.sync.extract import Extraction, Quarantined
 from sync_pipeline.sync.incremental import SyncScope
@@ -32,6 +33,7 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
     @dg.asset(
         partitions_def=partitions_def,
         group_name=GROUP,
+        io_manager_key=RECONCILIATION_IO_MANAGER,
         description="Both sides' documents checked against the pandera models. Each invalid "
         "document gets status `invalid` and a `validation` row in sync_error_log naming the "
         "failed checks; the others go on.",

@@ -1,0 +1,44 @@
+"""The reconciliation's IO manager: outputs stay in memory when a run's steps share a process, and
+go to disk when they do not."""
+
+from types import SimpleNamespace
+
+import dagster as dg
+
+from sync_pipeline.io_managers import ReconciliationIOManager, _steps_share_a_process
+
+
+def test_in_process_run_keeps_outputs_in_memory(tmp_path):
+    @dg.asset(io_manager_key="io")
+    def documents() -> list[int]:
+        return [1, 2, 3]
+
+    @dg.asset(io_manager_key="io")
+    def total(documents: list[int]) -> int:
+        return sum(documents)
+
+    defs = dg.Definitions(
+        assets=[documents, total], resources={"io": ReconciliationIOManager(base_dir=str(tmp_path))}
+    )
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process()
+    assert result.output_for_node("total") == 6
+    assert not any(tmp_path.iterdir())  # nothing pickled
+
+
+def _context(executor: str, execution: dict | None):
+    job_def = SimpleNamespace(executor_def=SimpleNamespace(name=executor))
+    run_config = {"execution": execution} if execution is not None else {}
+    return SimpleNamespace(step_context=SimpleNamespace(job_def=job_def, run_config=run_config))
+
+
+def test_steps_in_other_processes_get_pickles():
+    assert _steps_share_a_process(_context("in_process", None))
+    # the nightly job's executor: in process unless the run config picks multiprocess
+    assert _steps_share_a_process(_context("in_process_or_multiprocess", None))
+    multiprocess = {"config": {"multiprocess": {"max_concurrent": 2}}}
+    assert not _steps_share_a_process(_context("in_process_or_multiprocess", multiprocess))
+    # Dagster's default executor: multiprocess unless the run config picks in_process
+    assert not _steps_share_a_process(_context("multi_or_in_process_executor", None))
+    in_process = {"config": {"in_process": {}}}
+    assert _steps_share_a_process(_context("multi_or_in_process_executor", in_process))
+    assert not _steps_share_a_process(_context("k8s_job_executor", None))
