@@ -149,3 +149,5 @@ def test_migrate_command(tmp_path, pg_url):
     assert result.exit_code == 0, result.output
     assert 'CREATE SCHEMA IF NOT EXISTS "sync"' in result.output
     assert "CREATE VIEW report_oldest_unsynced" in result.output
+    result = CliRunner().invoke(cli, ["migrate", "--db-url", pg_url, "--sql", "--schema", ""])
+    assert result.exit_code == 0 and "CREATE SCHEMA" not in result.output  # the login's default

@@ -38,7 +38,9 @@ def _url() -> str:
 
 
 def _schema(url) -> str | None:
-    return config.attributes.get("schema") or database_schema(url)
+    if "schema" in config.attributes:  # chosen by the caller (None: the login's default schema)
+        return config.attributes["schema"]
+    return database_schema(url)
 
 
 def _render_item(type_, obj, autogen_context):
