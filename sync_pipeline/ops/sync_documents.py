@@ -122,6 +122,7 @@ def sync_documents_op(
             requested_by=requested_by,
             concurrency=organizations.push_concurrency,
             on_progress=_progress_logger(context),
+            conflict_policy=org.conflict_policy,
         )
     except (KeyError, ValueError) as exc:
         queue.finish(config.request_ids, error=str(exc))

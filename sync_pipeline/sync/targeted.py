@@ -34,6 +34,12 @@ from sync_pipeline.domain.sync_request import BOTH, CRM_TO_METAKOCKA, METAKOCKA_
 from sync_pipeline.mappers.metakocka import METAKOCKA_TO_DOC_TYPE
 from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.store.resolutions import (
+    APPLIED,
+    consume_resolutions,
+    pending_resolutions,
+    settle_unused_resolutions,
+)
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.extract import (
     CRM,
@@ -298,9 +304,13 @@ def sync_documents(
     requested_by: str | None = None,
     concurrency: int = 2,
     on_progress: Callable[[int, int], None] | None = None,
+    conflict_policy: str = "manual",
 ) -> TargetedSyncResult:
     """Sync the named documents (and, with `all_unsynced`, every unsynced document of the
-    direction's source side) in `direction`; `dry_run` plans and writes nothing."""
+    direction's source side) in `direction`; `dry_run` plans and writes nothing.
+
+    The plan is the nightly's: field ownership, the organization's `conflict_policy` and the
+    operators' pending conflict resolutions apply to these documents as they would there."""
     crm_ids, metakocka_ids = list(crm_ids), list(metakocka_ids)
     known_mk: dict[str, Found] = {}
     known_crm: dict[str, Found] = {}
@@ -330,7 +340,15 @@ def sync_documents(
     crm_side = validate_extraction(docs.extraction(CRM))
     mk_side = validate_extraction(docs.extraction(METAKOCKA))
     quarantined = [*crm_side.quarantined, *mk_side.quarantined]
-    plan = plan_sync(organization_id, crm_side, mk_side, docs.links)
+    resolutions = pending_resolutions(store.engine, organization_id)
+    plan = plan_sync(
+        organization_id,
+        crm_side,
+        mk_side,
+        docs.links,
+        conflict_policy=conflict_policy,
+        resolutions=resolutions,
+    )
     allowed = _allowed_actions(direction)
     held_back = int(
         plan["action"].isin([*TO_METAKOCKA_ACTIONS, *TO_CRM_ACTIONS]).sum()
@@ -339,6 +357,7 @@ def sync_documents(
     if dry_run:
         return TargetedSyncResult(plan, [], quarantined, [], docs.not_found, held_back, True)
 
+    settle_unused_resolutions(store.engine, plan, resolutions, run_id=run_id)
     bind_unchanged_pairs(plan, store=store, organization_id=organization_id)
     outcomes: list[PushOutcome] = []
     progress = _overall_progress(plan, allowed, on_progress)
@@ -361,6 +380,9 @@ def sync_documents(
             on_progress=progress,
         )
     rows = _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, requested_by)
+    consume_resolutions(
+        store.engine, applied_resolutions(plan, outcomes), run_id=run_id, outcome=APPLIED
+    )
     return TargetedSyncResult(plan, outcomes, quarantined, rows, docs.not_found, held_back, False)
 
 
@@ -395,6 +417,19 @@ def _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, r
         note=f"synced by run {run_id}" if run_id else "synced on demand",
     )
     return rows
+
+
+def applied_resolutions(plan: pd.DataFrame, outcomes: list[PushOutcome]) -> list:
+    """Operator resolutions whose winner's content this run wrote."""
+    if "conflict_resolution_id" not in plan:
+        return []
+    written = {(o.crm_document_id, o.metakocka_id) for o in outcomes if o.result == OK}
+    rows = plan.loc[plan["conflict_resolution_id"].notna()]
+    return [
+        r.conflict_resolution_id
+        for r in rows.itertuples(index=False)
+        if (_text(r.crm_document_id), _text(r.metakocka_id)) in written
+    ]
 
 
 def unsynced_documents(extraction: Extraction, links: pd.DataFrame) -> list[Found]:
