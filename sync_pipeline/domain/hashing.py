@@ -13,45 +13,68 @@ echo between the systems forever.
 import hashlib
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
-from sync_pipeline.domain.document import DEFAULT_UNIT, HOME_COUNTRY, SalesDocument
+from sync_pipeline.domain.document import (
+    DEFAULT_UNIT,
+    HOME_COUNTRY,
+    Customer,
+    DocumentLine,
+    SalesDocument,
+)
 
 UNIT_PRICE_STEP = Decimal("0.0001")
 
 
 def content_hash(doc: SalesDocument) -> str:
     """A 32-character hex digest of the synced content of `doc`."""
-    customer = doc.customer
     content = [
         doc.document_type,
         _date(doc.document_date),
         _date(doc.due_date),
         _upper(doc.currency),
         _text(doc.notes),
-        [
-            _text(customer.name),
-            _lower(customer.email),
-            _text(customer.tax_id),
-            _text(customer.address),
-            _text(customer.post_code),
-            _text(customer.city),
-            _upper(customer.country) or HOME_COUNTRY,
-        ],
-        [
-            [
-                _text(line.description),
-                _number(line.quantity),
-                _number(line.unit_price.quantize(UNIT_PRICE_STEP, rounding=ROUND_HALF_UP)),
-                _number(line.discount_percent or Decimal(0)),
-                _number(line.tax_rate),
-                _text(line.product_code),
-                _text(line.unit) or DEFAULT_UNIT,
-            ]
-            for line in doc.lines
-        ],
+        _customer(doc.customer),
+        [_line(line) for line in doc.lines],
     ]
     # repr of nested lists of str/None is unambiguous (quoted, escaped) and cheaper than JSON.
     return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
+
+
+# Customers, numbers and whole lines repeat across an organization's documents, and all of them
+# are immutable: each is turned into its hashed form once (a nightly run hashes every document of
+# both systems). The cached lists are only ever read, by `repr`.
+
+
+@lru_cache(maxsize=65536)
+def _customer(customer: Customer) -> list:
+    return [
+        _text(customer.name),
+        _lower(customer.email),
+        _text(customer.tax_id),
+        _text(customer.address),
+        _text(customer.post_code),
+        _text(customer.city),
+        _upper(customer.country) or HOME_COUNTRY,
+    ]
+
+
+@lru_cache(maxsize=65536)
+def _line(line: DocumentLine) -> list:
+    return [
+        _text(line.description),
+        _number(line.quantity),
+        _unit_price(line.unit_price),
+        _number(line.discount_percent or Decimal(0)),
+        _number(line.tax_rate),
+        _text(line.product_code),
+        _text(line.unit) or DEFAULT_UNIT,
+    ]
+
+
+@lru_cache(maxsize=65536)
+def _unit_price(value: Decimal) -> str:
+    return _number(value.quantize(UNIT_PRICE_STEP, rounding=ROUND_HALF_UP))
 
 
 def _text(value: str | None) -> str | None:
@@ -72,6 +95,7 @@ def _date(value: date | None) -> str | None:
     return value.isoformat() if value else None
 
 
+@lru_cache(maxsize=65536)
 def _number(value: Decimal) -> str:
     text = format(Decimal(value).normalize(), "f")
     return "0" if text == "-0" else text

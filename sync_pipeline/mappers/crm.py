@@ -19,6 +19,7 @@ from sync_pipeline.domain.document import (
     MappingError,
     SalesDocument,
 )
+from sync_pipeline.domain.interning import shared_decimals
 
 CUSTOMER_COLUMNS = {
     "name": "customer_name",
@@ -153,7 +154,11 @@ def _uuid(row: dict, column: str) -> str:
 
 
 def _decimal(record: dict, column: str, where: str) -> Decimal | None:
-    value = record.get(column)
+    return _decimal_value(record.get(column), column, where)
+
+
+@shared_decimals  # equal values share one Decimal (domain/interning.py)
+def _decimal_value(value, column: str, where: str) -> Decimal | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):

@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from sync_pipeline.domain.interning import shared_decimals
+
 LJUBLJANA = ZoneInfo("Europe/Ljubljana")
 
 _ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:$|[T ]|[+-]\d{2}:?\d{2}$|Z$)")
@@ -23,6 +25,7 @@ _TRUE = frozenset({"true", "1", "yes", "da"})
 _FALSE = frozenset({"false", "0", "no", "ne"})
 
 
+@shared_decimals  # equal values share one Decimal (domain/interning.py)
 def parse_decimal(value) -> Decimal | None:
     """Read a number in any form Metakocka uses; None for a missing or empty value.
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
+from sync_pipeline.domain.interning import TextInterner
 from sync_pipeline.mappers.crm import crm_row_to_canonical
 from sync_pipeline.mappers.metakocka import MappingError, metakocka_to_canonical
 
@@ -30,6 +31,12 @@ METAKOCKA_SALES_DOC_TYPES = (
 
 CRM = "crm"
 METAKOCKA = "metakocka"
+
+# Texts that never repeat between documents are not worth sharing (domain/interning.py).
+CRM_UNIQUE_KEYS = frozenset({"id", "document_id", "document_number", "created_at", "updated_at"})
+METAKOCKA_UNIQUE_KEYS = frozenset(
+    {"mk_id", "count_code", "buyer_order", "title", "last_change", "created_ts", "mk_row_id"}
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,9 @@ def extract_crm(
     rows = client.list_documents(
         organization_id, ids=list(ids) if ids is not None else None, updated_since=updated_since
     )
+    texts = TextInterner(CRM_UNIQUE_KEYS)
     for row in rows:
+        row = texts.record(row) if isinstance(row, dict) else row
         try:
             extraction.documents.append(crm_row_to_canonical(row))
         except (MappingError, KeyError, TypeError, ValueError) as exc:
@@ -93,8 +102,10 @@ def extract_metakocka(
     changed_since: datetime | None = None,
 ) -> Extraction:
     extraction = Extraction(METAKOCKA, organization_id)
+    texts = TextInterner(METAKOCKA_UNIQUE_KEYS)
     for doc_type in doc_types:
         for raw in client.search_changed(doc_type, changed_since):
+            raw = texts.record(raw) if isinstance(raw, dict) else raw
             raw.setdefault("doc_type", doc_type)
             try:
                 extraction.documents.append(metakocka_to_canonical(raw, organization_id))

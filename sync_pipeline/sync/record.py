@@ -253,10 +253,30 @@ def _mk_count_code(row):
 
 
 def _index(frame: pd.DataFrame, column: str) -> dict:
+    """Rows of `frame` by the id in `column`, each row read only when it is asked for (a dict per
+    row of 100,000 links or status rows would cost seconds and hundreds of MB)."""
     if frame is None or frame.empty or column not in frame:
         return {}
-    records = frame.to_dict("records")
-    return {_text(r[column]): r for r in records if _text(r[column])}
+    columns = {name: frame[name].array for name in frame.columns}
+    return {
+        key: _Record(columns, position)
+        for position, key in enumerate(map(_text, columns[column]))
+        if key
+    }
+
+
+class _Record:
+    """One row of a frame, read lazily: `.get(column)` like the dict it stands for."""
+
+    __slots__ = ("_columns", "_position")
+
+    def __init__(self, columns: dict, position: int):
+        self._columns = columns
+        self._position = position
+
+    def get(self, name: str, default=None):
+        values = self._columns.get(name)
+        return default if values is None else values[self._position]
 
 
 def _ts(value):
