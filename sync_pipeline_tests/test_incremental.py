@@ -223,3 +223,33 @@ def _engine(settings):
     import sqlalchemy as sa
 
     return sa.create_engine(settings.database_url)
+
+
+def test_documents_already_synced_with_this_content_are_not_checked_again():
+    from datetime import date
+    from decimal import Decimal
+
+    from sync_pipeline.domain.document import Customer, DocumentLine, SalesDocument
+    from sync_pipeline.domain.hashing import content_hash
+    from sync_pipeline.sync.validate import validate_extraction
+
+    def document(key: str, name: str) -> SalesDocument:
+        line = DocumentLine("Widget", Decimal("2"), Decimal("10"), Decimal("22"), product_code="W")
+        return SalesDocument(
+            organization_id="org",
+            document_type="invoice",
+            document_date=date(2026, 1, 2),
+            customer=Customer(name, country="SI"),
+            lines=(line,),
+            crm_document_id=key,
+        )
+
+    # Both fail a check (an empty customer name); only `changed` differs from its last sync.
+    synced, changed = document("a", ""), document("b", "")
+    extraction = Extraction(CRM, "org", documents=[synced, changed])
+    side = validate_extraction(
+        extraction, synced_hashes={"a": content_hash(synced), "b": "an older content"}
+    )
+    assert [q.crm_document_id for q in side.quarantined] == ["b"]
+    assert list(side.valid["crm_document_id"]) == ["a"]
+    assert side.valid.loc[0, "content_hash"] == content_hash(synced)

@@ -8,10 +8,10 @@ import dagster as dg
 from sync_pipeline.assets.common import open_store, requested_by
 from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
-from sync_pipeline.sync.extract import Extraction, Quarantined
+from sync_pipeline.sync.extract import CRM, METAKOCKA, Extraction, Quarantined
 from sync_pipeline.sync.incremental import SyncScope
 from sync_pipeline.sync.record import error_rows
-from sync_pipeline.sync.validate import ValidatedSide, validate_extraction
+from sync_pipeline.sync.validate import ValidatedSide, synced_hashes, validate_extraction
 
 GROUP = "validate"
 CHECK_EVERY_INVALID_REPORTED = "every_invalid_document_reported"
@@ -34,7 +34,8 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         partitions_def=partitions_def,
         group_name=GROUP,
         io_manager_key=RECONCILIATION_IO_MANAGER,
-        description="Both sides' documents checked against the pandera models. Each invalid "
+        description="Both sides' documents checked against the pandera models (except those "
+        "whose content is exactly what was last synced: they passed then). Each invalid "
         "document gets status `invalid` and a `validation` row in sync_error_log naming the "
         "failed checks; the others go on.",
         check_specs=[
@@ -55,12 +56,19 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         metakocka: MetakockaResource,
     ):
         org_id = context.partition_key
-        validated = ValidatedDocuments(
-            crm=validate_extraction(crm_sales_documents),
-            metakocka=validate_extraction(metakocka_sales_documents),
-            scope=crm_sales_documents.scope,
-        )
         store = open_store(sync_store, crm, metakocka)
+        scope = crm_sales_documents.scope
+        # Documents whose content is exactly what was last synced were checked back then.
+        known = synced_hashes(
+            scope.links if scope is not None and scope.incremental else store.links_frame(org_id)
+        )
+        validated = ValidatedDocuments(
+            crm=validate_extraction(crm_sales_documents, synced_hashes=known[CRM]),
+            metakocka=validate_extraction(
+                metakocka_sales_documents, synced_hashes=known[METAKOCKA]
+            ),
+            scope=scope,
+        )
         rows = error_rows(
             organization_id=org_id,
             run_id=context.run.run_id,

@@ -49,10 +49,22 @@ LINE_COLUMNS = {
 }
 
 
-def documents_frame(docs: list[SalesDocument]) -> pd.DataFrame:
-    """One row per document, in the order given (the columns of `DOCUMENT_COLUMNS`)."""
-    subtotals = [doc.subtotal for doc in docs]
-    taxes = [doc.tax_amount for doc in docs]
+def documents_frame(
+    docs: list[SalesDocument], *, hashes: list[str] | None = None, totals: bool = True
+) -> pd.DataFrame:
+    """One row per document, in the order given (the columns of `DOCUMENT_COLUMNS`).
+
+    `hashes`: the documents' content hashes when already known. `totals=False` leaves subtotal,
+    tax and total empty (NaN): they are only needed to validate a document, and computing them
+    (decimal arithmetic per line) is most of this frame's cost.
+    """
+    if totals:
+        subtotals = [doc.subtotal for doc in docs]
+        taxes = [doc.tax_amount for doc in docs]
+        sums = [float(s + t) for s, t in zip(subtotals, taxes, strict=True)]
+        subtotals, taxes = [float(v) for v in subtotals], [float(v) for v in taxes]
+    else:
+        subtotals = taxes = sums = [float("nan")] * len(docs)
     columns = {
         "crm_document_id": [doc.crm_document_id for doc in docs],
         "metakocka_id": [doc.metakocka_id for doc in docs],
@@ -64,12 +76,12 @@ def documents_frame(docs: list[SalesDocument]) -> pd.DataFrame:
         "currency": [doc.currency for doc in docs],
         "customer_name": [doc.customer.name for doc in docs],
         "customer_country": [doc.customer.country for doc in docs],
-        "subtotal": [float(value) for value in subtotals],
-        "tax_amount": [float(value) for value in taxes],
-        "total": [float(s + t) for s, t in zip(subtotals, taxes, strict=True)],
+        "subtotal": subtotals,
+        "tax_amount": taxes,
+        "total": sums,
         "line_count": [len(doc.lines) for doc in docs],
         "updated_at": pd.to_datetime([doc.updated_at for doc in docs], utc=True),
-        "content_hash": [content_hash(doc) for doc in docs],
+        "content_hash": hashes if hashes is not None else [content_hash(doc) for doc in docs],
         "document": _objects(docs),
     }
     return _frame(columns, DOCUMENT_COLUMNS)

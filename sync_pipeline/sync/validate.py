@@ -4,12 +4,15 @@ Validation runs the pandera models of `sync_pipeline.schemas` lazily over the wh
 one bad document never stops the others and every failed check is reported, not just the first.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 
 from sync_pipeline.domain.frames import documents_frame, lines_frame
+from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.schemas import validate_documents
+from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.extract import CRM, Extraction, Quarantined
 
 KEY_BY_SIDE = {CRM: "crm_document_id", "metakocka": "metakocka_id"}
@@ -27,10 +30,25 @@ class ValidatedSide:
         return quarantined_frame(self.quarantined)
 
 
-def validate_extraction(extraction: Extraction) -> ValidatedSide:
+def validate_extraction(
+    extraction: Extraction, *, synced_hashes: Mapping[str, str] | None = None
+) -> ValidatedSide:
+    """Check every document; quarantine the ones that fail, with every reason.
+
+    `synced_hashes` ({id on this side: content hash stored at its last sync}): a document whose
+    content still hashes to its link's hash passed these checks when it was synced, and is not
+    checked again. On a full sweep that is nearly every document, and the checks (with the
+    totals they need) were the largest cost per document. A stricter rule added later applies to
+    such a document from its next change on.
+    """
     key = KEY_BY_SIDE[extraction.side]
-    header = documents_frame(extraction.documents)
-    lines = lines_frame(extraction.documents)
+    docs = extraction.documents
+    hashes = [content_hash(doc) for doc in docs]
+    synced = synced_hashes or {}
+    known = [synced.get(getattr(doc, key)) == h for doc, h in zip(docs, hashes, strict=True)]
+    checked = [i for i, k in enumerate(known) if not k]
+    header = documents_frame([docs[i] for i in checked], hashes=[hashes[i] for i in checked])
+    lines = lines_frame([docs[i] for i in checked])
     result = validate_documents(header, lines, key=key)
     is_valid = header[key].isin(result.valid_keys)
     quarantined = list(extraction.unmappable)
@@ -49,7 +67,29 @@ def validate_extraction(extraction: Extraction) -> ValidatedSide:
                 reasons=tuple(result.failures.get(getattr(record, key), ("failed validation",))),
             )
         )
-    return ValidatedSide(extraction.side, header.loc[is_valid].reset_index(drop=True), quarantined)
+    valid = header.loc[is_valid]
+    if len(checked) < len(docs):
+        unchanged = [i for i, k in enumerate(known) if k]
+        as_synced = documents_frame(
+            [docs[i] for i in unchanged], hashes=[hashes[i] for i in unchanged], totals=False
+        )
+        valid = pd.concat([valid, as_synced], ignore_index=True)
+    return ValidatedSide(extraction.side, valid.reset_index(drop=True), quarantined)
+
+
+def synced_hashes(links: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """{side: {id: content hash at the last sync}} of the confirmed links, for
+    `validate_extraction`."""
+    linked = links.loc[
+        (links["state"] == LINK_LINKED)
+        & links["crm_document_id"].notna()
+        & links["metakocka_id"].notna()
+        & links["content_hash"].notna()
+    ]
+    return {
+        side: dict(zip(linked[key], linked["content_hash"], strict=True))
+        for side, key in KEY_BY_SIDE.items()
+    }
 
 
 QUARANTINE_COLUMNS = [
