@@ -5,9 +5,11 @@ needs) is kept as a `Quarantined` entry with the reason, so validation can repor
 dropping it.
 """
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from queue import Full, Queue
 from typing import TYPE_CHECKING
 
 from sync_pipeline.adapters.crm import CrmClient
@@ -76,7 +78,7 @@ def extract_crm(
         organization_id, ids=list(ids) if ids is not None else None, updated_since=updated_since
     )
     texts = TextInterner(CRM_UNIQUE_KEYS)
-    for row in rows:
+    for row in read_ahead(rows):
         row = texts.record(row) if isinstance(row, dict) else row
         try:
             extraction.documents.append(crm_row_to_canonical(row))
@@ -103,25 +105,87 @@ def extract_metakocka(
 ) -> Extraction:
     extraction = Extraction(METAKOCKA, organization_id)
     texts = TextInterner(METAKOCKA_UNIQUE_KEYS)
-    for doc_type in doc_types:
-        for raw in client.search_changed(doc_type, changed_since):
-            raw = texts.record(raw) if isinstance(raw, dict) else raw
-            raw.setdefault("doc_type", doc_type)
-            try:
-                extraction.documents.append(metakocka_to_canonical(raw, organization_id))
-            except (MappingError, KeyError, TypeError, ValueError) as exc:
-                extraction.unmappable.append(
-                    Quarantined(
-                        side=METAKOCKA,
-                        crm_document_id=external_ref_to_crm_id(_text(raw.get("buyer_order"))),
-                        metakocka_id=_text(raw.get("mk_id")),
-                        document_type=doc_type,
-                        document_number=_text(raw.get("count_code")),
-                        reasons=(f"cannot read Metakocka document: {exc}",),
-                    )
+    pages = (
+        (doc_type, raw)
+        for doc_type in doc_types
+        for raw in client.search_changed(doc_type, changed_since)
+    )
+    # Documents already fetched (an on-demand run maps them through here) need no read-ahead.
+    for doc_type, raw in read_ahead(pages) if isinstance(client, MetakockaClient) else pages:
+        raw = texts.record(raw) if isinstance(raw, dict) else raw
+        raw.setdefault("doc_type", doc_type)
+        try:
+            extraction.documents.append(metakocka_to_canonical(raw, organization_id))
+        except (MappingError, KeyError, TypeError, ValueError) as exc:
+            extraction.unmappable.append(
+                Quarantined(
+                    side=METAKOCKA,
+                    crm_document_id=external_ref_to_crm_id(_text(raw.get("buyer_order"))),
+                    metakocka_id=_text(raw.get("mk_id")),
+                    document_type=doc_type,
+                    document_number=_text(raw.get("count_code")),
+                    reasons=(f"cannot read Metakocka document: {exc}",),
                 )
+            )
     return extraction
 
 
 def _text(value) -> str | None:
     return None if value is None else str(value)
+
+
+def read_ahead(items: Iterable, chunk: int = 100, chunks: int = 20) -> Iterator:
+    """`items`, produced by a helper thread up to `chunks` chunks ahead of the consumer.
+
+    An extraction waits on the API for each page and then maps its rows; reading ahead overlaps
+    the two, so the next pages are on their way while this thread maps. A failure of the reader
+    is raised here, in the consumer, where it would have been raised without the helper.
+    """
+    queue: Queue = Queue(maxsize=chunks)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            batch: list = []
+            for item in items:
+                batch.append(item)
+                if len(batch) >= chunk:
+                    if not _put(queue, batch, stop):
+                        return
+                    batch = []
+            _put(queue, batch, stop)
+            _put(queue, _END, stop)
+        except BaseException as exc:  # handed over to the consumer
+            _put(queue, _Failed(exc), stop)
+
+    thread = threading.Thread(target=produce, name="extract-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch = queue.get()
+            if batch is _END:
+                return
+            if isinstance(batch, _Failed):
+                raise batch.exc
+            yield from batch
+    finally:
+        stop.set()
+
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    exc: BaseException
+
+
+def _put(queue: Queue, item, stop: threading.Event) -> bool:
+    """Put unless the consumer has gone away (then the reader just stops)."""
+    while not stop.is_set():
+        try:
+            queue.put(item, timeout=0.1)
+            return True
+        except Full:
+            continue
+    return False
