@@ -35,9 +35,23 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     another is masked whole); the pattern catches credentials whose value the caller does not know,
     e.g. `"secret_key": "..."`, `apikey: ...`, `Authorization: Bearer ...` and `?apikey=...`.
     """
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    for secret in sorted(_variants(secrets), key=len, reverse=True):
         text = text.replace(secret, MASK)
     return _BEARER.sub(_mask, _CREDENTIAL.sub(_mask, text))
+
+
+def _variants(secrets: Iterable[str]) -> set[str]:
+    """Each secret as it may be quoted: as is, without surrounding whitespace (a key read from a
+    file often ends in a newline, and an error may show it stripped), and escaped as `repr` shows
+    it (`requests` quotes an invalid header value that way: 'key\\n')."""
+    variants = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        variants.add(secret)
+        for form in (secret, secret.strip()):
+            variants.update(v for v in (form, repr(form)[1:-1]) if len(v) >= 4)
+    return variants
 
 
 def redact_details(details: dict, secrets: Iterable[str] = ()) -> dict:

@@ -12,6 +12,14 @@ database itself (the OCA connector's "lock per record, a busy lock is retryable"
   next run takes it over. `ttl_s` must exceed Metakocka's `create_settle_s` plus one heartbeat
   interval, so a create the dead owner had in flight has settled before the new owner looks it up.
 
+A claim on a write to the CRM doubles as that write's durable intent. Writing a CRM document
+takes several requests (the row, then its lines), so a run that dies, or fails, half-way leaves a
+document that is neither the old nor the new content, and the next run would take it for a user's
+edit. So such a claim is never simply dropped before the write is confirmed: a failed write
+`abandon`s it (kept, and stale at once), a killed run's lapses; `unfinished_writes` lists them, and
+the next push to the CRM rewrites those documents from Metakocka before anything else may push them
+the other way (`sync/push.py`).
+
 The document key is the CRM id, which every push knows (a document born in Metakocka gets a CRM id
 derived from its Metakocka id), so creates and updates in both directions share one namespace.
 Times are the application's UTC clock, like every other timestamp in the sync database.
@@ -32,6 +40,9 @@ from sqlalchemy.exc import IntegrityError
 from sync_pipeline.store.tables import sync_claims
 
 logger = logging.getLogger(__name__)
+
+ABANDONED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+"""`claimed_at` of an abandoned claim: older than any TTL."""
 
 DEFAULT_CLAIM_TTL_S = 180.0
 """Three heartbeats of 45 s may be missed before a claim lapses; 135 s is more than the default
@@ -164,6 +175,28 @@ class DocumentClaims:
                 )
             )
 
+    def abandon(self, crm_document_id: str) -> None:
+        """Give the claim up but keep it as an unfinished write: stale at once, and no longer this
+        owner's (so `release_all` leaves it), for the next run to resume."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sync_claims.update()
+                .where(self._key(crm_document_id), sync_claims.c.claimed_by == self.owner)
+                .values(claimed_by=f"unfinished:{self.owner}"[:120], claimed_at=ABANDONED_AT)
+            )
+
+    def unfinished_writes(self, actions) -> dict[str, str]:
+        """{CRM id: action} of stale claims (another owner died or failed) with those actions."""
+        stale_before = datetime.now(UTC) - timedelta(seconds=self.ttl_s)
+        query = sa.select(sync_claims.c.crm_document_id, sync_claims.c.action).where(
+            sync_claims.c.organization_id == self.organization_id,
+            sync_claims.c.claimed_by != self.owner,
+            sync_claims.c.claimed_at < stale_before,
+            sync_claims.c.action.in_(list(actions)),
+        )
+        with self.engine.connect() as conn:
+            return {row.crm_document_id: row.action for row in conn.execute(query)}
+
     def release_all(self) -> None:
         with self.engine.begin() as conn:
             conn.execute(sync_claims.delete().where(sync_claims.c.claimed_by == self.owner))
@@ -179,15 +212,19 @@ class DocumentClaims:
 
 
 def held_claims(engine: Engine, organization_id: str | None = None) -> list[dict]:
-    """Every claim in the table (for operators and tests): owner, document, since when."""
+    """Every claim in the table (for operators and tests): owner, document, since when (UTC)."""
     query = sa.select(sync_claims)
     if organization_id is not None:
         query = query.where(sync_claims.c.organization_id == organization_id)
     with engine.connect() as conn:
-        return [dict(row) for row in conn.execute(query).mappings()]
+        rows = [dict(row) for row in conn.execute(query).mappings()]
+    for row in rows:
+        row["claimed_at"] = _aware(row["claimed_at"])
+    return rows
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:  # SQLite returns naive UTC
-        return value.replace(tzinfo=UTC)
-    return value
+    """UTC and timezone-aware (SQLite hands back naive UTC, PostgreSQL the session's zone)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -13,6 +13,11 @@ run is pushing is left `pending` for a later run, so the nightly reconciliation 
 run cannot both create it. Once claimed, a document whose link changed since this run's plan was
 made (another run synced it meanwhile) is also left `pending` rather than pushed from a stale plan.
 
+A write to the CRM takes several requests, so its claim is also its intent: a run that dies or
+fails half-way leaves it behind, and the next push to the CRM first rewrites that document from
+Metakocka (whatever this run's plan says about it), while the push to Metakocka leaves it alone, so
+a half-written CRM document is never taken for a user's edit and copied to Metakocka.
+
 A document is `synced` only after its write is confirmed. Every failure becomes an outcome with its
 `error_type`; nothing is dropped. An `AuthError` trips a per-run circuit breaker: the first
 document is pushed alone (a probe), so bad credentials cost one call; the company is not called
@@ -150,7 +155,9 @@ def push_to_metakocka(
         store.engine, organization_id, owner=claim_owner(run_id), ttl_s=claim_ttl_s
     )
     with claims:
-        push_one = _claimed(push_one, claims, store, organization_id, CRM_TO_METAKOCKA)
+        # A CRM document whose write to the CRM never finished is not pushed to Metakocka.
+        held_back = set(claims.unfinished_writes(TO_CRM_ACTIONS))
+        push_one = _claimed(push_one, claims, store, organization_id, CRM_TO_METAKOCKA, held_back)
         outcomes = _run_all(rows, push_one, CRM_TO_METAKOCKA, breaker, concurrency, on_progress)
     return _with_breaker_summary(outcomes, breaker, "Metakocka")
 
@@ -235,6 +242,8 @@ def push_to_crm(
         store.engine, organization_id, owner=claim_owner(run_id), ttl_s=claim_ttl_s
     )
     with claims:
+        resumed = _unfinished_crm_writes(plan, claims, store, organization_id)
+        rows = pd.concat([resumed, rows]) if len(resumed) else rows
         push_one = _claimed(push_one, claims, store, organization_id, METAKOCKA_TO_CRM)
         outcomes = _run_all(rows, push_one, METAKOCKA_TO_CRM, breaker, concurrency, on_progress)
     return _with_breaker_summary(outcomes, breaker, "the CRM")
@@ -266,24 +275,61 @@ def _run_all(rows, push_one, direction, breaker, concurrency, on_progress) -> li
         return [probe, *pool.map(guarded, records[1:])]
 
 
-def _claimed(push_one, claims: DocumentClaims, store: SyncStore, organization_id, direction):
-    """`push_one` under the document's claim; a document claimed elsewhere, or synced by another
-    run since this run's plan, is skipped (left `pending` for a later run)."""
+def _claimed(
+    push_one, claims: DocumentClaims, store: SyncStore, organization_id, direction, held_back=()
+):
+    """`push_one` under the document's claim; a document claimed elsewhere, synced by another run
+    since this run's plan, or (`held_back`) half-written in the CRM, is skipped (left `pending`).
+    A write to the CRM that raises keeps its claim as an unfinished write (`abandon`)."""
 
     def claimed_push(row) -> PushOutcome:
         crm_id = _text(row.crm_document_id)
+        if crm_id in held_back:
+            why = "an earlier write of it to the CRM did not finish; the CRM push resumes it first"
+            return _pending(row, direction, f"not pushed: {why}")
         holder = claims.try_claim(crm_id, row.action)
         if holder is not None:
             return _pending(row, direction, f"not pushed: {holder.describe()}; retried later")
         try:
             changed = _link_changed_since_plan(store, organization_id, row)
             if changed:
-                return _pending(row, direction, f"not pushed: {changed}; rechecked next run")
-            return push_one(row)
-        finally:
-            claims.release(crm_id)
+                outcome = _pending(row, direction, f"not pushed: {changed}; rechecked next run")
+            else:
+                outcome = push_one(row)
+        except BaseException:
+            if direction == METAKOCKA_TO_CRM:
+                claims.abandon(crm_id)  # the CRM copy may be half-written: resume it next run
+            else:
+                claims.release(crm_id)
+            raise
+        claims.release(crm_id)
+        return outcome
 
     return claimed_push
+
+
+def _unfinished_crm_writes(plan, claims: DocumentClaims, store: SyncStore, organization_id):
+    """Plan rows that redo a write to the CRM a dead or failed run left half-done: the document
+    is written again from its Metakocka copy, whatever this run's plan made of the half-written
+    CRM side (a change, a conflict, an invalid document)."""
+    unfinished = claims.unfinished_writes(TO_CRM_ACTIONS)
+    if not unfinished or plan.empty:
+        return plan.iloc[0:0]
+    candidates = plan.loc[
+        plan["crm_document_id"].isin(list(unfinished))
+        & ~plan["action"].isin(TO_CRM_ACTIONS)
+        & plan["metakocka_id"].notna()
+        & plan["metakocka_document"].map(lambda doc: isinstance(doc, SalesDocument))
+    ].copy()
+    actions = []
+    for crm_id in candidates["crm_document_id"]:
+        link = store.find_link(organization_id, crm_document_id=str(crm_id))
+        linked = link is not None and link.get("state") == LINK_LINKED
+        actions.append("update_in_crm" if linked else "create_in_crm")
+    candidates["action"] = actions
+    if "crm_fields" in candidates:
+        candidates["crm_fields"] = None  # the whole document is rewritten
+    return candidates
 
 
 def _link_changed_since_plan(store: SyncStore, organization_id: str, row) -> str | None:

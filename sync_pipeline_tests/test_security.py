@@ -1,0 +1,153 @@
+"""Security: no secret anywhere after real runs, and three organizations synced at once never cross.
+
+Three organizations (each its own CRM tenant and Metakocka company) are reconciled at the same
+time, in threads of this process, with HTML 5xx pages and dropped connections injected so the
+error paths run too, plus one run whose CRM key was pasted with a trailing newline (requests then
+quotes the key in its exception). Afterwards every place a secret could leak is scanned for every
+sandbox secret (the Metakocka secret keys, the CRM API keys): the captured Python log records and
+everything written to stdout/stderr, every Dagster event of every run, and every row of every
+table in the sync database.
+"""
+
+import logging
+import threading
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster._serdes import serialize_value
+
+from sync_pipeline.demo import patched_environ, sandbox_environment
+from sync_pipeline.domain.document import (
+    crm_id_for_metakocka_document,
+    external_ref_to_crm_id,
+)
+from sync_pipeline.faultlab import (
+    FaultCase,
+    LabConfig,
+    audit,
+    configure_case,
+    error_log,
+    fault_cases,
+    invalid_crm_ids,
+    nightly_job,
+    run_nightly,
+)
+from sync_pipeline.sandbox.runner import start_sandbox
+from sync_pipeline.settings import Settings
+from sync_pipeline.store.engine import make_engine
+from sync_pipeline.store.repository import SyncStore
+
+CONFIG = LabConfig(timeout_s=2.0, max_attempts=3, initial_wait_s=0.01, max_wait_s=0.05)
+
+
+def all_rows(database_url: str) -> list[dict]:
+    engine = make_engine(database_url)
+    try:
+        tables = sa.MetaData()
+        tables.reflect(engine)
+        with engine.connect() as conn:
+            return [
+                {"table": name, **dict(row)}
+                for name, table in tables.tables.items()
+                for row in conn.execute(sa.select(table)).mappings()
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_no_secret_leaks_and_three_organizations_never_cross(tmp_path, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    db_url = f"sqlite:///{tmp_path / 'sync.db'}"
+    with start_sandbox(tmp_path / "sandbox", organizations=3, documents_per_org=30) as sandbox:
+        orgs = sandbox.organizations
+        secrets = {o.crm_api_key for o in orgs} | {o.metakocka_secret_key for o in orgs}
+        cases = {case.name: case for case in fault_cases(rate=0.1, cap=6)}
+        rules = {
+            system: cases["error_5xx_html"].rules[system] + cases["connection_reset"].rules[system]
+            for system in ("crm", "metakocka")
+        }
+        configure_case(sandbox, FaultCase("mixed", rules, "transient"))
+        environment = sandbox_environment(sandbox, db_url, tmp_path)
+        SyncStore(db_url).create_schema()  # before the threads: alembic's context is global
+        results: dict[str, list] = {o.id: [] for o in orgs}
+        instances = {o.id: dg.DagsterInstance.ephemeral() for o in orgs}  # one per thread
+        with patched_environ(environment):  # secrets reach the resources by EnvVar only
+            job = nightly_job(Settings.from_env(), CONFIG)
+
+            def reconcile(organization):
+                for _ in range(3):
+                    results[organization.id].append(
+                        run_nightly(job, instances[organization.id], organization.id)
+                    )
+
+            threads = [threading.Thread(target=reconcile, args=(o,)) for o in orgs]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            configure_case(sandbox, None)
+            for organization in orgs:  # settle whatever the faults left, one clean run each
+                results[organization.id].append(
+                    run_nightly(job, instances[organization.id], organization.id)
+                )
+
+        # A key pasted with a newline: requests quotes it in the exception it raises.
+        pasted = {**environment, "CRM_API_KEY": orgs[0].crm_api_key + "\n"}
+        broken_job = nightly_job(Settings.from_env(pasted), CONFIG, environment=pasted)
+        broken = run_nightly(broken_job, instances[orgs[0].id], orgs[0].id)
+        assert broken.success
+        (failure,) = [
+            r
+            for r in error_log(db_url, orgs[0].id)
+            if r["run_id"] == broken.run_id and r["resolved_at"] is None
+        ]
+        assert "InvalidHeader" in failure["message"] and "***" in failure["message"]
+
+        # Tenancy: every organization converged, and nothing of one reached another.
+        for organization in orgs:
+            report = audit(sandbox, organization, db_url, invalid_crm_ids(sandbox, organization))
+            assert report.converged and report.duplicates == 0, organization.name
+            own_crm = {d["id"] for d in sandbox.crm_state.documents(organization.id)}
+            company = organization.metakocka_company_id
+            mk_docs = sandbox.metakocka_state.documents(company)
+            for doc in mk_docs:  # a CRM reference in this company names this tenant's document
+                crm_id = external_ref_to_crm_id(doc.get("buyer_order"))
+                assert crm_id is None or crm_id in own_crm, (organization.name, doc["mk_id"])
+            born_here = {
+                crm_id_for_metakocka_document(organization.id, d["mk_id"]) for d in mk_docs
+            }
+            for doc in sandbox.crm_state.documents(organization.id):
+                assert doc["organization_id"] == organization.id
+            others = [o for o in orgs if o.id != organization.id]
+            for other in others:  # no document born in this company was copied to another tenant
+                other_ids = {d["id"] for d in sandbox.crm_state.documents(other.id)}
+                assert not (born_here & other_ids), (organization.name, other.name)
+            rows = [r for r in all_rows(db_url) if r.get("organization_id") == organization.id]
+            mk_ids = {str(d["mk_id"]) for d in mk_docs}
+            for row in rows:
+                if row.get("crm_document_id"):
+                    assert row["crm_document_id"] in own_crm | born_here, row
+                if row.get("metakocka_id"):
+                    assert str(row["metakocka_id"]) in mk_ids, row
+
+        # Secrets: nowhere.
+        results[orgs[0].id].append(broken)
+        events = [
+            serialize_value(entry)
+            for org_id, runs in results.items()
+            for result in runs
+            for entry in instances[org_id].all_logs(result.run_id)
+        ]
+        places = {
+            "python logging": "\n".join(record.getMessage() for record in caplog.records),
+            "stdout/stderr": "".join(capfd.readouterr()),
+            "dagster events": "\n".join(events),
+            "sync tables": "\n".join(repr(row) for row in all_rows(db_url)),
+        }
+        assert all(len(text) > 0 for text in places.values()), [
+            k for k, v in places.items() if not v
+        ]
+        for place, text in places.items():
+            for secret in secrets:
+                assert secret not in text, f"a sandbox secret leaked into {place}"
+                assert secret.strip() not in text, f"a sandbox secret leaked into {place}"
