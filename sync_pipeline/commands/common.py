@@ -1,6 +1,7 @@
 """What the command groups share: the sync database, the organization check, plain tables."""
 
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
@@ -24,14 +25,18 @@ def organization_option(required: bool):
     )
 
 
-def open_engine(db_url: str | None):
-    """The sync database's engine, migrated to the newest schema."""
+@contextmanager
+def sync_engine(db_url: str | None):
+    """The sync database's engine, migrated to the newest schema; disposed afterwards."""
     from sync_pipeline.settings import Settings
     from sync_pipeline.store.repository import SyncStore
 
     store = SyncStore(db_url or Settings.from_env().database_url)
-    store.create_schema()
-    return store.engine
+    try:
+        store.create_schema()
+        yield store.engine
+    finally:
+        store.dispose()
 
 
 def check_organization(organization: str | None) -> None:

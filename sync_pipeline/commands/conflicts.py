@@ -10,8 +10,8 @@ from sync_pipeline.commands.common import (
     check_organization,
     db_url_option,
     echo_json,
-    open_engine,
     organization_option,
+    sync_engine,
 )
 from sync_pipeline.domain.policies import WINNER_CRM, WINNERS
 
@@ -33,7 +33,8 @@ def list_command(organization, db_url, as_json, fields):
     from sync_pipeline.store.resolutions import list_conflicts
 
     check_organization(organization)
-    views = list_conflicts(open_engine(db_url), organization)
+    with sync_engine(db_url) as engine:
+        views = list_conflicts(engine, organization)
     if as_json:
         echo_json([asdict(v) for v in views])
         return
@@ -73,14 +74,15 @@ def resolve_command(organization, document, winner, note, resolved_by, db_url):
 
     check_organization(organization)
     try:
-        resolution = resolve_conflict(
-            open_engine(db_url),
-            organization,
-            document,
-            winner,
-            resolved_by=resolved_by or f"cli:{getpass.getuser()}",
-            note=note,
-        )
+        with sync_engine(db_url) as engine:
+            resolution = resolve_conflict(
+                engine,
+                organization,
+                document,
+                winner,
+                resolved_by=resolved_by or f"cli:{getpass.getuser()}",
+                note=note,
+            )
     except ResolutionRefused as exc:
         raise click.ClickException(str(exc)) from None
     source, target = ("CRM", "Metakocka") if winner == WINNER_CRM else ("Metakocka", "CRM")

@@ -16,8 +16,8 @@ from sync_pipeline.commands.common import (
     db_url_option,
     echo_json,
     echo_table,
-    open_engine,
     organization_option,
+    sync_engine,
     utc,
 )
 
@@ -89,7 +89,8 @@ def list_command(
     from sync_pipeline.store.error_log import list_errors
 
     where = _filter(organization, error_type, document, state, since, until, run_id)
-    rows = list_errors(open_engine(db_url), where, limit=limit or None)
+    with sync_engine(db_url) as engine:
+        rows = list_errors(engine, where, limit=limit or None)
     if as_json:
         echo_json(rows)
         return
@@ -136,9 +137,8 @@ def resolve_command(
         where = _filter(organization, error_type, document, "open", since, until, run_id)
     if not note.strip():
         raise click.BadParameter("the note must not be empty", param_hint="--note")
-    result = resolve_errors(
-        open_engine(db_url), ids=ids, where=where, note=note, resolved_by=resolved_by
-    )
+    with sync_engine(db_url) as engine:
+        result = resolve_errors(engine, ids=ids, where=where, note=note, resolved_by=resolved_by)
     click.echo(f"resolved {len(result.resolved)} error(s)" + _ids(result.resolved))
     for refusal in result.refused:
         click.echo(f"refused: {refusal.message}", err=True)
@@ -166,7 +166,8 @@ def stats_command(
     if since is None and days:
         since = (datetime.now(UTC) - timedelta(days=days)).replace(tzinfo=None)
     where = _filter(organization, error_type, document, state, since, until, run_id)
-    rows = error_statistics(open_engine(db_url), where)
+    with sync_engine(db_url) as engine:
+        rows = error_statistics(engine, where)
     by_type: dict[str, dict] = {}
     for row in rows:
         total = by_type.setdefault(
@@ -202,12 +203,12 @@ def export_command(organization, error_type, document, state, since, until, run_
     from sync_pipeline.store.error_log import export_csv
 
     where = _filter(organization, error_type, document, state, since, until, run_id)
-    engine = open_engine(db_url)
-    if output == "-":
-        count = export_csv(engine, where, sys.stdout)
-    else:
-        with open(output, "w", newline="", encoding="utf-8") as out:
-            count = export_csv(engine, where, out)
+    with sync_engine(db_url) as engine:
+        if output == "-":
+            count = export_csv(engine, where, sys.stdout)
+        else:
+            with open(output, "w", newline="", encoding="utf-8") as out:
+                count = export_csv(engine, where, out)
     click.echo(f"exported {count} error(s)", err=True)
 
 
