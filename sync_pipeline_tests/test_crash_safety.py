@@ -291,7 +291,8 @@ def test_create_in_flight_when_the_process_dies_is_not_sent_again(tmp_path, dags
 
 def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_path):
     """A dead run recorded its intent and its create landed after this run's extraction: the push
-    finds it by its external id and binds it; no second create is sent."""
+    finds it by its external id and binds it; no second create is sent, even though this run's
+    plan had proved the document absent and would have skipped the look-up."""
     db_url = f"sqlite:///{tmp_path / 'sync.db'}"
     with start_sandbox(tmp_path / "sandbox", organizations=1, documents_per_org=20) as sandbox:
         org = sandbox.organizations[0]
@@ -308,9 +309,13 @@ def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_p
             validate_extraction(extract_metakocka(mk_client, org.id)),
             store.links_frame(org.id),
         )
-        (row,) = plan.loc[plan["crm_document_id"] == crm_id].itertuples(index=False)
+        plan = plan.loc[plan["crm_document_id"] == crm_id].copy()
+        # This run's extraction proved the document absent (it may skip its first look-up)...
+        plan["metakocka_absent"] = True
+        (row,) = plan.itertuples(index=False)
         assert row.action == "create_in_metakocka"
-        # The dead run: intent recorded, create sent and stored after our extraction.
+        # ...but another run recorded its intent, sent the create and died before binding it,
+        # after our extraction: the intent found at push time forces the look-up.
         store.record_intent(
             org.id,
             state=LINK_CREATING_IN_METAKOCKA,
@@ -321,7 +326,7 @@ def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_p
         calls_before = mk_client.stats.snapshot()["calls"].get("metakocka put_document", 0)
 
         outcomes = push_to_metakocka(
-            plan.loc[plan["crm_document_id"] == crm_id],
+            plan,
             client=mk_client,
             store=store,
             organization_id=org.id,

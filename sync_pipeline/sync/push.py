@@ -44,6 +44,9 @@ from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims, clai
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 
+KNOWN_ABSENT = "metakocka_absent"
+"""Plan column (sync/incremental.py): a create in Metakocka that may skip its first look-up."""
+
 CRM_TO_METAKOCKA = "crm_to_metakocka"
 METAKOCKA_TO_CRM = "metakocka_to_crm"
 
@@ -291,11 +294,12 @@ def _claimed(
         if holder is not None:
             return _pending(row, direction, f"not pushed: {holder.describe()}; retried later")
         try:
-            changed = _link_changed_since_plan(store, organization_id, row)
+            link = store.find_link(organization_id, crm_document_id=crm_id)
+            changed = _link_changed_since_plan(link, row)
             if changed:
                 outcome = _pending(row, direction, f"not pushed: {changed}; rechecked next run")
             else:
-                outcome = push_one(row)
+                outcome = push_one(_look_up_if_ever_attempted(link, row))
         except BaseException:
             if direction == METAKOCKA_TO_CRM:
                 claims.abandon(crm_id)  # the CRM copy may be half-written: resume it next run
@@ -332,11 +336,19 @@ def _unfinished_crm_writes(plan, claims: DocumentClaims, store: SyncStore, organ
     return candidates
 
 
-def _link_changed_since_plan(store: SyncStore, organization_id: str, row) -> str | None:
+def _look_up_if_ever_attempted(link: dict | None, row):
+    """A create the plan called known absent (no intent when the plan was made) keeps its look-up
+    if an intent exists by now: another run may have sent that create since, and died before
+    binding it. An unfinished intent is always resolved by a look-up before anything is resent."""
+    if link is not None and getattr(row, KNOWN_ABSENT, False):
+        return row._replace(**{KNOWN_ABSENT: False})
+    return row
+
+
+def _link_changed_since_plan(link: dict | None, row) -> str | None:
     """Why the plan row is stale (another run bound this document after the plan was made)."""
     if "link_hash" not in row._fields:
         return None
-    link = store.find_link(organization_id, crm_document_id=_text(row.crm_document_id))
     linked = link if link is not None and link.get("state") == LINK_LINKED else None
     seen = _text(row.link_hash)
     current = _text(linked.get("content_hash")) if linked else None
