@@ -575,3 +575,33 @@ def test_client_side_limit_keeps_requests_within_the_company_allowance(sandbox, 
         client_for(sandbox, org, retry_policy=ONE_SHOT, max_concurrent_requests=8)
     )
     assert [r for r in unbounded if isinstance(r, RateLimitedError)]  # the limit is real
+
+
+def test_a_create_known_absent_is_sent_without_a_lookup(sandbox, org):
+    client = client_for(sandbox, org)
+    payload = order()
+    document, created = client.create_document_exactly_once(
+        payload, external_ref=payload["buyer_order"], known_absent=True
+    )
+    assert created is True
+    assert client.stats.snapshot()["calls"] == {"metakocka put_document": 1}
+    assert [d["mk_id"] for d in stored_with(sandbox, org, payload["buyer_order"])] == [
+        document["mk_id"]
+    ]
+
+
+def test_a_create_known_absent_still_looks_up_before_it_is_sent_again(sandbox, org):
+    client = client_for(sandbox, org)
+    payload = order()
+    ref = payload["buyer_order"]
+    faults(
+        sandbox,
+        {"fault": "timeout_after_commit", "endpoints": ["put_document"], "count": 1, "delay_s": 1},
+    )
+    document, created = client.create_document_exactly_once(
+        payload, external_ref=ref, known_absent=True
+    )
+    (stored,) = stored_with(sandbox, org, ref)
+    assert (document["mk_id"], created) == (stored["mk_id"], False)  # found, not sent twice
+    calls = client.stats.snapshot()["calls"]
+    assert calls == {"metakocka put_document": 1, "metakocka search": 1}

@@ -337,7 +337,7 @@ class MetakockaClient:
         return self._send("put_document", payload, timeout=self._write_timeout, creates=True)
 
     def create_document_exactly_once(
-        self, payload: dict, *, external_ref: str
+        self, payload: dict, *, external_ref: str, known_absent: bool = False
     ) -> tuple[dict, bool]:
         """Create the document unless one with `buyer_order == external_ref` exists.
 
@@ -359,6 +359,12 @@ class MetakockaClient:
         `create_settle_s` have passed since that create was sent before it looks (on top of the
         policy's backoff, and not capped by it). Residual risk: a server slower than that; enable
         Metakocka's unique buyer-order check where possible, which closes the gap on the server.
+
+        `known_absent`: the caller has just read every Metakocka document that could carry this
+        reference (a reconciliation's extraction) and none does, and no earlier attempt to create
+        it was ever recorded. The first attempt then sends the create without its look-up (one
+        search less per create, and searches run one at a time per company); every attempt after
+        a failure looks up first, as above.
         """
         if payload.get("buyer_order", external_ref) != external_ref:
             raise ValueError("payload buyer_order differs from external_ref")
@@ -366,11 +372,15 @@ class MetakockaClient:
         doc_type = payload["doc_type"]
 
         unsettled_since: list[float] = []  # when a create with an unknown outcome was sent
+        trust_caller = [known_absent]  # for the first attempt only
 
         def find_or_create_once() -> tuple[dict, bool]:
             if unsettled_since:
                 time.sleep(max(0.0, unsettled_since[-1] + self.create_settle_s - time.monotonic()))
-            existing = self.find_by_external_ref(doc_type, external_ref)
+            first_and_known_absent = trust_caller.pop() if trust_caller else False
+            existing = (
+                [] if first_and_known_absent else self.find_by_external_ref(doc_type, external_ref)
+            )
             if existing:
                 if len(existing) > 1:
                     logger.warning(

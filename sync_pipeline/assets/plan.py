@@ -21,6 +21,7 @@ from sync_pipeline.store.resolutions import (
     resolve_conflict,
     settle_unused_resolutions,
 )
+from sync_pipeline.sync.incremental import mark_known_absent
 from sync_pipeline.sync.planning import plan_sync
 from sync_pipeline.sync.record import INVALID, error_rows
 
@@ -85,6 +86,7 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             conflict_policy=org.conflict_policy,
             resolutions=resolutions,
         )
+        plan = mark_known_absent(plan, scope, store, org_id)  # creates that need no look-up
         settle_unused_resolutions(store.engine, plan, resolutions, run_id=context.run.run_id)
         store.log_errors(
             error_rows(

@@ -69,7 +69,6 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         common = {
             "store": store,
             "organization_id": org.id,
-            "concurrency": organizations.push_concurrency,
             "run_id": context.run.run_id,
             "claim_ttl_s": sync_store.claim_ttl_s,
         }
@@ -78,6 +77,8 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 push_to_metakocka,
                 sync_plan,
                 client=mk_client,
+                # Metakocka's allowance per company (SYNC_PUSH_CONCURRENCY, 2 by default)
+                concurrency=organizations.push_concurrency,
                 on_progress=_progress_logger(context, "Metakocka"),
                 **common,
             )
@@ -85,6 +86,8 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 push_to_crm,
                 sync_plan,
                 client=crm_client,
+                # the CRM is another API with its own allowance: as many as its client sends
+                concurrency=crm.max_concurrent_requests,
                 on_progress=_progress_logger(context, "CRM"),
                 **common,
             )
