@@ -122,7 +122,10 @@ def push_to_metakocka(
             )
             payload = canonical_to_metakocka(doc)
             result, created = client.create_document_exactly_once(
-                payload, external_ref=payload["buyer_order"]
+                payload,
+                external_ref=payload["buyer_order"],
+                # this run's extraction proves it is not there yet (sync/incremental.py)
+                known_absent=bool(getattr(row, KNOWN_ABSENT, False)),
             )
             mk_id = str(result["mk_id"])
             if not created:
