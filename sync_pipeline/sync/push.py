@@ -40,6 +40,7 @@ from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
 from sync_pipeline.mappers.crm import canonical_to_crm_row
 from sync_pipeline.mappers.metakocka import canonical_to_metakocka
+from sync_pipeline.store.bulk_links import bind_many
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims, claim_owner
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
@@ -461,16 +462,17 @@ def bind_unchanged_pairs(plan: pd.DataFrame, *, store: SyncStore, organization_i
     """
     flags = plan.get("link_missing", False) | plan.get("refresh_link", False)
     rows = plan.loc[(plan["action"] == "unchanged") & flags]
-    for row in rows.itertuples(index=False):
-        crm_doc, mk_doc = row.crm_document, row.metakocka_document
-        store.bind(
-            organization_id,
-            crm_document_id=str(row.crm_document_id),
-            metakocka_id=str(row.metakocka_id),
-            content_hash=row.crm_hash,
-            document_type=crm_doc.document_type,
-            metakocka_doc_type=mk_doc.metakocka_doc_type,
-            crm_document_number=crm_doc.document_number,
-            metakocka_count_code=mk_doc.metakocka_count_code,
-        )
-    return len(rows)
+    pairs = [
+        {
+            "crm_document_id": str(row.crm_document_id),
+            "metakocka_id": str(row.metakocka_id),
+            "content_hash": row.crm_hash,
+            "document_type": row.crm_document.document_type,
+            "metakocka_doc_type": row.metakocka_document.metakocka_doc_type,
+            "crm_document_number": row.crm_document.document_number,
+            "metakocka_count_code": row.metakocka_document.metakocka_count_code,
+        }
+        for row in rows.itertuples(index=False)
+    ]
+    # A first run against documents the old integration linked binds them all: in bulk.
+    return bind_many(store.engine, organization_id, pairs, bind_one=store.bind)
