@@ -187,8 +187,14 @@ def conflict_details(crm, metakocka) -> dict:
     differences (empty for a conflict that is not about content, e.g. an ambiguous match)."""
     if not (isinstance(crm, SalesDocument) and isinstance(metakocka, SalesDocument)):
         return {}
+    differences = field_differences(crm, metakocka)
     return {
         "crm_updated_at": crm.updated_at.isoformat() if crm.updated_at else None,
         "metakocka_updated_at": metakocka.updated_at.isoformat() if metakocka.updated_at else None,
-        "differences": field_differences(crm, metakocka),
+        "differences": differences[:MAX_DIFFERENCES],
+        "differences_total": len(differences),
     }
+
+
+MAX_DIFFERENCES = 200
+"""Differences kept in one error row (a document with hundreds of changed lines stays readable)."""
