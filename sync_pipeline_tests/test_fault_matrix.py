@@ -35,7 +35,9 @@ from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
 
-LAB = LabConfig(timeout_s=1.0, create_settle_s=2.0, claim_ttl_s=8.0)
+# The sandbox holds a slow answer 1.5 s: longer than the client timeout (1 s), well inside the
+# settle window (3 s) within which Metakocka is assumed to store a create it received.
+LAB = LabConfig(timeout_s=1.0, create_settle_s=3.0, claim_ttl_s=8.0)
 CASES = {case.name: case for case in fault_cases(rate=0.1, cap=5, delay_s=1.5)}
 
 
