@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from sync_pipeline.store.repository import utcnow
 from sync_pipeline.store.tables import (
@@ -81,14 +82,22 @@ def snapshot_status_counts(
         }
         for status in SYNC_STATUSES
     ]
-    with engine.begin() as conn:
-        conn.execute(
-            sync_status_history.delete().where(
-                sync_status_history.c.organization_id == organization_id,
-                sync_status_history.c.snapshot_date == day,
-            )
-        )
-        conn.execute(sync_status_history.insert(), rows)
+    # Two runs of one organization finishing at once race on the day's rows; the snapshot is
+    # last-writer-wins, so the loser of the race simply writes again.
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sync_status_history.delete().where(
+                        sync_status_history.c.organization_id == organization_id,
+                        sync_status_history.c.snapshot_date == day,
+                    )
+                )
+                conn.execute(sync_status_history.insert(), rows)
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
 
 
 def status_history(engine: Engine, organization_id: str, since: date) -> pd.DataFrame:
