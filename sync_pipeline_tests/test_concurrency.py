@@ -12,8 +12,12 @@ import warnings
 
 import dagster as dg
 import pytest
+import requests
 
+from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.demo import patched_environ, sandbox_environment
+from sync_pipeline.domain.document import crm_id_to_external_ref
 from sync_pipeline.faultlab import (
     LabConfig,
     converge,
@@ -27,6 +31,10 @@ from sync_pipeline.ops.sync_documents import OP_NAME as SYNC_DOCUMENTS_OP
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.sync.extract import extract_crm, extract_metakocka
+from sync_pipeline.sync.planning import plan_sync
+from sync_pipeline.sync.push import push_to_metakocka
+from sync_pipeline.sync.validate import validate_extraction
 
 CONFIG = LabConfig(timeout_s=5.0, create_settle_s=2.0, claim_ttl_s=60.0)
 
@@ -105,3 +113,62 @@ def test_overlapping_runs_at_once_create_nothing_twice(database, tmp_path, reque
     assert report.duplicates == 0, (report.metakocka_duplicates, report.crm_duplicates)
     assert report.lost == []
     assert report.converged, (report.unpaired[:5], report.not_synced[:5])
+
+
+def test_a_plan_made_before_another_run_synced_the_document_is_not_pushed(tmp_path):
+    """Run A planned a create; meanwhile run B created the document and then synced a newer edit.
+    When A finally gets to it, A's plan is stale: the document is left pending, and Metakocka
+    keeps the newer content instead of being rewritten with A's old copy."""
+    db_url = f"sqlite:///{tmp_path / 'sync.db'}"
+    store = SyncStore(db_url)
+    store.create_schema()
+    with start_sandbox(tmp_path / "sandbox", organizations=1, documents_per_org=20) as sandbox:
+        org = sandbox.organizations[0]
+        crm = CrmClient(sandbox.crm_url, org.crm_api_key)
+        mk = MetakockaClient(
+            sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key
+        )
+
+        def plan_of(crm_id):
+            plan = plan_of_all(crm, mk, org, store)
+            return plan.loc[plan["crm_document_id"] == crm_id]
+
+        def push(plan):
+            return push_to_metakocka(plan, client=mk, store=store, organization_id=org.id)
+
+        crm_id = next(
+            row.crm_document_id
+            for row in plan_of_all(crm, mk, org, store).itertuples()
+            if row.action == "create_in_metakocka"
+        )
+        stale = plan_of(crm_id)  # run A's plan
+        assert push(stale)[0].result == "ok"  # run B creates it
+        requests.post(
+            sandbox.crm_url + "/_sandbox/edit",
+            json={"id": crm_id, "changes": {"notes": "edited after A planned"}},
+            timeout=10,
+        ).raise_for_status()
+        newer = plan_of(crm_id)
+        assert newer["action"].tolist() == ["update_in_metakocka"]
+        assert push(newer)[0].result == "ok"  # and syncs the edit
+
+        (outcome,) = push(stale)  # run A, at last
+
+        assert outcome.result == "skipped" and "another run synced it" in outcome.message
+        ref = crm_id_to_external_ref(crm_id)
+        (copy,) = [
+            d
+            for d in sandbox.metakocka_state.documents(org.metakocka_company_id)
+            if d.get("buyer_order") == ref
+        ]
+        assert copy.get("notes") == "edited after A planned"
+    store.dispose()
+
+
+def plan_of_all(crm, mk, org, store):
+    return plan_sync(
+        org.id,
+        validate_extraction(extract_crm(crm, org.id)),
+        validate_extraction(extract_metakocka(mk, org.id)),
+        store.links_frame(org.id),
+    )

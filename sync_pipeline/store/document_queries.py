@@ -11,6 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sync_pipeline.store.locks import lock_organization_status
 from sync_pipeline.store.repository import LINK_COLUMNS
 from sync_pipeline.store.tables import document_links, sync_status
 
@@ -79,6 +80,7 @@ def upsert_status(engine: Engine, organization_id: str, rows: list[dict]) -> int
     crm_ids = [r["crm_document_id"] for r in rows if r.get("crm_document_id")]
     mk_ids = [r["metakocka_id"] for r in rows if r.get("metakocka_id")]
     with engine.begin() as conn:
+        lock_organization_status(conn, organization_id)  # not while a nightly run rewrites them
         for crm_chunk in _chunks(crm_ids):
             conn.execute(
                 sync_status.delete().where(

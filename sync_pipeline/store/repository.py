@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sync_pipeline.adapters.redact import redact
 from sync_pipeline.store.engine import database_schema, make_engine
+from sync_pipeline.store.locks import lock_organization_status
 from sync_pipeline.store.migrate import upgrade
 from sync_pipeline.store.tables import (
     LINK_LINKED,
@@ -275,6 +276,7 @@ class SyncStore:
     def replace_status(self, organization_id: str, rows: list[dict]) -> int:
         """Re-materialise one organization's sync_status in a single transaction."""
         with self.engine.begin() as conn:
+            lock_organization_status(conn, organization_id)  # one status writer at a time
             conn.execute(
                 sync_status.delete().where(sync_status.c.organization_id == organization_id)
             )
