@@ -64,42 +64,51 @@ def fault_cases(rate: float, *, cap: int | None = None, delay_s: float = 1.5) ->
     def rule(fault: str, endpoints: list[str] | None = None, **extra) -> dict:
         return {"fault": fault, "rate": rate, "count": cap, "endpoints": endpoints, **extra}
 
+    # The CRM gets a few calls per hundred documents (whole documents are written in batches,
+    # sync/push.py), so at the same rate its faults would hardly ever fire: it gets a higher one.
+    crm_rate = min(1.0, 4 * rate)
+
+    def crm_rule(fault: str, endpoints: list[str] | None = None, **extra) -> dict:
+        return {**rule(fault, endpoints, **extra), "rate": crm_rate}
+
     writes_mk = ["put_document"]
     writes_crm = ["POST sales_documents", "POST sales_document_items"]
     return [
         FaultCase(
             "error_5xx_html",
-            {"metakocka": [rule("error_5xx_html")], "crm": [rule("error_5xx_html")]},
+            {"metakocka": [rule("error_5xx_html")], "crm": [crm_rule("error_5xx_html")]},
             "transient",
         ),
         FaultCase("opr_code_1", {"metakocka": [rule("opr_code_1")]}, "transient"),
         FaultCase("opr_code_5", {"metakocka": [rule("opr_code_5")]}, "rate_limited"),
         FaultCase(
-            "rate_limit_429", {"crm": [rule("rate_limit_429", retry_after_s=0.2)]}, "rate_limited"
+            "rate_limit_429",
+            {"crm": [crm_rule("rate_limit_429", retry_after_s=0.2)]},
+            "rate_limited",
         ),
         FaultCase(
             "timeout_after_commit",
             {
                 "metakocka": [rule("timeout_after_commit", writes_mk, delay_s=delay_s)],
-                "crm": [rule("timeout_after_commit", writes_crm, delay_s=delay_s)],
+                "crm": [crm_rule("timeout_after_commit", writes_crm, delay_s=delay_s)],
             },
             "transient",
         ),
         FaultCase(
             "connection_reset",
-            {"metakocka": [rule("connection_reset")], "crm": [rule("connection_reset")]},
+            {"metakocka": [rule("connection_reset")], "crm": [crm_rule("connection_reset")]},
             "transient",
         ),
         FaultCase(
             "malformed_body",
-            {"metakocka": [rule("malformed_body")], "crm": [rule("malformed_body")]},
+            {"metakocka": [rule("malformed_body")], "crm": [crm_rule("malformed_body")]},
             "transient",
         ),
         FaultCase(
             "slow",
             {
                 "metakocka": [rule("slow", delay_s=delay_s)],
-                "crm": [rule("slow", delay_s=delay_s)],
+                "crm": [crm_rule("slow", delay_s=delay_s)],
             },
             "transient",
         ),

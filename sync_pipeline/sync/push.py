@@ -212,8 +212,16 @@ def push_to_crm(
                 doc.metakocka_count_code,
                 attempted_at=attempted_at,
             )
+        crm_id, crm_row, items = crm_write(row)
+        client.upsert_document(crm_row, items)
+        store.bind(organization_id, **link_of(row, crm_id, crm_row))
+        return ok(row, crm_id, attempted_at)
+
+    def crm_write(row) -> tuple[str, dict, list[dict]]:
+        """The CRM id, row and lines a whole-document write sends."""
+        doc: SalesDocument = row.metakocka_document
         if row.action == "create_in_crm":
-            crm_id = crm_id_for_metakocka_document(organization_id, mk_id)
+            crm_id = crm_id_for_metakocka_document(organization_id, str(row.metakocka_id))
             crm_row, items = canonical_to_crm_row(doc, crm_document_id=crm_id)
             # The CRM requires a status; a Metakocka status it has no word for starts as a draft.
             crm_row["status"] = crm_row.get("status") or "draft"
@@ -224,24 +232,28 @@ def push_to_crm(
             crm_row.pop("document_number", None)
             if crm_row.get("status") is None:
                 crm_row.pop("status", None)
-        client.upsert_document(crm_row, items)
-        store.bind(
-            organization_id,
-            crm_document_id=crm_id,
-            metakocka_id=mk_id,
-            content_hash=row.metakocka_hash,
-            document_type=doc.document_type,
-            metakocka_doc_type=doc.metakocka_doc_type,
-            crm_document_number=crm_row.get("document_number"),
-            metakocka_count_code=doc.metakocka_count_code,
-        )
+        return crm_id, crm_row, items
+
+    def link_of(row, crm_id: str, crm_row: dict) -> dict:
+        doc: SalesDocument = row.metakocka_document
+        return {
+            "crm_document_id": crm_id,
+            "metakocka_id": str(row.metakocka_id),
+            "content_hash": row.metakocka_hash,
+            "document_type": doc.document_type,
+            "metakocka_doc_type": doc.metakocka_doc_type,
+            "crm_document_number": crm_row.get("document_number"),
+            "metakocka_count_code": doc.metakocka_count_code,
+        }
+
+    def ok(row, crm_id: str, attempted_at: datetime) -> PushOutcome:
         return PushOutcome(
             row.action,
             METAKOCKA_TO_CRM,
             OK,
             crm_id,
-            mk_id,
-            doc.metakocka_count_code,
+            str(row.metakocka_id),
+            row.metakocka_document.metakocka_count_code,
             attempted_at=attempted_at,
         )
 
@@ -252,8 +264,87 @@ def push_to_crm(
         resumed = _unfinished_crm_writes(plan, claims, store, organization_id)
         rows = pd.concat([resumed, rows]) if len(resumed) else rows
         push_one = _claimed(push_one, claims, store, organization_id, METAKOCKA_TO_CRM)
-        outcomes = _run_all(rows, push_one, METAKOCKA_TO_CRM, breaker, concurrency, on_progress)
+        fields = rows["crm_fields"] if "crm_fields" in rows else pd.Series(None, index=rows.index)
+        # a write of just Metakocka's fields goes alone; whole documents go in batches
+        whole = ~fields.map(lambda value: isinstance(value, dict) and bool(value)).astype(bool)
+        outcomes = _run_all(
+            rows.loc[~whole], push_one, METAKOCKA_TO_CRM, breaker, concurrency, on_progress
+        )
+
+        def write_batch(batch: list) -> list[PushOutcome]:
+            """Up to a hundred whole documents in four requests (`CrmClient.upsert_documents`)
+            under their claims; if the batch fails, each document is written alone, which both
+            says which one is at fault and rewrites any the batch left half-written."""
+            if breaker.is_open:
+                return [_guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker) for row in batch]
+            done: dict[int, PushOutcome] = {}
+            ready: list[tuple[int, object, str, dict, list]] = []
+            for index, row in enumerate(batch):
+                crm_id = _text(row.crm_document_id)
+                holder = claims.try_claim(crm_id, row.action)
+                if holder is not None:
+                    why = f"not pushed: {holder.describe()}; retried later"
+                    done[index] = _pending(row, METAKOCKA_TO_CRM, why)
+                    continue
+                link = store.find_link(organization_id, crm_document_id=crm_id)
+                changed = _link_changed_since_plan(link, row)
+                if changed:
+                    claims.release(crm_id)
+                    why = f"not pushed: {changed}; rechecked next run"
+                    done[index] = _pending(row, METAKOCKA_TO_CRM, why)
+                    continue
+                try:
+                    ready.append((index, row, *crm_write(row)))
+                except Exception:
+                    done[index] = _guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker)
+            attempted_at = datetime.now(UTC)
+            try:
+                client.upsert_documents(organization_id, [(r, items) for *_, r, items in ready])
+            except Exception:
+                for index, row, *_ in ready:
+                    done[index] = _guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker)
+            else:
+                links = [link_of(row, crm_id, crm_row) for _, row, crm_id, crm_row, _ in ready]
+                bind_many(store.engine, organization_id, links, bind_one=store.bind)
+                for index, row, crm_id, _, _ in ready:
+                    claims.release(crm_id)
+                    done[index] = ok(row, crm_id, attempted_at)
+            return [done[index] for index in range(len(batch))]
+
+        outcomes += _run_batches(
+            rows.loc[whole], write_batch, METAKOCKA_TO_CRM, concurrency, on_progress
+        )
     return _with_breaker_summary(outcomes, breaker, "the CRM")
+
+
+CRM_BATCH = 100
+"""Whole documents written to the CRM per batch (the ids of a batch go into one URL)."""
+
+
+def _run_batches(rows, write_batch, direction, concurrency, on_progress) -> list[PushOutcome]:
+    """`write_batch` over `CRM_BATCH`-sized batches of `rows`, `concurrency` batches at a time;
+    the first batch goes alone (a probe, as in `_run_all`)."""
+    records = list(rows.itertuples(index=False))
+    batches = [records[i : i + CRM_BATCH] for i in range(0, len(records), CRM_BATCH)]
+    total, done, lock = len(records), 0, threading.Lock()
+
+    def run(batch) -> list[PushOutcome]:
+        nonlocal done
+        outcomes = write_batch(batch)
+        if on_progress is not None:
+            with lock:
+                for _ in outcomes:
+                    done += 1
+                    on_progress(done, total)
+        return outcomes
+
+    if not batches:
+        return []
+    first = run(batches[0])
+    with ThreadPoolExecutor(
+        max_workers=max(1, concurrency), thread_name_prefix=f"push-{direction}"
+    ) as pool:
+        return [*first, *(o for outcomes in pool.map(run, batches[1:]) for o in outcomes)]
 
 
 def _run_all(rows, push_one, direction, breaker, concurrency, on_progress) -> list[PushOutcome]:
@@ -330,10 +421,15 @@ def _unfinished_crm_writes(plan, claims: DocumentClaims, store: SyncStore, organ
         & plan["metakocka_document"].map(lambda doc: isinstance(doc, SalesDocument))
     ].copy()
     actions = []
-    for crm_id in candidates["crm_document_id"]:
+    pairs = zip(candidates["crm_document_id"], candidates["metakocka_id"], strict=True)
+    for crm_id, mk_id in pairs:
         link = store.find_link(organization_id, crm_document_id=str(crm_id))
         linked = link is not None and link.get("state") == LINK_LINKED
-        actions.append("update_in_crm" if linked else "create_in_crm")
+        # A create writes the id derived from the Metakocka id: right for a document born in
+        # Metakocka, but a CRM-born document (an adopted pair, not linked yet) is rewritten in
+        # place, under its own id, or the CRM would get a second copy of it.
+        born_in_metakocka = crm_id == crm_id_for_metakocka_document(organization_id, str(mk_id))
+        actions.append("create_in_crm" if born_in_metakocka and not linked else "update_in_crm")
     candidates["action"] = actions
     if "crm_fields" in candidates:
         candidates["crm_fields"] = None  # the whole document is rewritten
