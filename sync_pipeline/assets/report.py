@@ -10,9 +10,9 @@ from sync_pipeline.assets.validate import ValidatedDocuments
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.store.cursors import save_cursor
 from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
+from sync_pipeline.store.status_diff import changed_status_rows
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.store.tables import sync_error_log as error_log_table
-from sync_pipeline.sync.incremental import changed_status_rows
 from sync_pipeline.sync.record import status_rows
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
 
@@ -67,15 +67,16 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             )
             upsert_status(store.engine, org_id, changed_status_rows(rows, previous))
         else:
+            previous = store.status_frame(org_id)
             rows = status_rows(
                 organization_id=org_id,
                 plan=sync_plan,
                 outcomes=outcomes,
                 quarantined=validated_sales_documents.quarantined,
                 links=store.links_frame(org_id),
-                previous=store.status_frame(org_id),
+                previous=previous,
             )
-            store.replace_status(org_id, rows)
+            store.replace_status(org_id, rows, previous=previous)  # writes the differences
         if scope is not None and scope.next_cursor is not None:
             save_cursor(store.engine, org_id, scope.next_cursor, run_id=context.run.run_id)
         _resolve_errors_of_synced(store, org_id, rows, context.run.run_id)

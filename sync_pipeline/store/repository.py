@@ -16,6 +16,7 @@ from sync_pipeline.adapters.redact import redact
 from sync_pipeline.store.engine import database_schema, make_engine
 from sync_pipeline.store.locks import lock_organization_status
 from sync_pipeline.store.migrate import upgrade
+from sync_pipeline.store.status_diff import changed_status_rows
 from sync_pipeline.store.tables import (
     LINK_LINKED,
     document_links,
@@ -273,13 +274,54 @@ class SyncStore:
             rows = conn.execute(query).all()  # tuples: a mapping per row costs 20x more
         return pd.DataFrame.from_records(rows, columns=[c.name for c in sync_status.columns])
 
-    def replace_status(self, organization_id: str, rows: list[dict]) -> int:
-        """Re-materialise one organization's sync_status in a single transaction."""
+    def replace_status(
+        self, organization_id: str, rows: list[dict], previous: pd.DataFrame | None = None
+    ) -> int:
+        """Re-materialise one organization's sync_status in a single transaction.
+
+        With `previous` (its rows as they are now, `status_frame`), only the differences are
+        written: rows of documents no longer known are deleted, new and changed rows replace
+        theirs, and an unchanged row is left alone (a full sweep of an organization in sync then
+        writes next to nothing). Returns the number of rows written.
+        """
         with self.engine.begin() as conn:
             lock_organization_status(conn, organization_id)  # one status writer at a time
-            conn.execute(
-                sync_status.delete().where(sync_status.c.organization_id == organization_id)
-            )
-            for start in range(0, len(rows), 5000):
-                conn.execute(sync_status.insert(), rows[start : start + 5000])
-        return len(rows)
+            if previous is None:
+                conn.execute(
+                    sync_status.delete().where(sync_status.c.organization_id == organization_id)
+                )
+                changed = rows
+            else:
+                changed = changed_status_rows(rows, previous)
+                keep = {(r["crm_document_id"], r["metakocka_id"]) for r in rows}
+                gone = [
+                    int(row_id)
+                    for row_id, crm_id, mk_id in zip(
+                        previous["id"],
+                        previous["crm_document_id"].array,
+                        previous["metakocka_id"].array,
+                        strict=True,
+                    )
+                    if (_text(crm_id), _text(mk_id)) not in keep
+                ]
+                named = [
+                    (column, [r[column.name] for r in changed if r[column.name]])
+                    for column in (sync_status.c.crm_document_id, sync_status.c.metakocka_id)
+                ]
+                for column, ids in [(sync_status.c.id, gone), *named]:
+                    for start in range(0, len(ids), 500):
+                        conn.execute(
+                            sync_status.delete().where(
+                                sync_status.c.organization_id == organization_id,
+                                column.in_(ids[start : start + 500]),
+                            )
+                        )
+            for start in range(0, len(changed), 5000):
+                conn.execute(sync_status.insert(), changed[start : start + 5000])
+        return len(changed)
+
+
+def _text(value) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return str(value)

@@ -467,48 +467,6 @@ def _text(value) -> str | None:
     return str(value)
 
 
-STATUS_CONTENT = (
-    "crm_document_id",
-    "metakocka_id",
-    "document_type",
-    "crm_document_number",
-    "metakocka_count_code",
-    "status",
-    "last_direction",
-    "last_synced_at",
-    "last_attempt_at",
-    "attempts",
-    "last_error",
-)
-"""The sync_status columns that say something about the document (not `id` or `updated_at`)."""
-
-
-def changed_status_rows(rows: list[dict], previous: pd.DataFrame) -> list[dict]:
-    """The rows that differ from the document's current sync_status row: an incremental run
-    rewrites only those, so a document it merely looked at keeps its row as it was."""
-    before = {}
-    for row in previous.to_dict("records"):
-        key = tuple(_comparable(row.get(c)) for c in STATUS_CONTENT)
-        before[(_text(row["crm_document_id"]), _text(row["metakocka_id"]))] = key
-    return [
-        row
-        for row in rows
-        if before.get((row["crm_document_id"], row["metakocka_id"]))
-        != tuple(_comparable(row.get(c)) for c in STATUS_CONTENT)
-    ]
-
-
-def _comparable(value):
-    """One form per value whatever the database gave back (SQLite drops the time zone)."""
-    if value is None or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-    return value
-
-
 KNOWN_ABSENT = "metakocka_absent"
 """Plan column: True on a create in Metakocka that this run's extraction proves is not there yet."""
 
