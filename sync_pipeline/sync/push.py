@@ -300,6 +300,22 @@ def push_to_crm(
             attempted_at = datetime.now(UTC)
             try:
                 client.upsert_documents(organization_id, [(r, items) for *_, r, items in ready])
+            except AuthError as exc:
+                # The circuit breaker: refused credentials are one failure, the rest wait (and
+                # are not tried one by one); a refusal half-way keeps the claims as unfinished.
+                first = breaker.trip(str(exc))
+                for position, (index, row, crm_id, *_) in enumerate(ready):
+                    claims.abandon(crm_id)
+                    done[index] = PushOutcome(
+                        row.action,
+                        METAKOCKA_TO_CRM,
+                        FAILED if first and position == 0 else SKIPPED,
+                        crm_id,
+                        _text(row.metakocka_id),
+                        error_type=exc.error_type,
+                        message=str(exc) if first and position == 0 else f"not attempted: {exc}",
+                        attempted_at=attempted_at,
+                    )
             except Exception:
                 for index, row, *_ in ready:
                     done[index] = _guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker)
