@@ -1,0 +1,203 @@
+"""The performance figures of sync_pipeline, each beside a baseline measured in the same run.
+
+    uv run python benchmarks/run.py            # full sizes (about 10 minutes)
+    uv run python benchmarks/run.py --quick    # reduced sizes (within a minute)
+
+1. plan: 1,000,000 CRM + 1,000,000 Metakocka documents against 1,000,000 links (CPU time, peak RSS),
+   against the same rules written as a per-row Python loop, timed on a 100,000 sample;
+2. API-bound efficiency: 2,000 changed documents per side reconciled against the sandbox at 20 ms a
+   call, 2 requests / 1 search at a time per Metakocka company (the CRM: 4), wall time against
+   the bound those calls allow, and against the same run one call at a time;
+3. nothing changed: 100,000 documents per side, the nightly run's calls and wall time at 0 and
+   20 ms, incremental against a full sweep (one full read of both sides);
+4. memory: peak RSS of a reconciliation at 100,000 documents per side, against the decoded JSON
+   of both sides alone;
+5. overhead: CPU time per document of a full sweep at 100,000 per side, the sandbox running in its
+   own process, against reading the same documents with the pipeline's clients and nothing else.
+
+Each measurement runs in its own process (`benchmarks/items.py`), so each peak RSS is its own.
+The last line is `api_bound_efficiency=E`.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(item: str, quick: bool) -> dict:
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "benchmarks.items", item, *(["--quick"] if quick else [])]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-2000:] + done.stderr[-4000:])
+        raise SystemExit(f"benchmark item {item!r} failed")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["_seconds"] = time.perf_counter() - started
+    print(f"  [{item}: {result['_seconds']:.0f} s]", file=sys.stderr, flush=True)
+    return result
+
+
+def rows(plan: dict, changed: dict, steady: dict) -> list[tuple]:
+    """(item, figure, value, baseline, ratio, target, met) per line of the table."""
+    n_plan = plan["documents"]
+    sample = plan["loop_sample"]
+    pipeline, single = changed["pipeline"], changed["one_at_a_time"]
+    efficiency = pipeline["efficiency"]
+    full0, incr0 = steady["full_0ms"], steady["incremental_0ms"]
+    full20, incr20 = steady["full_20ms"], steady["incremental_20ms"]
+    raw = steady["raw_read"]
+    n = steady["documents_per_side"]
+    peak = steady["peak_rss_mib"]
+    cpu_doc = full0["cpu_us_per_document"]
+    return [
+        (
+            "1",
+            f"plan {n_plan:,}+{n_plan:,} docs vs {plan['links']:,} links: CPU time",
+            f"{plan['plan_s']:.2f} s",
+            f"loop {plan['iterrows_s']:.1f} s on {sample:,}",
+            f"{plan['iterrows_ratio_per_row']:.0f}x per row",
+            "<= 10 s, >= 20x",
+            plan["plan_s"] <= 10 and plan["iterrows_ratio_per_row"] >= 20,
+        ),
+        (
+            "1",
+            "  same, against the tuned loop (itertuples + dicts)",
+            f"{plan['plan_s']:.2f} s",
+            f"loop {plan['itertuples_s']:.2f} s on {sample:,}",
+            f"{plan['itertuples_ratio_per_row']:.1f}x per row",
+            "(for scale)",
+            None,
+        ),
+        (
+            "1",
+            "plan: peak RSS of the process (inputs included)",
+            f"{plan['peak_rss_mib']:,.0f} MiB",
+            f"inputs {plan['inputs_rss_mib']:,.0f} MiB",
+            "",
+            "<= 3 GB",
+            plan["peak_rss_mib"] <= 3 * 1024,
+        ),
+        (
+            "2",
+            f"{changed['changed_per_side']:,} changed/side: wall vs API bound",
+            f"{pipeline['wall_s']:.1f} s",
+            f"bound {pipeline['bound_s']:.1f} s",
+            f"E = {efficiency:.2f}",
+            ">= 0.8",
+            efficiency >= 0.8,
+        ),
+        (
+            "2",
+            "  same reconciliation, one call at a time",
+            f"{pipeline['wall_s']:.1f} s",
+            f"{single['wall_s']:.1f} s",
+            f"{changed['speedup']:.1f}x faster",
+            "",
+            None,
+        ),
+        (
+            "2",
+            "  calls: CRM / Metakocka (searches)",
+            f"{pipeline['calls']['crm_calls']} / {pipeline['calls']['metakocka_calls']}"
+            f" ({pipeline['calls']['metakocka_searches']})",
+            f"{single['calls']['crm_calls']} / {single['calls']['metakocka_calls']}"
+            f" ({single['calls']['metakocka_searches']})",
+            "",
+            "",
+            None,
+        ),
+        (
+            "3",
+            f"nothing changed, {n:,}/side: API calls, incremental vs full read",
+            f"{incr0['total_calls']:,}",
+            f"{full0['total_calls']:,}",
+            f"{full0['total_calls'] / max(1, incr0['total_calls']):.0f}x fewer",
+            "far fewer; 0 writes",
+            incr0["total_calls"] * 10 <= full0["total_calls"]
+            and incr0["writes"] == full0["writes"] == 0,
+        ),
+        (
+            "3",
+            "  wall at 0 ms, incremental vs full sweep",
+            f"{incr0['wall_s']:.1f} s",
+            f"{full0['wall_s']:.1f} s",
+            f"{full0['wall_s'] / incr0['wall_s']:.0f}x",
+            "",
+            None,
+        ),
+        (
+            "3",
+            "  wall at 20 ms, incremental vs full sweep",
+            f"{incr20['wall_s']:.1f} s",
+            f"{full20['wall_s']:.1f} s",
+            f"{full20['wall_s'] / incr20['wall_s']:.0f}x",
+            "",
+            None,
+        ),
+        (
+            "4",
+            f"reconciliation at {n:,}/side: peak RSS",
+            f"{peak:,.0f} MiB",
+            f"raw JSON {raw['held_json_mib']:,.0f} MiB",
+            f"{peak / max(1, raw['held_json_mib']):.1f}x",
+            "<= 1 GB",
+            peak <= 1024,
+        ),
+        (
+            "5",
+            f"full sweep at {n:,}/side: pipeline CPU per document",
+            f"{cpu_doc:,.0f} us",
+            f"read only {raw['cpu_us_per_document']:,.0f} us",
+            f"{cpu_doc / raw['cpu_us_per_document']:.1f}x",
+            "(report)",
+            None,
+        ),
+        (
+            "5",
+            "  full sweep wall at 0 ms / sandbox CPU in that run",
+            f"{full0['wall_s']:.1f} s",
+            f"sandbox {full0['sandbox_cpu_s']:.1f} s",
+            "",
+            "",
+            None,
+        ),
+    ]
+
+
+def table(lines: list[tuple]) -> str:
+    header = ("#", "figure", "measured", "baseline (same run)", "ratio", "target", "met")
+    cells = [header] + [
+        (*line[:6], "" if line[6] is None else ("yes" if line[6] else "NO")) for line in lines
+    ]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(header))]
+    out = []
+    for i, row in enumerate(cells):
+        padded = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+        out.append("  ".join(padded).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * width for width in widths))
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, within a minute")
+    parser.add_argument("--json", type=Path, help="also write every raw figure to this file")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    results = {item: measure(item, args.quick) for item in ("plan", "changed", "steady")}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    mode = "quick (reduced sizes)" if args.quick else "full sizes"
+    print(f"sync_pipeline benchmarks, {mode}, {time.perf_counter() - started:.0f} s")
+    print(table(rows(results["plan"], results["changed"], results["steady"])))
+    print(f"api_bound_efficiency={results['changed']['pipeline']['efficiency']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
