@@ -81,7 +81,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             run_retention_schedule,
             freshness_schedule,
         ],
-        sensors=[*build_on_demand_sensors(on_demand), sync_run_failure_sensor],
+        sensors=[
+            *build_on_demand_sensors(on_demand, organizations=settings.organizations),
+            sync_run_failure_sensor,
+        ],
         resources=build_resources(settings),
     )
 

@@ -8,6 +8,7 @@ import pytest
 
 from sync_pipeline.definitions import build_resources
 from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
+from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.ops.sync_documents import OP_NAME
 from sync_pipeline.sensors.changes import SENSOR_NAME as CHANGE_SENSOR
 from sync_pipeline.sensors.requests import batch_requests
@@ -135,7 +136,11 @@ def test_change_sensor_queues_each_change_once_and_ignores_own_writes(
     assert poll() == 1  # one request per changed document not already queued
     assert poll() == 0  # seen once, queued once
 
-    for run_request in dagster.tick():
+    run_requests = dagster.tick()
+    assert run_requests
+    for run_request in run_requests:
+        # on-demand runs count against their company's limit in the run queue, as nightly ones do
+        assert run_request.tags[METAKOCKA_COMPANY_TAG] == org.metakocka_company_id
         assert dagster.launch(run_request).success
     rows = {r["crm_document_id"]: r for r in status_rows(pipeline_env.database_url, org.id)}
     assert rows[crm_doc["id"]]["status"] == "synced"

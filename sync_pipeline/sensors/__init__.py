@@ -9,6 +9,7 @@ import os
 
 import dagster as dg
 
+from sync_pipeline.jobs import metakocka_company_tags
 from sync_pipeline.sensors.changes import build_change_sensor
 from sync_pipeline.sensors.requests import build_request_sensor
 from sync_pipeline.sensors.run_status import build_run_status_sensors
@@ -17,11 +18,16 @@ REQUEST_INTERVAL_ENV = "SYNC_REQUEST_SENSOR_SECONDS"
 CHANGE_INTERVAL_ENV = "SYNC_CHANGE_POLL_SECONDS"
 
 
-def build_on_demand_sensors(sync_documents_job, environ=None) -> list[dg.SensorDefinition]:
+def build_on_demand_sensors(
+    sync_documents_job, environ=None, organizations=()
+) -> list[dg.SensorDefinition]:
+    """`organizations`: the configured `Organization`s (their runs carry their company's tag)."""
     env = os.environ if environ is None else environ
     return [
         build_request_sensor(
-            sync_documents_job, interval_s=int(env.get(REQUEST_INTERVAL_ENV, "2"))
+            sync_documents_job,
+            interval_s=int(env.get(REQUEST_INTERVAL_ENV, "2")),
+            organization_tags={org.id: metakocka_company_tags(org) for org in organizations},
         ),
         build_change_sensor(interval_s=int(env.get(CHANGE_INTERVAL_ENV, "30"))),
         *build_run_status_sensors(sync_documents_job),

@@ -65,7 +65,8 @@ class Batch:
         who = list(dict.fromkeys(r.requested_by or "unknown" for r in self.requests))
         return who[0] if len(who) == 1 else f"{who[0]} and {len(who) - 1} more"
 
-    def run_request(self) -> dg.RunRequest:
+    def run_request(self, extra_tags: dict[str, str] | None = None) -> dg.RunRequest:
+        """The run for this batch; `extra_tags` are the organization's (its Metakocka company)."""
         config = {
             "organization_id": self.organization_id,
             "direction": self.direction,
@@ -84,6 +85,7 @@ class Batch:
                 TAG_REQUEST_COUNT: str(len(self.requests)),
                 # Someone is waiting for this one: ahead of scheduled runs in the run queue.
                 "dagster/priority": "10",
+                **(extra_tags or {}),
             },
         )
 
@@ -153,7 +155,13 @@ def sweep_lost_launches(queue: SyncRequestQueue, instance: dg.DagsterInstance, n
     return failed
 
 
-def build_request_sensor(job, *, interval_s: int = 2) -> dg.SensorDefinition:
+def build_request_sensor(
+    job, *, interval_s: int = 2, organization_tags: dict[str, dict[str, str]] | None = None
+) -> dg.SensorDefinition:
+    """`organization_tags`: per organization id, the tags its runs carry (its Metakocka company,
+    so the run coordinator's per-company limit covers on-demand runs as well as nightly ones)."""
+    tags_of = organization_tags or {}
+
     @dg.sensor(
         name=SENSOR_NAME,
         job=job,
@@ -183,7 +191,7 @@ def build_request_sensor(job, *, interval_s: int = 2) -> dg.SensorDefinition:
                 if not batch.requests:
                     continue
                 queue.mark_launched(batch.request_ids, batch.run_key)
-            run_requests.append(batch.run_request())
+            run_requests.append(batch.run_request(tags_of.get(batch.organization_id)))
             cursor.launched_total += len(batch.requests)
             newest = max(r.created_at for r in batch.requests).isoformat()
             cursor.newest_launched = max(cursor.newest_launched or newest, newest)
