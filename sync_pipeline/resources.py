@@ -12,7 +12,7 @@ from pydantic import PrivateAttr
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.adapters.retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from sync_pipeline.settings import Organization, parse_organizations
+from sync_pipeline.settings import DEFAULT_PUSH_CONCURRENCY, Organization, parse_organizations
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S
 from sync_pipeline.store.repository import SyncStore
 
@@ -120,7 +120,7 @@ class OrganizationsResource(dg.ConfigurableResource):
     """The tenants: which Metakocka company and conflict policy belong to each CRM organization."""
 
     organizations_json: str
-    push_concurrency: int = 2
+    push_concurrency: int = DEFAULT_PUSH_CONCURRENCY
 
     def get(self, organization_id: str) -> Organization:
         for org in parse_organizations(self.organizations_json):

@@ -15,6 +15,7 @@ from pathlib import Path
 from sync_pipeline.domain.policies import CONFLICT_POLICIES
 
 DEFAULT_DATA_DIR = ".sync_pipeline"
+DEFAULT_PUSH_CONCURRENCY = 4
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ class Settings:
     organizations: tuple[Organization, ...] = ()
     nightly_cron: str = "0 2 * * *"
     timezone: str = "Europe/Ljubljana"
-    push_concurrency: int = 2
+    push_concurrency: int = DEFAULT_PUSH_CONCURRENCY
+    """Documents pushed to Metakocka at once per organization. More than Metakocka's allowance of
+    requests in flight (2, bounded by the client's own semaphore): while two documents are on the
+    wire, the others do their local bookkeeping (claim, intent, link): the allowance never idles."""
     database_url_from_env: bool = False
     """True when SYNC_DATABASE_URL is set: resources read it by name (it may hold a password)."""
     database_schema: str | None = None
@@ -72,7 +76,7 @@ class Settings:
             organizations=parse_organizations(env.get("SYNC_ORGANIZATIONS", "")),
             nightly_cron=env.get("SYNC_NIGHTLY_CRON", "0 2 * * *"),
             timezone=env.get("SYNC_TIMEZONE", "Europe/Ljubljana"),
-            push_concurrency=int(env.get("SYNC_PUSH_CONCURRENCY", "2")),
+            push_concurrency=int(env.get("SYNC_PUSH_CONCURRENCY", DEFAULT_PUSH_CONCURRENCY)),
             database_url_from_env=bool(env.get("SYNC_DATABASE_URL")),
             database_schema=env.get("SYNC_DATABASE_SCHEMA"),
         )

@@ -77,7 +77,8 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 push_to_metakocka,
                 sync_plan,
                 client=mk_client,
-                # Metakocka's allowance per company (SYNC_PUSH_CONCURRENCY, 2 by default)
+                # documents at once (SYNC_PUSH_CONCURRENCY); the client keeps the requests in
+                # flight within Metakocka's allowance
                 concurrency=organizations.push_concurrency,
                 on_progress=_progress_logger(context, "Metakocka"),
                 **common,
