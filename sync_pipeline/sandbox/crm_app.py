@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from sync_pipeline.sandbox.crm_schema import PgError, get_table
@@ -107,7 +108,12 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
                 early = await _fault_response(rule, stats.faults[rule.fault] - 1)
                 if early is not None:
                     return early
-            body = await request.body()
+            try:
+                body = await request.body()
+            except ClientDisconnect:
+                # The client gave up (its timeout) before the body arrived: nothing is written,
+                # as with a real server, and nobody reads this answer.
+                return Response(status_code=499)
             try:
                 with state.lock:
                     response = _dispatch(state, stats, request, table, method, endpoint, body)
