@@ -11,6 +11,7 @@ import json
 import resource
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
@@ -136,10 +137,15 @@ def _changed_run(quick: bool, one_at_a_time: bool) -> dict:
             )
             configure(sandbox, LATENCY_MS, capped=True)
             figures = reconciler.run()
+            bare = None
+            if not one_at_a_time:
+                calls = figures.calls
+                bare = _bare_calls(sandbox, calls["metakocka_searches"], calls["metakocka_writes"])
         finally:
             reconciler.close()
     bound = api_bound_s(figures.calls, LATENCY_MS)
     return {
+        "bare_calls": bare,
         "wall_s": figures.wall_s,
         "cpu_s": figures.cpu_s,
         "calls": figures.calls,
@@ -148,6 +154,56 @@ def _changed_run(quick: bool, one_at_a_time: bool) -> dict:
         **bound,
         "efficiency": bound["bound_s"] / figures.wall_s,
     }
+
+
+SAMPLE_ORDER = {
+    "doc_type": "sales_order",
+    "doc_date": "2026-05-02+02:00",
+    "partner": {"customer": "Bare call d.o.o.", "country": "SI"},
+    "product_list": [
+        {
+            "code": f"ART-{n}",
+            "name": f"Article {n}",
+            "unit": "kos",
+            "amount": "2",
+            "price": "9.5",
+            "tax": "220",
+        }
+        for n in range(3)
+    ],
+}
+
+
+def _bare_calls(sandbox, searches: int, writes: int) -> dict:
+    """The ceiling of item 2 in this harness: the same number of Metakocka searches (full pages,
+    one at a time) and writes (three-line sales orders, through the client's two slots) sent
+    with nothing else to do, all at once. What it loses against the bound is the cost of an HTTP
+    call itself (client, server, loopback), which the pipeline's own figure also pays."""
+    from benchmarks.remote_sandbox import api_calls
+    from sync_pipeline.adapters.metakocka import MetakockaClient
+
+    org = sandbox.organizations[0]
+    mk = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key)
+
+    def search_pages() -> None:
+        pages = iter(mk.search("sales_order"))
+        for _ in range(searches * 100):
+            next(pages, None)
+
+    def write(n: int) -> None:
+        mk._call("put_document", {**SAMPLE_ORDER, "buyer_order": f"BARE-{n}"})
+
+    sandbox.reset_stats()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(5, thread_name_prefix="bare") as pool:
+        reading = pool.submit(search_pages)
+        list(pool.map(write, range(writes)))
+        reading.result()
+    wall = time.perf_counter() - started
+    calls = api_calls(sandbox.stats())
+    calls["crm_calls"] = 0
+    bound = api_bound_s(calls, LATENCY_MS)
+    return {"wall_s": wall, "calls": calls, **bound, "efficiency": bound["bound_s"] / wall}
 
 
 def measure_changed(quick: bool) -> dict:
