@@ -38,6 +38,11 @@ class ServerThread:
         config = uvicorn.Config(
             expose_transport(app),
             log_level=log_level,
+            # No logging.config.dictConfig per server: it takes logging's module lock and then
+            # each handler's lock, while a thread logging through a handler that logs again
+            # takes them the other way round; with servers started beside running jobs (the
+            # fault labs) the two deadlocked. uvicorn's loggers propagate to the root instead.
+            log_config=None,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
