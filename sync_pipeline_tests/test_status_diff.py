@@ -1,10 +1,14 @@
-"""A full sweep re-materialises sync_status by writing only the differences."""
+"""A full sweep re-materialises sync_status by writing only the differences; what a redone write
+to the CRM makes of a document's status."""
 
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.sync.push import FAILED, METAKOCKA_TO_CRM, OK, PushOutcome
+from sync_pipeline.sync.record import status_rows
 
 ORG = "00000000-0000-0000-0000-0000000000cc"
 
@@ -60,3 +64,47 @@ def test_only_differences_are_written(store):
 
 def _id(value):
     return None if value is None or value != value else value  # NaN: a missing id
+
+
+def test_a_redone_crm_write_sets_the_status_whatever_the_plan_made_of_the_half_written_copy():
+    """A write to the CRM that died between the document and its lines leaves a copy without
+    lines; the next run plans it `invalid` but redoes the write from Metakocka
+    (`push._unfinished_crm_writes`). The redo's outcome is the status: `synced` when it got
+    through (its error rows are closed by it), `failed` when it did not; never `invalid`, which
+    would hide a synced document, or a failure without its open error row."""
+    plan = pd.DataFrame(
+        {
+            "crm_document_id": ["crm-redone", "crm-failed-again", "crm-bad"],
+            "metakocka_id": [None, None, None],
+            "action": ["invalid", "invalid", "invalid"],
+            "reason": ["line_count: must be >= 1 (got 0)"] * 2 + ["customer_name: empty"],
+        }
+    )
+    at = datetime.now(UTC)
+    outcomes = [
+        PushOutcome("create_in_crm", METAKOCKA_TO_CRM, OK, "crm-redone", "101", attempted_at=at),
+        PushOutcome(
+            "create_in_crm",
+            METAKOCKA_TO_CRM,
+            FAILED,
+            "crm-failed-again",
+            "102",
+            error_type="transient",
+            message="CRM POST sales_document_items: ReadTimeout",
+            attempted_at=at,
+        ),
+    ]
+    rows = status_rows(
+        organization_id=ORG,
+        plan=plan,
+        outcomes=outcomes,
+        quarantined=[],
+        links=pd.DataFrame(),
+        previous=pd.DataFrame(),
+    )
+    status = {r["crm_document_id"]: (r["status"], r["last_direction"]) for r in rows}
+    assert status == {
+        "crm-redone": ("synced", METAKOCKA_TO_CRM),
+        "crm-failed-again": ("failed", METAKOCKA_TO_CRM),
+        "crm-bad": ("invalid", None),  # not written by this run: still quarantined
+    }

@@ -211,6 +211,12 @@ def status_rows(
 
 def _status_of(row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id):
     action = row.action
+    pushes = (*TO_METAKOCKA_ACTIONS, *TO_CRM_ACTIONS)
+    if outcome is not None and action not in pushes and outcome.action in pushes:
+        # The run redid a write that a dead or failed run left half-done in the CRM
+        # (`push._unfinished_crm_writes`), whatever the plan made of the half-written copy (often
+        # `invalid`: a document whose lines never arrived). What the redo did is the status.
+        action = outcome.action
     if action in TO_METAKOCKA_ACTIONS or action in TO_CRM_ACTIONS:
         direction = CRM_TO_METAKOCKA if action in TO_METAKOCKA_ACTIONS else METAKOCKA_TO_CRM
         if outcome is None:
