@@ -19,28 +19,13 @@ The last line is `duplicates=D lost=L` over the whole matrix.
 
 import argparse
 import tempfile
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
-
-from sync_pipeline.demo import sandbox_environment
-from sync_pipeline.faultlab import (
-    FaultCase,
-    LabConfig,
-    configure_case,
-    converge,
-    error_log,
-    fault_cases,
-    invalid_crm_ids,
-    nightly_job,
-)
-from sync_pipeline.sandbox.runner import start_sandbox
+from sync_pipeline.faultlab import FaultCase, LabConfig, fault_cases, run_case
 from sync_pipeline.sandbox.seed import category_counts
-from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
 
 SLOW_S = 3.0
@@ -66,52 +51,21 @@ class Row:
     seconds: float
 
 
-def run_case(case: FaultCase, documents: int, workdir: Path) -> Row:
-    db_url = f"sqlite:///{workdir / 'sync.db'}"
-    with (
-        start_sandbox(
-            workdir / "sandbox", organizations=1, documents_per_org=documents, reset=True
-        ) as sandbox,
-        dg.DagsterInstance.ephemeral() as instance,
-    ):
-        org = sandbox.organizations[0]
-        environment = sandbox_environment(sandbox, db_url, workdir)
-        job = nightly_job(Settings.from_env(environment), CONFIG, environment=environment)
-        configure_case(sandbox, case)
-        started = time.perf_counter()
-        results, report = converge(
-            job,
-            instance,
-            sandbox,
-            org,
-            db_url,
-            max_runs=3,
-            invalid_crm_ids=invalid_crm_ids(sandbox, org),
-        )
-        seconds = time.perf_counter() - started
-        fired = sum(
-            rule["fired"]
-            for injector in (sandbox.crm_faults, sandbox.metakocka_faults)
-            for rule in injector.snapshot()["rules"]
-        )
-    run_ids = {result.run_id for result in results}
-    rows = [
-        row
-        for row in error_log(db_url, org.id)
-        if row["run_id"] in run_ids and row["error_type"] != "validation"
-    ]
+def matrix_row(case: FaultCase, documents: int, workdir: Path) -> Row:
+    result = run_case(case, workdir, CONFIG, documents=documents)
+    report = result.report
     counts = category_counts(documents)
     return Row(
         case.name,
         f"{counts['crm_only']}+{counts['metakocka_only']}",
-        len(results),
-        report.converged and all(result.success for result in results),
+        result.runs,
+        report.converged and all(result.successes),
         report.duplicates,
         len(report.lost),
-        Counter(row["error_type"] for row in rows),
+        Counter(r["error_type"] for r in result.error_rows if r["error_type"] != "validation"),
         case.error_type,
-        fired,
-        seconds,
+        sum(n for counts in result.fired.values() for n in counts),
+        result.seconds,
     )
 
 
@@ -134,7 +88,7 @@ def main() -> None:
             SyncStore(f"sqlite:///{workdir / 'sync.db'}").create_schema()
         with ThreadPoolExecutor(parallel, thread_name_prefix="lab") as pool:
             futures = [
-                pool.submit(run_case, case, documents, workdir)
+                pool.submit(matrix_row, case, documents, workdir)
                 for case, workdir in zip(cases, workdirs, strict=True)
             ]
             rows = [future.result() for future in futures]

@@ -20,12 +20,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 from dagster_shared.record import copy as record_copy
 
 from sync_pipeline.definitions import build_definitions
+from sync_pipeline.demo import sandbox_environment
 from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
     crm_id_to_external_ref,
@@ -38,6 +40,7 @@ from sync_pipeline.resources import (
     RetryConfig,
     SyncStoreResource,
 )
+from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.engine import make_engine
 
@@ -374,6 +377,59 @@ def converge(
         if between_runs is not None:
             between_runs(n)
     return results, report
+
+
+@dataclass
+class CaseResult:
+    """What one fault case did: its runs, the audit after the last one, and the evidence."""
+
+    runs: int
+    successes: list[bool]
+    report: Audit
+    fired: dict[str, list[int]]
+    """Per system, how often each of the case's rules fired."""
+    error_rows: list[dict]
+    """The sync_error_log rows the case's runs wrote."""
+    seconds: float
+
+
+def run_case(
+    case: FaultCase, workdir: Path, config: LabConfig, *, documents: int, max_runs: int = 3
+) -> CaseResult:
+    """A fresh sandbox of one organization with `documents` documents misbehaving as `case`
+    says, and the nightly job run until converged (at most `max_runs` runs) against a SQLite
+    sync database in `workdir` (its schema already created: alembic's context is process-wide,
+    so callers running cases in threads migrate first, one by one)."""
+    db_url = f"sqlite:///{workdir / 'sync.db'}"
+    with (
+        start_sandbox(
+            workdir / "sandbox", organizations=1, documents_per_org=documents, reset=True
+        ) as sandbox,
+        dg.DagsterInstance.ephemeral() as instance,
+    ):
+        org = sandbox.organizations[0]
+        environment = sandbox_environment(sandbox, db_url, workdir)
+        job = nightly_job(Settings.from_env(environment), config, environment=environment)
+        configure_case(sandbox, case)
+        started = time.perf_counter()
+        results, report = converge(
+            job,
+            instance,
+            sandbox,
+            org,
+            db_url,
+            max_runs=max_runs,
+            invalid_crm_ids=invalid_crm_ids(sandbox, org),
+        )
+        seconds = time.perf_counter() - started
+        injectors = {"crm": sandbox.crm_faults, "metakocka": sandbox.metakocka_faults}
+        fired = {
+            system: [rule["fired"] for rule in injectors[system].snapshot()["rules"]]
+            for system in case.rules
+        }
+    run_ids = {result.run_id for result in results}
+    rows = [row for row in error_log(db_url, org.id) if row["run_id"] in run_ids]
+    return CaseResult(len(results), [r.success for r in results], report, fired, rows, seconds)
 
 
 def invalid_crm_ids(sandbox, organization) -> list[str]:

@@ -14,25 +14,10 @@ for every run, which deadlocks Python's logging when runs start in several threa
 """
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-import dagster as dg
 import pytest
 
-from sync_pipeline.demo import sandbox_environment
-from sync_pipeline.faultlab import (
-    Audit,
-    FaultCase,
-    LabConfig,
-    configure_case,
-    converge,
-    error_log,
-    fault_cases,
-    invalid_crm_ids,
-    nightly_job,
-)
-from sync_pipeline.sandbox.runner import start_sandbox
-from sync_pipeline.settings import Settings
+from sync_pipeline.faultlab import CaseResult, LabConfig, fault_cases, run_case
 from sync_pipeline.store.repository import SyncStore
 
 # The sandbox holds a slow answer 1.5 s: longer than the client timeout (1 s), well inside the
@@ -41,54 +26,16 @@ LAB = LabConfig(timeout_s=1.0, create_settle_s=3.0, claim_ttl_s=8.0)
 CASES = {case.name: case for case in fault_cases(rate=0.1, cap=5, delay_s=1.5)}
 
 
-@dataclass
-class LabResult:
-    runs: int
-    successes: list[bool]
-    report: Audit
-    fired: dict[str, list[int]]
-    logged_types: set[str]
-
-
-def run_lab(case: FaultCase, workdir) -> LabResult:
-    db_url = f"sqlite:///{workdir / 'sync.db'}"
-    with (
-        start_sandbox(workdir / "sandbox", organizations=1, documents_per_org=50) as sandbox,
-        dg.DagsterInstance.ephemeral() as instance,
-    ):
-        org = sandbox.organizations[0]
-        environment = sandbox_environment(sandbox, db_url, workdir)
-        job = nightly_job(Settings.from_env(environment), LAB, environment=environment)
-        configure_case(sandbox, case)
-        results, report = converge(
-            job,
-            instance,
-            sandbox,
-            org,
-            db_url,
-            max_runs=3,
-            invalid_crm_ids=invalid_crm_ids(sandbox, org),
-        )
-        fired = {
-            system: [rule["fired"] for rule in _injector(sandbox, system).snapshot()["rules"]]
-            for system in case.rules
-        }
-    run_ids = {result.run_id for result in results}
-    logged = {row["error_type"] for row in error_log(db_url, org.id) if row["run_id"] in run_ids}
-    return LabResult(len(results), [r.success for r in results], report, fired, logged)
-
-
-def _injector(sandbox, system: str):
-    return sandbox.crm_faults if system == "crm" else sandbox.metakocka_faults
-
-
 @pytest.fixture(scope="module")
-def labs(tmp_path_factory) -> dict[str, LabResult]:
+def labs(tmp_path_factory) -> dict[str, CaseResult]:
     workdirs = {name: tmp_path_factory.mktemp(name) for name in CASES}
     for workdir in workdirs.values():  # alembic's context is process-global: migrate one by one
         SyncStore(f"sqlite:///{workdir / 'sync.db'}").create_schema()
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="fault-lab") as pool:
-        futures = {name: pool.submit(run_lab, case, workdirs[name]) for name, case in CASES.items()}
+        futures = {
+            name: pool.submit(run_case, case, workdirs[name], LAB, documents=50)
+            for name, case in CASES.items()
+        }
         return {name: future.result() for name, future in futures.items()}
 
 
@@ -102,4 +49,5 @@ def test_reconciliation_converges_under_fault(labs, name):
     assert report.converged, (report.unpaired[:5], report.not_synced[:5])
     assert lab.runs <= 3
     assert all(n > 0 for counts in lab.fired.values() for n in counts), lab.fired
-    assert case.error_type in lab.logged_types, lab.logged_types
+    logged_types = {row["error_type"] for row in lab.error_rows}
+    assert case.error_type in logged_types, logged_types
