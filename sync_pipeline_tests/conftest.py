@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
+from sync_pipeline.store.repository import SyncStore
 
 PG_URL = os.environ.get(
     "SYNC_PIPELINE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -57,6 +58,16 @@ def pg_url():
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request):
+    """A migrated SyncStore, once on a SQLite file and once on a fresh PostgreSQL database."""
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    store = SyncStore(url)
+    store.create_schema()
+    yield store
+    store.dispose()
 
 
 @pytest.fixture

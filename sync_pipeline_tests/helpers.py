@@ -9,6 +9,20 @@ import sqlalchemy as sa
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 from sync_pipeline.store.engine import make_engine
+from sync_pipeline.sync.extract import extract_crm, extract_metakocka
+from sync_pipeline.sync.planning import plan_sync
+from sync_pipeline.sync.validate import validate_extraction
+
+
+def plan_everything(crm, metakocka, organization_id: str, store):
+    """The plan of a full sweep: both systems read whole (with these clients), validated, and
+    classified against the links in `store` (for tests that push by hand)."""
+    return plan_sync(
+        organization_id,
+        validate_extraction(extract_crm(crm, organization_id)),
+        validate_extraction(extract_metakocka(metakocka, organization_id)),
+        store.links_frame(organization_id),
+    )
 
 
 def run_nightly(settings, instance, organization_id: str):

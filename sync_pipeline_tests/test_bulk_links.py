@@ -1,21 +1,9 @@
 """Binding many pairs at once gives the links binding them one by one would."""
 
-import pytest
-
 from sync_pipeline.store.bulk_links import bind_many
-from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 
 ORG = "00000000-0000-0000-0000-0000000000bb"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request):
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    store = SyncStore(url)
-    store.create_schema()
-    yield store
-    store.dispose()
 
 
 def _links(store) -> dict:

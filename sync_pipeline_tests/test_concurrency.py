@@ -32,10 +32,9 @@ from sync_pipeline.ops.sync_documents import OP_NAME as SYNC_DOCUMENTS_OP
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.sync.extract import extract_crm, extract_metakocka
-from sync_pipeline.sync.planning import plan_sync
 from sync_pipeline.sync.push import push_to_metakocka
-from sync_pipeline.sync.validate import validate_extraction
+
+from .helpers import plan_everything
 
 CONFIG = LabConfig(timeout_s=5.0, create_settle_s=2.0, claim_ttl_s=60.0)
 
@@ -131,7 +130,7 @@ def test_a_plan_made_before_another_run_synced_the_document_is_not_pushed(tmp_pa
         )
 
         def plan_of(crm_id):
-            plan = plan_of_all(crm, mk, org, store)
+            plan = plan_everything(crm, mk, org.id, store)
             return plan.loc[plan["crm_document_id"] == crm_id]
 
         def push(plan):
@@ -139,7 +138,7 @@ def test_a_plan_made_before_another_run_synced_the_document_is_not_pushed(tmp_pa
 
         crm_id = next(
             row.crm_document_id
-            for row in plan_of_all(crm, mk, org, store).itertuples()
+            for row in plan_everything(crm, mk, org.id, store).itertuples()
             if row.action == "create_in_metakocka"
         )
         stale = plan_of(crm_id)  # run A's plan
@@ -164,15 +163,6 @@ def test_a_plan_made_before_another_run_synced_the_document_is_not_pushed(tmp_pa
         ]
         assert copy.get("notes") == "edited after A planned"
     store.dispose()
-
-
-def plan_of_all(crm, mk, org, store):
-    return plan_sync(
-        org.id,
-        validate_extraction(extract_crm(crm, org.id)),
-        validate_extraction(extract_metakocka(mk, org.id)),
-        store.links_frame(org.id),
-    )
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -204,7 +194,7 @@ def test_the_claim_keeps_a_second_run_out_of_the_window_between_look_up_and_crea
             sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key
         )
         store = SyncStore(db_url)
-        plan = plan_of_all(crm, mk, org, store)
+        plan = plan_everything(crm, mk, org.id, store)
         plan = plan.loc[plan["action"] == "create_in_metakocka"].head(1)
         (crm_id,) = plan["crm_document_id"]
         outcomes = []

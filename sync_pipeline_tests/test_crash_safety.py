@@ -45,12 +45,9 @@ from sync_pipeline.store.claims import held_claims
 from sync_pipeline.store.engine import make_engine
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
-from sync_pipeline.sync.extract import extract_crm, extract_metakocka
-from sync_pipeline.sync.planning import plan_sync
 from sync_pipeline.sync.push import push_to_metakocka
-from sync_pipeline.sync.validate import validate_extraction
 
-from .helpers import CrmHttp, MetakockaHttp
+from .helpers import CrmHttp, MetakockaHttp, plan_everything
 
 TRIALS = 20
 CHECKPOINT_EVERY = 5
@@ -303,12 +300,7 @@ def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_p
         store = SyncStore(db_url)
         store.create_schema()
         crm_id = new_crm_document(CrmHttp(sandbox), org.id, f"intent-{uuid.uuid4().hex[:6]}")
-        plan = plan_sync(
-            org.id,
-            validate_extraction(extract_crm(crm_client, org.id)),
-            validate_extraction(extract_metakocka(mk_client, org.id)),
-            store.links_frame(org.id),
-        )
+        plan = plan_everything(crm_client, mk_client, org.id, store)
         plan = plan.loc[plan["crm_document_id"] == crm_id].copy()
         # This run's extraction proved the document absent (it may skip its first look-up)...
         plan["metakocka_absent"] = True

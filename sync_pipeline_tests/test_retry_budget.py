@@ -23,11 +23,10 @@ from sync_pipeline.faultlab import LabConfig, error_log, nightly_job, run_nightl
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.sync.extract import extract_crm, extract_metakocka
-from sync_pipeline.sync.planning import plan_sync
 from sync_pipeline.sync.push import CRM_BATCH, FAILED, SKIPPED, push_to_crm, push_to_metakocka
 from sync_pipeline.sync.record import error_rows
-from sync_pipeline.sync.validate import validate_extraction
+
+from .helpers import plan_everything
 
 FAST = LabConfig(timeout_s=2.0, max_attempts=3, initial_wait_s=0.01, max_wait_s=0.05)
 
@@ -127,23 +126,17 @@ def test_retry_after_is_honoured_by_the_pushes(lab):
     assert summary["details"]["retries"] == count and summary["resolved_at"] is not None
 
 
-def plan_for(sandbox, org, store):
-    crm = CrmClient(sandbox.crm_url, org.crm_api_key)
-    mk = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key)
-    return plan_sync(
-        org.id,
-        validate_extraction(extract_crm(crm, org.id)),
-        validate_extraction(extract_metakocka(mk, org.id)),
-        store.links_frame(org.id),
-    )
-
-
 @pytest.mark.parametrize("direction", ["crm_to_metakocka", "metakocka_to_crm"])
 def test_refused_credentials_during_pushes_trip_the_breaker_after_one_answer(lab, direction):
     sandbox, org, db_url, _, _ = lab
     store = SyncStore(db_url)
     store.create_schema()
-    plan = plan_for(sandbox, org, store)
+    plan = plan_everything(
+        CrmClient(sandbox.crm_url, org.crm_api_key),
+        MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key),
+        org.id,
+        store,
+    )
     if direction == "crm_to_metakocka":
         client = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, "mk_sk_revoked")
         calls = lambda: mk_calls(sandbox, org.metakocka_company_id)  # noqa: E731

@@ -4,22 +4,11 @@ to the CRM makes of a document's status."""
 from datetime import UTC, datetime
 
 import pandas as pd
-import pytest
 
-from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.push import FAILED, METAKOCKA_TO_CRM, OK, PushOutcome
 from sync_pipeline.sync.record import status_rows
 
 ORG = "00000000-0000-0000-0000-0000000000cc"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request):
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-    store = SyncStore(url)
-    store.create_schema()
-    yield store
-    store.dispose()
 
 
 def _row(crm_id, mk_id, status="synced", **extra) -> dict:
