@@ -191,7 +191,7 @@ def _bare_calls(sandbox, searches: int, writes: int) -> dict:
             next(pages, None)
 
     def write(n: int) -> None:
-        mk._call("put_document", {**SAMPLE_ORDER, "buyer_order": f"BARE-{n}"})
+        mk.create_document({**SAMPLE_ORDER, "buyer_order": f"BARE-{n}"})
 
     sandbox.reset_stats()
     started = time.perf_counter()
