@@ -93,6 +93,7 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
         return response
 
     async def _guarded(request: Request, table: str, method: str, endpoint: str) -> Response:
+        answer_at = faults.deadline()  # the latency is the response time (FaultInjector.deadline)
         try:
             key = _fingerprint(_authenticate(request, state))
         except PgError as exc:
@@ -101,9 +102,9 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
             return _too_many(f"at most {faults.max_concurrent} requests in flight per API key")
         stats.enter(key)
         try:
-            await faults.apply_latency()
             rule = faults.pick(endpoint)
             if rule is not None:
+                await faults.wait_until(answer_at)  # a fault answers after the latency too
                 stats.faults[rule.fault] += 1
                 early = await _fault_response(rule, stats.faults[rule.fault] - 1)
                 if early is not None:
@@ -118,7 +119,9 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
                 with state.lock:
                     response = _dispatch(state, stats, request, table, method, endpoint, body)
             except PgError as exc:
+                await faults.wait_until(answer_at)
                 return _error(exc)
+            await faults.wait_until(answer_at)
             await stall_after_commit(rule)
             return response
         finally:

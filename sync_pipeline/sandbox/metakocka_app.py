@@ -6,9 +6,11 @@ the fault injector needs the raw ``send`` to drop a connection. One dispatch fun
 per-request overhead to JSON parsing plus the store operation.
 
 Order of a call: parse JSON (non-JSON -> opr_code 2) -> count it -> in-flight cap per company
-(over it -> opr_code 5 "Quote exceeds" at once) -> latency -> fault pick (transport faults and
-opr_code 1/5 answer before auth) -> auth (opr_code 3) -> searches queue per company, latency
-inside the queue (metakocka-api.md §11) -> store operation -> ``timeout_after_commit`` stall.
+(over it -> opr_code 5 "Quote exceeds" at once) -> fault pick (transport faults and opr_code 1/5
+answer after the latency, before auth) -> auth (opr_code 3) -> searches queue per company, their
+latency counted from their turn (metakocka-api.md §11) -> store operation -> the answer once the
+call's latency has passed (the latency is the response time, the app's own work included:
+``FaultInjector.deadline``) -> ``timeout_after_commit`` stall.
 API errors are HTTP 200 with ``opr_code``; a wrong path is an HTML 404, as from a proxy.
 
 Admin endpoints (not MK API; for tests, demo and benchmarks) live under ``/_sandbox/``:
@@ -133,6 +135,7 @@ class MetakockaApp:
 
     async def _api_call(self, endpoint: str, scope: dict, receive: Any, send: Any) -> None:
         started = time.perf_counter()
+        answer_at = self.faults.deadline()  # searches: counted from their turn in the queue
         try:
             body = json.loads(await _read_body(receive))
             if not isinstance(body, dict):
@@ -151,10 +154,10 @@ class MetakockaApp:
             await _send_json(send, {"opr_code": "5", "opr_desc": "Quote exceeds"})
             return
         try:
-            if endpoint != "search":
-                await faults.apply_latency()
             rule = faults.pick(endpoint)
             if rule is not None:
+                if endpoint != "search":
+                    await faults.wait_until(answer_at)  # a fault answers after the latency too
                 self.stats.fault(rule.fault)
                 if rule.fault in ("opr_code_1", "opr_code_5"):
                     code = rule.fault[-1]
@@ -167,6 +170,8 @@ class MetakockaApp:
                     await fault_response(scope, receive, send)
                     return
             result = await self._run(endpoint, body)
+            if endpoint != "search":
+                await faults.wait_until(answer_at)
             self.stats.answered(endpoint, claimed, result["opr_code"])
             await stall_after_commit(rule)
             elapsed = str(int((time.perf_counter() - started) * 1000))
@@ -183,8 +188,10 @@ class MetakockaApp:
             company = self.state.authenticate(body)
             if endpoint == "search":
                 async with self.faults.search_slot(company):
-                    await self.faults.apply_latency()
-                    return self.state.search(company, body, echo_requested_limit=self.state.quirks)
+                    answer_at = self.faults.deadline()
+                    page = self.state.search(company, body, echo_requested_limit=self.state.quirks)
+                    await self.faults.wait_until(answer_at)
+                    return page
             return self._handlers[endpoint](company, body)
         except MkError as exc:
             return dict(exc.body)
