@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .errors import (
     AuthError,
@@ -27,6 +26,7 @@ from .errors import (
     SyncError,
     TransientError,
 )
+from .http_session import new_session
 from .redact import redact, redact_details
 from .retry import (
     DEFAULT_RETRY_POLICY,
@@ -120,7 +120,7 @@ class CrmClient:
         self._timeout = (connect_timeout_s, timeout_s)
         self.retry_policy = retry_policy
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
-        self._session = session or _new_session(max_concurrent_requests)
+        self._session = session or new_session(self._api_url, max_concurrent_requests)
         self.stats = CallStats()
 
     def __repr__(self) -> str:
@@ -437,13 +437,3 @@ def _line_for(document_id: str, position: int, item: dict) -> dict:
         raise ValueError(f"line {position} belongs to document {item['document_id']}")
     line_id = item.get("id") or str(uuid.uuid5(uuid.UUID(document_id), f"line:{position}"))
     return {**item, "id": line_id, "document_id": document_id}
-
-
-def _new_session(pool_size: int) -> requests.Session:
-    """A session whose pool fits the concurrency and which never resends a request by itself."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update({"Accept": "application/json"})
-    return session

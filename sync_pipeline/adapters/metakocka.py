@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from .errors import (
     AmbiguousWriteError,
@@ -36,6 +35,7 @@ from .errors import (
     SyncError,
     TransientError,
 )
+from .http_session import new_session
 from .redact import redact, redact_details
 from .retry import (
     DEFAULT_RETRY_POLICY,
@@ -220,7 +220,7 @@ class MetakockaClient:
         self.create_settle_s = write_timeout_s if create_settle_s is None else create_settle_s
         self._request_slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._search_slots = threading.BoundedSemaphore(max_concurrent_searches)
-        self._session = session or _new_session(max_concurrent_requests)
+        self._session = session or new_session(self._api_url, max_concurrent_requests)
         self.stats = CallStats()
 
     def __repr__(self) -> str:
@@ -436,13 +436,3 @@ class MetakockaClient:
         except NotFoundError:
             return False
         return True
-
-
-def _new_session(pool_size: int) -> requests.Session:
-    """A session whose pool fits the concurrency and which never resends a request by itself."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update({"Accept": "application/json"})
-    return session
