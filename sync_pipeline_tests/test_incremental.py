@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 import requests
 
 from sync_pipeline.definitions import build_definitions
+from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.sandbox.runner import start_sandbox
+from sync_pipeline.settings import Settings
 from sync_pipeline.store.cursors import SyncCursor, read_cursor
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Extraction
 from sync_pipeline.sync.incremental import OVERLAP, choose_window, next_cursor, sweep_run_config
@@ -256,3 +259,46 @@ def test_documents_already_synced_with_this_content_are_not_checked_again():
     assert [q.crm_document_id for q in side.quarantined] == ["b"]
     assert list(side.valid["crm_document_id"]) == ["a"]
     assert side.valid.loc[0, "content_hash"] == content_hash(synced)
+
+
+def test_many_crm_edits_read_their_counterparts_in_one_full_read(
+    tmp_path, sqlite_url, dagster_instance
+):
+    """Past a point one full read of the company costs fewer calls than a get_document per
+    counterpart (sync/incremental.py). The edited documents are then replaced in Metakocka with
+    what only Metakocka holds kept, and nothing else is written."""
+    with (
+        start_sandbox(tmp_path / "sandbox", documents_per_org=120, reset=True) as sandbox,
+        patched_environ(sandbox_environment(sandbox, sqlite_url, tmp_path)),
+    ):
+        settings = Settings.from_env()
+        org = sandbox.organizations[0]
+        _run(settings, dagster_instance, org.id)
+        pairs = sorted(
+            (r["crm_document_id"], r["metakocka_id"])
+            for r in status_rows(settings.database_url, org.id)
+            if r["status"] == "synced" and r["crm_document_id"] and r["metakocka_id"]
+        )
+        edited = dict(pairs[:-10])  # most: more get_document calls than a full read has pages
+        company = org.metakocka_company_id
+        before = {d["mk_id"]: d for d in sandbox.metakocka_state.documents(company)}
+        for crm_id in edited:
+            sandbox.crm_state.edit_document(crm_id, {"notes": f"edited {crm_id}"})
+        _reset_stats(sandbox)
+
+        result = _run(settings, dagster_instance, org.id)
+        scope = result.output_for_node("extract_sales_documents", "metakocka_sales_documents").scope
+        assert scope.metakocka_full_read
+        assert "get_document" not in _stats(sandbox)["mk"]
+        plan = result.output_for_node("sync_plan")
+        assert set(plan.loc[plan["action"] != "unchanged", "crm_document_id"]) == set(edited)
+        assert _stats(sandbox)["mk_writes"] == len(edited)
+        after = {d["mk_id"]: d for d in sandbox.metakocka_state.documents(company)}
+        for crm_id, mk_id in pairs:
+            if crm_id in edited:
+                assert after[mk_id]["notes"] == f"edited {crm_id}"
+                for only_metakocka in ("status_code", "warehouse", "delivery_type", "title"):
+                    assert after[mk_id].get(only_metakocka) == before[mk_id].get(only_metakocka)
+            else:
+                assert after[mk_id] == before[mk_id]
+        assert metakocka_duplicates(sandbox, company) == {}

@@ -64,9 +64,12 @@ from sync_pipeline.sync.extract import (
     Extraction,
     Quarantined,
     extract_crm,
-    extract_metakocka,
 )
-from sync_pipeline.sync.targeted import find_metakocka_twins, read_metakocka_document
+from sync_pipeline.sync.targeted import (
+    find_metakocka_twins,
+    map_metakocka,
+    read_metakocka_document,
+)
 
 EXTRACT_OP = "extract_sales_documents"
 """The op (multi-asset) that reads both systems; its config holds `full_sweep`."""
@@ -246,6 +249,8 @@ class _Closure:
         self.linked_crm: set[str] = set()
         self.linked_mk: set[str] = set()
         self.mk_complete = False
+        self.mk_everything: dict[str, dict] = {}
+        """Every document of the company, unmapped, once a full read was cheaper."""
         self.read_crm = self.read_mk = 0
 
     # -- what to read -------------------------------------------------------------------------
@@ -358,10 +363,13 @@ class _Closure:
         missing = [i for i in ids if i not in known]
         self.mk.update({i: known[i] for i in ids if i in known})
         if missing and not self.mk_complete and self._full_read_is_cheaper(len(missing)):
-            extraction = extract_metakocka(self.mk_client, self.org)
-            known.update(_found(extraction, METAKOCKA))
+            self.mk_everything = _read_every_metakocka_document(self.mk_client)
             self.mk_complete = True
         if self.mk_complete:
+            # Map only what is asked for: the full read is there to save calls, and mapping
+            # every document of the company would cost more CPU than the reads it saved.
+            wanted = [self.mk_everything[i] for i in missing if i in self.mk_everything]
+            known.update(_found(map_metakocka(wanted, self.org), METAKOCKA))
             self.mk.update({i: known.get(i) for i in missing})
             return
         if not missing:
@@ -459,6 +467,17 @@ class _Closure:
             among,
             sorted(left),
         )
+
+
+def _read_every_metakocka_document(client: MetakockaClient) -> dict[str, dict]:
+    """Every sales document of the company as Metakocka sends it, by `mk_id` (a search per page,
+    one doc_type after another)."""
+    everything = {}
+    for doc_type in METAKOCKA_SALES_DOC_TYPES:
+        for raw in client.search(doc_type):
+            if raw.get("mk_id"):
+                everything[str(raw["mk_id"])] = {**raw, "doc_type": raw.get("doc_type") or doc_type}
+    return everything
 
 
 def _text(value) -> str | None:
