@@ -30,6 +30,7 @@ from sync_pipeline.sync.push import (
     push_to_metakocka,
 )
 from sync_pipeline.sync.record import error_rows
+from sync_pipeline.sync.reporting import import_plotting_in_background
 from sync_pipeline.sync.run_errors import retried_failure_rows
 
 GROUP = "push"
@@ -61,6 +62,7 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         organizations: OrganizationsResource,
         sync_store: SyncStoreResource,
     ) -> dg.Output:
+        import_plotting_in_background()  # for the report, while the pushes wait on the APIs
         org = organizations.get(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         bind_unchanged_pairs(sync_plan, store=store, organization_id=org.id)
