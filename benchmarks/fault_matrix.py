@@ -13,6 +13,7 @@ ratio, since absolute times drift on shared machines).
                                                         # 700 CRM -> Metakocka creates and 500
                                                         # Metakocka -> CRM creates, plus updates
     uv run python benchmarks/fault_matrix.py --quick    # 120 documents, labs side by side
+    uv run python benchmarks/fault_matrix.py --rate 0.15 --faults slow   # one row, harsher
 
 The last line is `duplicates=D lost=L` over the whole matrix.
 """
@@ -75,11 +76,18 @@ def main() -> None:
     parser.add_argument("--documents", type=int, help="documents per organization")
     parser.add_argument("--rate", type=float, help="share of matching calls that misbehave")
     parser.add_argument("--parallel", type=int, help="labs at once (default 1; --quick: 9)")
+    parser.add_argument(
+        "--faults", nargs="+", metavar="FAULT", help="only these rows (besides the baseline)"
+    )
     args = parser.parse_args()
     documents = args.documents or (120 if args.quick else 2000)
     rate = args.rate or (0.05 if args.quick else 0.03)
     parallel = args.parallel or (9 if args.quick else 1)
-    cases = [BASELINE, *fault_cases(rate=rate, delay_s=SLOW_S)]
+    faults = fault_cases(rate=rate, delay_s=SLOW_S)
+    unknown = set(args.faults or ()) - {case.name for case in faults}
+    if unknown:
+        parser.error(f"unknown faults {sorted(unknown)}; known: {[c.name for c in faults]}")
+    cases = [BASELINE, *(c for c in faults if not args.faults or c.name in args.faults)]
 
     with tempfile.TemporaryDirectory(prefix="fault-matrix-") as scratch:
         workdirs = [Path(scratch) / f"lab{n}" for n in range(len(cases))]
