@@ -8,9 +8,9 @@ per-request overhead to JSON parsing plus the store operation.
 Order of a call: parse JSON (non-JSON -> opr_code 2) -> count it -> in-flight cap per company
 (over it -> opr_code 5 "Quote exceeds" at once) -> fault pick (transport faults and opr_code 1/5
 answer after the latency, before auth) -> auth (opr_code 3) -> searches queue per company, their
-latency counted from their turn (metakocka-api.md §11) -> store operation -> the answer once the
-call's latency has passed (the latency is the response time, the app's own work included:
-``FaultInjector.deadline``) -> ``timeout_after_commit`` stall.
+latency counted from their turn (metakocka-api.md §11) -> store operation -> the encoded answer,
+sent once the call's latency has passed (the latency is the response time, the app's own work
+included: ``FaultInjector.deadline``) -> ``timeout_after_commit`` stall.
 API errors are HTTP 200 with ``opr_code``; a wrong path is an HTML 404, as from a proxy.
 
 Admin endpoints (not MK API; for tests, demo and benchmarks) live under ``/_sandbox/``:
@@ -21,6 +21,7 @@ Admin endpoints (not MK API; for tests, demo and benchmarks) live under ``/_sand
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -169,35 +170,48 @@ class MetakockaApp:
                 if fault_response is not None:
                     await fault_response(scope, receive, send)
                     return
-            result = await self._run(endpoint, body)
-            if endpoint != "search":
-                await faults.wait_until(answer_at)
-            self.stats.answered(endpoint, claimed, result["opr_code"])
+            code, answer = await self._run(endpoint, body, started, answer_at)
+            self.stats.answered(endpoint, claimed, code)
             await stall_after_commit(rule)
-            elapsed = str(int((time.perf_counter() - started) * 1000))
-            if endpoint == "search" and self.state.quirks:
-                result = {**result, "opr_time": elapsed}  # §7: some answers name it opr_time
-            else:
-                result = {"opr_code": result.pop("opr_code"), "opr_time_ms": elapsed, **result}
-            await _send_json(send, result)
+            await _send(send, 200, answer, JSON_CONTENT_TYPE)
         finally:
             faults.release(claimed)
 
-    async def _run(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _run(
+        self, endpoint: str, body: dict[str, Any], started: float, answer_at: float
+    ) -> tuple[str, bytes]:
+        """Carry out the call: its opr_code and encoded answer, once its latency has passed (a
+        search's counted from its turn in the company's queue, which it holds until then)."""
         try:
             company = self.state.authenticate(body)
             if endpoint == "search":
                 async with self.faults.search_slot(company):
                     answer_at = self.faults.deadline()
                     page = self.state.search(company, body, echo_requested_limit=self.state.quirks)
-                    await self.faults.wait_until(answer_at)
-                    return page
-            return self._handlers[endpoint](company, body)
+                    return await self._answer_when_due(endpoint, page, started, answer_at)
+            result = self._handlers[endpoint](company, body)
         except MkError as exc:
-            return dict(exc.body)
+            result = dict(exc.body)
         except Exception:  # a sandbox bug must look like MK's own internal error, and be logged
             _log.exception("sandbox Metakocka failed on %s", endpoint)
-            return {"opr_code": "1", "opr_desc": "Unknown internal server error"}
+            result = {"opr_code": "1", "opr_desc": "Unknown internal server error"}
+        return await self._answer_when_due(endpoint, result, started, answer_at)
+
+    async def _answer_when_due(
+        self, endpoint: str, result: dict[str, Any], started: float, answer_at: float
+    ) -> tuple[str, bytes]:
+        """The answer, encoded before the latency has passed: encoding is the service's work
+        too, done within its response time (`FaultInjector.deadline`)."""
+        due_in = max(0.0, answer_at - asyncio.get_running_loop().time())
+        elapsed = str(int((time.perf_counter() - started + due_in) * 1000))
+        code = str(result["opr_code"])
+        if endpoint == "search" and self.state.quirks:
+            result = {**result, "opr_time": elapsed}  # §7: some answers name it opr_time
+        else:
+            result = {"opr_code": result.pop("opr_code"), "opr_time_ms": elapsed, **result}
+        answer = _encode(result)
+        await self.faults.wait_until(answer_at)
+        return code, answer
 
     # -- admin -----------------------------------------------------------------------------
     async def _admin(self, name: str, scope: dict, receive: Any, send: Any) -> None:
@@ -277,9 +291,15 @@ async def _send(send: Any, status: int, body: bytes, content_type: bytes) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
+JSON_CONTENT_TYPE = b"application/json;charset=UTF-8"
+
+
+def _encode(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 async def _send_json(send: Any, obj: Any, status: int = 200) -> None:
-    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    await _send(send, status, body, b"application/json;charset=UTF-8")
+    await _send(send, status, _encode(obj), JSON_CONTENT_TYPE)
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
