@@ -333,8 +333,11 @@ class _Closure:
                     self.linked_mk.add(mk_id)
             new_crm = sorted(pending_crm - self.crm.keys())
             new_mk = sorted(pending_mk - self.mk.keys())
-            self._read_crm(new_crm, known_crm)
-            self._read_mk(new_mk, known_mk)
+            # Two APIs: the counterparts on each side are read side by side.
+            with ThreadPoolExecutor(1, thread_name_prefix="crm-counterparts") as pool:
+                crm_read = pool.submit(self._read_crm, new_crm, known_crm)
+                self._read_mk(new_mk, known_mk)
+                crm_read.result()
 
             pending_crm, pending_mk = set(), set()
             for mk_id in new_mk:  # what unlinked Metakocka documents claim
