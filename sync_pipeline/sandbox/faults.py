@@ -106,11 +106,11 @@ class FaultInjector:
     def configure(self, spec: dict[str, Any]) -> None:
         """Replace the whole configuration and reset every counter.
 
-        ``spec`` keys: ``seed``, ``latency_ms`` (response time per call, see ``deadline``),
-        ``max_concurrent`` (in-flight calls per key;
-        above it the app answers with its rate-limit error at once), ``max_concurrent_searches``
-        (Metakocka: searches per company that run at once, the others wait; absent -> 1 as on
-        the real service, ``None`` -> unlimited) and ``rules`` (FaultRule dicts).
+        ``spec`` keys: ``seed``, ``latency_ms`` (the response time of a call, see ``deadline``),
+        ``max_concurrent`` (in-flight calls per key; above it the app answers with its rate-limit
+        error at once), ``max_concurrent_searches`` (Metakocka: searches per company that run at
+        once, the others wait; absent -> 1 as on the real service, ``None`` -> unlimited) and
+        ``rules`` (FaultRule dicts).
         """
         spec = dict(spec or {})
         unknown = set(spec) - {
