@@ -437,6 +437,22 @@ def test_concurrency_cap_answers_quote_exceeds(mk):
     assert stats["calls"]["get_document"]["16"] == 5
 
 
+def test_latency_is_the_response_time_of_answers_and_errors_alike(mk):
+    """`latency_ms` is how long a call takes: a stored document, a refusal and a search all
+    answer no sooner, and the store holds the document once the answer says so."""
+    mk.configure(latency_ms=300)
+    for endpoint, body, code in (
+        ("put_document", order("LAT-1"), "0"),
+        ("put_document", order("LAT-2", doc_type="bogus"), "2"),
+        ("search", {"doc_type": "sales_order"}, "0"),
+    ):
+        started = time.monotonic()
+        answer = mk.call(endpoint, **body).json()
+        assert time.monotonic() - started >= 0.3
+        assert answer["opr_code"] == code and int(answer["opr_time_ms"]) >= 299
+    assert [d["buyer_order"] for d in mk.state.documents("16")] == ["LAT-1"]
+
+
 def test_searches_of_one_company_wait_in_a_queue(mk):
     def three_searches():
         started = time.monotonic()
