@@ -10,7 +10,6 @@ every call, read or write, is retried by the shared `RetryPolicy`; a timeout on 
 """
 
 import json
-import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -26,7 +25,7 @@ from .errors import (
     SyncError,
     TransientError,
 )
-from .http_session import new_session
+from .http_session import RequestSlots, new_session
 from .redact import redact, redact_details
 from .retry import (
     DEFAULT_RETRY_POLICY,
@@ -119,7 +118,7 @@ class CrmClient:
         self._api_key = api_key
         self._timeout = (connect_timeout_s, timeout_s)
         self.retry_policy = retry_policy
-        self._slots = threading.BoundedSemaphore(max_concurrent_requests)
+        self._slots = RequestSlots(max_concurrent_requests)
         self._session = session or new_session(self._api_url, max_concurrent_requests)
         self.stats = CallStats()
 

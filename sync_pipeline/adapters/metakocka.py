@@ -14,7 +14,6 @@ parallel searches would only queue on the server while holding a connection and 
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -35,7 +34,7 @@ from .errors import (
     SyncError,
     TransientError,
 )
-from .http_session import new_session
+from .http_session import RequestSlots, new_session
 from .redact import redact, redact_details
 from .retry import (
     DEFAULT_RETRY_POLICY,
@@ -218,8 +217,8 @@ class MetakockaClient:
         self._write_timeout = (connect_timeout_s, write_timeout_s)
         self.retry_policy = retry_policy
         self.create_settle_s = write_timeout_s if create_settle_s is None else create_settle_s
-        self._request_slots = threading.BoundedSemaphore(max_concurrent_requests)
-        self._search_slots = threading.BoundedSemaphore(max_concurrent_searches)
+        self._request_slots = RequestSlots(max_concurrent_requests)
+        self._search_slots = RequestSlots(max_concurrent_searches)
         self._session = session or new_session(self._api_url, max_concurrent_requests)
         self.stats = CallStats()
 
