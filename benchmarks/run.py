@@ -21,6 +21,7 @@ The last line is `api_bound_efficiency=E`.
 """
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -206,6 +207,15 @@ def table(lines: list[tuple]) -> str:
     return "\n".join(out)
 
 
+def bytecode_state() -> str:
+    """Whether the dependencies' bytecode is compiled: without it (and with PYTHONDONTWRITEBYTECODE
+    set) every measured run compiles its imports from source, as a run launched by Dagster would."""
+    import dagster
+
+    compiled = Path(importlib.util.cache_from_source(dagster.__file__)).exists()
+    return "bytecode compiled" if compiled else "NO bytecode (uv sync --compile-bytecode)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes, within a minute")
@@ -216,7 +226,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     mode = "quick (reduced sizes)" if args.quick else "full sizes"
-    print(f"sync_pipeline benchmarks, {mode}, {time.perf_counter() - started:.0f} s")
+    elapsed = time.perf_counter() - started
+    print(f"sync_pipeline benchmarks, {mode}, {elapsed:.0f} s, {bytecode_state()}")
     print(table(rows(results["plan"], results["changed"], results["steady"])))
     print(f"api_bound_efficiency={results['changed']['pipeline']['efficiency']:.2f}")
 
