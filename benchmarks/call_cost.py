@@ -6,8 +6,8 @@
 Item 2 of `benchmarks/run.py` divides the bound (calls x latency / slots) by the wall time, so
 whatever a call costs beyond its latency is lost efficiency that no scheduling can win back. This
 measures that cost alone: the same `get_document` call, one at a time, against the sandbox (in its
-own process, answering after exactly `--latency-ms`), sent by stacks from the bare socket up to
-the pipeline's own client. Each row's `ceiling` is latency / time per call: the best
+own process, answering `--latency-ms` after a request arrives), sent by stacks from the bare
+socket up to the pipeline's own client. Each row's `ceiling` is latency / time per call: the best
 `api_bound_efficiency` a client of that kind could reach with every slot always busy.
 """
 
