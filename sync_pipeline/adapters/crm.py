@@ -12,6 +12,7 @@ every call, read or write, is retried by the shared `RetryPolicy`; a timeout on 
 import json
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import requests
@@ -118,6 +119,7 @@ class CrmClient:
         self._api_key = api_key
         self._timeout = (connect_timeout_s, timeout_s)
         self.retry_policy = retry_policy
+        self.max_concurrent_requests = max_concurrent_requests
         self._slots = RequestSlots(max_concurrent_requests)
         self._session = session or new_session(self._api_url, max_concurrent_requests)
         self.stats = CallStats()
@@ -210,7 +212,8 @@ class CrmClient:
         Pages by limit/offset in `(updated_at, id)` order and stops on a short page; each page is
         retried on its own. A row edited during the sweep moves to the end of that order and may
         be seen twice or (if an earlier row moves) cause one to be skipped: the change cursor of
-        the next run picks it up. `ids` restricts to those documents (queried in chunks).
+        the next run picks it up. `ids` restricts to those documents, queried in chunks that are
+        sent side by side (the client's allowance) and yielded in order.
         """
         if page_size < 1:
             raise ValueError("page_size must be positive")
@@ -225,9 +228,21 @@ class CrmClient:
             yield from self._pages(base, page_size)
             return
         unique_ids = list(dict.fromkeys(ids))
-        for start in range(0, len(unique_ids), IDS_PER_QUERY):
-            chunk = unique_ids[start : start + IDS_PER_QUERY]
-            yield from self._pages([*base, ("id", _in_filter(chunk))], page_size)
+        chunks = [
+            unique_ids[start : start + IDS_PER_QUERY]
+            for start in range(0, len(unique_ids), IDS_PER_QUERY)
+        ]
+
+        def read(chunk: list[str]) -> list[dict]:
+            return list(self._pages([*base, ("id", _in_filter(chunk))], page_size))
+
+        if len(chunks) <= 1:
+            yield from (row for chunk in chunks for row in read(chunk))
+            return
+        workers = min(len(chunks), self.max_concurrent_requests)
+        with ThreadPoolExecutor(workers, thread_name_prefix="crm-ids") as pool:
+            for rows in pool.map(read, chunks):
+                yield from rows
 
     def _pages(self, params: list[tuple[str, str]], page_size: int) -> Iterator[dict]:
         offset = 0
