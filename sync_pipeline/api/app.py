@@ -46,7 +46,8 @@ from sync_pipeline.settings import Organization
 from sync_pipeline.store.document_queries import document_status, links_for, status_for
 from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest, SyncRequestQueue
 from sync_pipeline.sync.extract import Quarantined, extract_metakocka
-from sync_pipeline.sync.targeted import read_metakocka_document, unsynced_documents
+from sync_pipeline.sync.metakocka_reads import read_metakocka_document
+from sync_pipeline.sync.targeted import unsynced_documents
 
 PREFIX = "/api/integrations/metakocka/sales-documents"
 HEADER_TEXT = r"^[\x21-\x7e]{1,200}$"

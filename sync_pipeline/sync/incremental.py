@@ -65,7 +65,7 @@ from sync_pipeline.sync.extract import (
     Quarantined,
     extract_crm,
 )
-from sync_pipeline.sync.targeted import (
+from sync_pipeline.sync.metakocka_reads import (
     find_metakocka_twins,
     map_metakocka,
     read_metakocka_document,
