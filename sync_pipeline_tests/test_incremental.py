@@ -3,18 +3,30 @@ organization's cursor, syncs it, and touches nothing else; deletions wait for a 
 
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
 import requests
 
+from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.cursors import SyncCursor, read_cursor
-from sync_pipeline.sync.extract import CRM, METAKOCKA, Extraction
+from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.sync.counterparts import LinkedCounterpart
+from sync_pipeline.sync.extract import CRM, METAKOCKA, METAKOCKA_SALES_DOC_TYPES, Extraction
 from sync_pipeline.sync.incremental import OVERLAP, choose_window, next_cursor, sweep_run_config
+from sync_pipeline.sync.push import push_to_metakocka
 
-from .helpers import metakocka_duplicates, status_rows
+from .helpers import MetakockaHttp, metakocka_duplicates, status_rows
+
+ASSETS_UP_TO_THE_PLAN = (
+    "crm_sales_documents",
+    "metakocka_sales_documents",
+    "validated_sales_documents",
+    "sync_plan",
+)
 
 
 def _run(settings, instance, org_id: str, *, full: bool = False):
@@ -265,8 +277,10 @@ def test_many_crm_edits_read_their_counterparts_in_one_full_read(
     tmp_path, sqlite_url, dagster_instance
 ):
     """Past a point one full read of the company costs fewer calls than a get_document per
-    counterpart (sync/incremental.py). The edited documents are then replaced in Metakocka with
-    what only Metakocka holds kept, and nothing else is written."""
+    counterpart (sync/counterparts.py). The counterparts did not change, so the plan takes them as
+    their links recorded them and the push reads them, alongside its writes. The edited documents
+    are then replaced in Metakocka with what only Metakocka holds kept, and nothing else is
+    written."""
     with (
         start_sandbox(tmp_path / "sandbox", documents_per_org=120, reset=True) as sandbox,
         patched_environ(sandbox_environment(sandbox, sqlite_url, tmp_path)),
@@ -287,9 +301,17 @@ def test_many_crm_edits_read_their_counterparts_in_one_full_read(
         _reset_stats(sandbox)
 
         result = _run(settings, dagster_instance, org.id)
-        scope = result.output_for_node("extract_sales_documents", "metakocka_sales_documents").scope
-        assert scope.metakocka_full_read
-        assert "get_document" not in _stats(sandbox)["mk"]
+        metakocka = result.output_for_node("extract_sales_documents", "metakocka_sales_documents")
+        # The others are among Metakocka's changes (the first run wrote them, within the
+        # cursor's overlap), read by the extraction.
+        stood_in = {c.metakocka_id for c in metakocka.known_by_link}
+        assert len(stood_in) > len(edited) / 4 and stood_in <= set(edited.values())
+        assert metakocka.scope.counterparts_known_by_link == len(stood_in)
+        assert not metakocka.scope.metakocka_full_read  # the extraction read only what changed
+        calls = _stats(sandbox)["mk"]
+        assert "get_document" not in calls
+        # one search per type for the changes, then the push's full read: a page per type here
+        assert sum(calls["search"].values()) == 2 * len(METAKOCKA_SALES_DOC_TYPES)
         plan = result.output_for_node("sync_plan")
         assert set(plan.loc[plan["action"] != "unchanged", "crm_document_id"]) == set(edited)
         assert _stats(sandbox)["mk_writes"] == len(edited)
@@ -302,3 +324,71 @@ def test_many_crm_edits_read_their_counterparts_in_one_full_read(
             else:
                 assert after[mk_id] == before[mk_id]
         assert metakocka_duplicates(sandbox, company) == {}
+
+
+def test_a_counterpart_changed_or_deleted_before_its_replace_is_not_overwritten(
+    sandbox, pipeline_env, dagster_instance
+):
+    """The plan takes a CRM edit's unchanged counterpart as its link recorded it, and the push
+    reads it just before the replace (sync/counterparts.py). If Metakocka changed or deleted it in
+    between, no replace is sent: the pair is left pending, and the next run plans it against what
+    Metakocka holds (here a conflict), so Metakocka's change is never overwritten."""
+    org = sandbox.organizations[0]
+    company = org.metakocka_company_id
+    _run(pipeline_env, dagster_instance, org.id)
+    for row in status_rows(pipeline_env.database_url, org.id):
+        if row["status"] == "synced" and row["crm_document_id"] and row["metakocka_id"]:
+            sandbox.crm_state.edit_document(row["crm_document_id"], {"notes": "edited in the CRM"})
+
+    job = build_definitions(pipeline_env).resolve_job_def(NIGHTLY_JOB_NAME)
+    planned = job.execute_in_process(
+        partition_key=org.id,
+        instance=dagster_instance,
+        asset_selection=[dg.AssetKey(name) for name in ASSETS_UP_TO_THE_PLAN],
+    )
+    plan = planned.output_for_node("sync_plan")
+    by_link = plan.loc[plan["metakocka_document"].map(lambda d: isinstance(d, LinkedCounterpart))]
+    assert set(by_link["action"]) == {"update_in_metakocka"}
+    is_order = by_link["metakocka_document"].map(lambda d: d.metakocka_doc_type == "sales_order")
+    deleted = by_link.loc[is_order].iloc[0]  # the sandbox deletes sales orders only
+    changed, untouched = by_link.loc[by_link.index != deleted.name].iloc[:2].itertuples()
+
+    # Meanwhile, in Metakocka: one counterpart is edited, another deleted.
+    MetakockaHttp(sandbox, org).call(
+        "delete_document", {"doc_type": "sales_order", "mk_id": deleted.metakocka_id}
+    )
+    sandbox.metakocka_state.edit_document(
+        company, changed.metakocka_id, {"notes": "edited in Metakocka meanwhile"}
+    )
+    _reset_stats(sandbox)
+    store = SyncStore(pipeline_env.database_url)
+    mk = MetakockaClient(sandbox.metakocka_url, company, org.metakocka_secret_key)
+    ids = [deleted.crm_document_id, changed.crm_document_id, untouched.crm_document_id]
+    outcomes = {
+        o.crm_document_id: o
+        for o in push_to_metakocka(
+            plan.loc[plan["crm_document_id"].isin(ids)],
+            client=mk,
+            store=store,
+            organization_id=org.id,
+        )
+    }
+    assert outcomes[untouched.crm_document_id].result == "ok"
+    assert outcomes[changed.crm_document_id].result == "skipped"
+    assert "changed after this run read its changes" in outcomes[changed.crm_document_id].message
+    assert outcomes[deleted.crm_document_id].result == "skipped"
+    assert "no longer exists" in outcomes[deleted.crm_document_id].message
+    assert _stats(sandbox)["mk_writes"] == 1
+    mk_docs = {d["mk_id"]: d for d in sandbox.metakocka_state.documents(company)}
+    assert mk_docs[untouched.metakocka_id]["notes"] == "edited in the CRM"
+    assert mk_docs[changed.metakocka_id]["notes"] == "edited in Metakocka meanwhile"
+
+    # The next run reads the changed counterpart (it is among Metakocka's changes): both sides
+    # changed, a conflict for an operator; nothing is overwritten.
+    _run(pipeline_env, dagster_instance, org.id)
+    status = _status_by_crm(pipeline_env.database_url, org.id)
+    assert status[changed.crm_document_id]["status"] == "conflict"
+    assert status[untouched.crm_document_id]["status"] == "synced"
+    mk_docs = {d["mk_id"]: d for d in sandbox.metakocka_state.documents(company)}
+    assert mk_docs[changed.metakocka_id]["notes"] == "edited in Metakocka meanwhile"
+    assert metakocka_duplicates(sandbox, company) == {}

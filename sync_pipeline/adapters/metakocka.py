@@ -217,6 +217,7 @@ class MetakockaClient:
         self._write_timeout = (connect_timeout_s, write_timeout_s)
         self.retry_policy = retry_policy
         self.create_settle_s = write_timeout_s if create_settle_s is None else create_settle_s
+        self.max_concurrent_requests = max_concurrent_requests
         self._request_slots = RequestSlots(max_concurrent_requests)
         self._search_slots = RequestSlots(max_concurrent_searches)
         self._session = session or new_session(self._api_url, max_concurrent_requests)

@@ -87,6 +87,37 @@ def documents_frame(
     return _frame(columns, DOCUMENT_COLUMNS)
 
 
+def known_by_link_frame(counterparts: list) -> pd.DataFrame:
+    """Rows (the columns of `DOCUMENT_COLUMNS`) for documents known only by their link
+    (`sync.counterparts.LinkedCounterpart`): ids, types, number and content hash; the content
+    itself is empty, and `document` holds the stand-in."""
+    names = (
+        "crm_document_id",
+        "metakocka_id",
+        "metakocka_doc_type",
+        "document_type",
+        "metakocka_count_code",
+        "content_hash",
+    )
+    columns: dict = {name: [getattr(c, name) for c in counterparts] for name in names}
+    n = len(counterparts)
+    nothing = [None] * n
+    columns |= {
+        "document_number": nothing,
+        "document_date": pd.to_datetime(nothing),
+        "currency": nothing,
+        "customer_name": nothing,
+        "customer_country": nothing,
+        "subtotal": [float("nan")] * n,
+        "tax_amount": [float("nan")] * n,
+        "total": [float("nan")] * n,
+        "line_count": [0] * n,
+        "updated_at": pd.to_datetime(nothing, utc=True),
+        "document": _objects(counterparts),
+    }
+    return _frame(columns, DOCUMENT_COLUMNS)
+
+
 def lines_frame(docs: list[SalesDocument]) -> pd.DataFrame:
     """One row per line: the document's ids, `line_no` (1-based) and the line's fields."""
     rows = [

@@ -20,6 +20,7 @@ from sync_pipeline.mappers.crm import crm_row_to_canonical
 from sync_pipeline.mappers.metakocka import MappingError, metakocka_to_canonical
 
 if TYPE_CHECKING:
+    from sync_pipeline.sync.counterparts import LinkedCounterpart
     from sync_pipeline.sync.incremental import SyncScope
 
 METAKOCKA_SALES_DOC_TYPES = (
@@ -61,6 +62,9 @@ class Extraction:
     organization_id: str
     documents: list[SalesDocument] = field(default_factory=list)
     unmappable: list[Quarantined] = field(default_factory=list)
+    known_by_link: list["LinkedCounterpart"] = field(default_factory=list)
+    """Metakocka side of an incremental run: unchanged counterparts, read by the push
+    (`sync.counterparts`)."""
     api_calls: int = 0
     scope: "SyncScope | None" = None
     """What the reconciliation covers (`sync.incremental`): None reads as a full sweep."""

@@ -23,7 +23,9 @@ before planning (`close_over_changes`), and hands the plan only the links among 
   operator's pending conflict resolution are read again, whether they changed or not;
 - a link's other end is read (CRM in batches of ids; Metakocka one `get_document` per id, or one
   full read when that costs fewer calls), and so is every CRM id an unlinked Metakocka document
-  claims;
+  claims. Except the Metakocka side of a CRM edit whose pair is `synced` and whose Metakocka
+  document did not change: it stands in the plan as its link recorded it (`LinkedCounterpart`),
+  and the push reads it just before the replace (`sync/counterparts.py`);
 - an unlinked CRM document may have a Metakocka twin carrying its reference. A document no
   completed run has seen (no sync_status row) was created after the previous run read Metakocka,
   so any twin was created after that too and is among the changed Metakocka documents: no look-up.
@@ -33,7 +35,6 @@ before planning (`close_over_changes`), and hands the plan only the links among 
   incremental run (its status row stays as it was) together with whatever it pairs with.
 """
 
-import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.metakocka import MAX_PAGE_SIZE, MetakockaClient
+from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
 from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.store.cursors import SyncCursor
@@ -57,14 +58,12 @@ from sync_pipeline.store.tables import (
     sync_claims,
     sync_status,
 )
-from sync_pipeline.sync.extract import (
-    CRM,
-    METAKOCKA,
-    METAKOCKA_SALES_DOC_TYPES,
-    Extraction,
-    Quarantined,
-    extract_crm,
+from sync_pipeline.sync.counterparts import (
+    LinkedCounterpart,
+    full_read_is_cheaper,
+    read_every_metakocka_document,
 )
+from sync_pipeline.sync.extract import CRM, METAKOCKA, Extraction, Quarantined, extract_crm
 from sync_pipeline.sync.metakocka_reads import (
     find_metakocka_twins,
     map_metakocka,
@@ -78,7 +77,7 @@ FULL_SWEEP_EVERY = timedelta(days=7)
 MAX_ROUNDS = 4
 RETRIED_STATUSES = ("failed", "pending")
 
-Found = SalesDocument | Quarantined | None
+Found = SalesDocument | Quarantined | LinkedCounterpart | None
 
 
 def sweep_run_config(full: bool) -> dict:
@@ -159,6 +158,7 @@ class SyncScope:
     echoes: int = 0
     retried: int = 0
     counterparts_read: dict[str, int] = field(default_factory=dict)
+    counterparts_known_by_link: int = 0
     metakocka_full_read: bool = False
     left_for_full_sweep: list[str] = field(default_factory=list)
 
@@ -179,6 +179,7 @@ class SyncScope:
             "retried": self.retried,
             "counterparts_read_crm": self.counterparts_read.get(CRM, 0),
             "counterparts_read_metakocka": self.counterparts_read.get(METAKOCKA, 0),
+            "counterparts_read_by_the_push": self.counterparts_known_by_link,
             "metakocka_full_read": self.metakocka_full_read,
             "left_for_full_sweep": len(self.left_for_full_sweep),
         }
@@ -206,8 +207,11 @@ def close_over_changes(
     seeds_crm = (set(crm_found) - echoes) | retry_crm
     seeds_mk = set(mk_found) | retry_mk
     scope.retried = len(retry_crm - set(crm_found)) + len(retry_mk - set(mk_found))
+    # A CRM edit of a pair left in sync: its unchanged Metakocka side is read by the push.
+    closure.known_by_link = (set(crm_found) - echoes - retry_crm) & closure.synced_crm
     closure.run(seeds_crm, seeds_mk, known_crm=crm_found, known_mk=mk_found)
     scope.counterparts_read = {CRM: closure.read_crm, METAKOCKA: closure.read_mk}
+    scope.counterparts_known_by_link = closure.linked_counterparts
     scope.metakocka_full_read = closure.mk_complete
     crm_docs, mk_docs, links, left = closure.without_deletions()
     scope.links, scope.left_for_full_sweep = links, left
@@ -232,7 +236,20 @@ def _extraction(side: str, organization_id: str, docs: Iterable[Found]) -> Extra
             extraction.documents.append(doc)
         elif isinstance(doc, Quarantined):
             extraction.unmappable.append(doc)
+        elif isinstance(doc, LinkedCounterpart):
+            extraction.known_by_link.append(doc)
     return extraction
+
+
+def _linked_counterpart(link, crm_id: str, mk_id: str) -> LinkedCounterpart:
+    return LinkedCounterpart(
+        metakocka_id=mk_id,
+        crm_document_id=crm_id,
+        content_hash=str(link.content_hash),
+        metakocka_doc_type=_text(link.metakocka_doc_type),
+        document_type=_text(link.document_type),
+        metakocka_count_code=_text(link.metakocka_count_code),
+    )
 
 
 class _Closure:
@@ -251,7 +268,11 @@ class _Closure:
         self.mk_complete = False
         self.mk_everything: dict[str, dict] = {}
         """Every document of the company, unmapped, once a full read was cheaper."""
-        self.read_crm = self.read_mk = 0
+        self.read_crm = self.read_mk = self.linked_counterparts = 0
+        self.synced_crm: set[str] = set()
+        """CRM ids whose pair the last run that judged it left `synced` (set by `echoes`)."""
+        self.known_by_link: set[str] = set()
+        """CRM ids whose unchanged Metakocka counterpart stands in as its link recorded it."""
 
     # -- what to read -------------------------------------------------------------------------
     def echoes(self, crm_found: dict, mk_found: dict) -> set:
@@ -265,6 +286,7 @@ class _Closure:
         links = links_for(self.engine, self.org, crm_found, [])
         status = status_for(self.engine, self.org, crm_found, [])
         synced_crm = set(status.loc[status["status"] == "synced", "crm_document_id"].dropna())
+        self.synced_crm = synced_crm
         linked = links.loc[
             (links["state"] == LINK_LINKED)
             & links["crm_document_id"].notna()
@@ -328,6 +350,9 @@ class _Closure:
                     pending_mk.add(mk_id)
                 if mk_id and link.metakocka_doc_type:
                     self.mk_types[mk_id] = link.metakocka_doc_type
+                if self._stands_in(link, crm_id, mk_id, known_mk, seeds_mk):
+                    self.mk[mk_id] = _linked_counterpart(link, crm_id, mk_id)
+                    self.linked_counterparts += 1
                 if crm_id and mk_id and link.state == LINK_LINKED:
                     self.linked_crm.add(crm_id)
                     self.linked_mk.add(mk_id)
@@ -352,6 +377,19 @@ class _Closure:
                     self.read_mk += 1
                     pending_mk.add(twin.metakocka_id)
 
+    def _stands_in(self, link, crm_id, mk_id, known_mk: dict, seeds_mk: set) -> bool:
+        """Is this link's Metakocka side an unchanged counterpart of a CRM edit (module
+        docstring of `sync/counterparts.py`)? Not when it changed or is retried itself."""
+        return (
+            crm_id in self.known_by_link
+            and bool(mk_id)
+            and link.state == LINK_LINKED
+            and _text(link.content_hash) is not None
+            and mk_id not in known_mk
+            and mk_id not in seeds_mk
+            and mk_id not in self.mk
+        )
+
     def _read_crm(self, ids: list[str], known: dict) -> None:
         missing = [i for i in ids if i not in known]
         self.crm.update({i: known[i] for i in ids if i in known})
@@ -365,8 +403,12 @@ class _Closure:
     def _read_mk(self, ids: list[str], known: dict) -> None:
         missing = [i for i in ids if i not in known]
         self.mk.update({i: known[i] for i in ids if i in known})
-        if missing and not self.mk_complete and self._full_read_is_cheaper(len(missing)):
-            self.mk_everything = _read_every_metakocka_document(self.mk_client)
+        if (
+            missing
+            and not self.mk_complete
+            and full_read_is_cheaper(self.engine, self.org, len(missing), self.read_concurrency)
+        ):
+            self.mk_everything = read_every_metakocka_document(self.mk_client)
             self.mk_complete = True
         if self.mk_complete:
             # Map only what is asked for: the full read is there to save calls, and mapping
@@ -386,18 +428,6 @@ class _Closure:
         with ThreadPoolExecutor(self.read_concurrency, thread_name_prefix="mk-read") as pool:
             self.mk.update(zip(missing, pool.map(read, missing), strict=True))
         self.read_mk += len(missing)
-
-    def _full_read_is_cheaper(self, reads: int) -> bool:
-        """One `get_document` per id (`read_concurrency` at a time), or every document of the
-        company by search (100 per page, one search at a time)?"""
-        count = sa.select(sa.func.count()).where(
-            document_links.c.organization_id == self.org, document_links.c.metakocka_id.is_not(None)
-        )
-        with self.engine.connect() as conn:
-            documents = conn.execute(count).scalar_one()
-        pages = math.ceil(documents / MAX_PAGE_SIZE) + len(METAKOCKA_SALES_DOC_TYPES)
-        # A page also costs mapping 100 documents, about one more round trip: count it twice.
-        return 2 * pages < reads / self.read_concurrency
 
     def _twins(self, new_crm: list[str]) -> list:
         """Look-ups of Metakocka twins, for unlinked CRM documents an earlier run has seen."""
@@ -470,17 +500,6 @@ class _Closure:
             among,
             sorted(left),
         )
-
-
-def _read_every_metakocka_document(client: MetakockaClient) -> dict[str, dict]:
-    """Every sales document of the company as Metakocka sends it, by `mk_id` (a search per page,
-    one doc_type after another)."""
-    everything = {}
-    for doc_type in METAKOCKA_SALES_DOC_TYPES:
-        for raw in client.search(doc_type):
-            if raw.get("mk_id"):
-                everything[str(raw["mk_id"])] = {**raw, "doc_type": raw.get("doc_type") or doc_type}
-    return everything
 
 
 def _text(value) -> str | None:

@@ -44,6 +44,7 @@ from sync_pipeline.store.bulk_links import bind_many
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims, claim_owner
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
+from sync_pipeline.sync.counterparts import CounterpartReader, LinkedCounterpart
 
 KNOWN_ABSENT = "metakocka_absent"
 """Plan column (sync/incremental.py): a create in Metakocka that may skip its first look-up."""
@@ -107,8 +108,13 @@ def push_to_metakocka(
     run_id: str | None = None,
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
 ) -> list[PushOutcome]:
-    """Create or update in Metakocka every plan row whose action points there."""
+    """Create or update in Metakocka every plan row whose action points there.
+
+    An update whose Metakocka side is known only by its link (`sync/counterparts.py`) reads that
+    side first and goes last, so the reads overlap the other writes."""
     rows = plan.loc[plan["action"].isin(TO_METAKOCKA_ACTIONS)]
+    by_link = _known_by_link(rows)
+    rows = pd.concat([rows.loc[~by_link], rows.loc[by_link]])
     breaker = CircuitBreaker()
 
     def push_one(row) -> PushOutcome:
@@ -134,8 +140,14 @@ def push_to_metakocka(
                 client.replace_document(mk_id, canonical_to_metakocka(doc, mk_id=mk_id))
         else:
             mk_id = str(row.metakocka_id)
+            current = _document_or_none(row)
+            stand_in = getattr(row, "metakocka_document", None)
+            if isinstance(stand_in, LinkedCounterpart):
+                current, why = counterparts.unchanged(stand_in)
+                if current is None:
+                    return _pending(row, CRM_TO_METAKOCKA, f"not pushed: {why}; planned again")
             # A replace rewrites the whole document: carry over the fields only Metakocka has.
-            payload = canonical_to_metakocka(doc, mk_id=mk_id, current=_document_or_none(row))
+            payload = canonical_to_metakocka(doc, mk_id=mk_id, current=current)
             result = client.replace_document(mk_id, payload)
         count_code = _text(result.get("count_code"))
         store.bind(
@@ -161,7 +173,13 @@ def push_to_metakocka(
     claims = DocumentClaims(
         store.engine, organization_id, owner=claim_owner(run_id), ttl_s=claim_ttl_s
     )
-    with claims:
+    counterparts = CounterpartReader(
+        client,
+        organization_id,
+        rows.loc[by_link, "metakocka_document"] if by_link.any() else [],
+        engine=store.engine,
+    )
+    with claims, counterparts:
         # A CRM document whose write to the CRM never finished is not pushed to Metakocka.
         held_back = set(claims.unfinished_writes(TO_CRM_ACTIONS))
         push_one = _claimed(push_one, claims, store, organization_id, CRM_TO_METAKOCKA, held_back)
@@ -553,6 +571,13 @@ def _guarded_push(row, push_one, direction, breaker: CircuitBreaker) -> PushOutc
             attempted_at=attempted_at,
             stack_trace=traceback.format_exc(),
         )
+
+
+def _known_by_link(rows: pd.DataFrame) -> pd.Series:
+    if "metakocka_document" not in rows:
+        return pd.Series(False, index=rows.index)
+    stands_in = rows["metakocka_document"].map(lambda doc: isinstance(doc, LinkedCounterpart))
+    return stands_in.astype(bool)
 
 
 def _document_or_none(row) -> SalesDocument | None:

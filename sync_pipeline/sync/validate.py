@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from sync_pipeline.domain.frames import documents_frame, lines_frame
+from sync_pipeline.domain.frames import documents_frame, known_by_link_frame, lines_frame
 from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.schemas import validate_documents
 from sync_pipeline.store.tables import LINK_LINKED
@@ -74,6 +74,9 @@ def validate_extraction(
             [docs[i] for i in unchanged], hashes=[hashes[i] for i in unchanged], totals=False
         )
         valid = pd.concat([valid, as_synced], ignore_index=True)
+    if extraction.known_by_link:
+        # Unchanged since they were synced (and checked): the push verifies that before a write.
+        valid = pd.concat([valid, known_by_link_frame(extraction.known_by_link)], ignore_index=True)
     return ValidatedSide(extraction.side, valid.reset_index(drop=True), quarantined)
 
 
