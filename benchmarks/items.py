@@ -186,9 +186,11 @@ def _bare_calls(sandbox, searches: int, writes: int) -> dict:
     mk = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key)
 
     def search_pages() -> None:
-        pages = iter(mk.search("sales_order"))
-        for _ in range(searches * 100):
-            next(pages, None)
+        """`searches` search calls: the company's sales orders, page by page, again and again."""
+        while mk.stats.snapshot()["calls"].get("metakocka search", 0) < searches:
+            for _ in mk.search("sales_order"):
+                if mk.stats.snapshot()["calls"].get("metakocka search", 0) >= searches:
+                    return
 
     def write(n: int) -> None:
         mk.create_document({**SAMPLE_ORDER, "buyer_order": f"BARE-{n}"})
