@@ -12,8 +12,18 @@ Dagster creates for the run (and drops with it). When the run's steps do not sha
 disk as before, so every executor works. A later run cannot load an in-memory output of an earlier
 one: re-executing part of a finished in-process run fails with a message that says to run the
 whole job again (a reconciliation is safe to repeat).
+
+While a run (or, with the multiprocess executor, a step) executes, the objects its process held
+when it started are frozen (`gc.freeze`): the cycle collector's full collections then scan what the
+run allocated, not Dagster, pandas and every imported module as well. Measured on a reconciliation
+of 2,000 changed documents per side (benchmarks/run.py, item 2): two full collections of 270 and
+310 ms, each holding the GIL, one during the extraction and one during the pushes, where every
+thread, and so both of Metakocka's request slots, waited on it; frozen, the run took 0.3-0.7 s less.
+The heap is unfrozen when the run ends, so a process that runs many (tests, `dagster dev`) keeps
+nothing alive that the collector would otherwise free.
 """
 
+import gc
 from typing import Any
 
 import dagster as dg
@@ -33,6 +43,12 @@ class ReconciliationIOManager(dg.ConfigurableIOManagerFactory):
 
     base_dir: str | None = None
     """Where pickles go when steps run in separate processes (default: Dagster's storage)."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        gc.freeze()  # see the module docstring
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        gc.unfreeze()
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
         disk = dg.FilesystemIOManager(base_dir=self.base_dir).create_io_manager(context)

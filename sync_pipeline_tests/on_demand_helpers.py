@@ -97,10 +97,10 @@ class Dagster:
 
     def tick(self) -> list[dg.RunRequest]:
         """Evaluate the request sensor once, as the daemon does, keeping its cursor."""
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources=self.resources
-        )
-        result = self.sensor(context)
+        ) as context:
+            result = self.sensor(context)
         self.cursor = result.cursor
         return list(result.run_requests or [])
 

@@ -102,10 +102,10 @@ def test_change_sensor_queues_each_change_once_and_ignores_own_writes(
     def poll() -> int:
         nonlocal cursor
         before = len(queue.recent(org.id))
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=dagster_instance, cursor=cursor, resources=resources
-        )
-        cursor = sensor(context).cursor
+        ) as context:
+            cursor = sensor(context).cursor
         return (
             len(SyncRequestQueue(SyncStore(pipeline_env.database_url).engine).recent(org.id))
             - before
@@ -198,12 +198,12 @@ def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(
     queue.mark_launched([other.id], "key-of-a-crashed-run")
     failure_sensor = build_run_status_sensors(dagster.job)[0]
     crashed = failed.dagster_run.with_tags({"dagster/run_key": "key-of-a-crashed-run"})
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name=failure_sensor.name,
         dagster_event=failed.get_run_failure_event(),
         dagster_instance=dagster_instance,
         dagster_run=crashed,
         resources=build_resources(pipeline_env),
-    ).for_run_failure()
-    failure_sensor(context)
+    ) as context:
+        failure_sensor(context.for_run_failure())
     assert queue.get(other.id).state == "failed"
