@@ -9,6 +9,8 @@ live in `store/migrations/versions/`; `store/tables.py` is their target metadata
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -29,6 +31,9 @@ VERSION_TABLE = "sync_alembic_version"
 
 # The revision that matches the tables created by `metadata.create_all` before migrations existed.
 BASELINE_REVISION = "0001_initial"
+
+# Any fixed 64-bit number: the key of the PostgreSQL advisory lock held while a schema is upgraded.
+MIGRATION_LOCK_KEY = 7_301_946_204_551_003
 
 
 def include_name(name: str | None, type_: str, _parent_names: dict) -> bool:
@@ -69,28 +74,58 @@ def upgrade(url: str, *, schema: str | None = None, revision: str = "head") -> s
     schema = database_schema(url, schema)
     engine = make_engine(url, schema)
     try:
-        with engine.connect() as connection:
-            at = current_revision(connection, schema)
-            tables = set(sa.inspect(connection).get_table_names(schema=schema))
-        if revision == "head" and at == head_revision():
-            _check_tables(tables)
-            return at
-        adopt = at is None and "document_links" in tables
-        config = alembic_config(url)
-        config.attributes["schema"] = schema
-        with engine.connect() as connection:
+        with engine.connect() as connection, _taking_turns(connection):
+            at, tables = _state(connection, schema)
+            if revision == "head" and at == head_revision():
+                _check_tables(tables)
+                return at
+            adopt = at is None and "document_links" in tables
+            config = alembic_config(url)
+            config.attributes["schema"] = schema
             config.attributes["connection"] = connection
             if adopt:
                 command.stamp(config, BASELINE_REVISION)
             command.upgrade(config, revision)
-        with engine.connect() as connection:
-            at = current_revision(connection, schema)
-            tables = set(sa.inspect(connection).get_table_names(schema=schema))
+            at, tables = _state(connection, schema)
         if revision == "head":
             _check_tables(tables)
         return at
     finally:
         engine.dispose()
+
+
+def _state(connection: sa.Connection, schema: str | None) -> tuple[str | None, set[str]]:
+    """The revision and the tables, read in a transaction that ends here (alembic runs its own)."""
+    at = current_revision(connection, schema)
+    tables = set(sa.inspect(connection).get_table_names(schema=schema))
+    connection.commit()
+    return at, tables
+
+
+@contextmanager
+def _taking_turns(connection: sa.Connection) -> Iterator[None]:
+    """Concurrent `upgrade()` calls take turns from their first read of the version on.
+
+    Why from the first read: a caller that read "no version" just before another committed the
+    schema, and then listed the tables just after, took the new database for one made before
+    migrations existed, stamped it with the baseline revision (over the newest) and upgraded it
+    again (a failed start, seen under load in test_concurrent_upgrades_take_turns). On PostgreSQL
+    this holds a session advisory lock; env.py takes the same key for each migration transaction,
+    which the same session already holds. On SQLite env.py's `BEGIN IMMEDIATE` serialises the
+    migrations themselves.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    lock = {"key": MIGRATION_LOCK_KEY}
+    connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), lock)
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), lock)
+        connection.commit()
 
 
 def _check_tables(present: set[str]) -> None:

@@ -17,11 +17,8 @@ import sqlalchemy as sa
 from alembic import context
 
 from sync_pipeline.store.engine import database_schema, make_engine
-from sync_pipeline.store.migrate import VERSION_TABLE, include_name
+from sync_pipeline.store.migrate import MIGRATION_LOCK_KEY, VERSION_TABLE, include_name
 from sync_pipeline.store.tables import metadata
-
-# Any fixed 64-bit number: the key of the advisory lock held while the schema is upgraded.
-MIGRATION_LOCK_KEY = 7_301_946_204_551_003
 
 config = context.config
 
