@@ -19,7 +19,7 @@ from sync_pipeline.sync.extract import CRM, METAKOCKA, METAKOCKA_SALES_DOC_TYPES
 from sync_pipeline.sync.incremental import OVERLAP, choose_window, next_cursor, sweep_run_config
 from sync_pipeline.sync.push import push_to_metakocka
 
-from .helpers import MetakockaHttp, metakocka_duplicates, status_rows
+from .helpers import MetakockaHttp, error_rows, metakocka_duplicates, status_rows
 
 ASSETS_UP_TO_THE_PLAN = (
     "crm_sales_documents",
@@ -216,6 +216,57 @@ def test_a_failed_push_is_retried_by_the_next_incremental_run(
     plan = result.output_for_node("sync_plan")
     assert list(plan.loc[plan["action"] != "unchanged", "crm_document_id"]) == [crm_id]
     assert _status_by_crm(pipeline_env.database_url, org.id)[crm_id]["status"] == "synced"
+
+
+def test_an_unreadable_counterpart_fails_its_document_not_the_run(
+    sandbox, pipeline_env, dagster_instance
+):
+    """The push reads a CRM edit's unchanged counterpart before replacing it (sync/counterparts.py).
+    When Metakocka answers that read with garbage, that document fails with an error row, nothing
+    is written over it, the other documents are pushed, and the next run syncs it."""
+    org = sandbox.organizations[0]
+    _run(pipeline_env, dagster_instance, org.id)
+    synced = [
+        r["crm_document_id"]
+        for r in status_rows(pipeline_env.database_url, org.id)
+        if r["status"] == "synced" and r["crm_document_id"] and r["metakocka_id"]
+    ]
+    for crm_id in synced:
+        sandbox.crm_state.edit_document(crm_id, {"notes": "to be pushed"})
+    sandbox.configure_faults(
+        "metakocka", {"rules": [{"fault": "malformed_body", "endpoints": ["get_document"]}]}
+    )
+    _reset_stats(sandbox)
+    result = _run(pipeline_env, dagster_instance, org.id)
+    metakocka = result.output_for_node("extract_sales_documents", "metakocka_sales_documents")
+    unread = {c.crm_document_id: c.metakocka_id for c in metakocka.known_by_link}
+    assert unread  # the others were among Metakocka's changes (the first run wrote them)
+    assert _stats(sandbox)["mk_writes"] == len(synced) - len(unread)
+    status = _status_by_crm(pipeline_env.database_url, org.id)
+    assert {status[crm_id]["status"] for crm_id in unread} == {"failed"}
+    failed = {
+        e["crm_document_id"]: e
+        for e in error_rows(pipeline_env.database_url, org.id)
+        if e["resolved_at"] is None and e["run_id"] == result.run_id
+    }
+    assert set(failed) == set(unread)
+    assert {e["error_type"] for e in failed.values()} == {"transient"}
+    assert all("get_document" in e["message"] for e in failed.values())
+    notes = {
+        str(d["mk_id"]): d.get("notes")
+        for d in sandbox.metakocka_state.documents(org.metakocka_company_id)
+    }
+    assert all(notes[mk_id] != "to be pushed" for mk_id in unread.values())
+
+    sandbox.configure_faults("metakocka", {"rules": []})
+    _run(pipeline_env, dagster_instance, org.id)
+    status = _status_by_crm(pipeline_env.database_url, org.id)
+    assert {status[crm_id]["status"] for crm_id in synced} == {"synced"}
+    notes = {
+        str(d["mk_id"]): d.get("notes")
+        for d in sandbox.metakocka_state.documents(org.metakocka_company_id)
+    }
+    assert all(notes[mk_id] == "to be pushed" for mk_id in unread.values())
 
 
 def test_window_and_cursor_rules():
