@@ -18,7 +18,7 @@ read of the company when that takes fewer calls (`full_read_is_cheaper`).
 
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -59,17 +59,22 @@ def full_read_is_cheaper(engine: sa.Engine, organization_id: str, reads: int, co
 
 
 def read_every_metakocka_document(
-    client: MetakockaClient, stop: threading.Event | None = None
+    client: MetakockaClient,
+    *,
+    keep: Collection[str] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, dict]:
     """Every sales document of the company as Metakocka sends it, by `mk_id` (a search per page,
-    one doc_type after another); `stop` ends the read early (what was read so far is returned)."""
+    one doc_type after another). `keep`: hold only these ids (the rest of the company is read,
+    not held); `stop` ends the read early (what was read so far is returned)."""
     everything = {}
     for doc_type in METAKOCKA_SALES_DOC_TYPES:
         for raw in client.search(doc_type):
             if stop is not None and stop.is_set():
                 return everything
-            if raw.get("mk_id"):
-                everything[str(raw["mk_id"])] = {**raw, "doc_type": raw.get("doc_type") or doc_type}
+            mk_id = str(raw.get("mk_id") or "")
+            if mk_id and (keep is None or mk_id in keep):
+                everything[mk_id] = {**raw, "doc_type": raw.get("doc_type") or doc_type}
     return everything
 
 
@@ -92,8 +97,8 @@ class CounterpartReader:
         self._client, self._org = client, organization_id
         self._stop = threading.Event()
         self._full: Future | None = None
-        reads = len(list(counterparts))
-        concurrency = client.max_concurrent_requests
+        self._wanted = {c.metakocka_id for c in counterparts}
+        reads, concurrency = len(self._wanted), client.max_concurrent_requests
         if reads and full_read_is_cheaper(engine, organization_id, reads, concurrency):
             self._full = Future()
             threading.Thread(
@@ -108,7 +113,8 @@ class CounterpartReader:
 
     def _read_everything(self) -> None:
         try:
-            self._full.set_result(read_every_metakocka_document(self._client, self._stop))
+            read = read_every_metakocka_document(self._client, keep=self._wanted, stop=self._stop)
+            self._full.set_result(read)
         except BaseException as exc:  # raised to every push that waits on it
             self._full.set_exception(exc)
 

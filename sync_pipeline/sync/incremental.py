@@ -208,8 +208,8 @@ def close_over_changes(
     seeds_mk = set(mk_found) | retry_mk
     scope.retried = len(retry_crm - set(crm_found)) + len(retry_mk - set(mk_found))
     # A CRM edit of a pair left in sync: its unchanged Metakocka side is read by the push.
-    closure.known_by_link = (set(crm_found) - echoes - retry_crm) & closure.synced_crm
-    closure.run(seeds_crm, seeds_mk, known_crm=crm_found, known_mk=mk_found)
+    by_link = (set(crm_found) - echoes - retry_crm) & closure.synced_crm
+    closure.run(seeds_crm, seeds_mk, known_crm=crm_found, known_mk=mk_found, by_link=by_link)
     scope.counterparts_read = {CRM: closure.read_crm, METAKOCKA: closure.read_mk}
     scope.counterparts_known_by_link = closure.linked_counterparts
     scope.metakocka_full_read = closure.mk_complete
@@ -271,8 +271,6 @@ class _Closure:
         self.read_crm = self.read_mk = self.linked_counterparts = 0
         self.synced_crm: set[str] = set()
         """CRM ids whose pair the last run that judged it left `synced` (set by `echoes`)."""
-        self.known_by_link: set[str] = set()
-        """CRM ids whose unchanged Metakocka counterpart stands in as its link recorded it."""
 
     # -- what to read -------------------------------------------------------------------------
     def echoes(self, crm_found: dict, mk_found: dict) -> set:
@@ -335,7 +333,11 @@ class _Closure:
         return crm_ids, mk_ids
 
     # -- the closure --------------------------------------------------------------------------
-    def run(self, seeds_crm: set, seeds_mk: set, *, known_crm: dict, known_mk: dict) -> None:
+    def run(
+        self, seeds_crm: set, seeds_mk: set, *, known_crm: dict, known_mk: dict, by_link: set
+    ) -> None:
+        """Grow the set from the seeds; `by_link`: CRM ids whose unchanged Metakocka counterpart
+        stands in as its link recorded it (`_stands_in`)."""
         pending_crm, pending_mk = set(seeds_crm), set(seeds_mk)
         for _ in range(MAX_ROUNDS):
             if not pending_crm and not pending_mk:
@@ -350,7 +352,7 @@ class _Closure:
                     pending_mk.add(mk_id)
                 if mk_id and link.metakocka_doc_type:
                     self.mk_types[mk_id] = link.metakocka_doc_type
-                if self._stands_in(link, crm_id, mk_id, known_mk, seeds_mk):
+                if crm_id in by_link and self._stands_in(link, mk_id, known_mk, seeds_mk):
                     self.mk[mk_id] = _linked_counterpart(link, crm_id, mk_id)
                     self.linked_counterparts += 1
                 if crm_id and mk_id and link.state == LINK_LINKED:
@@ -377,12 +379,11 @@ class _Closure:
                     self.read_mk += 1
                     pending_mk.add(twin.metakocka_id)
 
-    def _stands_in(self, link, crm_id, mk_id, known_mk: dict, seeds_mk: set) -> bool:
-        """Is this link's Metakocka side an unchanged counterpart of a CRM edit (module
+    def _stands_in(self, link, mk_id, known_mk: dict, seeds_mk: set) -> bool:
+        """May this link's Metakocka side, the counterpart of a CRM edit, stand in unread (module
         docstring of `sync/counterparts.py`)? Not when it changed or is retried itself."""
         return (
-            crm_id in self.known_by_link
-            and bool(mk_id)
+            bool(mk_id)
             and link.state == LINK_LINKED
             and _text(link.content_hash) is not None
             and mk_id not in known_mk

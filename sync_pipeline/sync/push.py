@@ -173,12 +173,8 @@ def push_to_metakocka(
     claims = DocumentClaims(
         store.engine, organization_id, owner=claim_owner(run_id), ttl_s=claim_ttl_s
     )
-    counterparts = CounterpartReader(
-        client,
-        organization_id,
-        rows.loc[by_link, "metakocka_document"] if by_link.any() else [],
-        engine=store.engine,
-    )
+    stand_ins = rows["metakocka_document"].loc[by_link] if by_link.any() else []
+    counterparts = CounterpartReader(client, organization_id, stand_ins, engine=store.engine)
     with claims, counterparts:
         # A CRM document whose write to the CRM never finished is not pushed to Metakocka.
         held_back = set(claims.unfinished_writes(TO_CRM_ACTIONS))
