@@ -51,6 +51,22 @@ def demo(db_url: str | None, documents: int, data_dir: str, reset: bool) -> None
     type=click.Path(),
     help="Also write the pipeline's environment variables here (e.g. .env for dagster dev).",
 )
+@click.option(
+    "--crm-profile",
+    type=click.Choice(["sm60", "fixed10"]),
+    default="sm60",
+    show_default=True,
+    help="The CRM's published schema variant (docs/crm.md).",
+)
+@click.option(
+    "--crm-max-rows", default=1000, show_default=True, help="Supabase's max-rows of the CRM."
+)
+@click.option(
+    "--crm-setup/--no-crm-setup",
+    default=False,
+    show_default=True,
+    help="Whether docs/crm-setup.sql (the updated_at triggers) is installed in the CRM.",
+)
 def sandbox(
     data_dir: str,
     documents: int,
@@ -58,6 +74,9 @@ def sandbox(
     metakocka_port: int,
     reset: bool,
     env_file: str | None,
+    crm_profile: str,
+    crm_max_rows: int,
+    crm_setup: bool,
 ) -> None:
     """Serve the sandbox CRM and Metakocka in the foreground (Ctrl-C saves and stops)."""
     from sync_pipeline.sandbox.runner import serve_forever
@@ -69,6 +88,9 @@ def sandbox(
         crm_port=crm_port,
         metakocka_port=metakocka_port,
         env_file=env_file,
+        crm_profile=crm_profile,
+        crm_max_rows=crm_max_rows,
+        crm_setup_installed=crm_setup,
     )
 
 

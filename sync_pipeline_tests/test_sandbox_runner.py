@@ -36,16 +36,23 @@ def decode_link(buyer_order: str) -> str:
     return str(uuid.UUID(bytes=base64.b32decode(buyer_order[2:] + "======")))
 
 
-def expected_totals(lines):
-    """Metakocka's rounding, written out independently of the sandbox's own helper."""
+def expected_totals(lines, profile="sm60"):
+    """Metakocka's rounding, written out independently of the sandbox's own helper; a line's
+    total_amount is gross (with its tax), as the CRM's sync service reads it."""
     nets = {}
     for line in lines:
+        discount = (
+            line["discount_rate"]
+            if profile == "fixed10"
+            else (line["metadata"] or {}).get("discount")
+        )
         net = (
             Decimal(str(line["quantity"]))
             * Decimal(str(line["unit_price"]))
-            * (1 - Decimal(str(line["discount_percent"] or 0)) / 100)
+            * (1 - Decimal(str(discount or 0)) / 100)
         ).quantize(CENT, ROUND_HALF_UP)
-        assert line["total_amount"] == float(net)
+        tax = (net * Decimal(str(line["tax_rate"])) / 100).quantize(CENT, ROUND_HALF_UP)
+        assert (line["tax_amount"], line["total_amount"]) == (float(tax), float(net + tax))
         nets[Decimal(str(line["tax_rate"]))] = nets.get(Decimal(str(line["tax_rate"])), 0) + net
     subtotal = sum(nets.values(), Decimal(0))
     tax = sum(((n * r / 100).quantize(CENT, ROUND_HALF_UP) for r, n in nets.items()), Decimal(0))
@@ -111,6 +118,7 @@ def test_seeded_categories_links_and_invalid_documents(sandbox):
         mk = sandbox.metakocka_state.documents(org.metakocka_company_id)
         assert len(crm) == summary["crm_documents"] == 45
         assert len(mk) == summary["metakocka_documents"] == 36
+        contacts = sandbox.crm_state.tables["contacts"].rows
 
         linked = [d for d in mk if d.get("buyer_order")]
         assert len(linked) == cats["linked_unchanged"] + counts["linked_changed"]
@@ -121,7 +129,9 @@ def test_seeded_categories_links_and_invalid_documents(sandbox):
             row = crm[crm_id]
             assert doc["doc_type"] in MK_TYPES[row["document_type"]]
             assert doc["partner"]["customer"] == row["customer_name"]
-            assert doc["partner"]["country"] == row["customer_country"]
+            contact = contacts.get(row["customer_id"])
+            assert doc["partner"].get("country_iso_2") == (contact["country"] if contact else "SI")
+            assert all(line["code"] for line in doc["product_list"])
             same = (
                 Decimal(doc["sum_all"]) == Decimal(str(row["total_amount"]))
                 and doc.get("notes") == row["notes"]
@@ -137,6 +147,9 @@ def test_seeded_categories_links_and_invalid_documents(sandbox):
         }
         linked_ids = {decode_link(d["buyer_order"]) for d in linked}
         assert len(linked_ids) == len(linked)  # no CRM document linked twice
+        born = [d for d in mk if not d.get("buyer_order")]
+        credit_notes = [d for d in born if d["doc_type"] == "sales_bill_credit_note"]
+        assert len(credit_notes) == summary["credit_notes"] >= 1  # only Metakocka has them
 
         invalid = summary["invalid_documents"]
         assert sorted(invalid.values()) == [
@@ -153,28 +166,41 @@ def test_seeded_categories_links_and_invalid_documents(sandbox):
                 assert row["currency"] == "XYZ"
             else:
                 assert any(
-                    i["quantity"] < 0 and i["product_code"] for i in row["sales_document_items"]
+                    i["quantity"] < 0 and i["product_id"] for i in row["sales_document_items"]
                 )
 
         for row in crm.values():
-            assert (
-                row["subtotal_amount"],
-                row["tax_amount"],
-                row["total_amount"],
-            ) == expected_totals(row["sales_document_items"])
+            _, tax, total = expected_totals(row["sales_document_items"])
+            assert (row["tax_amount"], row["total_amount"]) == (tax, total)
             assert 1 <= len(row["sales_document_items"]) <= 5
-            assert len(row["customer_country"]) == 2
-        types = {d["document_type"] for d in crm.values()} | {
-            t for d in mk for t, mk_types in MK_TYPES.items() if d["doc_type"] in mk_types
-        }
-        assert types == set(MK_TYPES)
-        assert any(d["doc_type"] == "sales_bill_foreign" for d in mk) or any(
-            r["document_type"] == "invoice" and r["customer_country"] != "SI" for r in crm.values()
-        )
+            assert row["document_type"] in ("offer", "order", "invoice", "proforma")
+        assert {d["organization_id"] for d in crm.values()} == {org.id, None}  # some by owner
+        assert any(d["doc_type"] == "sales_bill_foreign" for d in mk)
         lines = [i for d in crm.values() for i in d["sales_document_items"]]
         assert {i["tax_rate"] for i in lines} == {22, 9.5, 0}
-        assert any(i["product_code"] is None for i in lines)
-        assert any(i["discount_percent"] for i in lines)
+        assert any(i["product_id"] is None for i in lines)  # a service line
+        assert any((i["metadata"] or {}).get("discount") for i in lines)
+
+
+@pytest.mark.parametrize("profile", ["sm60", "fixed10"])
+def test_seeded_rows_satisfy_every_constraint_of_the_published_schema(profile):
+    """The seeder writes through the store's fast path (no checks): every row it wrote must
+    also pass them, table by table in foreign-key order."""
+    orgs = make_organizations(2, 7)
+    crm, mk = CrmState(profile=profile), MetakockaState({})
+    seed_sandbox(crm, mk, orgs, documents_per_org=40)
+    again = CrmState(profile=profile)
+    order = ["auth.users", "organizations", "organization_members", "products", "contacts",
+             "metakocka_product_mappings", "metakocka_contact_mappings", "sales_documents",
+             "sales_document_items"]  # fmt: skip
+    for table in order:
+        rows = list(crm.tables[table].rows.values())
+        assert rows, table
+        written = again.insert(table, rows)
+        assert [r["id"] for r in written] == [r["id"] for r in rows]
+    if profile == "fixed10":
+        doc = next(iter(crm.tables["sales_documents"].rows.values()))
+        assert doc["subtotal"] == expected_totals(crm.items_of(doc["id"]), profile)[0]
 
 
 def test_same_seed_same_data_other_seed_other_data():
@@ -208,6 +234,7 @@ def test_state_survives_a_restart_and_reset_reseeds(tmp_path):
             timeout=10,
             json={
                 "organization_id": org.id,
+                "user_id": org.integration_user_id,
                 "document_type": "offer",
                 "document_date": "2026-11-02",
                 "customer_name": "Nova",
@@ -222,14 +249,18 @@ def test_state_survives_a_restart_and_reset_reseeds(tmp_path):
         assert len(docs) == len(seeded) + 1
         assert sb.crm_state.document_with_items(new[0]["id"])["customer_name"] == "Nova"
         assert len(sb.metakocka_state.documents(org.metakocka_company_id)) == mk_count
-        later = requests.patch(
-            f"{sb.crm_rest_url}/sales_documents",
-            headers=headers,
-            timeout=10,
-            params={"id": f"eq.{new[0]['id']}"},
-            json={"notes": "n"},
-        ).json()
-        assert later[0]["updated_at"] > new[0]["updated_at"]  # the cursor kept going
+        assert (
+            sb.crm_state.insert(
+                "sales_documents",
+                [
+                    {
+                        **{k: new[0][k] for k in ("organization_id", "user_id", "document_type")},
+                        "customer_name": "Druga",
+                    }
+                ],
+            )[0]["updated_at"]
+            > new[0]["updated_at"]
+        )  # now() stays after the saved timestamps
 
     with start_sandbox(tmp_path, documents_per_org=20, reset=True) as sb:
         assert sb.organizations == orgs
@@ -289,7 +320,10 @@ def test_serve_forever_prints_credentials_and_saves_on_stop(tmp_path):
     assert json.loads(env["METAKOCKA_SECRET_KEYS"]) == {
         o.metakocka_company_id: o.metakocka_secret_key for o in orgs
     }
-    assert [o["id"] for o in json.loads(env["SYNC_ORGANIZATIONS"])] == [o.id for o in orgs]
+    listed = json.loads(env["SYNC_ORGANIZATIONS"])
+    assert [o["id"] for o in listed] == [o.id for o in orgs]
+    assert [o["crm_integration_user_id"] for o in listed] == [o.integration_user_id for o in orgs]
+    assert "schema sm60, max-rows 1000, crm-setup.sql not installed" in out.getvalue()
     assert orgs[1].crm_api_key in out.getvalue()
     assert (tmp_path / "sandbox_state.json").exists()
 
@@ -302,7 +336,7 @@ def test_seeding_20k_documents_per_organization():
     for org in orgs:
         got = summary["organizations"][org.id]
         assert got["crm_documents"] == 20_000 - counts["metakocka_only"]
-        assert len(crm.rows("sales_documents", organization_ids=[org.id])) == got["crm_documents"]
+        assert len(crm.documents_of(org.id)) == got["crm_documents"]
         assert got["metakocka_documents"] == 20_000 - counts["crm_only"] - counts["invalid"]
         in_metakocka = sum(
             int(
@@ -314,4 +348,4 @@ def test_seeding_20k_documents_per_organization():
             for t in ts
         )
         assert in_metakocka == got["metakocka_documents"]
-    assert len(crm.rows("sales_documents")) == 2 * (20_000 - counts["metakocka_only"])
+    assert len(crm.tables["sales_documents"].rows) == 2 * (20_000 - counts["metakocka_only"])

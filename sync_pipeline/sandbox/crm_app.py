@@ -1,13 +1,25 @@
-"""The sandbox CRM: a PostgREST-compatible subset over ``sales_documents`` and its lines.
+"""The sandbox CRM: Supabase's PostgREST over the CRM's published schema (``crm_ddl``).
 
 Why: the pipeline's CRM adapter must be tested against what Supabase really does over HTTP
-(auth headers, ``Content-Range``, error bodies, 429s under load), not against a mock of our own
-client. Served at ``/rest/v1/<table>``; see ``postgrest_query`` for the query language and
-``crm_store`` for write semantics. Admin endpoints under ``/_sandbox/`` (not part of PostgREST)
-configure faults, report call statistics and simulate a user editing a document in the UI.
+(auth headers, ``max-rows``, ``Content-Range``, error bodies, 429s under load, constraints as
+PostgreSQL enforces them), not against a mock of our own client. Served at ``/rest/v1/<table>``
+for every table of the profile, the OpenAPI description at ``/rest/v1/``, functions at
+``/rest/v1/rpc/<name>``; see ``postgrest_parse`` / ``postgrest_query`` for the query language
+and ``crm_engine`` for write semantics. Admin endpoints under ``/_sandbox/`` (not part of
+PostgREST) configure faults and settings, report call statistics and simulate a user editing a
+document in the CRM's UI.
 
-Choices: a GET answers 206 only when ``Prefer: count=exact`` shows that the page is not the whole
-result (PostgREST's rule), else 200; an offset past a counted total is 416 (``PGRST103``).
+PostgREST's rules followed here (``src/PostgREST/RangeQuery.hs``, ``Response.hs``, docs):
+- ``max-rows`` caps every GET and every embedded list; without ``Prefer: count=...`` the answer
+  is 200 with ``Content-Range: 0-999/*``, so a short page says nothing about the end; with a
+  count, 206 when the page is not the whole result; an offset past a counted total is 416;
+- a POST answers 201 (``merge-duplicates`` that inserted nothing: 200), with the rows only under
+  ``Prefer: return=representation``; an array's objects must have the same keys unless
+  ``columns=`` names them (missing keys are NULL, or defaults under ``Prefer: missing=default``);
+- PATCH and DELETE answer 204, or 200 with the rows; a filter matching nothing is not an error.
+- A request line over 8 KB is refused with 414 (Supabase's gateway; fresh-crm.md section 5,
+  postgrest-js issue #423: "URI too long" for a long ``in.(...)`` list).
+
 Metakocka-flavoured faults map to their CRM equivalents: ``opr_code_5`` is a 429, ``opr_code_1``
 a JSON 500. Transport faults (HTML 5xx, dropped connection, cut-off body) answer before the
 request is processed; ``timeout_after_commit`` commits, then stalls.
@@ -24,19 +36,23 @@ from fastapi import FastAPI, Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from sync_pipeline.sandbox.crm_schema import PgError, get_table
+from sync_pipeline.sandbox.crm_openapi import openapi_document
 from sync_pipeline.sandbox.crm_store import DOCS, ITEMS, CrmState
+from sync_pipeline.sandbox.crm_values import PgError, coerce_payload, unknown_column
 from sync_pipeline.sandbox.faults import (
     FaultInjector,
     FaultRule,
     apply_transport_fault,
     stall_after_commit,
 )
-from sync_pipeline.sandbox.postgrest_parse import Condition, parse_request
+from sync_pipeline.sandbox.postgrest_parse import Condition, Logic, parse_request
 from sync_pipeline.sandbox.postgrest_query import matching_rows, project, read_rows
 
 SINGLE_OBJECT = "application/vnd.pgrst.object+json"
 JSON_TYPE = "application/json; charset=utf-8"
+OPENAPI_TYPE = "application/openapi+json; charset=utf-8"
+MAX_REQUEST_LINE = 8192
+"""Bytes of path and query string the gateway accepts (fresh-crm.md section 5: ~8 KB)."""
 
 
 class RequestStats:
@@ -51,8 +67,10 @@ class RequestStats:
         self.rows_written: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.unscoped: Counter[str] = Counter()
+        self.offsets: Counter[str] = Counter()
         self.in_flight: Counter[str] = Counter()
         self.peak_in_flight: Counter[str] = Counter()
+        self.longest_request_line = 0
 
     def enter(self, key: str) -> None:
         self.in_flight[key] += 1
@@ -66,16 +84,19 @@ class RequestStats:
             "statuses": {ep: dict(c) for ep, c in self.statuses.items()},
             "rows_written": dict(self.rows_written),
             "faults_injected": dict(self.faults),
-            # The pipeline must scope every document query by organization_id (fresh-crm.md).
+            # Every document query must be scoped to one organization (fresh-crm.md section 5).
             "queries_without_organization_filter": dict(self.unscoped),
+            # Reads that paged by offset (slower with depth, and they skip rows edited meanwhile).
+            "reads_with_offset": dict(self.offsets),
             "peak_in_flight_per_key": dict(self.peak_in_flight),
+            "longest_request_line": self.longest_request_line,
         }
 
 
 def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
     """The ASGI app serving ``state`` with ``faults`` applied to every ``/rest/v1`` call."""
     app = FastAPI(
-        title="Sandbox Fresh AI CRM (PostgREST subset)",
+        title="Sandbox Fresh AI CRM (PostgREST)",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -83,17 +104,39 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
     stats = RequestStats()
     app.state.stats = stats
 
+    @app.get("/rest/v1/")
+    async def describe(request: Request) -> Response:
+        """PostgREST's OpenAPI description of the exposed schema (Supabase: service role)."""
+        try:
+            _authenticate(request, state)
+        except PgError as exc:
+            return _error(exc)
+        stats.calls["GET /"] += 1
+        with state.lock:
+            document = openapi_document(state, request.url.netloc)
+        return _json(document, media_type=OPENAPI_TYPE)
+
     @app.api_route("/rest/v1/{table}", methods=["GET", "HEAD", "POST", "PATCH", "DELETE"])
     async def rest(table: str, request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
-        endpoint = f"{method} {table}"
+        return await _handled(request, f"{method} {table}", table, method)
+
+    @app.post("/rest/v1/rpc/{function}")
+    async def rpc(function: str, request: Request) -> Response:
+        return await _handled(request, f"POST rpc/{function}", function, "RPC")
+
+    async def _handled(request: Request, endpoint: str, name: str, method: str) -> Response:
         stats.calls[endpoint] += 1
-        response = await _guarded(request, table, method, endpoint)
+        response = await _guarded(request, name, method, endpoint)
         stats.statuses[endpoint][str(response.status_code)] += 1
         return response
 
-    async def _guarded(request: Request, table: str, method: str, endpoint: str) -> Response:
+    async def _guarded(request: Request, name: str, method: str, endpoint: str) -> Response:
         answer_at = faults.deadline()  # the latency is the response time (FaultInjector.deadline)
+        line = len(request.url.path) + len(request.url.query) + 1
+        stats.longest_request_line = max(stats.longest_request_line, line)
+        if line > MAX_REQUEST_LINE:
+            return Response(b"414 Request-URI Too Large", status_code=414, media_type="text/plain")
         try:
             key = _fingerprint(_authenticate(request, state))
         except PgError as exc:
@@ -117,7 +160,10 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
                 return Response(status_code=499)
             try:
                 with state.lock:
-                    response = _dispatch(state, stats, request, table, method, endpoint, body)
+                    if method == "RPC":
+                        response = _json(state.call(name, _json_body(body) if body else {}))
+                    else:
+                        response = _dispatch(state, stats, request, name, method, endpoint, body)
             except PgError as exc:
                 await faults.wait_until(answer_at)
                 return _error(exc)
@@ -140,10 +186,32 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
             return _json({"error": str(exc)}, 400)
         return _json(faults.snapshot())
 
+    @app.get("/_sandbox/config")
+    async def get_config() -> dict:
+        return _config(state)
+
+    @app.post("/_sandbox/config")
+    async def set_config(request: Request) -> Response:
+        """``{"max_rows": n}`` (Supabase's db-max-rows), ``{"setup_installed": true}`` (run
+        ``docs/crm-setup.sql``: its triggers and its function)."""
+        try:
+            body = await request.json()
+            with state.lock:
+                if "max_rows" in body:
+                    max_rows = int(body["max_rows"])
+                    if max_rows < 1:
+                        raise ValueError("max_rows must be positive")
+                    state.max_rows = max_rows
+                if body.get("setup_installed"):
+                    state.install_setup()
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(_config(state))
+
     @app.get("/_sandbox/stats")
     async def get_stats() -> dict:
         with state.lock:
-            sizes = {DOCS: len(state.rows(DOCS)), ITEMS: len(state.rows(ITEMS))}
+            sizes = {DOCS: len(state.tables[DOCS].rows), ITEMS: len(state.tables[ITEMS].rows)}
         return stats.snapshot() | {"rows": sizes}
 
     @app.post("/_sandbox/stats/reset")
@@ -153,10 +221,19 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
 
     @app.post("/_sandbox/edit")
     async def edit(request: Request) -> Response:
-        """Simulate a user editing a document in the CRM UI: ``{"id", "changes"}``."""
+        """A user editing a document in the CRM's UI: ``{"id", "changes", "items"?,
+        "sets_updated_at"?}`` (``items``: the complete new lines; ``sets_updated_at`` false: an
+        edit through a route that leaves ``updated_at`` alone)."""
         try:
             body = await request.json()
-            doc = state.edit_document(str(body["id"]), dict(body.get("changes") or {}))
+            changes = dict(body.get("changes") or {})
+            items = body.get("items", changes.pop("items", None))
+            doc = state.edit_document(
+                str(body["id"]),
+                changes,
+                items,
+                sets_updated_at=bool(body.get("sets_updated_at", True)),
+            )
         except PgError as exc:
             return _error(exc)
         except (KeyError, TypeError, ValueError) as exc:
@@ -164,6 +241,14 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
         return _json(doc)
 
     return app
+
+
+def _config(state: CrmState) -> dict[str, Any]:
+    return {
+        "profile": state.profile,
+        "max_rows": state.max_rows,
+        "setup_installed": state.setup_installed,
+    }
 
 
 def _dispatch(
@@ -176,23 +261,17 @@ def _dispatch(
     body: bytes,
 ) -> Response:
     """Run one PostgREST request against the store (the caller holds ``state.lock``)."""
-    get_table(table)
     params = list(request.query_params.multi_items())
     prefer = _prefer(request)
-    query = parse_request(table, params, request.headers.get("range"))
-    if (
-        method in ("GET", "PATCH", "DELETE")
-        and table == DOCS
-        and not any(
-            isinstance(c, Condition) and c.column == "organization_id" and not c.negate
-            for c in query.where
-        )
-    ):
+    query = parse_request(state, table, params, request.headers.get("range"))
+    if method != "POST" and table == DOCS and not _scoped(query.where):
         stats.unscoped[endpoint] += 1
+    if any(k == "offset" and v.strip() not in ("", "0") for k, v in params):
+        stats.offsets[endpoint] += 1
     representation = prefer.get("return") == "representation"
 
     if method == "GET":
-        page, total = read_rows(state, query, count="count" in prefer)
+        page, total = read_rows(state, query, count="count" in prefer, max_rows=state.max_rows)
         if total is not None and query.offset > total:
             raise PgError(
                 416,
@@ -200,7 +279,7 @@ def _dispatch(
                 "Requested range not satisfiable",
                 f"An offset of {query.offset} was requested, but there are only {total} rows.",
             )
-        rows = project(state, table, page, query.select)
+        rows = project(state, table, page, query.select, state.max_rows)
         last = query.offset + len(rows) - 1
         content_range = (
             f"{query.offset}-{last}" if rows else "*"
@@ -214,43 +293,81 @@ def _dispatch(
         response.headers["Content-Range"] = content_range
         return response
 
+    spec = state.public_table(table)
     if method == "POST":
         payload = _json_body(body)
         payloads = payload if isinstance(payload, list) else [payload]
         if not all(isinstance(p, dict) for p in payloads):
             raise PgError(400, "PGRST102", "Empty or invalid json")
-        if len({frozenset(p) for p in payloads}) > 1:
-            raise PgError(400, "PGRST102", "All object keys must match")
+        named = request.query_params.get("columns")
+        if named is not None:
+            columns = [c.strip().strip('"') for c in named.split(",") if c.strip()]
+        else:
+            if len({frozenset(p) for p in payloads}) > 1:
+                raise PgError(400, "PGRST102", "All object keys must match")
+            columns = list(payloads[0]) if payloads else []
+        for column in columns:
+            if column not in spec.by_name:
+                raise unknown_column(table, column)
         resolution = {"merge-duplicates": "merge", "ignore-duplicates": "ignore"}.get(
             prefer.get("resolution", "")
         )
-        written = state.insert_rows(
-            table,
-            payloads,
-            resolution=resolution,
-            on_conflict=request.query_params.get("on_conflict"),
-        )
-        stats.rows_written[endpoint] += len(written)
-        if representation:
-            return _rows_response(request, project(state, table, written, query.select), 201)
-        return Response(status_code=201)
+        target = request.query_params.get("on_conflict")
+        on_conflict = tuple(c.strip() for c in target.split(",")) if target else None
+        for column in on_conflict or ():
+            if column not in spec.by_name:
+                raise PgError(400, "42703", f'column "{column}" does not exist')
+        use_defaults = prefer.get("missing") == "default" or named is None
 
-    if not query.where:
-        raise PgError(
-            400, "21000", f"{'UPDATE' if method == 'PATCH' else 'DELETE'} requires a WHERE clause"
-        )
+        def insert(stmt):
+            rows = stmt.insert(
+                table,
+                payloads,
+                columns,
+                on_conflict=on_conflict,
+                resolution=resolution,
+                use_defaults=use_defaults,
+            )
+            return rows, stmt.inserted
+
+        written, inserted = state.run(insert)
+        stats.rows_written[endpoint] += len(written)
+        status = 200 if resolution == "merge" and not inserted else 201
+        if representation:
+            return _rows_response(request, project(state, table, written, query.select), status)
+        return Response(status_code=status)
+
+    if not query.where:  # Supabase's pg-safeupdate
+        verb = "UPDATE" if method == "PATCH" else "DELETE"
+        raise PgError(400, "21000", f"{verb} requires a WHERE clause")
     targets = matching_rows(state, query)
     if method == "PATCH":
         patch = _json_body(body)
         if not isinstance(patch, dict):
             raise PgError(400, "PGRST102", "Empty or invalid json")
-        written = state.update_rows(table, targets, patch)
+        given = coerce_payload(spec, patch)
+        written = state.run(lambda stmt: stmt.update(table, targets, given))
         out = project(state, table, written, query.select) if representation else None
     else:
-        out = project(state, table, targets, query.select) if representation else None
-        written = state.delete_rows(table, targets)
+        written = state.run(lambda stmt: stmt.delete(table, targets))
+        out = project(state, table, written, query.select) if representation else None
     stats.rows_written[endpoint] += len(written)
     return _rows_response(request, out, 200) if representation else Response(status_code=204)
+
+
+def _scoped(where: list) -> bool:
+    """Does the filter pin the organization (``organization_id`` eq / is null, or an ``or`` that
+    scopes every branch)? Reads by document id alone are not scoped."""
+
+    def pins(node) -> bool:
+        if isinstance(node, Condition):
+            return node.column == "organization_id" and not node.negate
+        if node.negate:
+            return False
+        checks = [pins(c) for c in node.children]
+        return all(checks) if node.op == "or" else any(checks)
+
+    return any(pins(node) for node in where if isinstance(node, (Condition, Logic)))
 
 
 async def _fault_response(rule: FaultRule, nth: int) -> Response | None:
@@ -321,9 +438,9 @@ def _rows_response(request: Request, rows: list[dict] | None, status: int) -> Re
     return _json(rows, status)
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def _json(data: Any, status: int = 200, media_type: str = JSON_TYPE) -> Response:
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(body, status_code=status, media_type=JSON_TYPE)
+    return Response(body, status_code=status, media_type=media_type)
 
 
 def _error(exc: PgError) -> Response:

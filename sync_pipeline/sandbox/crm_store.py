@@ -1,428 +1,290 @@
-"""In-memory tables of the sandbox CRM (``sales_documents`` and ``sales_document_items``).
+"""The sandbox CRM's data: one schema profile of the published DDL, its tenancy, and the optional
+setup (``docs/crm-setup.sql``) a CRM owner may install.
 
-Why it looks like this: the pipeline pages through up to 100,000 documents per organization by
-``updated_at``, so reads must not sort the whole table on every page. Documents are kept in
-``(updated_at, id)`` order (every server write takes the newest timestamp and moves the row to the
-end), with indexes by organization and by document for the lines. Writes are all-or-nothing per
-call, like one PostgREST request in one transaction.
+What the real CRM does, and so what this store does (fresh-crm.md, sections 1.1 and 5):
+- **No trigger maintains ``updated_at``.** It is the column's default on insert and otherwise
+  changes only when a writer sets it (the CRM's own editor does; its status routes and its line
+  edits do not). With the setup installed, the triggers of ``docs/crm-setup.sql`` are emulated:
+  ``updated_at = now()`` on every insert and update of a document, and every insert, update or
+  delete of a line touches its document. The setup's ``sync_pipeline_crm_setup()`` function
+  answers only when the setup is installed (PostgREST's ``/rpc/``).
+- **Tenancy**: a document belongs to an organization by ``organization_id``, or, where that is
+  NULL, by its owner (``user_id``) being a member of the organization (``organization_members``).
+- ``max_rows`` is Supabase's ``db-max-rows`` (1000 by default), applied by the HTTP layer.
 
-Decisions where the real schema is unknown (fresh-crm.md): writing a line "touches" its document
-(``updated_at`` moves), as a trigger would, so a change to lines alone shows up in the change
-cursor; ``updated_at`` is always set by the server on HTTP writes (a trigger), strictly increasing
-even within one microsecond. The Python API (``insert_document``) keeps timestamps it is given, so
-seeds can be back-dated.
+The Python API below (``insert``, ``edit_document``, ``documents``) is for seeds, tests and the
+simulated CRM UI; it goes through the same constraints as an HTTP request, except ``load``, the
+seeder's fast path for rows it built complete and consistent itself.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sync_pipeline.sandbox.amounts import item_totals, line_net_cents
-from sync_pipeline.sandbox.crm_schema import (
-    COLUMNS,
-    SALES_DOCUMENT_ITEMS,
-    SALES_DOCUMENTS,
-    STATIC_DEFAULTS,
-    TABLES,
-    PgError,
-    check_row,
-    coerce_payload,
-    foreign_key_violation,
-    format_timestamp,
-    get_table,
-    new_uuid,
-    parse_timestamp,
-    unique_violation,
-)
+from sync_pipeline.sandbox.amounts import line_net_cents, tax_cents, totals_cents
+from sync_pipeline.sandbox.crm_ddl import DEFAULT_PROFILE, PROFILES, Table
+from sync_pipeline.sandbox.crm_engine import Database, Row, Statement
+from sync_pipeline.sandbox.crm_values import PgError, coerce_payload
 
-DOCS, ITEMS = SALES_DOCUMENTS.name, SALES_DOCUMENT_ITEMS.name
-ITEMS_KEY = ITEMS  # key under which a document carries its embedded lines
-Row = dict[str, Any]
+DOCS, ITEMS = "sales_documents", "sales_document_items"
+ITEMS_KEY = ITEMS
+"""Key under which the Python API's document dicts carry their lines."""
+MEMBERS = "organization_members"
+ITEM_PARENT = {"sm60": "document_id", "fixed10": "sales_document_id"}
+"""The lines' foreign key to their document, per profile (sm/60 vs sm/fixed/10)."""
+SETUP_FUNCTION = "sync_pipeline_crm_setup"
+SETUP_VERSION = 1
+STATE_FORMAT = "sandbox-crm/2"
+DEFAULT_MAX_ROWS = 1000
 
 
-class CrmState:
-    """The CRM's data plus the API keys that may read it (service-role keys: they see every org)."""
+class CrmState(Database):
+    """The CRM's tables under one profile, plus the API keys that may read them (service-role
+    keys: they see every organization)."""
 
-    def __init__(self, api_keys: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        api_keys: Iterable[str] = (),
+        *,
+        profile: str = DEFAULT_PROFILE,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        setup_installed: bool = False,
+    ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown CRM profile {profile!r}; one of {sorted(PROFILES)}")
+        super().__init__(PROFILES[profile], ordered={DOCS: "organization_id"})
+        self.profile = profile
+        self.item_parent = ITEM_PARENT[profile]
         self.api_keys: set[str] = set(api_keys)
         self.lock = threading.RLock()
-        self.version = 0  # bumped by every write
-        self._docs: dict[str, Row] = {}  # kept in (updated_at, id) order, see finish_bulk_load
-        self._by_org: dict[str, dict[str, Row]] = {}
-        self._items: dict[str, Row] = {}  # insertion order
-        self._items_by_doc: dict[str, dict[str, Row]] = {}
-        self._last_ts = ""  # newest timestamp handed out or loaded (fixed-width text)
-        self._unordered = False
+        self.version = 0
+        """Bumped by every write."""
+        self.max_rows = max_rows
+        self.setup_installed = False
+        if setup_installed:
+            self.install_setup()
 
-    # -- Python API (seeding, tests, the simulated UI) ----------------------------------------
-    def insert_document(self, row: Row, items: Iterable[Row] = (), *, validate: bool = True) -> str:
-        """Insert one document with its lines; returns its id.
+    # -- schema -------------------------------------------------------------------------------
+    def public_table(self, name: str) -> Table:
+        """A table PostgREST serves (the ``public`` schema), or PostgREST's PGRST205."""
+        spec = self.specs.get(name)
+        if spec is None or spec.schema != "public":
+            raise PgError(
+                404, "PGRST205", f"Could not find the table 'public.{name}' in the schema cache"
+            )
+        return spec
 
-        Given ``created_at``/``updated_at`` are kept (back-dated seeds); missing ones are "now".
-        ``validate=False`` skips coercion and constraint checks: the seeder's fast path for rows
-        it built itself (100,000 documents per organization must seed in seconds); complete
-        row dicts are then stored as they are, not copied.
-        """
+    def install_setup(self) -> None:
+        """Emulate ``docs/crm-setup.sql``: its triggers and its status function."""
+        if self.setup_installed:
+            return
+        self.setup_installed = True
+        self.before.setdefault(DOCS, []).append(_stamp_now)
+        self.before.setdefault(ITEMS, []).append(_stamp_now)
+        self.after.setdefault(ITEMS, []).append(self._touch_parent)
+
+    def call(self, function: str, args: dict[str, Any]) -> Any:
+        """``POST /rpc/<function>``: the setup's status function, when it is installed."""
+        if function == SETUP_FUNCTION and self.setup_installed and not args:
+            return {"version": SETUP_VERSION, "updated_at_trigger": True, "line_trigger": True}
+        signature = ", ".join(sorted(args))
+        raise PgError(
+            404,
+            "PGRST202",
+            f"Could not find the function public.{function}({signature}) in the schema cache",
+        )
+
+    # -- writes (one statement each, as one PostgREST request) --------------------------------
+    def insert(self, table: str, rows: list[Row]) -> list[Row]:
+        """INSERT with the columns the rows name (others take their defaults)."""
+        columns = list(dict.fromkeys(c for row in rows for c in row))
+        with self.lock, self.statement() as stmt:
+            out = stmt.insert(table, rows, columns)
+        self.version += 1
+        return out
+
+    def run(self, work) -> Any:
+        """``work(statement)`` as one statement under the lock (the HTTP layer's writes)."""
+        with self.lock, self.statement() as stmt:
+            out = work(stmt)
+        self.version += 1
+        return out
+
+    def load(self, table: str, rows: Iterable[Row]) -> None:
+        """Add rows the caller built complete and consistent (the seeder's fast path): no
+        defaults, coercion, triggers or checks. Timestamps move ``now()`` past them."""
+        data = self.tables[table]
         with self.lock:
-            if validate:
-                doc = self._insert(DOCS, [row], server_clock=False)[0]
-                lines = [dict(i, document_id=doc["id"]) for i in items]
-                if lines:
-                    self._insert(ITEMS, lines, server_clock=False)
-            else:
-                doc = self._fill(DOCS, row)
-                self._add_doc(doc)
-                for item in items:
-                    line = self._fill(ITEMS, item)
-                    line["document_id"] = doc["id"]
-                    self._add_item(line)
+            for row in rows:
+                data.add(row)
+                if "updated_at" in row:
+                    self.saw_timestamp(row["updated_at"])
             self.version += 1
-            return doc["id"]
 
-    def documents(self, organization_id: str | None = None) -> list[Row]:
-        """Copies of all documents (of one organization), lines embedded, in change order."""
-        with self.lock:
-            return [
-                self._with_items(d)
-                for d in self.rows(
-                    DOCS, organization_ids=None if organization_id is None else [organization_id]
-                )
-            ]
+    def blank_row(self, table: str) -> Row:
+        """Every column of ``table``, NULL (for the seeder to fill)."""
+        return dict.fromkeys(c.name for c in self.specs[table].columns)
+
+    # -- tenancy ------------------------------------------------------------------------------
+    def members(self, organization_id: str) -> set[str]:
+        return {
+            m["user_id"] for m in self.tables[MEMBERS].children("organization_id", organization_id)
+        }
+
+    def documents_of(self, organization_id: str) -> list[Row]:
+        """The organization's documents (by organization_id, or by a member owner where it is
+        NULL), in ``(updated_at, id)`` order within each of the two groups."""
+        ordered = self.tables[DOCS].ordered
+        members = self.members(organization_id)
+        own = list(ordered.get(organization_id, ()))
+        by_owner = [d for d in ordered.get(None, ()) if d["user_id"] in members]
+        return own + by_owner
+
+    # -- the Python API: seeds, tests and the simulated CRM UI --------------------------------
+    def document(self, document_id: str) -> Row | None:
+        return self.tables[DOCS].rows.get(document_id)
+
+    def items_of(self, document_id: str) -> list[Row]:
+        return self.tables[ITEMS].children(self.item_parent, document_id)
 
     def document_with_items(self, document_id: str) -> Row | None:
         with self.lock:
-            doc = self._docs.get(document_id)
+            doc = self.document(document_id)
             return None if doc is None else self._with_items(doc)
 
-    def edit_document(self, document_id: str, changes: Row) -> Row:
-        """Simulate a user editing a document in the CRM UI (``POST /_sandbox/edit``).
-
-        ``changes`` holds document columns and optionally ``items``: the complete new list of
-        lines. When lines change and the totals are not given, they are recomputed as the UI
-        would, so the document stays internally consistent.
-        """
-        changes = dict(changes)
-        items = changes.pop("items", None)
+    def documents(self, organization_id: str | None = None) -> list[Row]:
+        """Copies of all documents (or one organization's), lines embedded under ``ITEMS_KEY``."""
         with self.lock:
-            doc = self._docs.get(document_id)
+            docs = (
+                self.tables[DOCS].rows.values()
+                if organization_id is None
+                else self.documents_of(organization_id)
+            )
+            return [self._with_items(d) for d in docs]
+
+    def edit_document(
+        self,
+        document_id: str,
+        changes: Row,
+        items: list[Row] | None = None,
+        *,
+        sets_updated_at: bool = True,
+    ) -> Row:
+        """A user's edit in the CRM, as the CRM's code makes it (``src/lib/sales-documents/
+        data.ts``, updateSalesDocument): the header update sets ``updated_at`` itself
+        (``sets_updated_at=False``: a route that does not, e.g. the orders status route), then
+        the lines are replaced by deleting them all and inserting the new ones: two more
+        requests, so a failure in between leaves the document without lines, as in the CRM.
+
+        Line and document amounts the edit does not give are computed as the editor would
+        (``amounts``: tax per line, totals with tax; the line discount of the profile)."""
+        with self.lock:
+            doc = self.document(document_id)
             if doc is None:
                 raise PgError(404, "PGRST116", f"document {document_id} not found")
             if items is not None:
-                lines = [dict(i, document_id=document_id) for i in items]
-                for line in lines:
-                    line.pop("id", None)
-                    if line.get("total_amount") is None:
-                        line["total_amount"] = (
-                            line_net_cents(
-                                line["quantity"], line["unit_price"], line.get("discount_percent")
-                            )
-                            / 100
-                        )
-                if "subtotal_amount" not in changes:
-                    subtotal, tax, total = item_totals(lines)
-                    changes.update(
-                        subtotal_amount=subtotal / 100,
-                        tax_amount=tax / 100,
-                        total_amount=total / 100,
-                    )
-                self._delete(
-                    ITEMS,
-                    list(self._items_by_doc.get(document_id, {}).values()),
-                    server_clock=False,
-                )
+                items = [self._with_amounts(item) for item in items]
+                changes = {**self._totals(items), **changes}
+
+            def header(stmt: Statement) -> None:
+                patch = coerce_payload(self.specs[DOCS], changes)
+                if sets_updated_at:
+                    patch["updated_at"] = stmt.now
+                stmt.update(DOCS, [doc], patch)
+
+            if changes or sets_updated_at:
+                self.run(header)
+            if items is not None:
+                self.run(lambda stmt: stmt.delete(ITEMS, self.items_of(document_id)))
+                lines = [{**i, self.item_parent: document_id} for i in items]
                 if lines:
-                    self._insert(ITEMS, lines, server_clock=False)
-            self._update(DOCS, [doc], changes)
-            return self.document_with_items(document_id)
+                    self.insert(ITEMS, lines)
+            return self._with_items(doc)
 
     def delete_document(self, document_id: str) -> bool:
         with self.lock:
-            doc = self._docs.get(document_id)
+            doc = self.document(document_id)
             if doc is not None:
-                self._delete(DOCS, [doc])
+                self.run(lambda stmt: stmt.delete(DOCS, [doc]))
             return doc is not None
 
-    # -- table operations (the PostgREST layer) --------------------------------------------
-    def rows(
-        self,
-        table: str,
-        *,
-        ids: Iterable[str] | None = None,
-        organization_ids: Iterable[str] | None = None,
-        document_ids: Iterable[str] | None = None,
-    ) -> list[Row]:
-        """Rows in natural order (documents: ``(updated_at, id)``; lines: insertion), narrowed by
-        an index when the caller knows the query pins ids, organizations or parent documents."""
-        self.finish_bulk_load()
-        store = self._docs if table == DOCS else self._items
-        if ids is not None:
-            found = [r for r in (store.get(i) for i in dict.fromkeys(ids)) if r is not None]
-            if table == DOCS:
-                found.sort(key=_change_key)
-            return found
-        if table == DOCS and organization_ids is not None:
-            orgs = list(dict.fromkeys(organization_ids))
-            found = [r for o in orgs for r in self._by_org.get(o, {}).values()]
-            if len(orgs) > 1:
-                found.sort(key=_change_key)
-            return found
-        if table == ITEMS and document_ids is not None:
-            return [
-                r
-                for d in dict.fromkeys(document_ids)
-                for r in self._items_by_doc.get(d, {}).values()
-            ]
-        return list(store.values())
+    def _with_amounts(self, item: Row) -> Row:
+        """A line with its tax and gross total (and, fixed10, its discount amount) filled in."""
+        discount = item.get("discount_rate") or (item.get("metadata") or {}).get("discount")
+        net = line_net_cents(item.get("quantity", 1), item.get("unit_price", 0), discount)
+        tax = tax_cents(net, item.get("tax_rate") or 0)
+        filled = {"tax_amount": tax / 100, "total_amount": (net + tax) / 100}
+        if self.profile == "fixed10":
+            before = line_net_cents(item.get("quantity", 1), item.get("unit_price", 0))
+            filled["discount_amount"] = (before - net) / 100
+        return {**filled, **item}
 
-    def items_of(self, document_id: str) -> list[Row]:
-        return list(self._items_by_doc.get(document_id, {}).values())
-
-    def document(self, document_id: str) -> Row | None:
-        return self._docs.get(document_id)
-
-    def insert_rows(
-        self,
-        table: str,
-        payloads: list[Row],
-        *,
-        resolution: str | None = None,
-        on_conflict: str | None = None,
-    ) -> list[Row]:
-        """POST: insert, or upsert with ``resolution`` ``merge`` / ``ignore`` on the key."""
-        tbl = get_table(table)
-        if on_conflict not in (None, tbl.primary_key):
-            tbl.column(on_conflict)
-            raise PgError(
-                400,
-                "42P10",
-                "there is no unique or exclusion constraint matching the ON CONFLICT specification",
-            )
-        with self.lock:
-            return self._insert(table, payloads, resolution=resolution, server_clock=True)
-
-    def update_rows(self, table: str, rows: list[Row], patch: Row) -> list[Row]:
-        with self.lock:
-            return self._update(table, rows, patch)
-
-    def delete_rows(self, table: str, rows: list[Row]) -> list[Row]:
-        with self.lock:
-            return self._delete(table, rows)
+    def _totals(self, items: list[Row]) -> Row:
+        subtotal, tax, total = totals_cents(
+            (round(100 * (i["total_amount"] - i["tax_amount"])), i.get("tax_rate") or 0)
+            for i in items
+        )
+        totals = {"tax_amount": tax / 100, "total_amount": total / 100}
+        if self.profile == "fixed10":
+            totals["subtotal"] = subtotal / 100
+            totals["discount_amount"] = round(sum(i["discount_amount"] for i in items), 2)
+        return totals
 
     # -- persistence --------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        """Column lists plus row arrays: half the size of row objects for 100k-document saves."""
+        """Column lists plus row arrays (half the size of row objects for 100k-document saves)."""
         with self.lock:
-            self.finish_bulk_load()
             tables = {}
-            for name, store in ((DOCS, self._docs), (ITEMS, self._items)):
-                cols = list(COLUMNS[name])
-                tables[name] = {
+            for key, data in self.tables.items():
+                cols = [c.name for c in data.spec.columns]
+                tables[key] = {
                     "columns": cols,
-                    "rows": [[r[c] for c in cols] for r in store.values()],
+                    "rows": [[r[c] for c in cols] for r in data.rows.values()],
                 }
             return {
-                "format": "sandbox-crm/1",
+                "format": STATE_FORMAT,
+                "profile": self.profile,
+                "max_rows": self.max_rows,
+                "setup_installed": self.setup_installed,
                 "api_keys": sorted(self.api_keys),
-                "last_timestamp": self._last_ts,
+                "last_timestamp": self._last_now,
                 "tables": tables,
             }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CrmState:
-        state = cls(data.get("api_keys", ()))
-        for name, add in ((DOCS, state._add_doc), (ITEMS, state._add_item)):
-            blob = data["tables"][name]
+        if data.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"not a sandbox CRM state of format {STATE_FORMAT} ({data.get('format')!r}); "
+                "reset the sandbox to reseed it"
+            )
+        state = cls(
+            data.get("api_keys", ()),
+            profile=data["profile"],
+            max_rows=data.get("max_rows", DEFAULT_MAX_ROWS),
+            setup_installed=data.get("setup_installed", False),
+        )
+        for key, blob in data["tables"].items():
             cols = blob["columns"]
-            for values in blob["rows"]:
-                add(state._fill(name, dict(zip(cols, values, strict=True))))
-        state._last_ts = max(state._last_ts, data.get("last_timestamp") or "")
-        state.finish_bulk_load()
+            state.load(key, (dict(zip(cols, values, strict=True)) for values in blob["rows"]))
+        state.saw_timestamp(data.get("last_timestamp"))
         return state
 
     # -- internals ----------------------------------------------------------------------------
-    def _tick(self) -> str:
-        """A fresh ``now``, strictly after every timestamp handed out so far."""
-        now = format_timestamp(datetime.now(UTC))
-        if now <= self._last_ts:
-            now = format_timestamp(parse_timestamp(self._last_ts) + timedelta(microseconds=1))
-        self._last_ts = now
-        return now
-
-    def _fill(self, table: str, row: Row) -> Row:
-        """A complete row (trusted input): missing columns get defaults or NULL."""
-        if (
-            len(row) == len(COLUMNS[table])
-            and row.get("id")
-            and (table == ITEMS or (row.get("updated_at") and row.get("created_at")))
-        ):
-            return row  # already complete (the seeder's rows): no copy
-        full = dict.fromkeys(COLUMNS[table])
-        full.update(STATIC_DEFAULTS[table])
-        full.update(row)
-        if full["id"] is None:
-            full["id"] = new_uuid()
-        if table == DOCS:
-            if full["updated_at"] is None:
-                full["updated_at"] = self._tick()
-            if full["created_at"] is None:
-                full["created_at"] = full["updated_at"]
-        return full
-
-    def _add_doc(self, doc: Row) -> None:
-        if self._docs and _change_key(doc) < _change_key(next(reversed(self._docs.values()))):
-            self._unordered = True
-        self._docs[doc["id"]] = doc
-        self._by_org.setdefault(doc["organization_id"], {})[doc["id"]] = doc
-        if doc["updated_at"] > self._last_ts:
-            self._last_ts = doc["updated_at"]
-
-    def _add_item(self, item: Row) -> None:
-        self._items[item["id"]] = item
-        self._items_by_doc.setdefault(item["document_id"], {})[item["id"]] = item
-
-    def finish_bulk_load(self) -> None:
-        """Restore ``(updated_at, id)`` order after back-dated inserts (seeding, loading).
-
-        Reads call it too, but sorting 200,000 documents takes a second: bulk loaders call it
-        once at the end, so the first request after start does not pay for it.
-        """
-        if not self._unordered:
-            return
-        self._docs = dict(sorted(self._docs.items(), key=lambda kv: _change_key(kv[1])))
-        self._by_org = {}
-        for doc in self._docs.values():
-            self._by_org.setdefault(doc["organization_id"], {})[doc["id"]] = doc
-        self._unordered = False
-
     def _with_items(self, doc: Row) -> Row:
         return dict(doc, **{ITEMS_KEY: [dict(i) for i in self.items_of(doc["id"])]})
 
-    def _insert(
-        self, table: str, payloads: list[Row], *, resolution: str | None = None, server_clock: bool
-    ) -> list[Row]:
-        tbl = TABLES[table]
-        store = self._docs if table == DOCS else self._items
-        plan: list[tuple[Row | None, Row, Row]] = []  # (existing, proposed row, payload)
-        seen: set[str] = set()
-        for payload in payloads:
-            given = coerce_payload(table, payload)
-            if server_clock and table == DOCS:
-                given.pop("updated_at", None)
-            proposed = self._fill(table, given)  # server clock: takes its tick now, in order
-            check_row(tbl, proposed)  # PostgreSQL checks the proposed row before ON CONFLICT
-            key = proposed["id"]
-            existing = store.get(key)
-            if key in seen or (existing is not None and resolution is None):
-                if key in seen and resolution == "merge":
-                    raise PgError(
-                        400,
-                        "21000",
-                        "ON CONFLICT DO UPDATE command cannot affect row a second time",
-                    )
-                if resolution is None:
-                    raise unique_violation(table, key)
-                continue
-            seen.add(key)
-            if existing is not None and resolution == "ignore":
-                continue
-            if table == ITEMS:
-                self._check_parent(proposed["document_id"])
-            plan.append((existing, proposed, given))
-        out = []
-        for existing, proposed, given in plan:
-            if existing is None:
-                (self._add_doc if table == DOCS else self._add_item)(proposed)
-                if server_clock and table == ITEMS:
-                    self._touch(proposed["document_id"])
-                out.append(proposed)
-            else:  # merge: the existing row takes the payload's columns and the proposed stamp
-                out.append(
-                    self._apply_update(
-                        table, existing, given, proposed["updated_at"] if table == DOCS else None
-                    )
-                )
-        self.version += 1
-        return out
-
-    def _update(self, table: str, rows: list[Row], patch: Row) -> list[Row]:
-        given = coerce_payload(table, patch)
-        if table == DOCS:
-            given.pop("updated_at", None)
-        tbl = TABLES[table]
-        new_id = given.get("id")
-        for row in rows:
-            check_row(tbl, {**row, **given})
-            if new_id is not None and new_id != row["id"]:
-                self._check_key_change(table, row, new_id, len(rows))
-            if table == ITEMS and "document_id" in given:
-                self._check_parent(given["document_id"])
-        out = [self._apply_update(table, row, given) for row in rows]
-        self.version += 1
-        return out
-
-    def _apply_update(self, table: str, row: Row, given: Row, stamp: str | None = None) -> Row:
-        """Change one stored row in place; a document takes ``stamp`` (or a fresh tick) as its
-        ``updated_at`` and moves to the end of the change order; a line touches its document."""
-        if table == DOCS:
-            self._remove_doc(row)
-            row.update(given)
-            row["updated_at"] = stamp or self._tick()
-            self._add_doc(row)
-        else:
-            old_parent = row["document_id"]
-            self._remove_item(row)
-            row.update(given)
-            self._add_item(row)
-            for parent in dict.fromkeys((old_parent, row["document_id"])):
-                self._touch(parent)
-        return row
-
-    def _delete(self, table: str, rows: list[Row], *, server_clock: bool = True) -> list[Row]:
-        parents: dict[str, None] = {}
-        for row in rows:
-            if table == DOCS:
-                self._remove_doc(row)
-                for item in list(self._items_by_doc.get(row["id"], {}).values()):
-                    self._remove_item(item)
-                self._items_by_doc.pop(row["id"], None)
-            else:
-                self._remove_item(row)
-                parents[row["document_id"]] = None
-        if server_clock:
-            for parent in parents:
-                if parent in self._docs:
-                    self._touch(parent)
-        self.version += 1
-        return rows
-
-    def _remove_doc(self, doc: Row) -> None:
-        del self._docs[doc["id"]]
-        org_rows = self._by_org.get(doc["organization_id"], {})
-        org_rows.pop(doc["id"], None)
-
-    def _remove_item(self, item: Row) -> None:
-        self._items.pop(item["id"], None)
-        self._items_by_doc.get(item["document_id"], {}).pop(item["id"], None)
-
-    def _touch(self, document_id: str) -> None:
-        doc = self._docs.get(document_id)
-        if doc is not None:
-            self._apply_update(DOCS, doc, {})
-
-    def _check_parent(self, document_id: str | None) -> None:
-        if document_id not in self._docs:
-            raise foreign_key_violation(document_id)
-
-    def _check_key_change(self, table: str, row: Row, new_id: str, n_rows: int) -> None:
-        store = self._docs if table == DOCS else self._items
-        if n_rows > 1 or new_id in store:
-            raise unique_violation(table, new_id)
-        if table == DOCS and self._items_by_doc.get(row["id"]):
-            raise foreign_key_violation(row["id"], referenced=True)
+    def _touch_parent(self, stmt: Statement, event: str, row: Row, old: Row | None) -> None:
+        """The setup's line trigger: a line written or deleted touches its document(s)."""
+        parents = {row[self.item_parent], (old or row)[self.item_parent]}
+        for parent_id in parents:
+            parent = self.tables[DOCS].rows.get(parent_id)
+            if parent is not None and parent["updated_at"] != stmt.now:
+                stmt.update(DOCS, [parent], {})
 
 
-def _change_key(doc: Row) -> tuple[str, str]:
-    return doc["updated_at"], doc["id"]
+def _stamp_now(stmt: Statement, event: str, row: Row, old: Row | None) -> None:
+    """The setup's BEFORE INSERT OR UPDATE trigger: ``NEW.updated_at := now()``."""
+    row["updated_at"] = stmt.now

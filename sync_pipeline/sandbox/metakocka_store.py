@@ -226,6 +226,12 @@ class MetakockaState:
                 raise MetakockaError(exc.body) from None
             return self.render(new, {})
 
+    def partner(self, company_id: str, mk_id: str) -> dict[str, Any]:
+        """A partner of the company's register: ``mk_id``, ``count_code`` and its data."""
+        with self._lock:
+            record = self._stores[str(company_id)].partners[str(mk_id)]
+            return {"mk_id": record["mk_id"], "count_code": record["count_code"], **record["data"]}
+
     def documents(self, company_id: str) -> list[dict[str, Any]]:
         """Every stored document of a company, by mk_id, as get_document shows it (quirks
         mode off), for tests that count duplicates in the sandbox's own store."""

@@ -1,28 +1,30 @@
 """PostgREST's query language, parsed: filters, select/embedding, order and ranges.
 
-Why a parser of our own: the pipeline's CRM adapter builds exactly these query strings, so the
-simulator has to read them the way PostgREST does and reject what PostgREST rejects (an unknown
-column is ``42703``, a malformed filter ``PGRST100``). Supported: ``col=[not.]op.value`` with
-``eq neq gt gte lt lte like ilike in is``; ``or=(...)`` / ``and=(...)`` trees (nested, negatable);
-``select`` with column lists, aliases and embedding in both directions; ``order`` with several
-keys, ``asc|desc`` and ``nullsfirst|nullslast``; ``limit``/``offset`` intersected with a ``Range``
-header. Filter values are read into the store's representation here, so evaluation
-(``postgrest_query``) compares plain Python values.
+Why a parser of our own: clients (ours, and PostgREST's official ones) build these query strings,
+so the simulator has to read them the way PostgREST does and reject what PostgREST rejects (an
+unknown column is ``42703``, a malformed filter ``PGRST100``, an unknown relationship
+``PGRST200``). Supported: ``col=[not.]op.value`` with ``eq neq gt gte lt lte like ilike in is``;
+``or=(...)`` / ``and=(...)`` trees (nested, negatable); ``select`` with column lists, aliases and
+embedding along foreign keys in both directions (``items(*)``, ``items!fk_column(*)``), with
+``<embed>.order``, ``<embed>.limit``, ``<embed>.offset`` and filters on an embed's columns;
+``order`` with several keys, ``asc|desc`` and ``nullsfirst|nullslast``; ``limit``/``offset``
+intersected with a ``Range`` header. Filter values are read into the store's representation
+here, so evaluation (``postgrest_query``) compares plain Python values. Reference:
+https://docs.postgrest.org/en/v12/references/api/tables_views.html and
+https://docs.postgrest.org/en/v12/references/api/resource_embedding.html.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sync_pipeline.sandbox.crm_schema import PgError, coerce, get_table
-from sync_pipeline.sandbox.crm_store import DOCS, ITEMS
+from sync_pipeline.sandbox.crm_ddl import Table
+from sync_pipeline.sandbox.crm_store import CrmState
+from sync_pipeline.sandbox.crm_values import PgError, filter_value
 
 RESERVED_PARAMS = frozenset({"select", "order", "limit", "offset", "on_conflict", "columns"})
-#: (from table, embedded name) -> (target table, "many" | "one")
-RELATIONS = {(DOCS, ITEMS): (ITEMS, "many"), (ITEMS, DOCS): (DOCS, "one")}
 OPERATORS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "in", "is", "like", "ilike"})
 
 
@@ -41,11 +43,26 @@ class Logic:
     negate: bool = False
 
 
+@dataclass(frozen=True)
+class Relation:
+    """How an embedded table joins its parent: ``many`` (the child table's ``column`` references
+    the parent) or ``one`` (the parent's ``column`` references the embedded table)."""
+
+    table: str
+    kind: str
+    column: str
+
+
 @dataclass
 class SelectField:
     name: str  # "*" for all columns
     alias: str | None = None
     children: list[SelectField] | None = None  # an embedded resource when not None
+    relation: Relation | None = None
+    where: list[Condition | Logic] = field(default_factory=list)
+    order: list[OrderKey] = field(default_factory=list)
+    offset: int = 0
+    limit: int | None = None
 
 
 @dataclass
@@ -66,40 +83,37 @@ class ReadQuery:
 
 
 def parse_request(
-    table: str, params: list[tuple[str, str]], range_header: str | None = None
+    state: CrmState, table: str, params: list[tuple[str, str]], range_header: str | None = None
 ) -> ReadQuery:
     """Read query parameters (and the ``Range`` header) into a :class:`ReadQuery`."""
-    get_table(table)
+    spec = state.public_table(table)
     query = ReadQuery(table)
     limit = offset = None
+    embedded: list[tuple[str, str]] = []
     for key, value in params:
         if key == "select":
-            query.select = parse_select(table, value)
+            query.select = parse_select(state, spec, value)
         elif key == "order":
-            query.order = parse_order(table, value)
+            query.order = parse_order(spec, value)
         elif key in ("limit", "offset"):
             number = _non_negative_int(key, value)
             limit, offset = (number, offset) if key == "limit" else (limit, number)
         elif key in RESERVED_PARAMS:
             continue
         elif key in ("or", "and", "not.or", "not.and"):
-            negate, op = key.startswith("not."), key.rsplit(".", 1)[-1]
-            query.where.append(_parse_logic(table, op, value, negate))
+            query.where.append(_parse_logic(spec, key.rsplit(".", 1)[-1], value, "not." in key))
         elif "." in key:
-            raise PgError(
-                400,
-                "PGRST100",
-                f'"failed to parse filter ({key})": filters on '
-                "embedded resources are not supported by the sandbox",
-            )
+            embedded.append((key, value))
         else:
-            query.where.append(parse_condition(table, key, value))
+            query.where.append(parse_condition(spec, key, value))
+    for key, value in embedded:
+        _apply_embedded_param(state, query, key, value)
     query.offset, query.limit = _combine_range(offset, limit, range_header)
     return query
 
 
-def parse_condition(table: str, column: str, text: str) -> Condition:
-    col = get_table(table).column(column)
+def parse_condition(spec: Table, column: str, text: str) -> Condition:
+    col = _column(spec, column)
     negate = text.startswith("not.")
     if negate:
         text = text[4:]
@@ -107,16 +121,10 @@ def parse_condition(table: str, column: str, text: str) -> Condition:
     if not dot or op not in OPERATORS:
         raise _filter_error(text)
     if op == "is":
-        value = {
-            "null": None,
-            "not_null": "not_null",
-            "true": True,
-            "false": False,
-            "unknown": None,
-        }.get(raw.lower(), ...)
+        value = {"null": None, "true": True, "false": False, "unknown": None}.get(raw.lower(), ...)
         if value is ...:
             raise _filter_error(text)
-        if isinstance(value, bool):
+        if isinstance(value, bool) and col.type != "boolean":
             raise PgError(
                 400,
                 "42804",
@@ -127,19 +135,17 @@ def parse_condition(table: str, column: str, text: str) -> Condition:
         if not (raw.startswith("(") and raw.endswith(")")):
             raise _filter_error(text)
         items = _split_top(raw[1:-1]) if raw[1:-1] else []
-        return Condition(
-            column, op, {_filter_value(table, col, _unquote(v)) for v in items}, negate
-        )
+        return Condition(column, op, {filter_value(col, _unquote(v)) for v in items}, negate)
     if op in ("like", "ilike"):
         pattern = "".join(
             ".*" if ch in "*%" else "." if ch == "_" else re.escape(ch) for ch in _unquote(raw)
         )
         flags = re.IGNORECASE | re.DOTALL if op == "ilike" else re.DOTALL
         return Condition(column, op, re.compile(pattern, flags), negate)
-    return Condition(column, op, _filter_value(table, col, _unquote(raw)), negate)
+    return Condition(column, op, filter_value(col, _unquote(raw)), negate)
 
 
-def parse_select(table: str, text: str) -> list[SelectField]:
+def parse_select(state: CrmState, spec: Table, text: str) -> list[SelectField]:
     text = re.sub(r"\s+", "", text)
     if not text:
         return [SelectField("*")]
@@ -149,33 +155,64 @@ def parse_select(table: str, text: str) -> list[SelectField]:
         head = part.split("(", 1)[0]
         if ":" in head and "::" not in head:
             alias, name = part.split(":", 1)
-        if "::" in name or not name:
+        if "::" in name or "->" in name or not name:
             raise PgError(400, "PGRST100", f'"failed to parse select parameter ({text})"')
         if name == "*":
             fields_.append(SelectField("*"))
         elif "(" in name:
-            relation, sub = name.split("(", 1)
-            relation = relation.split("!", 1)[0]
-            target = RELATIONS.get((table, relation))
-            if target is None or not sub.endswith(")"):
-                raise PgError(
-                    400,
-                    "PGRST200",
-                    f"Could not find a relationship between '{table}' "
-                    f"and '{relation}' in the schema cache",
-                )
-            fields_.append(SelectField(relation, alias, parse_select(target[0], sub[:-1])))
+            target, sub = name.split("(", 1)
+            if not sub.endswith(")"):
+                raise PgError(400, "PGRST100", f'"failed to parse select parameter ({text})"')
+            relation = resolve_relation(state, spec, target)
+            children = parse_select(state, state.public_table(relation.table), sub[:-1])
+            fields_.append(SelectField(relation.table, alias, children, relation))
         else:
-            get_table(table).column(name)
+            _column(spec, name)
             fields_.append(SelectField(name, alias))
     return fields_
 
 
-def parse_order(table: str, text: str) -> list[OrderKey]:
+def resolve_relation(state: CrmState, spec: Table, target: str) -> Relation:
+    """The foreign key an embed ``target`` (``table`` or ``table!hint``) follows from ``spec``.
+
+    PostgREST finds relationships in the schema cache: a table whose foreign key references
+    ``spec`` (one-to-many), or one that ``spec`` references (many-to-one); a ``!hint`` names the
+    foreign-key column or constraint when there are several."""
+    name, _, hint = target.partition("!")
+    other = state.specs.get(name)
+    candidates: list[Relation] = []
+    if other is not None and other.schema == "public":
+        for fk in other.foreign_keys:
+            if fk.table == spec.name and fk.schema == "public" and hint in ("", fk.column, fk.name):
+                candidates.append(Relation(name, "many", fk.column))
+        for fk in spec.foreign_keys:
+            if fk.table == name and fk.schema == "public" and hint in ("", fk.column, fk.name):
+                candidates.append(Relation(name, "one", fk.column))
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        raise PgError(
+            300,
+            "PGRST201",
+            f"Could not embed because more than one relationship was found for '{spec.name}' "
+            f"and '{name}'",
+            hint=f"Try changing '{name}' to one of: "
+            + ", ".join(f"'{name}!{c.column}'" for c in candidates),
+        )
+    raise PgError(
+        400,
+        "PGRST200",
+        f"Could not find a relationship between '{spec.name}' and '{name}' in the schema cache",
+        f"Searched for a foreign key relationship between '{spec.name}' and '{name}' in the "
+        "schema 'public', but no matches were found.",
+    )
+
+
+def parse_order(spec: Table, text: str) -> list[OrderKey]:
     keys = []
     for part in filter(None, re.sub(r"\s+", "", text).split(",")):
         column, *mods = part.split(".")
-        get_table(table).column(column)
+        _column(spec, column)
         key = OrderKey(column)
         for mod in mods:
             if mod in ("asc", "desc"):
@@ -189,33 +226,51 @@ def parse_order(table: str, text: str) -> list[OrderKey]:
     return keys
 
 
-def _parse_logic(table: str, op: str, text: str, negate: bool) -> Logic:
+def _apply_embedded_param(state: CrmState, query: ReadQuery, key: str, value: str) -> None:
+    """``<embed>.order``, ``<embed>.limit``, ``<embed>.offset`` or a filter ``<embed>.<col>``."""
+    path, _, last = key.rpartition(".")
+    embed = next(
+        (f for f in query.select if f.children is not None and path in (f.name, f.alias)), None
+    )
+    if embed is None or "." in path:
+        raise PgError(
+            400,
+            "PGRST108",
+            f"'{path}' is not an embedded resource in this request",
+            hint=f"Verify that '{path}' is included in the 'select' query parameter.",
+        )
+    spec = state.public_table(embed.name)
+    if last == "order":
+        embed.order = parse_order(spec, value)
+    elif last in ("limit", "offset"):
+        setattr(embed, last, _non_negative_int(key, value))
+    elif last in ("or", "and"):
+        embed.where.append(_parse_logic(spec, last, value, False))
+    else:
+        embed.where.append(parse_condition(spec, last, value))
+
+
+def _column(spec: Table, name: str):
+    col = spec.by_name.get(name)
+    if col is None:
+        raise PgError(400, "42703", f"column {spec.name}.{name} does not exist")
+    return col
+
+
+def _parse_logic(spec: Table, op: str, text: str, negate: bool) -> Logic:
     if not (text.startswith("(") and text.endswith(")")) or len(text) < 3:
         raise _filter_error(text)
     children: list[Condition | Logic] = []
     for part in _split_top(text[1:-1]):
         m = re.fullmatch(r"(not\.)?(and|or)(\(.*\))", part, re.DOTALL)
         if m:
-            children.append(_parse_logic(table, m.group(2), m.group(3), bool(m.group(1))))
+            children.append(_parse_logic(spec, m.group(2), m.group(3), bool(m.group(1))))
             continue
         column, dot, rest = part.partition(".")
         if not dot:
             raise _filter_error(part)
-        children.append(parse_condition(table, column, rest))
+        children.append(parse_condition(spec, column, rest))
     return Logic(op, children, negate)
-
-
-def _filter_value(table: str, col: Any, text: str) -> Any:
-    """A filter literal in the stored representation, so comparisons are plain ``<``/``==``."""
-    if col.type == "numeric":  # compared unrounded, as a literal cast to plain numeric
-        try:
-            number = Decimal(text.strip())
-        except InvalidOperation:
-            raise PgError(
-                400, "22P02", f'invalid input syntax for type numeric: "{text}"'
-            ) from None
-        return int(number) if number == number.to_integral_value() else float(number)
-    return coerce(table, col, text)
 
 
 def _split_top(text: str) -> list[str]:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from sync_pipeline.sandbox.crm_app import create_crm_app
-from sync_pipeline.sandbox.crm_store import CrmState
+from sync_pipeline.sandbox.crm_ddl import DEFAULT_PROFILE
+from sync_pipeline.sandbox.crm_store import DEFAULT_MAX_ROWS, CrmState
 from sync_pipeline.sandbox.faults import FaultInjector
 from sync_pipeline.sandbox.gc_pause import paused_gc
 from sync_pipeline.sandbox.metakocka_app import create_metakocka_app
@@ -30,7 +31,7 @@ from sync_pipeline.sandbox.seed import SandboxOrganization, make_organizations, 
 from sync_pipeline.sandbox.serve import serve_in_thread
 
 STATE_FILE = "sandbox_state.json"
-STATE_FORMAT = "sync-pipeline-sandbox/1"
+STATE_FORMAT = "sync-pipeline-sandbox/2"
 __all__ = ["Sandbox", "SandboxOrganization", "start_sandbox", "serve_forever", "env_lines"]
 
 
@@ -155,12 +156,16 @@ def start_sandbox(
     host: str = "127.0.0.1",
     crm_port: int = 0,
     metakocka_port: int = 0,
+    crm_profile: str = DEFAULT_PROFILE,
+    crm_max_rows: int = DEFAULT_MAX_ROWS,
+    crm_setup_installed: bool = False,
 ) -> Sandbox:
     """Start both servers, resuming ``<data_dir>/sandbox_state.json`` unless ``reset``.
 
-    A saved state wins over ``documents_per_org``/``organizations``/``seed`` (it is resumed as
-    it was). ``data_dir=None``: a throwaway temp dir, nothing is saved on stop. Port 0 picks
-    a free port.
+    A saved state wins over ``documents_per_org``/``organizations``/``seed`` and the CRM options
+    (it is resumed as it was). ``data_dir=None``: a throwaway temp dir, nothing is saved on stop.
+    Port 0 picks a free port. The CRM options: its schema profile (``sm60`` or ``fixed10``),
+    Supabase's ``max-rows`` and whether ``docs/crm-setup.sql`` is installed (``crm_store``).
     """
     tempdir = None
     if data_dir is None:
@@ -174,7 +179,12 @@ def start_sandbox(
     else:  # a fresh seed is not saved until stop(): the same seed rebuilds the same data
         state_file.unlink(missing_ok=True)
         orgs = make_organizations(organizations, seed)
-        crm = CrmState(o.crm_api_key for o in orgs)
+        crm = CrmState(
+            (o.crm_api_key for o in orgs),
+            profile=crm_profile,
+            max_rows=crm_max_rows,
+            setup_installed=crm_setup_installed,
+        )
         mk = MetakockaState({o.metakocka_company_id: o.metakocka_secret_key for o in orgs})
         summary = seed_sandbox(crm, mk, orgs, documents_per_org, seed)
     sandbox = Sandbox(
@@ -210,7 +220,13 @@ def env_values(sandbox: Sandbox) -> dict[str, str]:
         ),
         "SYNC_ORGANIZATIONS": json.dumps(
             [
-                {"id": o.id, "name": o.name, "metakocka_company_id": o.metakocka_company_id}
+                {
+                    "id": o.id,
+                    "name": o.name,
+                    "metakocka_company_id": o.metakocka_company_id,
+                    "crm_integration_user_id": o.integration_user_id,
+                    "service_product_code": o.service_product_code,
+                }
                 for o in orgs
             ],
             ensure_ascii=False,
@@ -245,6 +261,9 @@ def serve_forever(
     out: Any = None,
     stop: threading.Event | None = None,
     env_file: str | Path | None = None,
+    crm_profile: str = DEFAULT_PROFILE,
+    crm_max_rows: int = DEFAULT_MAX_ROWS,
+    crm_setup_installed: bool = False,
 ) -> None:
     """Foreground sandbox for ``sync-pipeline sandbox``: print URLs and credentials, serve until
     Ctrl-C, SIGTERM or ``stop`` is set, then save and exit. The keys are sandbox-only ones
@@ -258,15 +277,21 @@ def serve_forever(
         host=host,
         crm_port=crm_port,
         metakocka_port=metakocka_port,
+        crm_profile=crm_profile,
+        crm_max_rows=crm_max_rows,
+        crm_setup_installed=crm_setup_installed,
     )
     done = stop or threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    crm = sandbox.crm_state
     try:
         write = (out or sys.stdout).write
         write(
-            f"Sandbox CRM (PostgREST) at {sandbox.crm_rest_url}\n"
+            f"Sandbox CRM (PostgREST) at {sandbox.crm_rest_url}: schema {crm.profile}, "
+            f"max-rows {crm.max_rows}, crm-setup.sql "
+            f"{'installed' if crm.setup_installed else 'not installed'}\n"
             f"Sandbox Metakocka at {sandbox.metakocka_api_url}\n"
             f"State file: {sandbox.state_path if sandbox.persistent else '(not saved)'}\n\n"
         )

@@ -2,19 +2,21 @@
 
 Why: the demo, the end-to-end tests and the benchmarks need the situations the pipeline must
 handle (documents only in the CRM, only in Metakocka, linked by the old integration and unchanged,
-linked and changed on one side, invalid ones) in known proportions, identical for the same seed.
-Everything is drawn from ``random.Random`` seeded per organization; timestamps are back-dated from
-a fixed anchor, so the same seed gives the same data and the same keys on every machine.
+linked and changed on one side, invalid ones, credit notes the CRM has no type for) in known
+proportions, identical for the same seed. Everything is drawn from ``random.Random`` seeded per
+organization; timestamps are back-dated from a fixed anchor, so the same seed gives the same data
+and the same keys on every machine.
 
 A "linked" document carries the link only on the Metakocka side, as the pipeline writes it:
-``buyer_order`` = :func:`metakocka_link` of the CRM id and ``title`` = the CRM id.
+``buyer_order`` = :func:`metakocka_link` of the CRM id and ``title`` = the CRM id. Half of the
+customers Metakocka knows as partners get a ``metakocka_contact_mappings`` row in the CRM.
 """
 
 from __future__ import annotations
 
 import base64
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,9 +24,11 @@ from sync_pipeline.sandbox.crm_store import CrmState
 from sync_pipeline.sandbox.gc_pause import paused_gc
 from sync_pipeline.sandbox.metakocka_store import MetakockaState
 from sync_pipeline.sandbox.seed_documents import (
-    DOC_TYPES,
+    CRM_TYPES,
     INVALID_KINDS,
+    SERVICE_PRODUCT_CODE,
     DocumentFactory,
+    SeedDocument,
     later,
     random_uuid,
 )
@@ -52,17 +56,22 @@ RESULT_CATEGORIES = (
     "linked_changed_in_metakocka",
     "invalid",
 )
+CREDIT_NOTE_SHARE = 0.1
+"""Share of the documents born in Metakocka that are credit notes (the CRM has no such type)."""
 
 
 @dataclass
 class SandboxOrganization:
-    """One tenant: its CRM organization and the credentials of both of its systems."""
+    """One tenant: its CRM organization, the user owning what comes from Metakocka, and the
+    credentials of both of its systems."""
 
     id: str
     name: str
     crm_api_key: str
     metakocka_company_id: str
     metakocka_secret_key: str
+    integration_user_id: str = ""
+    service_product_code: str = SERVICE_PRODUCT_CODE
 
 
 def make_organizations(count: int = 2, seed: int = 7) -> list[SandboxOrganization]:
@@ -75,6 +84,7 @@ def make_organizations(count: int = 2, seed: int = 7) -> list[SandboxOrganizatio
             crm_api_key=f"crm_sk_{rng.getrandbits(128):032x}",
             metakocka_company_id=str(16 + i),
             metakocka_secret_key=f"mk_sk_{rng.getrandbits(96):024x}",
+            integration_user_id=random_uuid(rng),
         )
         for i in range(count)
     ]
@@ -100,6 +110,16 @@ def category_counts(documents_per_org: int) -> dict[str, int]:
     return counts
 
 
+def organization_factory(org: SandboxOrganization, seed: int) -> DocumentFactory:
+    """The document factory of one organization (its catalog and documents come from ``seed``)."""
+    return DocumentFactory(
+        org.id,
+        random.Random(f"documents:{seed}:{org.id}"),
+        integration_user_id=org.integration_user_id,
+        service_product_code=org.service_product_code,
+    )
+
+
 def seed_sandbox(
     crm: CrmState,
     mk: MetakockaState,
@@ -117,11 +137,12 @@ def seed_sandbox(
         for org in organizations:
             crm.api_keys.add(org.crm_api_key)
             mk.add_company(org.metakocka_company_id, org.metakocka_secret_key)
-            factory = DocumentFactory(org.id, random.Random(f"documents:{seed}:{org.id}"))
+            factory = organization_factory(org, seed)
+            for table, rows in factory.catalog_rows(org.name):
+                crm.insert(table, rows)
             summary["organizations"][org.id] = _seed_organization(
                 crm, mk, org, factory, documents_per_org
             )
-        crm.finish_bulk_load()
     return summary
 
 
@@ -134,41 +155,80 @@ def _seed_organization(
     factory.rng.shuffle(plan)
     invalid: dict[str, str] = {}
     seeded = dict.fromkeys(RESULT_CATEGORIES, 0)
+    credit_notes = 0
+    partners: dict[str, dict] = {}
     rnd, company = factory.random, org.metakocka_company_id
     for i, category in enumerate(plan):
-        doc_type = DOC_TYPES[i] if i < len(DOC_TYPES) else None  # every type appears
-        row, items = factory.document(doc_type, foreign_invoice=i == len(DOC_TYPES))
-        crm_side = mk_side = (row, items)
+        doc_type = CRM_TYPES[i] if i < len(CRM_TYPES) else None  # every type appears
+        if category == "metakocka_only" and (credit_notes == 0 or rnd() < CREDIT_NOTE_SHARE):
+            doc_type = "credit_note"
+            credit_notes += 1
+        doc = factory.document(doc_type, foreign_invoice=i == len(CRM_TYPES))
+        crm_side = mk_side = doc
         if category == "invalid":
             kind = INVALID_KINDS[len(invalid) % len(INVALID_KINDS)]
-            crm_side = factory.spoil(row, items, kind)
-            invalid[row["id"]] = kind
+            crm_side = factory.spoil(doc, kind)
+            invalid[doc.id] = kind
         elif category == "linked_changed":
             category += "_in_crm" if rnd() < 0.5 else "_in_metakocka"
             if category.endswith("crm"):
-                crm_side = factory.change(row, items)
+                crm_side = factory.change(doc)
             else:
-                mk_side = factory.change(row, items)
+                mk_side = factory.change(doc)
         seeded[category] += 1
-        crm_row, mk_payload, mk_moment = crm_side[0], None, None
+        mk_payload, mk_moment = None, None
         if category == "metakocka_only":
-            mk_payload = factory.to_metakocka(*mk_side)
-            mk_moment = row["created_at"]
+            mk_payload = factory.to_metakocka(factory.born_in_metakocka(mk_side))
+            mk_moment = doc.created_at
         elif category.startswith("linked"):
-            mk_payload = factory.to_metakocka(*mk_side, buyer_order=metakocka_link(row["id"]))
-            mk_moment = later(row["updated_at"], 1, rnd)  # the old integration's push
+            mk_payload = factory.to_metakocka(mk_side, buyer_order=metakocka_link(doc.id))
+            mk_moment = later(doc.updated_at, 1, rnd)  # the old integration's push
             if category == "linked_changed_in_crm":
-                crm_row["updated_at"] = later(mk_moment, 2, rnd)
+                crm_side = _touched(crm_side, later(mk_moment, 2, rnd))
             elif category == "linked_changed_in_metakocka":
                 mk_moment = later(mk_moment, 2, rnd)
         if category != "metakocka_only":
-            crm.insert_document(crm_row, crm_side[1], validate=False)
+            factory.put_in_crm(crm, crm_side)
         if mk_payload is not None:
-            mk.insert_document(company, mk_payload, last_change=datetime.fromisoformat(mk_moment))
+            answer = mk.insert_document(
+                company, mk_payload, last_change=datetime.fromisoformat(mk_moment)
+            )
+            if doc.customer["id"] is not None:
+                partners[doc.customer["id"]] = answer["partner"]
+    _map_contacts(crm, mk, org, factory, partners)
     return {
         "name": org.name,
         "categories": seeded,
+        "credit_notes": credit_notes,
         "crm_documents": n - seeded["metakocka_only"],
         "metakocka_documents": n - seeded["crm_only"] - seeded["invalid"],
         "invalid_documents": invalid,
     }
+
+
+def _touched(doc: SeedDocument, moment: str) -> SeedDocument:
+    return replace(doc, updated_at=moment)
+
+
+def _map_contacts(
+    crm: CrmState,
+    mk: MetakockaState,
+    org: SandboxOrganization,
+    factory: DocumentFactory,
+    partners: dict[str, dict],
+) -> None:
+    """Every other contact Metakocka knows as a partner gets a contact mapping in the CRM."""
+    rows = []
+    for contact_id in sorted(partners)[::2]:
+        partner = mk.partner(org.metakocka_company_id, partners[contact_id]["mk_id"])
+        rows.append(
+            {
+                "user_id": factory.users[0],
+                "contact_id": contact_id,
+                "metakocka_id": partner["mk_id"],
+                "metakocka_code": partner["count_code"],
+                "organization_id": org.id,
+            }
+        )
+    if rows:
+        crm.insert("metakocka_contact_mappings", rows)

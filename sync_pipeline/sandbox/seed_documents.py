@@ -1,46 +1,64 @@
-"""How one sandbox document looks: customers, products, lines and totals, CRM and Metakocka form.
+"""How one sandbox document looks: customers, products, lines and totals, in CRM and Metakocka form.
 
 Why its own module: ``seed`` decides *which* documents exist (categories, links, timestamps);
-this module makes each one consistent (Metakocka's rounding in the CRM totals, ISO country
-codes, tax codes) and turns a CRM document into the put_document body Metakocka would have got.
+this module makes each one consistent and writes it in each system's own shape:
+- the CRM as its published schema has it (``crm_ddl``): the organization's users, products with
+  a SKU (some also with a ``metakocka_product_mappings`` code), contacts with their address,
+  documents owned by a member (``user_id`` NOT NULL; a few with ``organization_id`` NULL, as the
+  CRM's own code leaves it), types and statuses of its CHECKs, 2-decimal amounts, lines keyed by
+  ``document_id`` (sm60) or ``sales_document_id`` (fixed10), a line's discount in its
+  ``metadata.discount`` (sm60, where the CRM's own sync reads it: sales-document-sync.ts) or in
+  ``discount_rate`` (fixed10), line totals with tax (``total_amount`` is gross, as the CRM's
+  sales-document-sync-service.ts maps it);
+- Metakocka as the pipeline would have written it (the "old integration" of linked documents):
+  every line with a product code (the mapping's code, else the SKU, else the organization's
+  service product), the customer as a partner; documents born in Metakocka also carry what the
+  CRM has no column for (a partner's tax number, a service line's unit), and credit notes, which
+  only Metakocka has.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sync_pipeline.sandbox.amounts import line_net_cents, totals_cents
+from sync_pipeline.sandbox.amounts import line_net_cents, tax_cents, totals_cents
+from sync_pipeline.sandbox.crm_store import DOCS, ITEMS, CrmState
+from sync_pipeline.sandbox.crm_values import format_timestamp
 from sync_pipeline.sandbox.metakocka_values import format_date
 
 SEED_ANCHOR = datetime(2026, 11, 1, tzinfo=UTC)  # seeded timestamps lie before this moment
 INVALID_KINDS = ("empty_customer_name", "negative_quantity", "unknown_currency")
-TYPE_MAP = {
+CRM_TYPES = ("offer", "order", "invoice", "proforma")
+"""The CRM's document types (sm/60's CHECK)."""
+METAKOCKA_TYPES = {
     "offer": "sales_offer",
     "order": "sales_order",
     "invoice": "sales_bill_domestic",
-    "credit_note": "sales_bill_credit_note",
     "proforma": "sales_bill_prepaid",
+    "credit_note": "sales_bill_credit_note",
 }
-DOC_TYPES = tuple(TYPE_MAP)
-TYPE_WEIGHTS = (0.2, 0.2, 0.4, 0.1, 0.1)
+TYPE_WEIGHTS = {"offer": 2, "order": 2, "invoice": 5, "proforma": 1}
 NUMBER_PREFIX = {
     "offer": "PON",
     "order": "NAR",
     "invoice": "RAC",
-    "credit_note": "DOB",
     "proforma": "PRO",
+    "credit_note": "DOB",
 }
 STATUSES = {
-    "offer": ("draft", "sent", "canceled"),
+    "offer": ("draft", "sent", "cancelled"),
     "order": ("draft", "sent", "paid"),
     "invoice": ("sent", "paid", "overdue"),
-    "credit_note": ("sent", "paid"),
     "proforma": ("sent", "paid"),
+    "credit_note": ("sent",),
 }
 TAX_CODES = {22: "220", 9.5: "095", 0: "000"}
+SERVICE_PRODUCT_CODE = "STORITEV"
+"""The sandbox organizations' service product in Metakocka, for lines without a product."""
 PRODUCTS = (
     ("Pisarniški stol", 22),
     ("Delovna miza", 22),
@@ -59,6 +77,9 @@ PRODUCTS = (
     ("Mineralna voda", 9.5),
     ("Tiskalnik", 22),
 )
+MAPPED_PRODUCTS = 8
+"""The first products have a metakocka_product_mappings row; the first half of those with a
+Metakocka code that differs from their SKU (so the mapping, not the SKU, must be used)."""
 SERVICES = (("Montaža", "ura"), ("Prevoz", "kos"), ("Svetovanje", "ura"), ("Vzdrževanje", "ura"))
 PLACES = (
     ("Ljubljana", "1000", "SI"),
@@ -89,6 +110,7 @@ WORDS = (
     "Mura",
 )
 KINDS = ("Trgovina", "Gradnje", "Storitve", "Tehnika", "Elektro", "Les", "Print", "Gostinstvo")
+FIRST_NAMES = ("Ana", "Marko", "Petra", "Luka", "Maja", "Jure", "Nina", "Tadej")
 NOTES = (
     "Dostava v 14 dneh.",
     "Plačilo na TRR.",
@@ -98,210 +120,425 @@ NOTES = (
     None,
     None,
 )
+DISCOUNTS = (5, 10, 15, 20)
+WITHOUT_ORGANIZATION_ID = 0.1
+"""Share of CRM documents whose organization_id is NULL (the CRM's own code never writes it):
+they belong to the organization through their owner's membership."""
+
+
+@dataclass
+class Line:
+    description: str
+    quantity: int | float
+    unit_price: float
+    tax_rate: float
+    code: str
+    """Metakocka product code: the mapping's, else the SKU, else the service product."""
+    unit: str
+    product_id: str | None = None
+    discount: int | None = None
+
+
+@dataclass
+class SeedDocument:
+    """One document, in neither system's shape yet."""
+
+    id: str
+    organization_id: str | None
+    user_id: str
+    document_type: str
+    number: str
+    document_date: str
+    due_date: str | None
+    customer: dict[str, Any]
+    status: str
+    notes: str | None
+    created_at: str
+    updated_at: str
+    lines: list[Line] = field(default_factory=list)
+    currency: str = "EUR"
+    born_in_metakocka: bool = False
 
 
 class DocumentFactory:
-    """Customers, products and consistent documents of one organization, from its own RNG.
+    """The catalog (users, products, contacts) and consistent documents of one organization,
+    from its own RNG. Written for speed: benchmarks seed 100,000 documents per organization."""
 
-    Written for speed (benchmarks seed 100,000 documents per organization): ``rng.random``
-    instead of ``randrange``, line templates per product, dates formatted once per day.
-    """
-
-    def __init__(self, organization_id: str, rng: random.Random) -> None:
+    def __init__(
+        self,
+        organization_id: str,
+        rng: random.Random,
+        *,
+        integration_user_id: str | None = None,
+        service_product_code: str = SERVICE_PRODUCT_CODE,
+    ) -> None:
         self.organization_id, self.rng, self.random = organization_id, rng, rng.random
         self.users = [random_uuid(rng) for _ in range(3)]
-        self.goods = [
-            {
-                "product_id": random_uuid(rng),
-                "product_code": f"ART-{i + 1:03d}",
-                "description": name,
-                "unit": "kos",
-                "unit_price": rng.randrange(150, 90000) / 100,
-                "tax_rate": rate,
-            }
-            for i, (name, rate) in enumerate(PRODUCTS)
-        ]
+        self.integration_user_id = integration_user_id or random_uuid(rng)
+        self.service_product_code = service_product_code
+        self.products = [self._product(i, name, rate) for i, (name, rate) in enumerate(PRODUCTS)]
         self.services = [
-            {
-                "product_id": None,
-                "product_code": None,
-                "description": name,
-                "unit": unit,
-                "unit_price": rng.randrange(40, 180) / 2,
-                "tax_rate": 22,
-            }
+            {"description": name, "unit": unit, "unit_price": rng.randrange(40, 180) / 2}
             for name, unit in SERVICES
         ]
-        self.customers = [self._customer(i) for i in range(40)]
-        self.foreign = [c for c in self.customers if c["customer_country"] != "SI"]
-        self.numbers = dict.fromkeys(DOC_TYPES, 0)
-        self.partners: dict[tuple[str, str], dict[str, Any]] = {}
+        self.contacts = [self._contact(i) for i in range(40)]
+        self.foreign = [c for c in self.contacts if c["country"] != "SI"]
+        self.numbers = dict.fromkeys(NUMBER_PREFIX, 0)
+        self.partners: dict[str, dict[str, Any]] = {}
 
-    def _customer(self, i: int) -> dict[str, Any]:
+    # -- the catalog --------------------------------------------------------------------------
+    def _product(self, i: int, name: str, rate: float) -> dict[str, Any]:
+        sku = f"ART-{i + 1:03d}"
+        mapped = i < MAPPED_PRODUCTS
+        return {
+            "id": random_uuid(self.rng),
+            "name": name,
+            "sku": sku,
+            "unit": "kos",
+            "unit_price": self.rng.randrange(150, 90000) / 100,
+            "tax_rate": rate,
+            "mapping_code": (f"MK-{i + 1:04d}" if i < MAPPED_PRODUCTS // 2 else sku)
+            if mapped
+            else None,
+            "code": (f"MK-{i + 1:04d}" if i < MAPPED_PRODUCTS // 2 else sku) if mapped else sku,
+        }
+
+    def _contact(self, i: int) -> dict[str, Any]:
         rng = self.rng
         city, post_code, country = PLACES[i % len(PLACES)]
-        name = f"{WORDS[rng.randrange(len(WORDS))]} {KINDS[rng.randrange(len(KINDS))]} {i + 1}"
         company = country != "SI" or i % 5 != 4  # every fifth Slovenian customer is a person
+        word = WORDS[rng.randrange(len(WORDS))]
+        if company:
+            name = f"{word} {KINDS[rng.randrange(len(KINDS))]} {i + 1} d.o.o."
+            first = last = None
+        else:
+            first, last = FIRST_NAMES[rng.randrange(len(FIRST_NAMES))], f"{word}nik"
+            name = f"{first} {last}"
+        slug = (
+            name.lower().replace(" ", "-").replace(".", "").replace("č", "c").replace("š", "s")
+        ).replace("ž", "z")
         digits = {"SI": 8, "HR": 11, "AT": 8, "DE": 9, "IT": 11}[country]
-        tax_id = (
-            (
+        return {
+            "id": f"c-{self.organization_id[:8]}-{i + 1:03d}",
+            "name": name,
+            "firstname": first,
+            "lastname": last,
+            "company": name if company else None,
+            "email": f"info@{slug}.{country.lower()}",
+            "address": f"{WORDS[rng.randrange(len(WORDS))]}ska cesta {rng.randrange(1, 120)}",
+            "postal_code": post_code,
+            "city": city,
+            "country": country,
+            "tax_id": (
                 ("ATU" if country == "AT" else country)
                 + "".join(str(rng.randrange(10)) for _ in range(digits))
             )
             if company
-            else None
-        )
-        slug = name.lower().replace(" ", "-").replace("č", "c").replace("š", "s").replace("ž", "z")
-        return {
-            "customer_name": f"{name} d.o.o." if company else name,
-            "customer_email": f"info@{slug}.{country.lower()}",
-            "customer_tax_id": tax_id,
-            "customer_address": f"{WORDS[rng.randrange(len(WORDS))]}ska cesta "
-            f"{rng.randrange(1, 120)}",
-            "customer_post_code": post_code,
-            "customer_city": city,
-            "customer_country": country,
+            else None,
         }
 
+    def catalog_rows(self, organization_name: str) -> list[tuple[str, list[dict]]]:
+        """(table, rows) of the organization's users, membership, products, product mappings and
+        contacts, in the order their foreign keys need."""
+        org, owner = self.organization_id, self.users[0]
+        everyone = [*self.users, self.integration_user_id]
+        products = [
+            {
+                "id": p["id"],
+                "name": p["name"],
+                "sku": p["sku"],
+                "unit": p["unit"],
+                "organization_id": org,
+            }
+            for p in self.products
+        ]
+        mappings = [
+            {
+                "user_id": owner,
+                "product_id": p["id"],
+                "metakocka_id": str(7000 + i),
+                "metakocka_code": p["mapping_code"],
+                "organization_id": org,
+            }
+            for i, p in enumerate(self.products)
+            if p["mapping_code"] is not None
+        ]
+        contacts = [
+            {
+                "id": c["id"],
+                "firstname": c["firstname"],
+                "lastname": c["lastname"],
+                "email": c["email"],
+                "company": c["company"],
+                "address": c["address"],
+                "postal_code": c["postal_code"],
+                "city": c["city"],
+                "country": c["country"],
+                "organization_id": org,
+            }
+            for c in self.contacts
+        ]
+        return [
+            ("auth.users", [{"id": u} for u in everyone]),
+            ("organizations", [{"id": org, "name": organization_name}]),
+            (
+                "organization_members",
+                [
+                    {
+                        "organization_id": org,
+                        "user_id": u,
+                        "role": "admin" if u in (owner, self.integration_user_id) else "member",
+                    }
+                    for u in everyone
+                ],
+            ),
+            ("products", products),
+            ("metakocka_product_mappings", mappings),
+            ("contacts", contacts),
+        ]
+
+    # -- documents ----------------------------------------------------------------------------
     def document(
-        self, doc_type: str | None, foreign_invoice: bool = False
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """One consistent CRM document (header + lines) with Metakocka's totals."""
+        self, doc_type: str | None = None, *, foreign_invoice: bool = False
+    ) -> SeedDocument:
+        """One consistent document of the CRM's types (or ``doc_type``, e.g. a credit note)."""
         rnd = self.random
         if foreign_invoice:
-            doc_type, customer = "invoice", self.foreign[int(rnd() * len(self.foreign))]
+            doc_type, contact = "invoice", self.foreign[int(rnd() * len(self.foreign))]
         else:
-            doc_type = doc_type or DOC_TYPES[_TYPE_TABLE[int(rnd() * len(_TYPE_TABLE))]]
-            customer = self.customers[int(rnd() * len(self.customers))]
-        doc_id = random_uuid(self.rng)
-        rate_override = 0 if customer["customer_country"] != "SI" else None
-        items = [self.line(doc_id, rate_override) for _ in range(1 + int(rnd() * 5))]
+            doc_type = doc_type or _TYPE_TABLE[int(rnd() * len(_TYPE_TABLE))]
+            contact = self.contacts[int(rnd() * len(self.contacts))]
+        rate_override = 0 if contact["country"] != "SI" else None
+        lines = [self.line(rate_override) for _ in range(1 + int(rnd() * 5))]
         day_iso, day_start, due15, due30 = _day(int(rnd() * 365) + 35)
         created = day_start + timedelta(microseconds=int(rnd() * 9 * 3600e6))
         updated = created + timedelta(microseconds=int(rnd() * 3 * 86400e6))
         self.numbers[doc_type] += 1
         statuses = STATUSES[doc_type]
-        user = self.users[int(rnd() * len(self.users))]
-        row = {
-            "id": doc_id,
-            "organization_id": self.organization_id,
-            "document_type": doc_type,
-            "document_number": f"{NUMBER_PREFIX[doc_type]}-{day_iso[:4]}-"
-            f"{self.numbers[doc_type]:06d}",
-            "document_date": day_iso,
-            "due_date": None
+        owned_by_membership = rnd() < WITHOUT_ORGANIZATION_ID
+        return SeedDocument(
+            id=random_uuid(self.rng),
+            organization_id=None if owned_by_membership else self.organization_id,
+            user_id=self.users[int(rnd() * len(self.users))],
+            document_type=doc_type,
+            number=f"{NUMBER_PREFIX[doc_type]}-{day_iso[:4]}-{self.numbers[doc_type]:06d}",
+            document_date=day_iso,
+            due_date=None
             if doc_type in ("offer", "credit_note")
             else (due15 if rnd() < 0.5 else due30),
-            **customer,
-            "currency": "EUR",
-            "subtotal_amount": None,
-            "tax_amount": None,
-            "total_amount": None,
-            "status": statuses[int(rnd() * len(statuses))],
-            "notes": NOTES[int(rnd() * len(NOTES))],
-            "created_at": created.isoformat(timespec="microseconds"),
-            "updated_at": updated.isoformat(timespec="microseconds"),
-            "created_by": user,
-            "updated_by": user,
-        }
-        _set_totals(row, items)
-        return row, items
+            customer=contact if rnd() < 0.9 else {**contact, "id": None},
+            status=statuses[int(rnd() * len(statuses))],
+            notes=NOTES[int(rnd() * len(NOTES))],
+            created_at=_stamp(created),
+            updated_at=_stamp(updated),
+            lines=lines,
+        )
 
-    def line(self, doc_id: str, rate_override: int | None) -> dict[str, Any]:
+    def line(self, rate_override: float | None) -> Line:
         rnd = self.random
-        quantity: int | float
-        if rnd() < 0.2:
-            template = self.services[int(rnd() * len(self.services))]
-            halves = 1 + int(rnd() * 15)
-            quantity = halves // 2 if halves % 2 == 0 else halves / 2
-        else:
-            template = self.goods[int(rnd() * len(self.goods))]
-            quantity = 1 + int(rnd() * 10)
         discount = DISCOUNTS[int(rnd() * len(DISCOUNTS))] if rnd() < 0.15 else None
-        net = line_net_cents(quantity, template["unit_price"], discount)
-        return {
-            "id": random_uuid(self.rng),
-            "document_id": doc_id,
-            "product_id": template["product_id"],
-            "product_code": template["product_code"],
-            "description": template["description"],
-            "quantity": quantity,
-            "unit": template["unit"],
-            "unit_price": template["unit_price"],
-            "discount_percent": discount,
-            "tax_rate": template["tax_rate"] if rate_override is None else rate_override,
-            "total_amount": net / 100,
-        }
+        if rnd() < 0.2:
+            service = self.services[int(rnd() * len(self.services))]
+            halves = 1 + int(rnd() * 15)
+            return Line(
+                description=service["description"],
+                quantity=halves // 2 if halves % 2 == 0 else halves / 2,
+                unit_price=service["unit_price"],
+                tax_rate=22 if rate_override is None else rate_override,
+                code=self.service_product_code,
+                unit="kos",  # a CRM line without a product has no unit: Metakocka's piece
+                discount=discount,
+            )
+        product = self.products[int(rnd() * len(self.products))]
+        return Line(
+            description=product["name"],
+            quantity=1 + int(rnd() * 10),
+            unit_price=product["unit_price"],
+            tax_rate=product["tax_rate"] if rate_override is None else rate_override,
+            code=product["code"],
+            unit=product["unit"],
+            product_id=product["id"],
+            discount=discount,
+        )
 
-    def spoil(self, row: dict, items: list[dict], kind: str) -> tuple[dict, list[dict]]:
-        """An invalid document the permissive CRM table accepts (and Metakocka would refuse)."""
-        row, items = dict(row), [dict(i) for i in items]
+    def born_in_metakocka(self, doc: SeedDocument) -> SeedDocument:
+        """The same document as a Metakocka user would have entered it: service lines counted in
+        their own units, the partner's tax number, and no CRM owner."""
+        lines = [
+            replace(
+                line,
+                unit=next(
+                    (s["unit"] for s in self.services if s["description"] == line.description),
+                    line.unit,
+                ),
+            )
+            if line.product_id is None
+            else line
+            for line in doc.lines
+        ]
+        return replace(doc, lines=lines, born_in_metakocka=True)
+
+    def spoil(self, doc: SeedDocument, kind: str) -> SeedDocument:
+        """An invalid document the CRM's table accepts (and Metakocka would refuse)."""
         if kind == "empty_customer_name":
-            row["customer_name"] = ""
-        elif kind == "unknown_currency":
-            row["currency"] = "XYZ"
-        else:
-            goods = [i for i in items if i["product_code"] is not None]
-            if not goods:
-                items[0].update({k: v for k, v in self.goods[0].items() if k != "tax_rate"})
-                goods = [items[0]]
-            goods[0]["quantity"] = -abs(goods[0]["quantity"])
-            _set_line_total(goods[0])
-            _set_totals(row, items)
-        return row, items
+            return replace(doc, customer={**doc.customer, "name": ""})
+        if kind == "unknown_currency":
+            return replace(doc, currency="XYZ")
+        lines = list(doc.lines)
+        goods = [i for i, line in enumerate(lines) if line.product_id is not None]
+        if not goods:
+            product = self.products[0]
+            lines[0] = Line(
+                product["name"], 1, product["unit_price"], lines[0].tax_rate, product["code"],
+                product["unit"], product["id"],
+            )  # fmt: skip
+            goods = [0]
+        lines[goods[0]] = replace(lines[goods[0]], quantity=-abs(lines[goods[0]].quantity))
+        return replace(doc, lines=lines)
 
-    def change(self, row: dict, items: list[dict]) -> tuple[dict, list[dict]]:
+    def change(self, doc: SeedDocument) -> SeedDocument:
         """The same document after one edit on one side: a line's quantity or the notes."""
-        row, items = dict(row), [dict(i) for i in items]
         if self.random() < 0.5:
-            items[0]["quantity"] += 1 + int(self.random() * 3)
-            _set_line_total(items[0])
-            _set_totals(row, items)
-        else:
-            row["notes"] = f"{row['notes'] or ''} Dopolnjeno po dogovoru s kupcem.".strip()
-        return row, items
+            first = doc.lines[0]
+            lines = [replace(first, quantity=first.quantity + 1 + int(self.random() * 3))]
+            return replace(doc, lines=lines + doc.lines[1:])
+        return replace(doc, notes=f"{doc.notes or ''} Dopolnjeno po dogovoru s kupcem.".strip())
 
-    def to_metakocka(
-        self, row: dict, items: list[dict], *, buyer_order: str | None = None
-    ) -> dict[str, Any]:
+    # -- the CRM's shape ----------------------------------------------------------------------
+    def put_in_crm(self, crm: CrmState, doc: SeedDocument) -> None:
+        """Store ``doc`` in the CRM as rows the seeder built complete (the fast path)."""
+        row, items = crm_rows(crm, doc)
+        crm.load(DOCS, [row])
+        crm.load(ITEMS, items)
+
+    # -- Metakocka's shape ----------------------------------------------------------------------
+    def to_metakocka(self, doc: SeedDocument, *, buyer_order: str | None = None) -> dict[str, Any]:
         """The put_document body the old integration (or a Metakocka user) produced."""
-        doc_type = TYPE_MAP[row["document_type"]]
-        if doc_type == "sales_bill_domestic" and row["customer_country"] != "SI":
+        doc_type = METAKOCKA_TYPES[doc.document_type]
+        if doc_type == "sales_bill_domestic" and doc.customer["country"] != "SI":
             doc_type = "sales_bill_foreign"
-        key = (row["customer_name"], row["customer_email"])
+        payload: dict[str, Any] = {
+            "doc_type": doc_type,
+            "doc_date": _mk_date(doc.document_date),
+            "currency_code": doc.currency,
+            "partner": self._partner(doc),
+            "product_list": [_metakocka_line(line) for line in doc.lines],
+        }
+        if buyer_order is not None:  # linked by the old integration: the pipeline's link fields
+            payload.update(count_code=doc.number, title=doc.id, buyer_order=buyer_order)
+        if doc.due_date:
+            payload["duo_payment"] = _mk_date(doc.due_date)
+        if doc.notes:
+            payload["notes"] = doc.notes
+        return payload
+
+    def _partner(self, doc: SeedDocument) -> dict[str, Any]:
+        """The partner as the CRM knows the customer (name, e-mail, street; the contact's post
+        code, city and country); one born in Metakocka also has its tax number."""
+        c = doc.customer
+        with_contact = c["id"] is not None
+        key = f"{c['name']}|{c['email']}|{with_contact}|{doc.born_in_metakocka}"
         partner = self.partners.get(key)
         if partner is None:  # the same customer is the same partner: build it once
             partner = {
-                "customer": row["customer_name"],
-                "tax_id_number": row["customer_tax_id"],
-                "street": row["customer_address"],
-                "post_number": row["customer_post_code"],
-                "place": row["customer_city"],
-                "country": row["customer_country"],
-                "partner_contact": {"email": row["customer_email"]},
+                "customer": c["name"],
+                "street": c["address"],
+                "partner_contact": {"email": c["email"]},
             }
-            partner = self.partners[key] = {k: v for k, v in partner.items() if v is not None}
-        payload: dict[str, Any] = {
-            "doc_type": doc_type,
-            "doc_date": _mk_date(row["document_date"]),
-            "currency_code": row["currency"],
-            "partner": partner,
-            "product_list": [_metakocka_line(i) for i in items],
-        }
-        if buyer_order is not None:  # linked by the old integration: the pipeline's link fields
-            payload.update(
-                count_code=row["document_number"], title=row["id"], buyer_order=buyer_order
+            if with_contact or doc.born_in_metakocka:
+                partner.update(post_number=c["postal_code"], place=c["city"], country=c["country"])
+            if doc.born_in_metakocka and c["tax_id"]:
+                partner["tax_id_number"] = c["tax_id"]
+            self.partners[key] = partner
+        return partner
+
+
+def crm_rows(crm: CrmState, doc: SeedDocument) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``sales_documents`` row and its ``sales_document_items`` rows under the CRM's profile,
+    with amounts as the CRM keeps them (2 decimals, tax per line, totals with tax)."""
+    fixed10 = crm.profile == "fixed10"
+    parent = crm.item_parent
+    items, nets = [], []
+    for position, line in enumerate(doc.lines):
+        net = line_net_cents(line.quantity, line.unit_price, line.discount)
+        gross_before_discount = line_net_cents(line.quantity, line.unit_price)
+        tax = tax_cents(net, line.tax_rate)
+        nets.append((net, line.tax_rate))
+        item = crm.blank_row(ITEMS)
+        item.update(
+            id=_line_id(doc.id, position),
+            product_id=line.product_id,
+            description=line.description,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            tax_rate=line.tax_rate,
+            tax_amount=tax / 100,
+            total_amount=(net + tax) / 100,
+            created_at=doc.created_at,
+            updated_at=doc.created_at,
+        )
+        item[parent] = doc.id
+        if fixed10:
+            item.update(
+                discount_rate=line.discount or 0,
+                discount_amount=(gross_before_discount - net) / 100,
+                sort_order=position,
             )
-        if row["due_date"]:
-            payload["duo_payment"] = _mk_date(row["due_date"])
-        if row["notes"]:
-            payload["notes"] = row["notes"]
-        return payload
+        elif line.discount:
+            item["metadata"] = {"discount": line.discount}
+        items.append(item)
+    subtotal, tax, total = totals_cents(nets)
+    row = crm.blank_row(DOCS)
+    customer = doc.customer
+    row.update(
+        id=doc.id,
+        organization_id=doc.organization_id,
+        user_id=doc.user_id,
+        document_type=doc.document_type,
+        document_number=doc.number,
+        document_date=doc.document_date,
+        due_date=doc.due_date,
+        tax_amount=tax / 100,
+        total_amount=total / 100,
+        currency=doc.currency,
+        status=doc.status,
+        notes=doc.notes,
+        created_at=doc.created_at,
+        updated_at=doc.updated_at,
+    )
+    if fixed10:
+        discounts = sum(i["discount_amount"] for i in items)
+        row.update(
+            contact_id=customer["id"],
+            contact_name=customer["name"],
+            contact_email=customer["email"],
+            contact_address=customer["address"],
+            subtotal=subtotal / 100,
+            discount_amount=round(discounts, 2),
+        )
+    else:
+        row.update(
+            customer_id=customer["id"],
+            customer_name=customer["name"],
+            customer_email=customer["email"],
+            customer_address=customer["address"],
+        )
+    return row, items
 
 
-DISCOUNTS = (5, 10, 15, 20)
-#: DOC_TYPES indexes repeated by weight, so a draw is one ``random()`` call.
-_TYPE_TABLE = tuple(i for i, w in enumerate(TYPE_WEIGHTS) for _ in range(round(w * 10)))
+#: Document types repeated by weight, so a draw is one ``random()`` call.
+_TYPE_TABLE = tuple(t for t, w in TYPE_WEIGHTS.items() for _ in range(w))
+
+
+def _line_id(document_id: str, position: int) -> str:
+    """A stable, distinct id per seeded line (the CRM's own would be random)."""
+    head = f"{position + 1:08x}"
+    return head + document_id[8:]
+
+
+def _stamp(moment: datetime) -> str:
+    """A seeded timestamp as the CRM serves it."""
+    return format_timestamp(moment)
 
 
 @lru_cache(maxsize=512)
@@ -326,38 +563,23 @@ def later(timestamp: str, scale: int, rnd: Any) -> str:
     """A moment after ``timestamp``: scale 1 = within the hour (a sync), 2 = up to 20 days."""
     span = 3600e6 if scale == 1 else 20 * 86400e6
     moment = datetime.fromisoformat(timestamp) + timedelta(microseconds=60e6 + int(rnd() * span))
-    return moment.isoformat(timespec="microseconds")
+    return _stamp(moment)
 
 
-def _metakocka_line(item: dict[str, Any]) -> dict[str, str]:
-    line = {
-        "name": item["description"],
-        "unit": item["unit"],
-        "amount": str(item["quantity"]),
-        "price": f"{item['unit_price']:.2f}",
-        "tax": TAX_CODES[item["tax_rate"]],
+def _metakocka_line(line: Line) -> dict[str, str]:
+    out = {
+        "code": line.code,
+        "name": line.description,
+        "unit": line.unit,
+        "amount": str(line.quantity),
+        "price": f"{line.unit_price:.2f}",
+        "tax": TAX_CODES[line.tax_rate],
     }
-    if item["product_code"] is None:
-        line["service"] = "true"
-    else:
-        line["code"] = item["product_code"]
-    if item["discount_percent"]:
-        line["discount"] = str(item["discount_percent"])
-    return line
-
-
-def _set_line_total(item: dict[str, Any]) -> None:
-    item["total_amount"] = (
-        line_net_cents(item["quantity"], item["unit_price"], item["discount_percent"]) / 100
-    )
-
-
-def _set_totals(row: dict[str, Any], items: list[dict[str, Any]]) -> None:
-    subtotal, tax, total = totals_cents(
-        (line_net_cents(i["quantity"], i["unit_price"], i["discount_percent"]), i["tax_rate"])
-        for i in items
-    )
-    row.update(subtotal_amount=subtotal / 100, tax_amount=tax / 100, total_amount=total / 100)
+    if line.product_id is None:
+        out["service"] = "true"
+    if line.discount:
+        out["discount"] = str(line.discount)
+    return out
 
 
 def random_uuid(rng: random.Random) -> str:
