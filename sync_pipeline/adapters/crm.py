@@ -1,22 +1,39 @@
-"""Client for Fresh AI CRM's data API (Supabase PostgREST), following shared/fresh-crm.md.
+"""Client for Fresh AI CRM's data API (Supabase PostgREST), following docs/crm.md.
 
-The pipeline uses a service-role key, which bypasses row-level security: the database would hand
-out every tenant's rows. So every method takes the `organization_id` and every read is filtered by
-it here; nothing relies on the server to scope a query.
+Transport and the PostgREST rules every request follows live here; what a *document* is (its
+lines, its tenancy, its references) lives in `crm_documents`, `crm_tenancy` and
+`crm_directory`, which this client's public methods delegate to.
 
-All writes are idempotent (upserts keyed by ids the caller chooses, and a delete by filter), so
-every call, read or write, is retried by the shared `RetryPolicy`; a timeout on a write is just a
-`TransientError` here, unlike a Metakocka create.
+PostgREST as Supabase runs it (PostgREST's docs and source, issue numbers in the sandbox's
+modules):
+- ``max-rows`` (1000 by default, possibly lower) cuts every answer silently: a page shorter than
+  asked for says nothing about the end. So reads page by key (keyset: ``(updated_at, id)`` or
+  ``id``) and end on an empty page, or when ``Prefer: count=exact`` says every row has come;
+  they never use offsets (slower with depth, and a row edited meanwhile shifts the others).
+- Embedded lists are cut by the same ``max-rows``, without a sign: lines are read in pages of
+  their own, never trusted from an embed.
+- A request line over about 8 KB is refused by Supabase's gateway: every filter here stays under
+  `MAX_REQUEST_LINE` (ids go 100 at a time), and a longer one is a bug, raised before sending.
+
+The pipeline uses a service-role key, which bypasses row-level security: every document query
+is scoped to one organization here (`crm_tenancy`), nothing relies on the server for it.
+Writes are idempotent (ids the caller derives, filters that pin the row), so every call is
+retried by the shared `RetryPolicy`; a timeout on a write is just a `TransientError` here.
 """
 
 import json
-import uuid
+import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from urllib.parse import urlencode
 
 import requests
 
+from .crm_directory import CrmDirectory
+from .crm_documents import delete_document, patch_document, read_documents, write_documents
+from .crm_profiles import SETUP_FUNCTION, CrmSchema, detect_schema, has_setup_function
+from .crm_query import MAX_REQUEST_LINE, quoted
+from .crm_tenancy import CrmTenant
 from .errors import (
     AuthError,
     MalformedResponseError,
@@ -37,15 +54,12 @@ from .retry import (
 )
 
 API_PATH = "/rest/v1/"
-DOCUMENTS = "sales_documents"
-ITEMS = "sales_document_items"
-IDS_PER_QUERY = 100
-"""Ids per `id=in.(...)` filter: 100 uuids keep the URL near 4 KB, well under proxy limits."""
+PAGE_SIZE = 1000
 
 STATUS_ERRORS: dict[int, type[SyncError]] = {
     401: AuthError,  # bad or missing key
     403: AuthError,  # key without the right role
-    404: NotFoundError,  # unknown table / route
+    404: NotFoundError,  # unknown table / route / function
     429: RateLimitedError,  # throttled; Retry-After says how long
 }
 """HTTP status -> error class; other 4xx are `RejectedError`, 5xx `TransientError` (see below)."""
@@ -76,6 +90,8 @@ def error_for_response(
             )
         )
         text = str(payload.get("message") or payload)
+        if payload.get("details"):
+            text += f" ({payload['details']})"
     else:
         text = body[:200]
     message = redact(f"CRM {call} failed (HTTP {status_code}): {text}", secrets)
@@ -83,22 +99,11 @@ def error_for_response(
         cls = STATUS_ERRORS[status_code]
     elif status_code >= 500:
         cls = TransientError if retry_after is None else RateLimitedError
-    else:  # 400, 409 (conflict), 422, ...
+    else:  # 400, 409 (conflict), 414, 422, ...
         cls = RejectedError
     if cls is RateLimitedError:
         return RateLimitedError(message, retry_after=retry_after, details=details)
     return cls(message, details=details)
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("a timezone-aware datetime is required (a naive one is ambiguous)")
-    return moment.isoformat()
-
-
-def _in_filter(values: Iterable[str]) -> str:
-    """PostgREST `in.(...)`; values are uuids, so they need no quoting."""
-    return "in.(" + ",".join(values) + ")"
 
 
 class CrmClient:
@@ -114,6 +119,7 @@ class CrmClient:
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
         max_concurrent_requests: int = 4,
         session: requests.Session | None = None,
+        tenants: Iterable[CrmTenant] = (),
     ):
         self._api_url = base_url.rstrip("/") + API_PATH
         self._api_key = api_key
@@ -123,6 +129,10 @@ class CrmClient:
         self._slots = RequestSlots(max_concurrent_requests)
         self._session = session or new_session(self._api_url, max_concurrent_requests)
         self.stats = CallStats()
+        self._tenants = {t.organization_id: t for t in tenants}
+        self._lock = threading.Lock()
+        self._schema: CrmSchema | None = None
+        self._directories: dict[str, CrmDirectory] = {}
 
     def __repr__(self) -> str:
         return f"CrmClient({self._api_url!r})"
@@ -138,18 +148,22 @@ class CrmClient:
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _send(
+    def send(
         self,
         method: str,
-        table: str,
+        path: str,
         *,
-        params: list[tuple[str, str]],
+        params: list[tuple[str, str]] = (),
         body=None,
         prefer: str | None = None,
     ) -> requests.Response:
         """One request, no retry; raises the typed error for anything but a 2xx."""
+        table = path.split("?")[0] or "/"
         call = f"{method} {table}"
         secrets = (self._api_key,)
+        query = urlencode(list(params))
+        if len(API_PATH) + len(path) + len(query) + 1 > MAX_REQUEST_LINE:
+            raise ValueError(f"CRM {call}: request line over {MAX_REQUEST_LINE} bytes (a bug)")
         self.stats.record_call(f"crm {call}")
         headers = {"apikey": self._api_key, "Authorization": f"Bearer {self._api_key}"}
         if prefer:
@@ -158,8 +172,7 @@ class CrmClient:
             with self._slots:
                 response = self._session.request(
                     method,
-                    self._api_url + table,
-                    params=params,
+                    self._api_url + path + (f"?{query}" if query else ""),
                     json=body,
                     headers=headers,
                     timeout=self._timeout,
@@ -178,26 +191,141 @@ class CrmClient:
             raise error
         return response
 
-    def _rows(self, method: str, table: str, **kwargs) -> list[dict]:
-        """A retried request whose answer is a JSON array of rows."""
-        call = f"{method} {table}"
+    def json(self, method: str, path: str, *, expect: type, **kwargs):
+        """A retried request whose answer is JSON of type `expect` (a list of rows, an object)."""
+        call = f"{method} {path or '/'}"
 
-        def attempt() -> list[dict]:
-            response = self._send(method, table, **kwargs)
+        def attempt():
+            response = self.send(method, path, **kwargs)
             try:
-                rows = response.json()
+                answer = response.json()
             except ValueError:
-                rows = None
-            if not isinstance(rows, list):
-                message = redact(f"CRM {call}: answer is not a JSON array", (self._api_key,))
+                answer = None
+            if not isinstance(answer, expect):
+                message = redact(
+                    f"CRM {call}: answer is not a JSON {expect.__name__}", (self._api_key,)
+                )
                 raise MalformedResponseError(
                     message, details={"call": call, "http_status": response.status_code}
                 )
-            return rows
+            return answer, response
 
         return build_retrying(self.retry_policy, f"crm {call}", stats=self.stats)(attempt)
 
-    # -- reads -------------------------------------------------------------------------------
+    def rows(self, method: str, table: str, **kwargs) -> list[dict]:
+        """A retried request whose answer is a JSON array of rows."""
+        return self.json(method, table, expect=list, **kwargs)[0]
+
+    def execute(self, method: str, table: str, **kwargs) -> None:
+        """A retried request whose answer has nothing to read (``Prefer: return=minimal``)."""
+        call = f"crm {method} {table}"
+        build_retrying(self.retry_policy, call, stats=self.stats)(
+            lambda: self.send(method, table, **kwargs)
+        )
+
+    # -- the schema ---------------------------------------------------------------------------
+
+    def schema(self) -> CrmSchema:
+        """The CRM's schema profile and change tracking, read once from PostgREST's OpenAPI
+        document (and docs/crm-setup.sql's function, when it is there); `CrmSchemaError` when
+        the tables fit no supported profile."""
+        with self._lock:
+            if self._schema is None:
+                openapi, _ = self.json("GET", "", expect=dict)
+                setup = None
+                if has_setup_function(openapi):
+                    setup, _ = self.json("POST", f"rpc/{SETUP_FUNCTION}", expect=dict, body={})
+                self._schema = detect_schema(openapi, setup)
+            return self._schema
+
+    def tenant(self, organization_id: str) -> CrmTenant:
+        return self._tenants.get(organization_id) or CrmTenant(organization_id)
+
+    # -- paging -------------------------------------------------------------------------------
+
+    def keyset(
+        self,
+        table: str,
+        params: list[tuple[str, str]],
+        *,
+        by_change: bool = False,
+        include_null_changes: bool = True,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterator[list[dict]]:
+        """Pages of ``table`` in key order, ending on an empty page (never on a short one: the
+        server's ``max-rows`` may be below ``page_size``).
+
+        ``by_change``: in ``(updated_at, id)`` order (a change cursor); rows whose updated_at is
+        NULL, which that order puts last and no comparison selects, come after, by id (unless
+        the filter excludes them anyway: ``include_null_changes=False``). Otherwise by ``id``.
+        The select list must include the key columns."""
+        if by_change:
+            yield from self._keyset_by_change(table, params, page_size)
+            if include_null_changes:
+                nulls = [*params, ("updated_at", "is.null")]
+                yield from self._keyset_by_id(table, nulls, page_size)
+        else:
+            yield from self._keyset_by_id(table, params, page_size)
+
+    def _keyset_by_change(self, table, params, page_size) -> Iterator[list[dict]]:
+        after = None
+        while True:
+            page_params = [*params, ("order", "updated_at.asc,id.asc"), ("limit", str(page_size))]
+            if after is None:
+                page_params.append(("updated_at", "not.is.null"))
+            else:
+                stamp, last_id = (quoted(v) for v in after)
+                page_params.append(
+                    ("or", f"(updated_at.gt.{stamp},and(updated_at.eq.{stamp},id.gt.{last_id}))")
+                )
+            page = self.rows("GET", table, params=page_params)
+            if not page:
+                return
+            yield page
+            after = (page[-1]["updated_at"], page[-1]["id"])
+
+    def _keyset_by_id(self, table, params, page_size) -> Iterator[list[dict]]:
+        after = None
+        while True:
+            page_params = [*params, ("order", "id.asc"), ("limit", str(page_size))]
+            if after is not None:
+                page_params.append(("id", f"gt.{after}"))
+            page = self.rows("GET", table, params=page_params)
+            if not page:
+                return
+            yield page
+            after = page[-1]["id"]
+
+    def counted(self, table: str, params: list[tuple[str, str]]) -> list[dict]:
+        """Every row the filter selects, by id, asking for an exact count: done when the rows
+        received add up to it (one request when ``max-rows`` allows), never on a guess."""
+        out: list[dict] = []
+        after = None
+        while True:
+            page_params = [*params, ("order", "id.asc")]
+            if after is not None:
+                page_params.append(("id", f"gt.{after}"))
+            page, response = self.json(
+                "GET", table, expect=list, params=page_params, prefer="count=exact"
+            )
+            total = response.headers.get("Content-Range", "").rpartition("/")[2]
+            if not total.isdigit():
+                raise MalformedResponseError(
+                    f"CRM GET {table}: unusable Content-Range "
+                    f"{response.headers.get('Content-Range')!r}",
+                    details={"call": f"GET {table}"},
+                )
+            out += page
+            if len(page) >= int(total):
+                return out
+            if not page:  # rows counted but none sent: the server is not paging as promised
+                raise MalformedResponseError(
+                    f"CRM GET {table}: {total} rows counted, none returned",
+                    details={"call": f"GET {table}"},
+                )
+            after = page[-1]["id"]
+
+    # -- documents (crm_documents) ------------------------------------------------------------
 
     def list_documents(
         self,
@@ -205,249 +333,45 @@ class CrmClient:
         *,
         updated_since: datetime | None = None,
         ids: list[str] | None = None,
-        page_size: int = 1000,
+        page_size: int = PAGE_SIZE,
     ) -> Iterator[dict]:
-        """Yield the organization's documents with their lines embedded, oldest change first.
-
-        Pages by limit/offset in `(updated_at, id)` order and stops on a short page; each page is
-        retried on its own. A row edited during the sweep moves to the end of that order and may
-        be seen twice or (if an earlier row moves) cause one to be skipped: the change cursor of
-        the next run picks it up. `ids` restricts to those documents, queried in chunks that are
-        sent side by side (the client's allowance) and yielded in order.
-        """
-        if page_size < 1:
-            raise ValueError("page_size must be positive")
-        base = [
-            ("select", f"*,{ITEMS}(*)"),
-            ("organization_id", f"eq.{organization_id}"),
-            ("order", "updated_at.asc,id.asc"),
-        ]
-        if updated_since is not None:
-            base.append(("updated_at", f"gte.{_iso(updated_since)}"))
-        if ids is None:
-            yield from self._pages(base, page_size)
-            return
-        unique_ids = list(dict.fromkeys(ids))
-        chunks = [
-            unique_ids[start : start + IDS_PER_QUERY]
-            for start in range(0, len(unique_ids), IDS_PER_QUERY)
-        ]
-
-        def read(chunk: list[str]) -> list[dict]:
-            return list(self._pages([*base, ("id", _in_filter(chunk))], page_size))
-
-        if len(chunks) <= 1:
-            yield from (row for chunk in chunks for row in read(chunk))
-            return
-        workers = min(len(chunks), self.max_concurrent_requests)
-        with ThreadPoolExecutor(workers, thread_name_prefix="crm-ids") as pool:
-            for rows in pool.map(read, chunks):
-                yield from rows
-
-    def _pages(self, params: list[tuple[str, str]], page_size: int) -> Iterator[dict]:
-        offset = 0
-        while True:
-            page = [("limit", str(page_size)), ("offset", str(offset))]
-            rows = self._rows("GET", DOCUMENTS, params=[*params, *page])
-            yield from rows
-            if len(rows) < page_size:
-                return
-            offset += len(rows)
-
-    def count_documents(self, organization_id: str) -> int:
-        """The organization's document count, from `Content-Range` with `Prefer: count=exact`."""
-        params = [("select", "id"), ("organization_id", f"eq.{organization_id}"), ("limit", "1")]
-
-        def attempt() -> int:
-            response = self._send("GET", DOCUMENTS, params=params, prefer="count=exact")
-            total = response.headers.get("Content-Range", "").rpartition("/")[2]
-            if not total.isdigit():
-                raise MalformedResponseError(
-                    f"CRM count: unusable Content-Range {response.headers.get('Content-Range')!r}",
-                    details={"call": f"GET {DOCUMENTS}"},
-                )
-            return int(total)
-
-        retrying = build_retrying(self.retry_policy, f"crm GET {DOCUMENTS}", stats=self.stats)
-        return retrying(attempt)
+        """The organization's documents, each with every one of its lines under
+        ``sales_document_items`` (read in pages of their own) and its references resolved in
+        `directory`: all of them (keyset by ``(updated_at, id)``), those changed since
+        ``updated_since``, or those of ``ids``. A document edited during the read may come twice
+        (the later copy last)."""
+        return read_documents(
+            self, organization_id, updated_since=updated_since, ids=ids, page_size=page_size
+        )
 
     def get_document(self, organization_id: str, document_id: str) -> dict | None:
-        """One document of the organization with its lines, or None when it has no such document."""
-        rows = self._rows(
-            "GET",
-            DOCUMENTS,
-            params=[
-                ("select", f"*,{ITEMS}(*)"),
-                ("id", f"eq.{document_id}"),
-                ("organization_id", f"eq.{organization_id}"),
-            ],
-        )
-        return rows[0] if rows else None
+        """One document of the organization with its lines, or None when it has no such one."""
+        rows = list(self.list_documents(organization_id, ids=[document_id]))
+        return rows[-1] if rows else None
 
-    # -- writes ------------------------------------------------------------------------------
+    def directory(self, organization_id: str) -> CrmDirectory:
+        """The organization's tenancy and the CRM rows its documents refer to (cached)."""
+        with self._lock:
+            found = self._directories.get(organization_id)
+            if found is None:
+                found = self._directories[organization_id] = CrmDirectory(self, organization_id)
+            return found
 
-    def upsert_document(self, row: dict, items: list[dict]) -> dict:
-        """Insert or update one document (by `id`) and make its lines exactly `items`.
+    def write_documents(self, organization_id: str, writes: list) -> None:
+        """Create or update documents and make their lines exactly the ones given
+        (`crm_documents.write_documents`)."""
+        write_documents(self, organization_id, writes)
 
-        Idempotent steps, each retried: refuse an id that belongs to another organization, upsert
-        the document, delete its lines, upsert the new lines. A retry after an unknown outcome
-        repeats a step with the same result, and a failure between steps leaves a state that the
-        next call (or run) overwrites. Lines without an `id` get one derived from the document id
-        and their position, so a repeated POST merges instead of adding lines. Returns the
-        document with `sales_document_items`.
+    def patch_document(
+        self, organization_id: str, document_id: str, fields: dict, owner: dict | None = None
+    ) -> dict:
+        """Set some columns of one document of the organization (its lines untouched), pinned
+        to its tenancy (``owner``: its organization_id and user_id as read; read when None).
 
-        The ownership check costs one read but matters: with a service key an upsert by id would
-        silently move another tenant's document (and delete its lines) if an id ever collided.
-        """
-        document_id, organization_id = row.get("id"), row.get("organization_id")
-        if not document_id or not organization_id:
-            raise ValueError("the document row needs its id and organization_id")
-        lines = [_line_for(document_id, position, item) for position, item in enumerate(items)]
-        foreign = self._rows(
-            "GET",
-            DOCUMENTS,
-            params=[
-                ("select", "id"),
-                ("id", f"eq.{document_id}"),
-                ("organization_id", f"neq.{organization_id}"),
-            ],
-        )
-        if foreign:
-            raise RejectedError(
-                f"CRM document {document_id} belongs to another organization",
-                details={"call": f"POST {DOCUMENTS}", "document_id": document_id},
-            )
-
-        upsert = "resolution=merge-duplicates,return=representation"
-        saved = self._rows(
-            "POST", DOCUMENTS, params=[("on_conflict", "id")], body=row, prefer=upsert
-        )
-        if len(saved) != 1:
-            raise MalformedResponseError(
-                f"CRM upsert of document {document_id} returned {len(saved)} rows",
-                details={"call": f"POST {DOCUMENTS}", "document_id": document_id},
-            )
-        self._rows(
-            "DELETE",
-            ITEMS,
-            params=[("document_id", f"eq.{document_id}")],
-            prefer="return=representation",
-        )
-        saved_lines = (
-            self._rows("POST", ITEMS, params=[("on_conflict", "id")], body=lines, prefer=upsert)
-            if lines
-            else []
-        )
-        return {**saved[0], ITEMS: saved_lines}
-
-    def upsert_documents(self, organization_id: str, documents: list[tuple[dict, list[dict]]]):
-        """`upsert_document` for many documents of one organization, in a handful of requests.
-
-        The same idempotent steps, each for up to `IDS_PER_QUERY` documents at once: refuse ids
-        that belong to another organization (the whole call, before anything is written), upsert
-        the documents (one request per set of columns: PostgREST takes one column list per
-        request), delete their lines, upsert the new lines. Four requests per hundred documents
-        instead of four per document. A failure between steps leaves documents that the next call
-        (or run) overwrites; a caller that needs to know which document is at fault writes them
-        one by one.
-        """
-        if len(documents) > IDS_PER_QUERY:
-            raise ValueError(f"at most {IDS_PER_QUERY} documents per call")
-        ids = []
-        for row, _ in documents:
-            if not row.get("id") or row.get("organization_id") != organization_id:
-                raise ValueError("every row needs its id and this organization_id")
-            ids.append(row["id"])
-        if not ids:
-            return
-        foreign = self._rows(
-            "GET",
-            DOCUMENTS,
-            params=[
-                ("select", "id"),
-                ("id", _in_filter(ids)),
-                ("organization_id", f"neq.{organization_id}"),
-            ],
-        )
-        if foreign:
-            raise RejectedError(
-                f"CRM documents {sorted(r['id'] for r in foreign)} belong to another organization",
-                details={"call": f"POST {DOCUMENTS}", "document_ids": [r["id"] for r in foreign]},
-            )
-        by_columns: dict[tuple, list[dict]] = {}
-        for row, _ in documents:
-            by_columns.setdefault(tuple(sorted(row)), []).append(row)
-        for rows in by_columns.values():
-            self._write_all("POST", DOCUMENTS, rows)
-        self._rows(
-            "DELETE",
-            ITEMS,
-            params=[("document_id", _in_filter(ids)), ("select", "id")],
-            prefer="return=representation",
-        )
-        lines = [
-            _line_for(row["id"], position, item)
-            for row, items in documents
-            for position, item in enumerate(items)
-        ]
-        by_line_columns: dict[tuple, list[dict]] = {}
-        for line in lines:
-            by_line_columns.setdefault(tuple(sorted(line)), []).append(line)
-        for group in by_line_columns.values():
-            self._write_all("POST", ITEMS, group)
-
-    def _write_all(self, method: str, table: str, rows: list[dict]) -> None:
-        """Upsert `rows` in one request, and check that the answer accounts for every one (an
-        answer cut short is not taken for a success)."""
-        saved = self._rows(
-            method,
-            table,
-            params=[("on_conflict", "id"), ("select", "id")],
-            body=rows,
-            prefer="resolution=merge-duplicates,return=representation",
-        )
-        if len(saved) != len(rows):
-            raise MalformedResponseError(
-                f"CRM upsert of {len(rows)} rows into {table} returned {len(saved)}",
-                details={"call": f"{method} {table}"},
-            )
-
-    def patch_document(self, organization_id: str, document_id: str, fields: dict) -> dict:
-        """Set some columns of one document (its lines untouched). Idempotent, hence retried.
-
-        `NotFoundError` when the organization has no such document.
-        """
-        rows = self._rows(
-            "PATCH",
-            DOCUMENTS,
-            params=[("id", f"eq.{document_id}"), ("organization_id", f"eq.{organization_id}")],
-            body=fields,
-            prefer="return=representation",
-        )
-        if not rows:
-            raise NotFoundError(
-                f"CRM document {document_id} not found",
-                details={"call": f"PATCH {DOCUMENTS}", "document_id": document_id},
-            )
-        return rows[0]
+        `NotFoundError` when the organization has no such document (deleted, or moved)."""
+        return patch_document(self, organization_id, document_id, fields, owner)
 
     def delete_document(self, organization_id: str, document_id: str) -> bool:
-        """Delete one document of the organization; its lines go with it (the foreign key cascades).
-
-        False when it did not exist (e.g. a retry after a success whose answer was lost).
-        """
-        deleted = self._rows(
-            "DELETE",
-            DOCUMENTS,
-            params=[("id", f"eq.{document_id}"), ("organization_id", f"eq.{organization_id}")],
-            prefer="return=representation",
-        )
-        return bool(deleted)
-
-
-def _line_for(document_id: str, position: int, item: dict) -> dict:
-    """The line as stored: bound to its document, with a stable id when the caller gave none."""
-    if item.get("document_id", document_id) != document_id:
-        raise ValueError(f"line {position} belongs to document {item['document_id']}")
-    line_id = item.get("id") or str(uuid.uuid5(uuid.UUID(document_id), f"line:{position}"))
-    return {**item, "id": line_id, "document_id": document_id}
+        """Delete one document of the organization; its lines go with it (the foreign key
+        cascades). False when it did not exist (e.g. a retry after a lost answer)."""
+        return delete_document(self, organization_id, document_id)

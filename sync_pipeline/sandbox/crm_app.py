@@ -80,7 +80,8 @@ class RequestStats:
         calls = dict(self.calls)
         return {
             "calls": calls,
-            "writes": sum(n for ep, n in calls.items() if not ep.startswith("GET ")),
+            # A function call (POST rpc/...) reads: crm-setup.sql's one writes nothing.
+            "writes": sum(n for ep, n in calls.items() if not ep.startswith(("GET ", "POST rpc/"))),
             "statuses": {ep: dict(c) for ep, c in self.statuses.items()},
             "rows_written": dict(self.rows_written),
             "faults_injected": dict(self.faults),
@@ -106,15 +107,9 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
 
     @app.get("/rest/v1/")
     async def describe(request: Request) -> Response:
-        """PostgREST's OpenAPI description of the exposed schema (Supabase: service role)."""
-        try:
-            _authenticate(request, state)
-        except PgError as exc:
-            return _error(exc)
-        stats.calls["GET /"] += 1
-        with state.lock:
-            document = openapi_document(state, request.url.netloc)
-        return _json(document, media_type=OPENAPI_TYPE)
+        """PostgREST's OpenAPI description of the exposed schema (Supabase: service role). It
+        goes through the same key check, limiter and fault rules as any other request."""
+        return await _handled(request, "GET /", "", "DESCRIBE")
 
     @app.api_route("/rest/v1/{table}", methods=["GET", "HEAD", "POST", "PATCH", "DELETE"])
     async def rest(table: str, request: Request) -> Response:
@@ -160,7 +155,10 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
                 return Response(status_code=499)
             try:
                 with state.lock:
-                    if method == "RPC":
+                    if method == "DESCRIBE":
+                        document = openapi_document(state, request.url.netloc)
+                        response = _json(document, media_type=OPENAPI_TYPE)
+                    elif method == "RPC":
                         response = _json(state.call(name, _json_body(body) if body else {}))
                     else:
                         response = _dispatch(state, stats, request, name, method, endpoint, body)
@@ -334,7 +332,8 @@ def _dispatch(
         stats.rows_written[endpoint] += len(written)
         status = 200 if resolution == "merge" and not inserted else 201
         if representation:
-            return _rows_response(request, project(state, table, written, query.select), status)
+            shown = _representation(state, table, written, query)
+            return _rows_response(request, shown, status)
         return Response(status_code=status)
 
     if not query.where:  # Supabase's pg-safeupdate
@@ -347,12 +346,18 @@ def _dispatch(
             raise PgError(400, "PGRST102", "Empty or invalid json")
         given = coerce_payload(spec, patch)
         written = state.run(lambda stmt: stmt.update(table, targets, given))
-        out = project(state, table, written, query.select) if representation else None
     else:
         written = state.run(lambda stmt: stmt.delete(table, targets))
-        out = project(state, table, written, query.select) if representation else None
+    out = _representation(state, table, written, query) if representation else None
     stats.rows_written[endpoint] += len(written)
     return _rows_response(request, out, 200) if representation else Response(status_code=204)
+
+
+def _representation(state: CrmState, table: str, written: list, query) -> list:
+    """The rows a mutation returns with ``Prefer: return=representation``: capped at max-rows,
+    the stricter of PostgREST's two readings (before v10 ``db-max-rows`` also cut a bulk
+    insert's returned rows, PostgREST issue #2155; later versions return them all)."""
+    return project(state, table, written[: state.max_rows], query.select)
 
 
 def _scoped(where: list) -> bool:

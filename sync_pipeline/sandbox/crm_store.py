@@ -105,6 +105,15 @@ class CrmState(Database):
         self.version += 1
         return out
 
+    def insert_document(self, row: Row, items: Iterable[Row] = ()) -> str:
+        """A document, then its lines (two statements, as a CRM client inserts them); returns
+        the document's id."""
+        [doc] = self.insert(DOCS, [row])
+        lines = [{**item, self.item_parent: doc["id"]} for item in items]
+        if lines:
+            self.insert(ITEMS, lines)
+        return doc["id"]
+
     def run(self, work) -> Any:
         """``work(statement)`` as one statement under the lock (the HTTP layer's writes)."""
         with self.lock, self.statement() as stmt:

@@ -112,8 +112,13 @@ def parse_request(
     return query
 
 
-def parse_condition(spec: Table, column: str, text: str) -> Condition:
+def parse_condition(spec: Table, column: str, text: str, *, in_logic: bool = False) -> Condition:
+    """One ``column=[not.]op.value`` filter. A top-level value runs to the end of the parameter,
+    quotes and all (PostgREST's ``pSingleVal``); inside ``or=(...)`` / ``and=(...)`` and an
+    ``in.(...)`` list, a value may be double-quoted and is read without its quotes
+    (``pLogicSingleVal``, ``pListElement``, ``pQuotedValue`` in ApiRequest/QueryParams.hs)."""
     col = _column(spec, column)
+    value_of = _unquote if in_logic else (lambda raw: raw)
     negate = text.startswith("not.")
     if negate:
         text = text[4:]
@@ -138,11 +143,11 @@ def parse_condition(spec: Table, column: str, text: str) -> Condition:
         return Condition(column, op, {filter_value(col, _unquote(v)) for v in items}, negate)
     if op in ("like", "ilike"):
         pattern = "".join(
-            ".*" if ch in "*%" else "." if ch == "_" else re.escape(ch) for ch in _unquote(raw)
+            ".*" if ch in "*%" else "." if ch == "_" else re.escape(ch) for ch in value_of(raw)
         )
         flags = re.IGNORECASE | re.DOTALL if op == "ilike" else re.DOTALL
         return Condition(column, op, re.compile(pattern, flags), negate)
-    return Condition(column, op, filter_value(col, _unquote(raw)), negate)
+    return Condition(column, op, filter_value(col, value_of(raw)), negate)
 
 
 def parse_select(state: CrmState, spec: Table, text: str) -> list[SelectField]:
@@ -269,7 +274,7 @@ def _parse_logic(spec: Table, op: str, text: str, negate: bool) -> Logic:
         column, dot, rest = part.partition(".")
         if not dot:
             raise _filter_error(part)
-        children.append(parse_condition(spec, column, rest))
+        children.append(parse_condition(spec, column, rest, in_logic=True))
     return Logic(op, children, negate)
 
 
