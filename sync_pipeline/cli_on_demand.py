@@ -180,12 +180,18 @@ def _remote_unsynced(store, organization: str) -> list[dict]:
 
     from sync_pipeline.adapters.crm import CrmClient
     from sync_pipeline.adapters.metakocka import MetakockaClient
+    from sync_pipeline.settings import crm_tenants
     from sync_pipeline.sync.extract import Quarantined, extract_crm, extract_metakocka
     from sync_pipeline.sync.targeted import unsynced_documents
 
-    org = _settings().organization(organization)
+    settings = _settings()
+    org = settings.organization(organization)
     secrets = json.loads(os.environ.get("METAKOCKA_SECRET_KEYS") or "{}")
-    crm = CrmClient(os.environ["CRM_BASE_URL"], os.environ["CRM_API_KEY"])
+    crm = CrmClient(
+        os.environ["CRM_BASE_URL"],
+        os.environ["CRM_API_KEY"],
+        tenants=crm_tenants(settings.organizations),
+    )
     mk = MetakockaClient(
         os.environ["METAKOCKA_BASE_URL"],
         org.metakocka_company_id,
@@ -193,7 +199,9 @@ def _remote_unsynced(store, organization: str) -> list[dict]:
     )
     links = store.links_frame(organization)
     rows = []
-    for extraction in (extract_crm(crm, organization), extract_metakocka(mk, organization)):
+    crm_side = extract_crm(crm, organization)
+    mk_side = extract_metakocka(mk, organization, precision=crm_side.precision)
+    for extraction in (crm_side, mk_side):
         for doc in unsynced_documents(extraction, links):
             quarantined = isinstance(doc, Quarantined)
             rows.append(

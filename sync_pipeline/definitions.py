@@ -36,8 +36,13 @@ from sync_pipeline.settings import Settings, organizations_to_json
 
 
 def build_resources(settings: Settings) -> dict:
+    organizations = organizations_to_json(settings.organizations)
     return {
-        "crm": CrmResource(base_url=dg.EnvVar("CRM_BASE_URL"), api_key=dg.EnvVar("CRM_API_KEY")),
+        "crm": CrmResource(
+            base_url=dg.EnvVar("CRM_BASE_URL"),
+            api_key=dg.EnvVar("CRM_API_KEY"),
+            organizations_json=organizations,
+        ),
         "metakocka": MetakockaResource(
             base_url=dg.EnvVar("METAKOCKA_BASE_URL"),
             secret_keys=dg.EnvVar("METAKOCKA_SECRET_KEYS"),
@@ -50,7 +55,7 @@ def build_resources(settings: Settings) -> dict:
             database_schema=settings.database_schema,
         ),
         "organizations": OrganizationsResource(
-            organizations_json=organizations_to_json(settings.organizations),
+            organizations_json=organizations,
             push_concurrency=settings.push_concurrency,
         ),
         # The reconciliation's documents go from step to step in memory (io_managers.py).

@@ -13,12 +13,15 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy.engine import make_url
 
+from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 from sync_pipeline.sandbox.runner import Sandbox, env_values, start_sandbox
 from sync_pipeline.settings import (
     Settings,
+    crm_tenants,
     default_database_url,
+    parse_organizations,
 )
 from sync_pipeline.sync.push import CRM_TO_METAKOCKA, FAILED, METAKOCKA_TO_CRM, OK
 from sync_pipeline.sync.record import INVALID
@@ -33,6 +36,15 @@ def sandbox_environment(sandbox: Sandbox, database_url: str, data_dir: Path) -> 
         "SYNC_DATABASE_URL": database_url,
         "SYNC_DATA_DIR": str(data_dir),
     }
+
+
+def sandbox_crm_client(sandbox: Sandbox, api_key: str | None = None, **options) -> CrmClient:
+    """A CRM client of a running sandbox with its organizations' CRM settings (integration user,
+    service product code), as the code location builds it from `SYNC_ORGANIZATIONS`."""
+    values = env_values(sandbox)
+    organizations = parse_organizations(values["SYNC_ORGANIZATIONS"])
+    key = api_key if api_key is not None else values["CRM_API_KEY"]
+    return CrmClient(sandbox.crm_url, key, tenants=crm_tenants(organizations), **options)
 
 
 @contextmanager

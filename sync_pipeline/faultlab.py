@@ -10,7 +10,8 @@ Used by the fault, crash and concurrency tests and by `benchmarks/fault_matrix.p
   external id: Metakocka documents sharing a `buyer_order`, CRM documents sharing a number (a
   Metakocka-born document is numbered with its `count_code`); and it counts a document as lost
   when it is valid, not synced, and has no open sync_error_log row that names it or its
-  organization.
+  organization. A Metakocka credit note is not lost when its sync_status says `no_crm_type`
+  (the CRM has no type for it: it is reported, never copied).
 """
 
 import json
@@ -41,7 +42,7 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.sandbox.runner import start_sandbox
-from sync_pipeline.settings import Settings
+from sync_pipeline.settings import Settings, organizations_to_json
 from sync_pipeline.store.engine import make_engine
 
 # -- the fault matrix ---------------------------------------------------------------------------
@@ -163,6 +164,7 @@ def lab_resources(
         "crm": CrmResource(
             base_url=value("CRM_BASE_URL"),
             api_key=value("CRM_API_KEY"),
+            organizations_json=organizations_to_json(settings.organizations),
             timeout_s=config.timeout_s,
             connect_timeout_s=config.timeout_s,
             retry=retry,
@@ -237,6 +239,10 @@ def run_nightly(job, instance, organization_id: str, **kwargs):
 # -- the audit (the sandbox's own stores, then the sync tables) ---------------------------------
 
 
+METAKOCKA_ONLY_TYPES = ("sales_bill_credit_note",)
+"""Metakocka document types the CRM has no type for."""
+
+
 @dataclass
 class Audit:
     organization_id: str
@@ -291,16 +297,21 @@ def audit(sandbox, organization, database_url: str, invalid_crm_ids=()) -> Audit
         valid.append(("crm", doc["id"]))
         if not refs.get(crm_id_to_external_ref(doc["id"])) and doc["id"] not in born_in_mk:
             result.unpaired.append(f"crm:{doc['id']}")
+    statuses, open_errors = _sync_tables(database_url, org_id)
+    no_crm_type = {r["metakocka_id"] for r in statuses if r["status"] == "no_crm_type"}
     for doc in mk_docs:
         claimed = external_ref_to_crm_id(doc.get("buyer_order"))
         if claimed in invalid:
+            continue
+        if doc["doc_type"] in METAKOCKA_ONLY_TYPES:
+            if str(doc["mk_id"]) not in no_crm_type:
+                result.lost.append(f"mk:{doc['mk_id']}")
             continue
         valid.append(("mk", str(doc["mk_id"])))
         twin = claimed or crm_id_for_metakocka_document(org_id, str(doc["mk_id"]))
         if twin not in crm_ids:
             result.unpaired.append(f"mk:{doc['mk_id']}")
 
-    statuses, open_errors = _sync_tables(database_url, org_id)
     synced_crm = {r["crm_document_id"] for r in statuses if r["status"] == "synced"}
     synced_mk = {r["metakocka_id"] for r in statuses if r["status"] == "synced"}
     open_crm = {r["crm_document_id"] for r in open_errors if r["crm_document_id"]}

@@ -12,7 +12,12 @@ from pydantic import PrivateAttr
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.adapters.retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from sync_pipeline.settings import DEFAULT_PUSH_CONCURRENCY, Organization, parse_organizations
+from sync_pipeline.settings import (
+    DEFAULT_PUSH_CONCURRENCY,
+    Organization,
+    crm_tenants,
+    parse_organizations,
+)
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S
 from sync_pipeline.store.repository import SyncStore
 
@@ -45,6 +50,9 @@ class CrmResource(dg.ConfigurableResource):
     connect_timeout_s: float = 5.0
     max_concurrent_requests: int = 4
     retry: RetryConfig = RetryConfig()
+    organizations_json: str = ""
+    """SYNC_ORGANIZATIONS: each organization's CRM settings (integration user, service product
+    code) travel with its client."""
 
     def client(self) -> CrmClient:
         return CrmClient(
@@ -54,6 +62,7 @@ class CrmResource(dg.ConfigurableResource):
             connect_timeout_s=self.connect_timeout_s,
             max_concurrent_requests=self.max_concurrent_requests,
             retry_policy=self.retry.policy(),
+            tenants=crm_tenants(parse_organizations(self.organizations_json)),
         )
 
 

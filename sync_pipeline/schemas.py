@@ -90,7 +90,8 @@ class DocumentHeaderSchema(pa.DataFrameModel):
 
 
 class DocumentLineSchema(pa.DataFrameModel):
-    """One row per line (`lines_frame`). A service line (no product code) may be negative."""
+    """One row per line (`lines_frame`). Only a service product's line may be negative
+    (metakocka-api.md section 4)."""
 
     line_no: Series[int]
     description: Series[str] = pa.Field(nullable=False)
@@ -99,10 +100,11 @@ class DocumentLineSchema(pa.DataFrameModel):
     tax_rate: Series[float]
     discount_percent: Series[float]
     product_code: Series[str] = pa.Field(nullable=True)
+    service: Series[bool]
 
     @pa.dataframe_check(name="quantity_positive_unless_service")
     def quantity_positive_unless_service(cls, df: pd.DataFrame) -> Series[bool]:
-        return (df["quantity"] > 0) | df["product_code"].isna()
+        return (df["quantity"] > 0) | df["service"]
 
     @pa.check("unit_price", name="unit_price_not_negative")
     def unit_price_not_negative(cls, values: Series[float]) -> Series[bool]:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sync_pipeline.adapters.crm_tenancy import CrmTenant
 from sync_pipeline.domain.policies import CONFLICT_POLICIES
 
 DEFAULT_DATA_DIR = ".sync_pipeline"
@@ -24,6 +25,9 @@ class Organization:
 
     `conflict_policy` is one of `CONFLICT_POLICIES`; `propagate_deletes` opts in to deleting the
     counterpart of a document deleted on one side (off: a deletion is only reported).
+    `crm_integration_user_id` owns the documents created in the CRM from Metakocka (the CRM's
+    `sales_documents.user_id` is NOT NULL); `service_product_code` is the Metakocka product a
+    CRM line with neither a product mapping nor a SKU is sent as (docs/crm.md).
     """
 
     id: str
@@ -31,6 +35,8 @@ class Organization:
     metakocka_company_id: str
     conflict_policy: str = "manual"
     propagate_deletes: bool = False
+    crm_integration_user_id: str | None = None
+    service_product_code: str | None = None
 
     def __post_init__(self):
         if self.conflict_policy not in CONFLICT_POLICIES:
@@ -90,7 +96,8 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
     """`SYNC_ORGANIZATIONS` is a JSON list, or the path of a JSON file holding one.
 
     Each item: {"id": "<crm organization uuid>", "name": "...", "metakocka_company_id": "16",
-    "conflict_policy": "manual", "propagate_deletes": false}. No secrets belong here.
+    "conflict_policy": "manual", "propagate_deletes": false, "crm_integration_user_id":
+    "<crm user uuid>", "service_product_code": "STORITEV"}. No secrets belong here.
     """
     value = value.strip()
     if not value:
@@ -105,6 +112,8 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
             metakocka_company_id=str(item["metakocka_company_id"]),
             conflict_policy=str(item.get("conflict_policy") or "manual"),
             propagate_deletes=_flag(item.get("propagate_deletes", False)),
+            crm_integration_user_id=_optional(item.get("crm_integration_user_id")),
+            service_product_code=_optional(item.get("service_product_code")),
         )
         for item in items
     )
@@ -119,10 +128,29 @@ def organizations_to_json(organizations: list[Organization] | tuple[Organization
                 "metakocka_company_id": org.metakocka_company_id,
                 "conflict_policy": org.conflict_policy,
                 "propagate_deletes": org.propagate_deletes,
+                "crm_integration_user_id": org.crm_integration_user_id,
+                "service_product_code": org.service_product_code,
             }
             for org in organizations
         ]
     )
+
+
+def crm_tenants(organizations) -> list[CrmTenant]:
+    """Each organization's CRM settings, as the CRM client takes them."""
+    return [
+        CrmTenant(
+            organization_id=org.id,
+            integration_user_id=org.crm_integration_user_id,
+            service_product_code=org.service_product_code,
+        )
+        for org in organizations
+    ]
+
+
+def _optional(value) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None
 
 
 def _flag(value) -> bool:

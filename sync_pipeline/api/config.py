@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
-from sync_pipeline.settings import Organization, Settings
+from sync_pipeline.settings import Organization, Settings, crm_tenants
 from sync_pipeline.store.repository import SyncStore
 
 TOKENS_ENV = "SYNC_API_TOKENS"
@@ -82,6 +82,8 @@ class ApiConfig:
             tokens=parse_tokens(env.get(TOKENS_ENV, "")),
             organizations={org.id: org for org in settings.organizations},
             store=store,
-            crm_client=lambda: CrmClient(env["CRM_BASE_URL"], crm_key),
+            crm_client=lambda: CrmClient(
+                env["CRM_BASE_URL"], crm_key, tenants=crm_tenants(settings.organizations)
+            ),
             metakocka_client=metakocka_client,
         )

@@ -28,7 +28,14 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.store.cursors import read_cursor
-from sync_pipeline.sync.extract import Extraction, extract_crm, extract_metakocka
+from sync_pipeline.sync.extract import (
+    Extraction,
+    change_detection,
+    crm_context,
+    crm_schema_summary,
+    extract_crm,
+    extract_metakocka,
+)
 from sync_pipeline.sync.incremental import (
     EXTRACT_OP,
     FULL_SWEEP_EVERY,
@@ -98,12 +105,19 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         store = open_store(sync_store, crm, metakocka)
         crm_client = crm.client()
         mk_client = metakocka.client(org.metakocka_company_id)
+        schema = _attempt(crm_client.schema)  # which published schema; refuse to run on none
+        if isinstance(schema, SyncError):
+            _log_failure(context, store, "the CRM", schema)
+            return
+        context.log.info(crm_schema_summary(schema))
         window = choose_window(
             read_cursor(store.engine, org.id),
             full_sweep=config.full_sweep,
             full_sweep_every=timedelta(days=config.full_sweep_every_days),
+            crm_changes_tracked=schema.change_tracking,
         )
         context.log.info(f"{'full sweep' if window.full else 'incremental run'}: {window.reason}")
+        precision = crm_context(crm_client, org.id).precision
         reads = {
             "the CRM": (
                 crm_client,
@@ -111,7 +125,9 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
             ),
             "Metakocka": (
                 mk_client,
-                lambda: extract_metakocka(mk_client, org.id, changed_since=window.metakocka_since),
+                lambda: extract_metakocka(
+                    mk_client, org.id, changed_since=window.metakocka_since, precision=precision
+                ),
             ),
         }
         with ThreadPoolExecutor(len(reads), thread_name_prefix="extract") as pool:
@@ -154,6 +170,8 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                         "unreadable": len(extraction.unmappable),
                         "api_calls": client.stats.snapshot()["total_calls"],
                         "retries": client.stats.snapshot()["total_retries"],
+                        "crm_schema": schema.profile.name,
+                        "crm_change_detection": change_detection(schema),
                         **scope.metadata(),
                     },
                 )

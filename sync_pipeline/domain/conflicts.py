@@ -13,13 +13,12 @@ content (an ambiguous match by external id: one document on one side) are never 
 """
 
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 
-from sync_pipeline.domain.document import DEFAULT_UNIT, HOME_COUNTRY, SalesDocument
+from sync_pipeline.domain.document import SalesDocument
+from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, synced_fields
 from sync_pipeline.domain.plan import ACTIONS, UPDATE_IN_CRM, UPDATE_IN_METAKOCKA
 from sync_pipeline.domain.policies import (  # noqa: F401 - re-exported
     CONFLICT_POLICIES,
@@ -113,13 +112,16 @@ def policy_winner(policy: str, crm: SalesDocument, metakocka: SalesDocument) -> 
 # -- the difference of two versions, for the error log -----------------------------------------
 
 
-def field_differences(crm: SalesDocument, metakocka: SalesDocument) -> list[dict]:
+def field_differences(
+    crm: SalesDocument, metakocka: SalesDocument, precision: Precision = DEFAULT_PRECISION
+) -> list[dict]:
     """Every synced field whose value differs, as `{"field", "crm", "metakocka"}` (JSON-ready).
 
-    Values are compared the way the content hash compares them (a number by value, a blank text
-    as missing, the defaults a system fills in as given), so only real differences are listed.
+    Values are the content hash's own (`hashing.synced_fields`: a number by value at the CRM's
+    precision, a blank text as missing, the defaults a system fills in as given), so only real
+    differences are listed.
     """
-    left, right = comparable_fields(crm), comparable_fields(metakocka)
+    left, right = synced_fields(crm, precision), synced_fields(metakocka, precision)
     return [
         {"field": name, "crm": left.get(name), "metakocka": right.get(name)}
         for name in dict.fromkeys([*left, *right])
@@ -127,67 +129,12 @@ def field_differences(crm: SalesDocument, metakocka: SalesDocument) -> list[dict
     ]
 
 
-def comparable_fields(doc: SalesDocument) -> dict[str, str | None]:
-    """The synced content of `doc` flattened to `field -> normalised text`."""
-    customer = doc.customer
-    fields = {
-        "document_type": doc.document_type,
-        "document_date": _date(doc.document_date),
-        "due_date": _date(doc.due_date),
-        "currency": _upper(doc.currency),
-        "notes": _text(doc.notes),
-        "customer.name": _text(customer.name),
-        "customer.email": _lower(customer.email),
-        "customer.tax_id": _text(customer.tax_id),
-        "customer.address": _text(customer.address),
-        "customer.post_code": _text(customer.post_code),
-        "customer.city": _text(customer.city),
-        "customer.country": _upper(customer.country) or HOME_COUNTRY,
-        "lines": str(len(doc.lines)),
-    }
-    for number, line in enumerate(doc.lines, start=1):
-        prefix = f"lines[{number}]"
-        fields |= {
-            f"{prefix}.description": _text(line.description),
-            f"{prefix}.quantity": _number(line.quantity),
-            f"{prefix}.unit_price": _number(line.unit_price.quantize(Decimal("0.0001"))),
-            f"{prefix}.discount_percent": _number(line.discount_percent or Decimal(0)),
-            f"{prefix}.tax_rate": _number(line.tax_rate),
-            f"{prefix}.product_code": _text(line.product_code),
-            f"{prefix}.unit": _text(line.unit) or DEFAULT_UNIT,
-        }
-    return fields
-
-
-def _text(value: str | None) -> str | None:
-    return (value or "").strip() or None
-
-
-def _lower(value: str | None) -> str | None:
-    text = _text(value)
-    return text and text.lower()
-
-
-def _upper(value: str | None) -> str | None:
-    text = _text(value)
-    return text and text.upper()
-
-
-def _date(value: date | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _number(value: Decimal) -> str:
-    text = format(Decimal(value).normalize(), "f")
-    return "0" if text == "-0" else text
-
-
-def conflict_details(crm, metakocka) -> dict:
+def conflict_details(crm, metakocka, precision: Precision = DEFAULT_PRECISION) -> dict:
     """What the error log keeps about a conflict: both versions' change times and their field
     differences (empty for a conflict that is not about content, e.g. an ambiguous match)."""
     if not (isinstance(crm, SalesDocument) and isinstance(metakocka, SalesDocument)):
         return {}
-    differences = field_differences(crm, metakocka)
+    differences = field_differences(crm, metakocka, precision)
     return {
         "crm_updated_at": crm.updated_at.isoformat() if crm.updated_at else None,
         "metakocka_updated_at": metakocka.updated_at.isoformat() if metakocka.updated_at else None,

@@ -19,9 +19,14 @@ from decimal import ROUND_HALF_UP, Decimal
 CENT = Decimal("0.01")
 
 DOCUMENT_TYPES = ("offer", "order", "invoice", "credit_note", "proforma")
-"""CRM vocabulary, used as the canonical one."""
+"""The canonical vocabulary: the CRM's types, plus the credit note only Metakocka has."""
 
-CRM_STATUSES = ("draft", "sent", "paid", "overdue", "canceled")
+CRM_DOCUMENT_TYPES = ("invoice", "offer", "order", "proforma")
+"""The types the CRM has (sm/60's CHECK); a Metakocka credit note has none of them."""
+
+CRM_STATUSES = ("draft", "sent", "paid", "overdue", "cancelled")
+"""The CRM's statuses (sm/60's CHECK), the canonical ones. The CRM's own code also writes
+``canceled``, which is read as ``cancelled``."""
 
 DEFAULT_UNIT = "kos"
 """A line without a unit counts pieces: Metakocka needs a unit, and "kos" is its "piece"."""
@@ -62,6 +67,10 @@ class Customer:
     city: str | None = None
     country: str | None = None
     """ISO 3166-1 alpha-2 code, upper case (e.g. `SI`)."""
+    metakocka_partner_id: str | None = field(default=None, compare=False)
+    """The Metakocka partner this customer is (`mk_id`), where known: it pins the partner on a
+    write instead of letting Metakocka match or create one. Not synced content."""
+    metakocka_partner_code: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,10 @@ class DocumentLine:
     tax_rate: Decimal
     discount_percent: Decimal = Decimal("0")
     product_code: str | None = None
-    """Article code Metakocka matches products by; None means an ad-hoc service line."""
+    """Article code Metakocka matches products by."""
     unit: str | None = None
+    service: bool = field(default=False, compare=False)
+    """A service product (shipping, labour): Metakocka takes a negative quantity only for one."""
 
     @property
     def net_amount(self) -> Decimal:

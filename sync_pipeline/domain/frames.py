@@ -45,6 +45,7 @@ LINE_COLUMNS = {
     "tax_rate": "float64",
     "product_code": TEXT,
     "unit": TEXT,
+    "service": "bool",
     "net_amount": "float64",
 }
 
@@ -132,6 +133,7 @@ def lines_frame(docs: list[SalesDocument]) -> pd.DataFrame:
             float(line.tax_rate),
             line.product_code,
             line.unit,
+            line.service,
             float(line.net_amount),
         )
         for doc in docs

@@ -3,14 +3,23 @@
 The plan compares each side's hash with the hash stored at the last successful sync, so the hash
 must cover exactly the content that is synced, in a form both systems give back unchanged:
 - no ids, numbers, status, timestamps, totals (derived) or side-specific extras;
-- decimals by value ("1" == "1.00" == "1.0000"), unit prices to the 4 decimals both systems keep;
+- not the customer's tax number: no CRM table has a column for it (docs/crm.md), so it is
+  Metakocka's partner register's, which fills it in on a document whose partner is pinned by its
+  Metakocka id (the CRM's contact mapping): compared, it would make every such pair look changed;
+- decimals by value ("1" == "1.00"), compared at the precision the CRM keeps (`Precision`: unit
+  prices with 2 decimals in both published schemas, quantities with 2 or 3): a Metakocka price of
+  1.2345 is stored in the CRM as 1.23, and the pair must then read as synced, not as changed
+  (and must not be pushed back to Metakocka, rounded, on the next run);
 - texts stripped, an empty text equal to a missing one, e-mail in lower case, country in upper case;
 - the defaults a system fills in equal to leaving the value out (unit "kos", country "SI").
 If any of this were stricter, a document written to the other side would read back "changed" and
 echo between the systems forever.
+
+`synced_fields` names the same values field by field, for people (a conflict's differences).
 """
 
 import hashlib
+from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -23,10 +32,34 @@ from sync_pipeline.domain.document import (
     SalesDocument,
 )
 
-UNIT_PRICE_STEP = Decimal("0.0001")
+
+@dataclass(frozen=True)
+class Precision:
+    """Decimals the CRM keeps (numeric(15, scale)): what two values may differ by and still be
+    the same content."""
+
+    quantity: int = 2
+    unit_price: int = 2
+    percent: int = 2
+    """Tax rates and discounts: numeric(5,2)."""
 
 
-def content_hash(doc: SalesDocument) -> str:
+DEFAULT_PRECISION = Precision()
+"""The CRM's default schema (sm/60): quantities and prices with 2 decimals."""
+
+CUSTOMER_FIELDS = ("name", "email", "address", "post_code", "city", "country")
+LINE_FIELDS = (
+    "description",
+    "quantity",
+    "unit_price",
+    "discount_percent",
+    "tax_rate",
+    "product_code",
+    "unit",
+)
+
+
+def content_hash(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -> str:
     """A 32-character hex digest of the synced content of `doc`."""
     content = [
         doc.document_type,
@@ -35,10 +68,33 @@ def content_hash(doc: SalesDocument) -> str:
         _upper(doc.currency),
         _text(doc.notes),
         _customer(doc.customer),
-        [_line(line) for line in doc.lines],
+        [_line(line, precision) for line in doc.lines],
     ]
     # repr of nested lists of str/None is unambiguous (quoted, escaped) and cheaper than JSON.
     return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
+
+
+def synced_fields(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -> dict:
+    """The synced content flattened to ``field -> normalised text``, exactly as hashed."""
+    fields = {
+        "document_type": doc.document_type,
+        "document_date": _date(doc.document_date),
+        "due_date": _date(doc.due_date),
+        "currency": _upper(doc.currency),
+        "notes": _text(doc.notes),
+        **{
+            f"customer.{name}": value
+            for name, value in zip(CUSTOMER_FIELDS, _customer(doc.customer), strict=True)
+        },
+        "lines": str(len(doc.lines)),
+    }
+    for number, line in enumerate(doc.lines, start=1):
+        values = _line(line, precision)
+        fields |= {
+            f"lines[{number}].{name}": value
+            for name, value in zip(LINE_FIELDS, values, strict=True)
+        }
+    return fields
 
 
 # Customers, numbers and whole lines repeat across an organization's documents, and all of them
@@ -51,7 +107,6 @@ def _customer(customer: Customer) -> list:
     return [
         _text(customer.name),
         _lower(customer.email),
-        _text(customer.tax_id),
         _text(customer.address),
         _text(customer.post_code),
         _text(customer.city),
@@ -60,21 +115,24 @@ def _customer(customer: Customer) -> list:
 
 
 @lru_cache(maxsize=65536)
-def _line(line: DocumentLine) -> list:
+def _line(line: DocumentLine, precision: Precision) -> list:
     return [
         _text(line.description),
-        _number(line.quantity),
-        _unit_price(line.unit_price),
-        _number(line.discount_percent or Decimal(0)),
-        _number(line.tax_rate),
+        _rounded(line.quantity, precision.quantity),
+        _rounded(line.unit_price, precision.unit_price),
+        _rounded(line.discount_percent or Decimal(0), precision.percent),
+        _rounded(line.tax_rate, precision.percent),
         _text(line.product_code),
         _text(line.unit) or DEFAULT_UNIT,
     ]
 
 
 @lru_cache(maxsize=65536)
-def _unit_price(value: Decimal) -> str:
-    return _number(value.quantize(UNIT_PRICE_STEP, rounding=ROUND_HALF_UP))
+def _rounded(value: Decimal, decimals: int) -> str:
+    """Half away from zero, as PostgreSQL rounds into numeric(p, s); then by value."""
+    step = Decimal(1).scaleb(-decimals)
+    text = format(Decimal(value).quantize(step, rounding=ROUND_HALF_UP).normalize(), "f")
+    return "0" if text == "-0" else text
 
 
 def _text(value: str | None) -> str | None:
@@ -93,9 +151,3 @@ def _upper(value: str | None) -> str | None:
 
 def _date(value: date | None) -> str | None:
     return value.isoformat() if value else None
-
-
-@lru_cache(maxsize=65536)
-def _number(value: Decimal) -> str:
-    text = format(Decimal(value).normalize(), "f")
-    return "0" if text == "-0" else text

@@ -1,140 +1,386 @@
-"""Fresh AI CRM rows (PostgREST JSON) <-> canonical `SalesDocument`.
+"""Fresh AI CRM rows (PostgREST JSON) <-> canonical `SalesDocument`, for either published schema.
 
-Read side: a `sales_documents` row with its `sales_document_items` embedded; numeric columns may
-come as JSON numbers or as strings, timestamps as ISO timestamptz. Write side: the `sales_documents`
-row and its `sales_document_items` rows, ready for an upsert.
+Read side: a ``sales_documents`` row with all of its ``sales_document_items`` (read by
+`adapters.crm_documents`), and the rows it refers to (`adapters.crm_directory`). Write side: a
+`CrmDocumentWrite`: the columns to set and every line, only ever columns the CRM's profile has.
 
-Item ids are derived from the document id and the line's position, so writing the same document
-twice is an upsert of the same rows, and reading it back restores the line order even though
-PostgREST does not promise the order of embedded rows (another order would change the content hash).
+Where each canonical field lives in the CRM (docs/crm.md has the table):
+- the customer's name, e-mail and address are the document's own columns (``customer_*`` in
+  sm60, ``contact_*`` in fixed10); post code, city, country and the Metakocka partner come from
+  the partner the pipeline kept on the document when it wrote it (below), else from its contact
+  (``contacts``) and ``metakocka_contact_mappings``;
+- a line's Metakocka product code is its product's ``metakocka_product_mappings.metakocka_code``,
+  else the product's ``sku``, else the organization's service product code; a line with none
+  of them cannot go to Metakocka: its document is quarantined with the reason
+  (`MissingProductCode`), before any call;
+- a line's discount is ``discount_rate`` (fixed10) or ``metadata.discount`` (sm60, where the
+  CRM's own sync reads it: src/lib/integrations/metakocka/sales-document-sync.ts);
+- what Metakocka has and the CRM has no column for (a partner's tax number, post code, city and
+  country without a contact; a line's code or unit the CRM's products do not give) is kept in
+  the row's ``metadata`` under ``"metakocka"``, so it is not lost and reads back the same: the
+  rest of ``metadata`` is the CRM's and is written back unchanged.
+
+Statuses and types are the CRM's CHECK vocabulary (``cancelled``; ``canceled``, which the CRM's
+own code also writes, is read as ``cancelled``). Amounts are written with the CRM's 2 decimals:
+line tax and gross total (``total_amount`` is with tax, as the CRM's sync service reads it),
+document tax and total (and, fixed10, subtotal and discount).
+
+Line ids are derived from the document id and the line's position, so writing the same document
+twice updates the same rows, and reading it back restores the line order (the CRM keeps none in
+sm60: lines the pipeline did not write follow in ``sort_order`` (fixed10), creation, id order).
 """
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Protocol
 
+from sync_pipeline.adapters.crm_documents import LINES_KEY, CrmDocumentWrite
+from sync_pipeline.adapters.crm_profiles import ITEMS, CrmProfile, CrmSchema
 from sync_pipeline.domain.document import (
+    CRM_DOCUMENT_TYPES,
+    CRM_STATUSES,
+    DEFAULT_UNIT,
     Customer,
     DocumentLine,
     MappingError,
     SalesDocument,
+    round_cents,
 )
+from sync_pipeline.domain.hashing import Precision
 from sync_pipeline.domain.interning import shared_decimals
+from sync_pipeline.mappers.countries import country_code
 
-CUSTOMER_COLUMNS = {
-    "name": "customer_name",
-    "email": "customer_email",
-    "tax_id": "customer_tax_id",
-    "address": "customer_address",
-    "post_code": "customer_post_code",
-    "city": "customer_city",
-    "country": "customer_country",
-}
-"""Customer field -> sales_documents column (the CRM keeps the partner on the document)."""
+OURS = "metakocka"
+"""The key of ``metadata`` where the pipeline keeps what the CRM has no column for."""
+STATUS_SPELLINGS = {"canceled": "cancelled"}
+CRM_OWNER = "crm_owner"
+"""`SalesDocument.source_extra` key: the row's organization_id and user_id as read."""
+CRM_METADATA = "crm_metadata"
+"""`SalesDocument.source_extra` key: the row's ``metadata`` as read (written back unchanged)."""
 
 
-def crm_item_id(document_id: str, index: int) -> str:
-    """The id of the `index`-th (0-based) item the pipeline writes for a document."""
+class CrmLookups(Protocol):
+    """The rows a document refers to (`adapters.crm_directory.CrmDirectory`)."""
+
+    def contact(self, contact_id: str | None) -> dict | None: ...
+    def partner_of_contact(self, contact_id: str | None) -> dict | None: ...
+    def product(self, product_id: str | None) -> dict | None: ...
+    def product_code(self, product_id: str | None) -> str | None: ...
+    def contact_for_partner(self, partner_id: str | None) -> str | None: ...
+    def product_for_code(self, code: str | None) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class CrmContext:
+    """What mapping one organization's CRM rows needs besides the rows."""
+
+    organization_id: str
+    schema: CrmSchema
+    lookups: CrmLookups
+    integration_user_id: str | None = None
+    service_product_code: str | None = None
+
+    @property
+    def profile(self) -> CrmProfile:
+        return self.schema.profile
+
+    @property
+    def precision(self) -> Precision:
+        return Precision(quantity=self.profile.quantity_decimals)
+
+
+class MissingProductCode(MappingError):
+    """A CRM line that has no Metakocka product code by any of the rules."""
+
+
+def crm_line_id(document_id: str, index: int) -> str:
+    """The id of the `index`-th (0-based) line the pipeline writes for a document."""
     return str(uuid.uuid5(uuid.UUID(document_id), str(index)))
 
 
-def crm_row_to_canonical(row: dict) -> SalesDocument:
+# -- reading ---------------------------------------------------------------------------------
+
+
+def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
     """Read a CRM row; `MappingError` names the column when a value cannot be read."""
     if not isinstance(row, dict):
         raise MappingError(f"row: expected a JSON object, got {type(row).__name__}")
+    profile = ctx.profile
     document_id = _uuid(row, "id")
-    items = row.get("sales_document_items") or []
+    document_type = _text(row.get("document_type"))
+    if document_type not in CRM_DOCUMENT_TYPES:
+        raise MappingError(
+            f"document_type: {document_type!r} is not a CRM document type "
+            f"({', '.join(CRM_DOCUMENT_TYPES)})"
+        )
+    items = row.get(LINES_KEY) or []
     if not isinstance(items, list):
-        raise MappingError(f"sales_document_items: expected a list, got {items!r}")
-    country = _text(row.get("customer_country"))
-    customer = {field: _text(row.get(column)) for field, column in CUSTOMER_COLUMNS.items()}
+        raise MappingError(f"{LINES_KEY}: expected a list, got {items!r}")
+    metadata = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+    ours = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
     return SalesDocument(
-        organization_id=_uuid(row, "organization_id"),
-        document_type=_text(row.get("document_type")),
+        organization_id=ctx.organization_id,
+        document_type=document_type,
         document_date=_date(row, "document_date"),
         due_date=_date(row, "due_date"),
-        customer=Customer(
-            **customer | {"name": customer["name"] or "", "country": country and country.upper()}
-        ),
+        customer=_customer(row, ctx, ours.get("partner") or {}),
         lines=tuple(
-            _line(item, number)
-            for number, item in enumerate(_in_written_order(document_id, items), start=1)
+            _line(item, number, ctx)
+            for number, item in enumerate(_in_written_order(document_id, items, profile), 1)
         ),
         currency=(_text(row.get("currency")) or "EUR").upper(),
         notes=_text(row.get("notes")),
-        status=_text(row.get("status")),
+        status=crm_status(row.get("status")),
         document_number=_text(row.get("document_number")),
         crm_document_id=document_id,
         updated_at=_timestamp(row, "updated_at"),
+        source_extra={
+            CRM_OWNER: {
+                "organization_id": _text(row.get("organization_id")),
+                "user_id": _text(row.get("user_id")),
+            },
+            CRM_METADATA: metadata,
+        },
     )
 
 
-def canonical_to_crm_row(doc: SalesDocument, *, crm_document_id: str) -> tuple[dict, list[dict]]:
-    """The `sales_documents` row and its `sales_document_items` rows for an upsert.
-
-    Amounts are written as strings (exact; PostgreSQL reads them into numeric columns). A document
-    born in Metakocka has no CRM number, so it is numbered with its Metakocka `count_code`.
-    """
-    customer = doc.customer
-    row = {
-        "id": crm_document_id,
-        "organization_id": doc.organization_id,
-        "document_type": doc.document_type,
-        "document_number": doc.document_number or doc.metakocka_count_code,
-        "document_date": doc.document_date.isoformat(),
-        "due_date": doc.due_date.isoformat() if doc.due_date else None,
-        **{column: getattr(customer, field) for field, column in CUSTOMER_COLUMNS.items()},
-        "currency": doc.currency,
-        "subtotal_amount": _plain(doc.subtotal),
-        "tax_amount": _plain(doc.tax_amount),
-        "total_amount": _plain(doc.total),
-        "status": doc.status,
-        "notes": doc.notes,
-    }
-    items = [
-        {
-            "id": crm_item_id(crm_document_id, index),
-            "document_id": crm_document_id,
-            "product_id": None,
-            "product_code": line.product_code,
-            "description": line.description,
-            "quantity": _plain(line.quantity),
-            "unit": line.unit,
-            "unit_price": _plain(line.unit_price),
-            "discount_percent": _plain(line.discount_percent),
-            "tax_rate": _plain(line.tax_rate),
-            "total_amount": _plain(line.net_amount),
-        }
-        for index, line in enumerate(doc.lines)
-    ]
-    return row, items
+def crm_status(value) -> str | None:
+    """The CRM's status in its CHECK vocabulary (``canceled`` read as ``cancelled``); other
+    values the CRM's code writes (``pending``, ``confirmed``) are kept as they are."""
+    text = _text(value)
+    return STATUS_SPELLINGS.get(text.lower(), text.lower()) if text else None
 
 
-def _in_written_order(document_id: str, items: list) -> list:
-    """Items the pipeline wrote in their written order, then the others in the order received."""
-    written = {crm_item_id(document_id, index): index for index in range(len(items))}
+def _customer(row: dict, ctx: CrmContext, kept: dict) -> Customer:
+    columns = ctx.profile.customer
+    contact_id = _text(row.get(columns["contact"]))
+    contact = ctx.lookups.contact(contact_id)
+    if kept or contact is None:  # the document's own copy (written by the pipeline) first
+        post_code, city, country = (_text(kept.get(k)) for k in ("post_code", "city", "country"))
+        partner = {"metakocka_id": kept.get("mk_id"), "metakocka_code": kept.get("code")}
+    else:
+        post_code = _text(contact.get("postal_code") or contact.get("zip"))
+        city, country = _text(contact.get("city")), _text(contact.get("country"))
+        partner = ctx.lookups.partner_of_contact(contact_id) or {}
+    return Customer(
+        name=_text(row.get(columns["name"])) or "",
+        email=_text(row.get(columns["email"])),
+        tax_id=_text(kept.get("tax_id")),
+        address=_text(row.get(columns["address"])),
+        post_code=post_code,
+        city=city,
+        country=country_code(country) if country else None,
+        metakocka_partner_id=_text(partner.get("metakocka_id")),
+        metakocka_partner_code=_text(partner.get("metakocka_code")),
+    )
 
-    def rank(position: int) -> tuple[int, int]:
-        item = items[position]
-        item_id = str(item.get("id")) if isinstance(item, dict) else None
-        return written.get(item_id, len(items)), position
 
-    return [items[position] for position in sorted(range(len(items)), key=rank)]
+def _in_written_order(document_id: str, items: list, profile: CrmProfile) -> list:
+    """The pipeline's own lines by position; others after them by ``sort_order`` (fixed10),
+    creation time and id (the CRM keeps no order of its own in sm60)."""
+    written = {crm_line_id(document_id, index): index for index in range(len(items))}
+
+    def rank(item) -> tuple:
+        if not isinstance(item, dict):
+            return (0, len(items), "", "")
+        sort = item.get(profile.line_sort) if profile.line_sort else 0
+        return (
+            sort if isinstance(sort, int) else 0,
+            written.get(str(item.get("id")), len(items)),
+            str(item.get("created_at") or ""),
+            str(item.get("id")),
+        )
+
+    return sorted(items, key=rank)
 
 
-def _line(item, number: int) -> DocumentLine:
+def _line(item, number: int, ctx: CrmContext) -> DocumentLine:
     where = f"sales_document_items line {number}"
     if not isinstance(item, dict):
         raise MappingError(f"{where}: expected an object, got {item!r}")
+    profile = ctx.profile
+    metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+    ours = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
+    product_id = _text(item.get("product_id"))
+    product = ctx.lookups.product(product_id)
+    code = ctx.lookups.product_code(product_id) or _text(ours.get("code"))
+    service = bool(ours.get("service"))
+    if code is None and ctx.service_product_code:
+        code, service = ctx.service_product_code, True
+    if code is None:
+        description = _text(item.get("description")) or ""
+        why = (
+            f"its product {product_id} has no Metakocka mapping and no SKU"
+            if product_id
+            else "it has no product"
+        )
+        raise MissingProductCode(
+            f"line {number} ({description!r}): no Metakocka product code: {why}, and the "
+            "organization has no service_product_code configured"
+        )
+    discount = (
+        item.get(profile.line_discount) if profile.line_discount else metadata.get("discount")
+    )
     return DocumentLine(
         description=_text(item.get("description")) or "",
         quantity=_required_decimal(item, "quantity", where),
         unit_price=_required_decimal(item, "unit_price", where),
-        tax_rate=_required_decimal(item, "tax_rate", where),
-        discount_percent=_decimal(item, "discount_percent", where) or Decimal(0),
-        product_code=_text(item.get("product_code")),
-        unit=_text(item.get("unit")),
+        tax_rate=_decimal_value(item.get("tax_rate"), "tax_rate", where) or Decimal(0),
+        discount_percent=_decimal_value(discount, "discount", where) or Decimal(0),
+        product_code=code,
+        unit=_text(ours.get("unit")) or _text((product or {}).get("unit")),
+        service=service,
     )
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def canonical_to_crm_write(
+    doc: SalesDocument,
+    ctx: CrmContext,
+    *,
+    crm_document_id: str,
+    create: bool,
+    current: SalesDocument | None = None,
+) -> CrmDocumentWrite:
+    """The write that makes the CRM hold `doc`: a create (a document born in Metakocka, owned by
+    the organization's integration user) or an update of ``current``, the CRM's document as
+    read: its owner, number and contact are kept, and so is its ``metadata`` but for the
+    pipeline's own key (an update whose CRM side could not be read leaves ``metadata`` alone).
+
+    `MappingError` when the CRM cannot hold the document: a type it has no word for (a credit
+    note), or no integration user to own a new one."""
+    profile = ctx.profile
+    if doc.document_type not in CRM_DOCUMENT_TYPES:
+        raise MappingError(
+            f"document_type: the CRM has no type for a Metakocka {doc.document_type!r}"
+        )
+    customer = doc.customer
+    header = {
+        "document_type": doc.document_type,
+        "document_date": doc.document_date.isoformat(),
+        "due_date": doc.due_date.isoformat() if doc.due_date else None,
+        profile.customer["name"]: customer.name,
+        profile.customer["email"]: customer.email,
+        profile.customer["address"]: customer.address,
+        "currency": doc.currency,
+        "notes": doc.notes,
+        **_totals(doc, profile),
+    }
+    contact_id = ctx.lookups.contact_for_partner(customer.metakocka_partner_id)
+    if contact_id is not None:
+        header[profile.customer["contact"]] = contact_id
+    if doc.status in CRM_STATUSES:
+        header["status"] = doc.status
+    if create or current is not None:
+        metadata = dict(current.source_extra.get(CRM_METADATA) or {}) if current else {}
+        partner = _kept_partner(customer)
+        if partner:
+            metadata[OURS] = {**(metadata.get(OURS) or {}), "partner": partner}
+        else:
+            metadata.pop(OURS, None)
+        header["metadata"] = metadata or None
+    if create:
+        if not ctx.integration_user_id:
+            raise MappingError(
+                "no crm_integration_user_id configured for the organization: a document from "
+                "Metakocka needs a CRM owner (sales_documents.user_id is NOT NULL)"
+            )
+        header = {
+            "id": crm_document_id,
+            "user_id": ctx.integration_user_id,
+            "organization_id": ctx.organization_id,
+            "document_number": doc.document_number or doc.metakocka_count_code,
+            "status": header.pop("status", "draft"),
+            **header,
+        }
+    owner = current.source_extra.get(CRM_OWNER) if current else None
+    lines = [
+        _line_row(line, index, crm_document_id, ctx, owner) for index, line in enumerate(doc.lines)
+    ]
+    return CrmDocumentWrite(crm_document_id, header, lines, create=create, owner=owner)
+
+
+def _kept_partner(customer: Customer) -> dict:
+    """What the CRM's document has no column for of the partner: it is the document's own copy
+    of the partner, read back instead of its contact's (so a document copied from Metakocka
+    reads back as it was, whatever the contact says today)."""
+    kept = {
+        "tax_id": customer.tax_id,
+        "post_code": customer.post_code,
+        "city": customer.city,
+        "country": customer.country,
+        "mk_id": customer.metakocka_partner_id,
+        "code": customer.metakocka_partner_code,
+    }
+    return {k: v for k, v in kept.items() if v}
+
+
+def _line_row(
+    line: DocumentLine,
+    index: int,
+    document_id: str,
+    ctx: CrmContext,
+    owner: dict | None,
+) -> dict:
+    profile = ctx.profile
+    product_id = ctx.lookups.product_for_code(line.product_code)
+    product = ctx.lookups.product(product_id)
+    net = line.net_amount
+    tax = round_cents(net * line.tax_rate / Decimal(100))
+    row = {
+        "id": crm_line_id(document_id, index),
+        profile.item_parent: document_id,
+        "product_id": product_id,
+        "description": line.description,
+        "quantity": _plain(line.quantity),
+        "unit_price": _plain(line.unit_price),
+        "tax_rate": _plain(line.tax_rate),
+        "tax_amount": _plain(tax),
+        "total_amount": _plain(net + tax),
+    }
+    metadata: dict = {}
+    if profile.line_discount:
+        row[profile.line_discount] = _plain(line.discount_percent)
+        row[profile.line_discount_amount] = _plain(
+            round_cents(line.quantity * line.unit_price) - net
+        )
+    elif line.discount_percent:
+        metadata["discount"] = _plain(line.discount_percent)
+    if profile.line_sort:
+        row[profile.line_sort] = index
+    ours = {}
+    if product_id is None and line.product_code:
+        ours["code"] = line.product_code
+    derived_unit = _text((product or {}).get("unit")) or DEFAULT_UNIT
+    if (_text(line.unit) or DEFAULT_UNIT) != derived_unit:
+        ours["unit"] = line.unit
+    if line.service and product_id is None:
+        ours["service"] = True
+    if ours:
+        metadata[OURS] = ours
+    row["metadata"] = metadata or None
+    if ctx.schema.has(ITEMS, "organization_id"):
+        row["organization_id"] = (owner or {}).get("organization_id") or ctx.organization_id
+    return row
+
+
+def _totals(doc: SalesDocument, profile: CrmProfile) -> dict:
+    """Document amounts as the CRM keeps them: tax and total with tax (and fixed10's subtotal
+    and discount)."""
+    totals = {"tax_amount": _plain(doc.tax_amount), "total_amount": _plain(doc.total)}
+    if profile.subtotal:
+        totals[profile.subtotal] = _plain(doc.subtotal)
+    if profile.discount_amount:
+        gross = sum((round_cents(li.quantity * li.unit_price) for li in doc.lines), Decimal(0))
+        totals[profile.discount_amount] = _plain(gross - doc.subtotal)
+    return totals
+
+
+# -- values ----------------------------------------------------------------------------------
 
 
 def _text(value) -> str | None:
@@ -153,10 +399,6 @@ def _uuid(row: dict, column: str) -> str:
         raise MappingError(f"{column}: not a uuid: {row[column]!r}") from None
 
 
-def _decimal(record: dict, column: str, where: str) -> Decimal | None:
-    return _decimal_value(record.get(column), column, where)
-
-
 @shared_decimals  # equal values share one Decimal (domain/interning.py)
 def _decimal_value(value, column: str, where: str) -> Decimal | None:
     if value is None or value == "":
@@ -173,7 +415,7 @@ def _decimal_value(value, column: str, where: str) -> Decimal | None:
 
 
 def _required_decimal(record: dict, column: str, where: str) -> Decimal:
-    number = _decimal(record, column, where)
+    number = _decimal_value(record.get(column), column, where)
     if number is None:
         raise MappingError(f"{where} {column}: missing")
     return number

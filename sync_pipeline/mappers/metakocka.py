@@ -24,6 +24,7 @@ from sync_pipeline.domain.document import (
     crm_id_to_external_ref,
     external_ref_to_crm_id,
 )
+from sync_pipeline.mappers.countries import known_country_code
 from sync_pipeline.mappers.metakocka_wire import (
     as_list,
     format_decimal,
@@ -61,22 +62,11 @@ STATUS_LABELS = {
     "sent": "Poslano",
     "paid": "Plačano",
     "overdue": "Zapadlo",
-    "canceled": "Preklicano",
+    "cancelled": "Preklicano",
 }
 """CRM status -> label in the company's status register (Metakocka matches statuses by label)."""
 _STATUS_BY_LABEL = {label.lower(): status for status, label in STATUS_LABELS.items()}
-_STATUS_BY_CODE = {status: status for status in STATUS_LABELS} | {"cancelled": "canceled"}
-
-COUNTRY_CODES = {
-    "slovenia": "SI", "slovenija": "SI", "croatia": "HR", "hrvaška": "HR", "hrvatska": "HR",
-    "austria": "AT", "avstrija": "AT", "germany": "DE", "nemčija": "DE", "italy": "IT",
-    "italija": "IT", "hungary": "HU", "madžarska": "HU", "serbia": "RS", "srbija": "RS",
-    "bosnia and herzegovina": "BA", "montenegro": "ME", "north macedonia": "MK",
-    "united kingdom": "GB", "northern ireland": "XI", "united states": "US", "france": "FR",
-    "spain": "ES", "czech republic": "CZ", "czechia": "CZ", "slovakia": "SK", "poland": "PL",
-    "switzerland": "CH", "netherlands": "NL", "belgium": "BE",
-}  # fmt: skip
-"""English and Slovenian names Metakocka may answer with when `country_iso_2` is absent."""
+_STATUS_BY_CODE = {status: status for status in STATUS_LABELS} | {"canceled": "cancelled"}
 
 PASSTHROUGH_KEY = "metakocka_passthrough"
 PASSTHROUGH_FIELDS = (
@@ -215,6 +205,8 @@ def _customer(value) -> Customer:
         post_code=_text(partner.get("post_number")),
         city=_text(partner.get("place")),
         country=_country(partner),
+        metakocka_partner_id=_text(partner.get("mk_id")),
+        metakocka_partner_code=_text(partner.get("count_code")),
     )
 
 
@@ -225,9 +217,7 @@ def _country(partner: dict) -> str | None:
     name = _text(partner.get("country"))
     if name is None:
         return None
-    if len(name) == 2 and name.isalpha():
-        return name.upper()
-    code = COUNTRY_CODES.get(name.lower())
+    code = known_country_code(name)
     if code is None:
         raise MappingError(f"partner.country: unknown country {name!r} and no country_iso_2")
     return code
@@ -243,14 +233,18 @@ def _line(raw, number: int) -> DocumentLine:
     price = _read(parse_decimal, raw, "price", f"{where} price")
     if price is None:
         raise MappingError(f"{where} price: missing")
+    code = _text(raw.get("code"))
     return DocumentLine(
         description=_text(raw.get("name")) or "",
         quantity=quantity,
         unit_price=price,
         tax_rate=_tax_rate(raw, where),
         discount_percent=_discount(raw, where),
-        product_code=_text(raw.get("code")),
+        product_code=code,
         unit=_text(raw.get("unit")),
+        service=code is None
+        or _text(raw.get("service")) == "true"
+        or _text(raw.get("type")) == "service",
     )
 
 
@@ -329,10 +323,17 @@ def _born_in_metakocka(doc: SalesDocument, mk_id: str | None) -> bool:
 
 
 def _partner(customer: Customer) -> dict:
+    """The partner object; pinned by its Metakocka ids where the CRM knows them (its contact
+    mapping), since without ids Metakocka matches a partner by its data or creates a new one
+    (metakocka-api.md section 4)."""
     partner = {
         "customer": customer.name,
         "business_entity": "true" if customer.tax_id else "false",
     }
+    if customer.metakocka_partner_id:
+        partner["mk_id"] = customer.metakocka_partner_id
+    if customer.metakocka_partner_code:
+        partner["count_code"] = customer.metakocka_partner_code
     optional = {
         "tax_id_number": customer.tax_id,
         "street": customer.address,
@@ -349,7 +350,9 @@ def _partner(customer: Customer) -> dict:
 
 
 def _product(line: DocumentLine) -> dict:
-    product = {"code": line.product_code} if line.product_code else {"service": "true"}
+    product = {"code": line.product_code} if line.product_code else {}
+    if line.service or not line.product_code:
+        product["service"] = "true"
     product["name"] = line.description
     product["unit"] = line.unit or DEFAULT_UNIT
     product["amount"] = format_decimal(line.quantity)

@@ -35,7 +35,13 @@ from sync_pipeline.settings import parse_organizations
 from sync_pipeline.store.document_queries import links_for
 from sync_pipeline.store.requests import SyncRequestQueue
 from sync_pipeline.store.tables import LINK_LINKED
-from sync_pipeline.sync.extract import CRM, Extraction, extract_crm, extract_metakocka
+from sync_pipeline.sync.extract import (
+    CRM,
+    Extraction,
+    crm_context,
+    extract_crm,
+    extract_metakocka,
+)
 
 SENSOR_NAME = "document_changes_sensor"
 REQUESTED_BY = "change_sensor"
@@ -94,7 +100,8 @@ def changed_documents(extraction: Extraction, side_cursor: SideCursor, engine, o
     )
     linked = links.loc[links["state"] == LINK_LINKED]
     synced_hash = dict(zip(linked[key].astype(str), linked["content_hash"], strict=True))
-    changed = [d for d in fresh if synced_hash.get(getattr(d, key)) != content_hash(d)]
+    precision = extraction.precision
+    changed = [d for d in fresh if synced_hash.get(getattr(d, key)) != content_hash(d, precision)]
     seen = [(getattr(d, key), d.updated_at) for d in extraction.documents]
     return [getattr(d, key) for d in changed], seen
 
@@ -112,10 +119,12 @@ def queued_document_ids(queue: SyncRequestQueue, organization_id: str, side: str
 
 
 def _poll(side: str, org, since: datetime, crm: CrmResource, metakocka: MetakockaResource):
+    crm_client = crm.client()
     if side == "crm":
-        return extract_crm(crm.client(), org.id, updated_since=since)
+        return extract_crm(crm_client, org.id, updated_since=since)
     client = metakocka.client(org.metakocka_company_id)
-    return extract_metakocka(client, org.id, changed_since=since)
+    precision = crm_context(crm_client, org.id).precision  # both sides compare at the CRM's
+    return extract_metakocka(client, org.id, changed_since=since, precision=precision)
 
 
 def build_change_sensor(*, interval_s: int = 30) -> dg.SensorDefinition:

@@ -47,6 +47,7 @@ SYNC_STATUSES = (
     "invalid",
     "deleted_in_crm",
     "deleted_in_metakocka",
+    "no_crm_type",
 )
 DIRECTIONS = ("crm_to_metakocka", "metakocka_to_crm")
 

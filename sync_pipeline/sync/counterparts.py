@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.adapters.metakocka import MAX_PAGE_SIZE, MetakockaClient
 from sync_pipeline.domain.document import SalesDocument
-from sync_pipeline.domain.hashing import content_hash
+from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, content_hash
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.sync.extract import METAKOCKA_SALES_DOC_TYPES
 from sync_pipeline.sync.metakocka_reads import Found, map_metakocka, read_metakocka_document
@@ -42,6 +42,8 @@ class LinkedCounterpart:
     metakocka_doc_type: str | None
     document_type: str | None
     metakocka_count_code: str | None
+    precision: Precision = DEFAULT_PRECISION
+    """The precision `content_hash` was computed at (the CRM's: `Extraction.precision`)."""
 
 
 def full_read_is_cheaper(engine: sa.Engine, organization_id: str, reads: int, concurrency: int):
@@ -138,6 +140,6 @@ class CounterpartReader:
             return None, "the linked Metakocka document no longer exists (a full sweep judges it)"
         if not isinstance(current, SalesDocument):
             return None, "the linked Metakocka document can no longer be read"
-        if content_hash(current) != counterpart.content_hash:
+        if content_hash(current, counterpart.precision) != counterpart.content_hash:
             return None, "the Metakocka document changed after this run read its changes"
         return current, ""

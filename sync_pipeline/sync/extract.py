@@ -1,8 +1,11 @@
 """Read every sales document of one organization from each system and map it to canonical form.
 
 A record that cannot even be mapped (a date that does not parse, a missing field the mapper
-needs) is kept as a `Quarantined` entry with the reason, so validation can report it instead of
-dropping it.
+needs, a CRM line with no Metakocka product code) is kept as a `Quarantined` entry with the
+reason, so validation can report it instead of dropping it.
+
+Both sides' documents are hashed at the precision the CRM keeps (`Extraction.precision`, from its
+schema profile): that is what makes a Metakocka price of 1.2345 and the CRM's 1.23 the same.
 """
 
 import threading
@@ -13,10 +16,12 @@ from queue import Full, Queue
 from typing import TYPE_CHECKING
 
 from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.crm_profiles import CrmSchema
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
+from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
 from sync_pipeline.domain.interning import TextInterner
-from sync_pipeline.mappers.crm import crm_row_to_canonical
+from sync_pipeline.mappers.crm import CrmContext, MissingProductCode, crm_row_to_canonical
 from sync_pipeline.mappers.metakocka import MappingError, metakocka_to_canonical
 
 if TYPE_CHECKING:
@@ -68,6 +73,36 @@ class Extraction:
     api_calls: int = 0
     scope: "SyncScope | None" = None
     """What the reconciliation covers (`sync.incremental`): None reads as a full sweep."""
+    precision: Precision = DEFAULT_PRECISION
+    """What the CRM keeps of a number: both sides are compared at it (`domain.hashing`)."""
+
+
+def change_detection(schema: CrmSchema) -> str:
+    """How CRM edits are found: by ``updated_at`` (docs/crm-setup.sql's triggers keep it
+    truthful) or by comparing every document's content (no trigger: the published schema)."""
+    if schema.change_tracking:
+        return "updated_at (docs/crm-setup.sql installed)"
+    return "content comparison: every CRM document is read (docs/crm-setup.sql not installed)"
+
+
+def crm_schema_summary(schema: CrmSchema) -> str:
+    return (
+        f"CRM schema {schema.profile.name} ({schema.profile.source}); "
+        f"CRM changes by {change_detection(schema)}"
+    )
+
+
+def crm_context(client: CrmClient, organization_id: str) -> CrmContext:
+    """What mapping the organization's CRM rows needs: the CRM's schema, the rows documents
+    refer to, and the organization's CRM settings."""
+    tenant = client.tenant(organization_id)
+    return CrmContext(
+        organization_id=organization_id,
+        schema=client.schema(),
+        lookups=client.directory(organization_id),
+        integration_user_id=tenant.integration_user_id,
+        service_product_code=tenant.service_product_code,
+    )
 
 
 def extract_crm(
@@ -77,26 +112,41 @@ def extract_crm(
     ids: Iterable[str] | None = None,
     updated_since: datetime | None = None,
 ) -> Extraction:
-    extraction = Extraction(CRM, organization_id)
+    """The organization's CRM documents (all, those changed since ``updated_since``, or those of
+    ``ids``), mapped; a document the read met twice (edited meanwhile) counts once, as last read."""
+    context = crm_context(client, organization_id)
+    tenancy = client.directory(organization_id).tenancy()
     rows = client.list_documents(
         organization_id, ids=list(ids) if ids is not None else None, updated_since=updated_since
     )
     texts = TextInterner(CRM_UNIQUE_KEYS)
+    found: dict[str, SalesDocument | Quarantined] = {}
     for row in read_ahead(rows):
         row = texts.record(row) if isinstance(row, dict) else row
+        key = str(row.get("id"))
         try:
-            extraction.documents.append(crm_row_to_canonical(row))
-        except (MappingError, KeyError, TypeError, ValueError) as exc:
-            extraction.unmappable.append(
-                Quarantined(
-                    side=CRM,
-                    crm_document_id=str(row.get("id")) if row.get("id") else None,
-                    metakocka_id=None,
-                    document_type=row.get("document_type"),
-                    document_number=row.get("document_number"),
-                    reasons=(f"cannot read CRM document: {exc}",),
+            if tenancy.is_ambiguous(row):
+                raise MappingError(
+                    f"organization_id is empty and its owner {row.get('user_id')} belongs to "
+                    "several organizations: set the document's organization_id in the CRM"
                 )
+            found[key] = crm_row_to_canonical(row, context)
+        except (MappingError, KeyError, TypeError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, MissingProductCode) else None
+            found[key] = Quarantined(
+                side=CRM,
+                crm_document_id=str(row.get("id")) if row.get("id") else None,
+                metakocka_id=None,
+                document_type=row.get("document_type"),
+                document_number=row.get("document_number"),
+                reasons=(reason or f"cannot read CRM document: {exc}",),
             )
+    extraction = Extraction(CRM, organization_id, precision=context.precision)
+    for item in found.values():
+        if isinstance(item, SalesDocument):
+            extraction.documents.append(item)
+        else:
+            extraction.unmappable.append(item)
     return extraction
 
 
@@ -106,8 +156,9 @@ def extract_metakocka(
     *,
     doc_types: Iterable[str] = METAKOCKA_SALES_DOC_TYPES,
     changed_since: datetime | None = None,
+    precision: Precision = DEFAULT_PRECISION,
 ) -> Extraction:
-    extraction = Extraction(METAKOCKA, organization_id)
+    extraction = Extraction(METAKOCKA, organization_id, precision=precision)
     texts = TextInterner(METAKOCKA_UNIQUE_KEYS)
     pages = (
         (doc_type, raw)

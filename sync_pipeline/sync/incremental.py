@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
-from sync_pipeline.domain.hashing import content_hash
+from sync_pipeline.domain.hashing import Precision, content_hash
 from sync_pipeline.store.cursors import SyncCursor
 from sync_pipeline.store.document_queries import links_for, status_for
 from sync_pipeline.store.repository import LINK_COLUMNS, SyncStore
@@ -104,7 +104,11 @@ def choose_window(
     full_sweep: bool = False,
     now: datetime | None = None,
     full_sweep_every: timedelta = FULL_SWEEP_EVERY,
+    crm_changes_tracked: bool = True,
 ) -> SyncWindow:
+    """``crm_changes_tracked`` False (no trigger keeps the CRM's ``updated_at``, docs/crm.md):
+    an incremental run reads every CRM document and finds its edits by their content hash; only
+    Metakocka is read by its change cursor."""
     now = now or datetime.now(UTC)
     last_full = cursor.last_full_sweep_at if cursor else None
 
@@ -117,6 +121,16 @@ def choose_window(
         return full("no change cursor yet (the organization's first reconciliation)")
     if last_full is None or now - last_full >= full_sweep_every:
         return full(f"the last full sweep is older than {full_sweep_every}")
+    if not crm_changes_tracked:
+        return SyncWindow(
+            False,
+            now,
+            "incremental: Metakocka since the cursor; every CRM document, compared by content "
+            "(no trigger keeps the CRM's updated_at: docs/crm-setup.sql)",
+            crm_since=None,
+            metakocka_since=cursor.metakocka_changed_since,
+            last_full_sweep_at=last_full,
+        )
     return SyncWindow(
         False,
         now,
@@ -197,7 +211,8 @@ def close_over_changes(
     read_concurrency: int = 2,
 ) -> tuple[Extraction, Extraction, SyncScope]:
     """The documents an incremental run plans, and the links among them (module docstring)."""
-    closure = _Closure(organization_id, store, crm, metakocka, read_concurrency)
+    precision = crm_changed.precision
+    closure = _Closure(organization_id, store, crm, metakocka, read_concurrency, precision)
     crm_found = _found(crm_changed, CRM)
     mk_found = _found(metakocka_changed, METAKOCKA)
     scope = SyncScope(window, changed={CRM: len(crm_found), METAKOCKA: len(mk_found)})
@@ -216,8 +231,8 @@ def close_over_changes(
     crm_docs, mk_docs, links, left = closure.without_deletions()
     scope.links, scope.left_for_full_sweep = links, left
     return (
-        _extraction(CRM, organization_id, crm_docs),
-        _extraction(METAKOCKA, organization_id, mk_docs),
+        _extraction(CRM, organization_id, crm_docs, precision),
+        _extraction(METAKOCKA, organization_id, mk_docs, precision),
         scope,
     )
 
@@ -229,8 +244,10 @@ def _found(extraction: Extraction, side: str) -> dict[str, Found]:
     return found
 
 
-def _extraction(side: str, organization_id: str, docs: Iterable[Found]) -> Extraction:
-    extraction = Extraction(side, organization_id)
+def _extraction(
+    side: str, organization_id: str, docs: Iterable[Found], precision: Precision
+) -> Extraction:
+    extraction = Extraction(side, organization_id, precision=precision)
     for doc in docs:
         if isinstance(doc, SalesDocument):
             extraction.documents.append(doc)
@@ -241,7 +258,7 @@ def _extraction(side: str, organization_id: str, docs: Iterable[Found]) -> Extra
     return extraction
 
 
-def _linked_counterpart(link, crm_id: str, mk_id: str) -> LinkedCounterpart:
+def _linked_counterpart(link, crm_id: str, mk_id: str, precision: Precision) -> LinkedCounterpart:
     return LinkedCounterpart(
         metakocka_id=mk_id,
         crm_document_id=crm_id,
@@ -249,14 +266,16 @@ def _linked_counterpart(link, crm_id: str, mk_id: str) -> LinkedCounterpart:
         metakocka_doc_type=_text(link.metakocka_doc_type),
         document_type=_text(link.document_type),
         metakocka_count_code=_text(link.metakocka_count_code),
+        precision=precision,
     )
 
 
 class _Closure:
     """The document set of an incremental run, grown over links and claims (module docstring)."""
 
-    def __init__(self, organization_id, store, crm, metakocka, read_concurrency):
+    def __init__(self, organization_id, store, crm, metakocka, read_concurrency, precision):
         self.org, self.store, self.engine = organization_id, store, store.engine
+        self.precision = precision
         self.crm_client, self.mk_client = crm, metakocka
         self.read_concurrency = max(1, read_concurrency)
         self.crm: dict[str, Found] = {}
@@ -298,7 +317,7 @@ class _Closure:
                 mk_id not in mk_found
                 and crm_id in synced_crm
                 and isinstance(doc, SalesDocument)
-                and content_hash(doc) == link.content_hash
+                and content_hash(doc, self.precision) == link.content_hash
             ):
                 echoes.add(crm_id)
         return echoes
@@ -353,7 +372,7 @@ class _Closure:
                 if mk_id and link.metakocka_doc_type:
                     self.mk_types[mk_id] = link.metakocka_doc_type
                 if crm_id in by_link and self._stands_in(link, mk_id, known_mk, seeds_mk):
-                    self.mk[mk_id] = _linked_counterpart(link, crm_id, mk_id)
+                    self.mk[mk_id] = _linked_counterpart(link, crm_id, mk_id, self.precision)
                     self.linked_counterparts += 1
                 if crm_id and mk_id and link.state == LINK_LINKED:
                     self.linked_crm.add(crm_id)

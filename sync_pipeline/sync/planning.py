@@ -11,7 +11,7 @@ from sync_pipeline.domain.ownership import apply_ownership
 from sync_pipeline.domain.plan import build_sync_plan
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
-from sync_pipeline.sync.record import mark_invalid_pairs
+from sync_pipeline.sync.record import mark_invalid_pairs, mark_no_crm_type
 from sync_pipeline.sync.validate import ValidatedSide
 
 INVALID_HASH = "invalid"
@@ -33,7 +33,7 @@ def plan_sync(
     crm_frame = _with_invalid(crm.valid[CRM_COLUMNS], crm.quarantined, CRM)
     mk_frame = _with_invalid(metakocka.valid[METAKOCKA_COLUMNS], metakocka.quarantined, METAKOCKA)
     plan = build_sync_plan(crm_frame, mk_frame, plan_links(links), organization_id)
-    plan = mark_invalid_pairs(plan, quarantined)
+    plan = mark_no_crm_type(mark_invalid_pairs(plan, quarantined))
     plan = apply_ownership(plan, organization_id)
     return apply_conflict_policy(plan, conflict_policy, resolutions)
 

@@ -35,16 +35,22 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
 from sync_pipeline.adapters.errors import AuthError, SyncError
 from sync_pipeline.adapters.metakocka import MetakockaClient
-from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
-from sync_pipeline.mappers.crm import canonical_to_crm_row
+from sync_pipeline.domain.document import (
+    MappingError,
+    SalesDocument,
+    crm_id_for_metakocka_document,
+)
+from sync_pipeline.mappers.crm import CRM_OWNER, CrmContext, canonical_to_crm_write
 from sync_pipeline.mappers.metakocka import canonical_to_metakocka
 from sync_pipeline.store.bulk_links import bind_many
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims, claim_owner
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 from sync_pipeline.sync.counterparts import CounterpartReader, LinkedCounterpart
+from sync_pipeline.sync.extract import crm_context
 
 KNOWN_ABSENT = "metakocka_absent"
 """Plan column (sync/incremental.py): a create in Metakocka that may skip its first look-up."""
@@ -197,6 +203,20 @@ def push_to_crm(
     """Create or update in the CRM every plan row whose action points there."""
     rows = plan.loc[plan["action"].isin(TO_CRM_ACTIONS)]
     breaker = CircuitBreaker()
+    setup_lock = threading.Lock()
+    setup: dict[str, CrmContext] = {}
+
+    def context() -> CrmContext:
+        """The CRM's schema and settings, and the references the writes need, read on the first
+        write inside its guard: a refused key or a broken answer is that document's failure (a
+        refused key trips the breaker), not a crashed push; and nothing is read when nothing is
+        written."""
+        with setup_lock:
+            if "context" not in setup:
+                read = crm_context(client, organization_id)
+                _prefetch_metakocka_references(client, organization_id, rows)
+                setup["context"] = read
+            return setup["context"]
 
     def push_one(row) -> PushOutcome:
         doc: SalesDocument = row.metakocka_document
@@ -206,7 +226,9 @@ def push_to_crm(
         if fields:
             # Only fields Metakocka owns changed (domain/ownership.py): write just those columns.
             crm_id = str(row.crm_document_id)
-            client.patch_document(organization_id, crm_id, fields)
+            current = _document_or_none(row, "crm_document")
+            owner = current.source_extra.get(CRM_OWNER) if current is not None else None
+            client.patch_document(organization_id, crm_id, fields, owner)
             store.bind(
                 organization_id,
                 crm_document_id=crm_id,
@@ -226,37 +248,42 @@ def push_to_crm(
                 doc.metakocka_count_code,
                 attempted_at=attempted_at,
             )
-        crm_id, crm_row, items = crm_write(row)
-        client.upsert_document(crm_row, items)
-        store.bind(organization_id, **link_of(row, crm_id, crm_row))
+        crm_id, write = crm_write(row)
+        client.write_documents(organization_id, [write])
+        store.bind(organization_id, **link_of(row, crm_id, write))
         return ok(row, crm_id, attempted_at)
 
-    def crm_write(row) -> tuple[str, dict, list[dict]]:
-        """The CRM id, row and lines a whole-document write sends."""
+    def crm_write(row) -> tuple[str, CrmDocumentWrite]:
+        """The CRM id and the whole-document write (`mappers/crm.py`: a create gets the
+        organization's integration user, the derived id and Metakocka's number; an update keeps
+        the CRM's owner, number and its own metadata)."""
         doc: SalesDocument = row.metakocka_document
-        if row.action == "create_in_crm":
-            crm_id = crm_id_for_metakocka_document(organization_id, str(row.metakocka_id))
-            crm_row, items = canonical_to_crm_row(doc, crm_document_id=crm_id)
-            # The CRM requires a status; a Metakocka status it has no word for starts as a draft.
-            crm_row["status"] = crm_row.get("status") or "draft"
-        else:
-            crm_id = str(row.crm_document_id)
-            crm_row, items = canonical_to_crm_row(doc, crm_document_id=crm_id)
-            # The CRM keeps its own number and, where Metakocka has none, its own status.
-            crm_row.pop("document_number", None)
-            if crm_row.get("status") is None:
-                crm_row.pop("status", None)
-        return crm_id, crm_row, items
+        create = row.action == "create_in_crm"
+        crm_id = (
+            crm_id_for_metakocka_document(organization_id, str(row.metakocka_id))
+            if create
+            else str(row.crm_document_id)
+        )
+        write = canonical_to_crm_write(
+            doc,
+            context(),
+            crm_document_id=crm_id,
+            create=create,
+            current=None if create else _document_or_none(row, "crm_document"),
+        )
+        return crm_id, write
 
-    def link_of(row, crm_id: str, crm_row: dict) -> dict:
+    def link_of(row, crm_id: str, write: CrmDocumentWrite) -> dict:
         doc: SalesDocument = row.metakocka_document
+        current = _document_or_none(row, "crm_document")
+        number = write.header.get("document_number") or (current and current.document_number)
         return {
             "crm_document_id": crm_id,
             "metakocka_id": str(row.metakocka_id),
             "content_hash": row.metakocka_hash,
             "document_type": doc.document_type,
             "metakocka_doc_type": doc.metakocka_doc_type,
-            "crm_document_number": crm_row.get("document_number"),
+            "crm_document_number": number,
             "metakocka_count_code": doc.metakocka_count_code,
         }
 
@@ -286,14 +313,18 @@ def push_to_crm(
         )
 
         def write_batch(batch: list) -> list[PushOutcome]:
-            """Up to a hundred whole documents in four requests (`CrmClient.upsert_documents`)
-            under their claims; if the batch fails, each document is written alone, which both
-            says which one is at fault and rewrites any the batch left half-written."""
+            """Up to a hundred whole documents in a handful of requests
+            (`CrmClient.write_documents`) under their claims; if the batch fails, each document
+            is written alone, which both says which one is at fault and rewrites any the batch
+            left half-written."""
             if breaker.is_open:
                 return [_guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker) for row in batch]
             done: dict[int, PushOutcome] = {}
-            ready: list[tuple[int, object, str, dict, list]] = []
+            ready: list[tuple[int, object, str, CrmDocumentWrite]] = []
             for index, row in enumerate(batch):
+                if breaker.is_open:
+                    done[index] = _guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker)
+                    continue
                 crm_id = _text(row.crm_document_id)
                 holder = claims.try_claim(crm_id, row.action)
                 if holder is not None:
@@ -309,11 +340,13 @@ def push_to_crm(
                     continue
                 try:
                     ready.append((index, row, *crm_write(row)))
-                except Exception:
-                    done[index] = _guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker)
+                except Exception as exc:  # nothing was sent: this document fails alone
+                    claims.release(crm_id)
+                    failed_at = datetime.now(UTC)
+                    done[index] = _failure(row, exc, METAKOCKA_TO_CRM, breaker, failed_at)
             attempted_at = datetime.now(UTC)
             try:
-                client.upsert_documents(organization_id, [(r, items) for *_, r, items in ready])
+                client.write_documents(organization_id, [write for *_, write in ready])
             except AuthError as exc:
                 # The circuit breaker: refused credentials are one failure, the rest wait (and
                 # are not tried one by one); a refusal half-way keeps the claims as unfinished.
@@ -334,9 +367,9 @@ def push_to_crm(
                 for index, row, *_ in ready:
                     done[index] = _guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker)
             else:
-                links = [link_of(row, crm_id, crm_row) for _, row, crm_id, crm_row, _ in ready]
+                links = [link_of(row, crm_id, write) for _, row, crm_id, write in ready]
                 bind_many(store.engine, organization_id, links, bind_one=store.bind)
-                for index, row, crm_id, _, _ in ready:
+                for index, row, crm_id, _ in ready:
                     claims.release(crm_id)
                     done[index] = ok(row, crm_id, attempted_at)
             return [done[index] for index in range(len(batch))]
@@ -517,56 +550,56 @@ def _with_breaker_summary(outcomes: list[PushOutcome], breaker, system: str) -> 
 
 def _guarded_push(row, push_one, direction, breaker: CircuitBreaker) -> PushOutcome:
     """Run one push and turn any failure into an outcome; never let one document stop the rest."""
-    crm_id = _text(getattr(row, "crm_document_id", None))
-    mk_id = _text(getattr(row, "metakocka_id", None))
     if breaker.is_open:
         return PushOutcome(
             row.action,
             direction,
             SKIPPED,
-            crm_id,
-            mk_id,
+            _text(getattr(row, "crm_document_id", None)),
+            _text(getattr(row, "metakocka_id", None)),
             error_type="auth",
             message=f"not attempted: {breaker.reason}",
         )
     attempted_at = datetime.now(UTC)
     try:
         return push_one(row)
-    except AuthError as exc:
+    except Exception as exc:
+        return _failure(row, exc, direction, breaker, attempted_at)
+
+
+def _failure(
+    row, exc: Exception, direction: str, breaker: CircuitBreaker, attempted_at: datetime
+) -> PushOutcome:
+    """The outcome of one document's failed push (called in the `except` that caught `exc`).
+
+    A refused key trips the breaker (only the first refusal is a failure, the others wait); a
+    value the other system cannot hold is `rejected`; anything unexpected is `internal`, with
+    its stack trace."""
+    crm_id = _text(getattr(row, "crm_document_id", None))
+    mk_id = _text(getattr(row, "metakocka_id", None))
+    failed = {"attempted_at": attempted_at}
+    if isinstance(exc, AuthError):
         first = breaker.trip(str(exc))
+        result = FAILED if first else SKIPPED
         return PushOutcome(
-            row.action,
-            direction,
-            FAILED if first else SKIPPED,
-            crm_id,
-            mk_id,
-            error_type=exc.error_type,
-            message=str(exc),
-            attempted_at=attempted_at,
-        )
-    except SyncError as exc:
+            row.action, direction, result, crm_id, mk_id,
+            error_type=exc.error_type, message=str(exc), **failed,
+        )  # fmt: skip
+    if isinstance(exc, SyncError):
         return PushOutcome(
-            row.action,
-            direction,
-            FAILED,
-            crm_id,
-            mk_id,
-            error_type=exc.error_type,
-            message=str(exc),
-            attempted_at=attempted_at,
-        )
-    except Exception as exc:  # a bug or an unexpected answer: record it, go on with the others
+            row.action, direction, FAILED, crm_id, mk_id,
+            error_type=exc.error_type, message=str(exc), **failed,
+        )  # fmt: skip
+    if isinstance(exc, MappingError):  # the other system cannot hold it (a setting is missing)
         return PushOutcome(
-            row.action,
-            direction,
-            FAILED,
-            crm_id,
-            mk_id,
-            error_type="internal",
-            message=f"{type(exc).__name__}: {exc}",
-            attempted_at=attempted_at,
-            stack_trace=traceback.format_exc(),
-        )
+            row.action, direction, FAILED, crm_id, mk_id,
+            error_type="rejected", message=exc.reason, **failed,
+        )  # fmt: skip
+    return PushOutcome(  # a bug or an unexpected answer: record it, go on with the others
+        row.action, direction, FAILED, crm_id, mk_id,
+        error_type="internal", message=f"{type(exc).__name__}: {exc}",
+        stack_trace=traceback.format_exc(), **failed,
+    )  # fmt: skip
 
 
 def _known_by_link(rows: pd.DataFrame) -> pd.Series:
@@ -576,9 +609,20 @@ def _known_by_link(rows: pd.DataFrame) -> pd.Series:
     return stands_in.astype(bool)
 
 
-def _document_or_none(row) -> SalesDocument | None:
-    doc = getattr(row, "metakocka_document", None)
+def _document_or_none(row, side: str = "metakocka_document") -> SalesDocument | None:
+    doc = getattr(row, side, None)
     return doc if isinstance(doc, SalesDocument) else None
+
+
+def _prefetch_metakocka_references(client: CrmClient, organization_id: str, rows) -> None:
+    """What the Metakocka documents to write refer to (partners, product codes), read from the
+    CRM's mapping tables in a few requests before the writes (`CrmDirectory`)."""
+    docs = [d for d in rows.get("metakocka_document", ()) if isinstance(d, SalesDocument)]
+    if docs:
+        client.directory(organization_id).prefetch_metakocka_references(
+            (d.customer.metakocka_partner_id for d in docs),
+            (line.product_code for d in docs for line in d.lines),
+        )
 
 
 def _text(value) -> str | None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from sync_pipeline.domain.conflicts import conflict_details
+from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES, SalesDocument
 from sync_pipeline.sync.extract import CRM, Quarantined
 from sync_pipeline.sync.push import (
     CRM_TO_METAKOCKA,
@@ -24,6 +25,9 @@ from sync_pipeline.sync.push import (
 
 INVALID = "invalid"
 """Plan action for a document (or the counterpart of one) that failed validation: never pushed."""
+NO_CRM_TYPE = "no_crm_type"
+"""Plan action (and status) for a Metakocka document of a type the CRM has none for (a credit
+note): reported, never pushed, never retried."""
 
 STATUS_BY_ACTION = {
     "unchanged": "synced",
@@ -31,7 +35,10 @@ STATUS_BY_ACTION = {
     "deleted_in_crm": "deleted_in_crm",
     "deleted_in_metakocka": "deleted_in_metakocka",
     INVALID: "invalid",
+    NO_CRM_TYPE: NO_CRM_TYPE,
 }
+REPORTED_REASONS = ("conflict", "deleted_in_crm", "deleted_in_metakocka", NO_CRM_TYPE)
+"""Statuses whose row carries the plan's reason in `last_error`."""
 
 
 def mark_invalid_pairs(plan: pd.DataFrame, quarantined: list[Quarantined]) -> pd.DataFrame:
@@ -46,6 +53,26 @@ def mark_invalid_pairs(plan: pd.DataFrame, quarantined: list[Quarantined]) -> pd
     plan = plan.copy()
     plan.loc[hit, "action"] = INVALID
     plan.loc[hit, "reason"] = "document or its counterpart failed validation"
+    return plan
+
+
+def mark_no_crm_type(plan: pd.DataFrame) -> pd.DataFrame:
+    """A Metakocka document the CRM has no type for (a credit note: only Metakocka has them) is
+    `no_crm_type`, whatever else, unless it already failed validation."""
+    if plan.empty or "metakocka_document" not in plan:
+        return plan
+    hit = plan["metakocka_document"].map(
+        lambda doc: isinstance(doc, SalesDocument) and doc.document_type not in CRM_DOCUMENT_TYPES
+    ).astype(bool) & (plan["action"] != INVALID)
+    if not hit.any():
+        return plan
+    plan = plan.copy()
+    plan.loc[hit, "action"] = NO_CRM_TYPE
+    plan.loc[hit, "reason"] = [
+        f"a Metakocka {doc.document_type.replace('_', ' ')} ({doc.metakocka_doc_type}): the CRM "
+        f"has no document type for it ({', '.join(CRM_DOCUMENT_TYPES)}); not synced"
+        for doc in plan.loc[hit, "metakocka_document"]
+    ]
     return plan
 
 
@@ -236,7 +263,7 @@ def _status_of(row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id):
         q = reasons_by_crm.get(crm_id) or reasons_by_mk.get(mk_id)
         return "invalid", None, "; ".join(q.reasons) if q else row.reason
     status = STATUS_BY_ACTION.get(action, "pending")
-    error = row.reason if status in ("conflict", "deleted_in_crm", "deleted_in_metakocka") else None
+    error = row.reason if status in REPORTED_REASONS else None
     return status, None, error
 
 

@@ -22,6 +22,7 @@ STATUS_COLOURS = {
     "invalid": "#ef6c00",
     "deleted_in_crm": "#546e7a",
     "deleted_in_metakocka": "#90a4ae",
+    "no_crm_type": "#8d6e63",
 }
 
 

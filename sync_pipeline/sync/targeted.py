@@ -24,7 +24,7 @@ import pandas as pd
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
-from sync_pipeline.domain.hashing import content_hash
+from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, content_hash
 from sync_pipeline.domain.sync_request import BOTH, CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
 from sync_pipeline.store.repository import SyncStore
@@ -40,6 +40,7 @@ from sync_pipeline.sync.extract import (
     METAKOCKA,
     Extraction,
     Quarantined,
+    crm_context,
     extract_crm,
     extract_metakocka,
 )
@@ -71,10 +72,12 @@ class DocumentSet:
     links: pd.DataFrame | None = None
     requested_crm: list[str] = field(default_factory=list)
     requested_metakocka: list[str] = field(default_factory=list)
+    precision: Precision = DEFAULT_PRECISION
+    """What the CRM keeps of a number (`Extraction.precision`)."""
 
     def extraction(self, side: str) -> Extraction:
         found = self.crm if side == CRM else self.metakocka
-        extraction = Extraction(side, self.organization_id)
+        extraction = Extraction(side, self.organization_id, precision=self.precision)
         for doc in found.values():
             if isinstance(doc, SalesDocument):
                 extraction.documents.append(doc)
@@ -125,7 +128,7 @@ def collect_documents(
     known_crm: dict[str, Found] | None = None,
 ) -> DocumentSet:
     """Read the named documents and close the set over links and claims (see the module doc)."""
-    docs = DocumentSet(organization_id)
+    docs = DocumentSet(organization_id, precision=crm_context(crm, organization_id).precision)
     docs.requested_crm, docs.requested_metakocka = list(crm_ids), list(metakocka_ids)
     known_metakocka, known_crm = dict(known_metakocka or {}), dict(known_crm or {})
     link_frames: list[pd.DataFrame] = []
@@ -245,7 +248,8 @@ def sync_documents(
     if all_unsynced:
         links = store.links_frame(organization_id)
         if direction in (METAKOCKA_TO_CRM, BOTH):
-            extraction = extract_metakocka(metakocka, organization_id)
+            precision = crm_context(crm, organization_id).precision
+            extraction = extract_metakocka(metakocka, organization_id, precision=precision)
             unsynced = unsynced_documents(extraction, links)
             known_mk = {d.metakocka_id: d for d in unsynced}
             metakocka_ids += [i for i in known_mk if i not in metakocka_ids]
@@ -369,7 +373,7 @@ def unsynced_documents(extraction: Extraction, links: pd.DataFrame) -> list[Foun
     out: list[Found] = []
     for doc in extraction.documents:
         doc_id = getattr(doc, key)
-        if hash_by_id.get(doc_id) != content_hash(doc):
+        if hash_by_id.get(doc_id) != content_hash(doc, extraction.precision):
             out.append(doc)
     out += [q for q in extraction.unmappable if getattr(q, key)]
     return out

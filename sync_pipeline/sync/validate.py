@@ -43,7 +43,7 @@ def validate_extraction(
     """
     key = KEY_BY_SIDE[extraction.side]
     docs = extraction.documents
-    hashes = [content_hash(doc) for doc in docs]
+    hashes = [content_hash(doc, extraction.precision) for doc in docs]
     synced = synced_hashes or {}
     known = [synced.get(getattr(doc, key)) == h for doc, h in zip(docs, hashes, strict=True)]
     checked = [i for i, k in enumerate(known) if not k]
