@@ -278,12 +278,12 @@ def _raw_read(sandbox, n: int) -> dict:
     under tracemalloc for the size of what is held (tracemalloc slows the reading down)."""
     import tracemalloc
 
-    from sync_pipeline.adapters.crm import CrmClient
     from sync_pipeline.adapters.metakocka import MetakockaClient
+    from sync_pipeline.demo import sandbox_crm_client
     from sync_pipeline.sync.extract import METAKOCKA_SALES_DOC_TYPES
 
     org = sandbox.organizations[0]
-    crm = CrmClient(sandbox.crm_url, org.crm_api_key)
+    crm = sandbox_crm_client(sandbox, org.crm_api_key)
     mk = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key)
 
     def read_all() -> list[dict]:

@@ -32,11 +32,10 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from sync_pipeline.adapters.crm import CrmClient  # noqa: E402
 from sync_pipeline.adapters.metakocka import MetakockaClient  # noqa: E402
 from sync_pipeline.api.app import PREFIX, create_app  # noqa: E402
 from sync_pipeline.api.config import TOKENS_ENV, ApiConfig  # noqa: E402
-from sync_pipeline.demo import patched_environ, sandbox_environment  # noqa: E402
+from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment  # noqa: E402
 from sync_pipeline.ops.sync_documents import JOB_NAME  # noqa: E402
 from sync_pipeline.sandbox.runner import start_sandbox  # noqa: E402
 from sync_pipeline.sandbox.serve import serve_in_thread  # noqa: E402
@@ -87,8 +86,8 @@ class Client:
         return self.session.get(f"{self.url}/requests/{request_id}", timeout=30).json()
 
 
-def one_sync(client: Client, crm: CrmHttp, number: str) -> tuple[float, str, str]:
-    document = crm.insert_document(*new_crm_order(client.org_id, number))
+def one_sync(client: Client, crm: CrmHttp, org, number: str) -> tuple[float, str, str]:
+    document = crm.insert_document(*new_crm_order(org, number))
     start = time.monotonic()
     request_id = client.request_sync(document["id"])
     done = client.wait_synced(document["id"])
@@ -110,11 +109,11 @@ def phases(dagster_url: str, client: Client, request_id: str, latency: float) ->
 def baseline(sandbox, org, database_url: str, crm: CrmHttp, samples: int = 5) -> float:
     """Median time of the sync itself, in process, without Dagster."""
     store = SyncStore(database_url)
-    crm_client = CrmClient(sandbox.crm_url, org.crm_api_key)
+    crm_client = sandbox_crm_client(sandbox, org.crm_api_key)
     mk = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key)
     times = []
     for i in range(samples):
-        document = crm.insert_document(*new_crm_order(org.id, f"SO-BASE-{i}"))
+        document = crm.insert_document(*new_crm_order(org, f"SO-BASE-{i}"))
         start = time.perf_counter()
         sync_documents(
             org.id,
@@ -164,10 +163,10 @@ def main() -> None:
             try:
                 with dagster_dev(dict(os.environ), work / "dagster_home") as dagster_url:
                     print("warming up (code location, daemon, first run)...", flush=True)
-                    one_sync(client, crm, "SO-WARMUP")
+                    one_sync(client, crm, org, "SO-WARMUP")
                     sequential, parts = [], []
                     for i in range(args.requests):
-                        latency, request_id, _ = one_sync(client, crm, f"SO-SEQ-{i}")
+                        latency, request_id, _ = one_sync(client, crm, org, f"SO-SEQ-{i}")
                         sequential.append(latency)
                         parts.append(phases(dagster_url, client, request_id, latency))
                         print(

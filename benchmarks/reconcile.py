@@ -154,6 +154,7 @@ def _run_once(environment: dict, organization_id: str, run_config: dict, one_at_
 def _job(settings: Settings, one_at_a_time: bool):
     from sync_pipeline.definitions import build_definitions
     from sync_pipeline.resources import CrmResource, MetakockaResource
+    from sync_pipeline.settings import organizations_to_json
 
     defs = build_definitions(settings)
     if not one_at_a_time:
@@ -162,6 +163,7 @@ def _job(settings: Settings, one_at_a_time: bool):
     resources["crm"] = CrmResource(
         base_url=dg.EnvVar("CRM_BASE_URL"),
         api_key=dg.EnvVar("CRM_API_KEY"),
+        organizations_json=organizations_to_json(settings.organizations),
         max_concurrent_requests=1,
     )
     resources["metakocka"] = MetakockaResource(

@@ -12,7 +12,7 @@ import multiprocessing
 import random
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import requests
@@ -185,37 +185,36 @@ def _serve(conn, documents_per_org: int, organizations: int, in_sync: bool) -> N
 
 
 def _seed_in_sync(sandbox, documents_per_org: int) -> None:
-    """Every organization gets `documents_per_org` documents held identically by both systems."""
+    """Every organization gets `documents_per_org` documents held identically by both systems
+    (the sandbox seeded each organization's catalog, and no documents, from the same seed)."""
     from sync_pipeline.sandbox.gc_pause import paused_gc
-    from sync_pipeline.sandbox.seed import metakocka_link
-    from sync_pipeline.sandbox.seed_documents import DocumentFactory, later
+    from sync_pipeline.sandbox.seed import metakocka_link, organization_factory
+    from sync_pipeline.sandbox.seed_documents import later
 
     crm, mk = sandbox.crm_state, sandbox.metakocka_state
     with paused_gc():
         for org in sandbox.organizations:
-            factory = DocumentFactory(org.id, random.Random(f"in-sync:{org.id}"))
+            factory = organization_factory(org, sandbox.seed_summary["seed"])
             for _ in range(documents_per_org):
-                row, items = factory.document(None)
-                payload = factory.to_metakocka(row, items, buyer_order=metakocka_link(row["id"]))
-                moment = later(row["updated_at"], 1, factory.random)
-                crm.insert_document(row, items, validate=False)
+                doc = factory.document()
+                payload = factory.to_metakocka(doc, buyer_order=metakocka_link(doc.id))
+                moment = later(doc.updated_at, 1, factory.random)
+                factory.put_in_crm(crm, doc)
                 mk.insert_document(
-                    org.metakocka_company_id,
-                    payload,
-                    last_change=datetime.fromisoformat(moment),
+                    org.metakocka_company_id, payload, last_change=datetime.fromisoformat(moment)
                 )
-        crm.finish_bulk_load()
 
 
 class _Changer:
     """Changes one organization's documents the way users do, reproducibly."""
 
     def __init__(self, sandbox, index: int):
-        from sync_pipeline.sandbox.seed_documents import DocumentFactory
+        from sync_pipeline.sandbox.seed import organization_factory
 
         self.sandbox = sandbox
         self.org = sandbox.organizations[index]
-        self.factory = DocumentFactory(self.org.id, random.Random(f"changes:{self.org.id}"))
+        self.factory = organization_factory(self.org, sandbox.seed_summary["seed"])
+        self.factory.rng.seed(f"changes:{self.org.id}")  # new documents, not the seeded ones
         self.rng = random.Random(f"pick:{self.org.id}")
         self.round = 0
 
@@ -237,13 +236,12 @@ class _Changer:
             mk.edit_document(company, doc["mk_id"], {"status_code": status})
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         for _ in range(crm_new):
-            row, items = self.factory.document(None)
-            row["created_at"] = row["updated_at"] = now
-            crm.insert_document(row, items, validate=False)
-        crm.finish_bulk_load()
+            self.factory.put_in_crm(
+                crm, replace(self.factory.document(), created_at=now, updated_at=now)
+            )
         for _ in range(metakocka_new):
-            row, items = self.factory.document(None)
-            mk.insert_document(company, self.factory.to_metakocka(row, items))
+            doc = self.factory.born_in_metakocka(self.factory.document())
+            mk.insert_document(company, self.factory.to_metakocka(doc))
         return {
             "crm_edits": len(picked[:crm_edits]),
             "metakocka_edits": len(picked[crm_edits:]),

@@ -82,6 +82,7 @@ class CrmHttp:
 
     def __init__(self, sandbox):
         self.base = sandbox.crm_url + "/rest/v1"
+        self.item_parent = sandbox.crm_state.item_parent  # the lines' key in the CRM's schema
         key = sandbox.organizations[0].crm_api_key
         self.headers = {"apikey": key, "Authorization": f"Bearer {key}"}
 
@@ -95,7 +96,7 @@ class CrmHttp:
         response.raise_for_status()
         created = response.json()[0]
         for item in items:
-            item["document_id"] = created["id"]
+            item[self.item_parent] = created["id"]
         response = requests.post(
             f"{self.base}/sales_document_items", json=items, headers=self.headers, timeout=10
         )
@@ -142,3 +143,22 @@ class MetakockaHttp:
         )
         result = answer.get("result") or []
         return result if isinstance(result, list) else [result]
+
+
+def new_metakocka_order(mk: MetakockaHttp, label: str) -> str:
+    """A sales order made in Metakocka (its app or another integration); its mk_id."""
+    answer = mk.call(
+        "put_document",
+        {
+            "doc_type": "sales_order",
+            "doc_date": "2026-06-02+02:00",
+            "count_code": f"MK-{label}",
+            "currency_code": "EUR",
+            "partner": {"customer": f"Partner {label} s.p.", "country": "SI"},
+            "product_list": [
+                {"code": "MK-1", "name": "Gadget", "unit": "kos", "amount": "1", "price": "10",
+                 "tax": "220"}
+            ],
+        },
+    )  # fmt: skip
+    return str(answer["mk_id"])

@@ -55,30 +55,32 @@ def api_fixture(pipeline_env, api_tokens):
         config.store.dispose()
 
 
-def new_crm_order(org_id: str, number: str = "SO-OD-1") -> tuple[dict, list[dict]]:
+def new_crm_order(org, number: str = "SO-OD-1", profile: str = "sm60") -> tuple[dict, list[dict]]:
+    """An order a member of the sandbox organization `org` enters in the CRM (in the columns of
+    the schema `profile`): one line without a product, so it goes to Metakocka as the
+    organization's service product."""
     row = {
-        "organization_id": org_id,
+        "organization_id": org.id,
+        "user_id": org.integration_user_id,
         "document_type": "order",
         "document_number": number,
         "document_date": "2026-06-01",
         "customer_name": "Kupec na zahtevo d.o.o.",
-        "customer_country": "SI",
         "currency": "EUR",
         "status": "sent",
-        "subtotal_amount": 100.0,
         "tax_amount": 22.0,
         "total_amount": 122.0,
     }
+    if profile == "fixed10":
+        row["contact_name"] = row.pop("customer_name")
     items = [
         {
-            "product_code": "ART-OD",
             "description": "Widget on demand",
             "quantity": 2,
-            "unit": "kos",
             "unit_price": 50.0,
-            "discount_percent": 0,
             "tax_rate": 22,
-            "total_amount": 100.0,
+            "tax_amount": 22.0,
+            "total_amount": 122.0,
         }
     ]
     return row, items

@@ -15,9 +15,8 @@ import dagster as dg
 import pytest
 import requests
 
-from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
-from sync_pipeline.demo import patched_environ, sandbox_environment
+from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
 from sync_pipeline.domain.document import crm_id_to_external_ref
 from sync_pipeline.faultlab import (
     LabConfig,
@@ -124,7 +123,7 @@ def test_a_plan_made_before_another_run_synced_the_document_is_not_pushed(tmp_pa
     store.create_schema()
     with start_sandbox(tmp_path / "sandbox", organizations=1, documents_per_org=20) as sandbox:
         org = sandbox.organizations[0]
-        crm = CrmClient(sandbox.crm_url, org.crm_api_key)
+        crm = sandbox_crm_client(sandbox, org.crm_api_key)
         mk = MetakockaClient(
             sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key
         )
@@ -189,7 +188,7 @@ def test_the_claim_keeps_a_second_run_out_of_the_window_between_look_up_and_crea
 
     with start_sandbox(tmp_path / "sandbox", organizations=1, documents_per_org=20) as sandbox:
         org = sandbox.organizations[0]
-        crm = CrmClient(sandbox.crm_url, org.crm_api_key)
+        crm = sandbox_crm_client(sandbox, org.crm_api_key)
         mk = MetakockaClient(
             sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key
         )

@@ -23,9 +23,8 @@ from datetime import UTC, datetime
 
 import requests
 
-from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
-from sync_pipeline.demo import patched_environ, sandbox_environment
+from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
 from sync_pipeline.domain.document import crm_id_to_external_ref, external_ref_to_crm_id
 from sync_pipeline.faultlab import (
     LabConfig,
@@ -48,6 +47,7 @@ from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
 from sync_pipeline.sync.push import push_to_metakocka
 
 from .helpers import CrmHttp, MetakockaHttp, plan_everything
+from .on_demand_helpers import new_crm_order
 
 TRIALS = 20
 CHECKPOINT_EVERY = 5
@@ -55,31 +55,10 @@ CRASH = LabConfig(timeout_s=2.0, create_settle_s=0.5, claim_ttl_s=1.0)
 KILL_POINTS = ("metakocka_write", "crm_write", "after_commit", "timer")
 
 
-def new_crm_document(crm: CrmHttp, org_id: str, label: str) -> str:
-    row = {
-        "organization_id": org_id,
-        "document_type": "order",
-        "document_number": f"CRASH-{label}",
-        "document_date": "2026-06-01",
-        "customer_name": f"Kupec {label} d.o.o.",
-        "customer_country": "SI",
-        "currency": "EUR",
-        "status": "sent",
-        "subtotal_amount": 20.0,
-        "tax_amount": 4.4,
-        "total_amount": 24.4,
-    }
-    item = {
-        "product_code": "CR-1",
-        "description": "Crash widget",
-        "quantity": 2,
-        "unit": "kos",
-        "unit_price": 10.0,
-        "discount_percent": 0,
-        "tax_rate": 22,
-        "total_amount": 20.0,
-    }
-    return crm.insert_document(row, [item])["id"]
+def new_crm_document(crm: CrmHttp, org, label: str) -> str:
+    """A new order a member of `org` enters in the CRM (`new_crm_order`); its id."""
+    row, items = new_crm_order(org, f"CRASH-{label}")
+    return crm.insert_document(row, items)["id"]
 
 
 def new_metakocka_document(mk: MetakockaHttp, label: str) -> str:
@@ -185,7 +164,7 @@ def test_sigkill_at_seeded_points_then_rerun_converges(tmp_path, dagster_instanc
             job = nightly_job(Settings.from_env(), CRASH)  # the re-runs in this process
             for trial in range(TRIALS):
                 for n in range(rng.randint(2, 4)):
-                    created_crm_ids.add(new_crm_document(crm, org.id, f"{trial}-{n}"))
+                    created_crm_ids.add(new_crm_document(crm, org, f"{trial}-{n}"))
                 for n in range(rng.randint(1, 3)):
                     new_metakocka_document(mk, f"{trial}-{n}")
                 point = KILL_POINTS[trial % len(KILL_POINTS)]
@@ -238,7 +217,7 @@ def test_create_in_flight_when_the_process_dies_is_not_sent_again(tmp_path, dags
         with patched_environ(environment):
             job = nightly_job(Settings.from_env(), config)
             assert run_nightly(job, dagster_instance, org.id).success  # everything in sync
-            crm_id = new_crm_document(CrmHttp(sandbox), org.id, "in-flight")
+            crm_id = new_crm_document(CrmHttp(sandbox), org, "in-flight")
             ref = crm_id_to_external_ref(crm_id)
             stats_url = sandbox.metakocka_url + "/_sandbox/stats"
             puts_before = requests.get(stats_url, timeout=5).json()["calls"].get("put_document", {})
@@ -293,13 +272,13 @@ def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_p
     db_url = f"sqlite:///{tmp_path / 'sync.db'}"
     with start_sandbox(tmp_path / "sandbox", organizations=1, documents_per_org=20) as sandbox:
         org = sandbox.organizations[0]
-        crm_client = CrmClient(sandbox.crm_url, org.crm_api_key)
+        crm_client = sandbox_crm_client(sandbox, org.crm_api_key)
         mk_client = MetakockaClient(
             sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key
         )
         store = SyncStore(db_url)
         store.create_schema()
-        crm_id = new_crm_document(CrmHttp(sandbox), org.id, f"intent-{uuid.uuid4().hex[:6]}")
+        crm_id = new_crm_document(CrmHttp(sandbox), org, f"intent-{uuid.uuid4().hex[:6]}")
         plan = plan_everything(crm_client, mk_client, org.id, store)
         plan = plan.loc[plan["crm_document_id"] == crm_id].copy()
         # This run's extraction proved the document absent (it may skip its first look-up)...

@@ -48,9 +48,7 @@ def test_crm_ddl_matches_postgres(pg_url, profile):
 
     in_postgres: dict[str, list[tuple]] = {}
     for table, name, sql_type, nullable, default, schema in columns:
-        in_postgres.setdefault(f"{schema}.{table}", []).append(
-            (name, sql_type, nullable, default)
-        )
+        in_postgres.setdefault(f"{schema}.{table}", []).append((name, sql_type, nullable, default))
     declared = {
         f"{t.schema}.{t.name}": [(c.name, c.sql_type, c.nullable, c.default) for c in t.columns]
         for t in crm_ddl.PROFILES[profile]

@@ -21,8 +21,15 @@ def steps(profile: str) -> list[tuple[str, str, dict]]:
     """(what, table, change) in order; each is one transaction / one statement."""
     parent, past = PARENT[profile], "2020-01-01T00:00:00+00:00"
     line = {"id": LINE, parent: DOC, "description": "x"}
-    document = {"id": DOC, "user_id": USER, "organization_id": ORG, "document_type": "invoice",
-                "document_date": "2026-01-01", NAME[profile]: "K", "updated_at": past}
+    document = {
+        "id": DOC,
+        "user_id": USER,
+        "organization_id": ORG,
+        "document_type": "invoice",
+        "document_date": "2026-01-01",
+        NAME[profile]: "K",
+        "updated_at": past,
+    }
     return [
         ("insert a document back-dated", "insert:sales_documents", document),
         ("edit its notes", "update:sales_documents", {"notes": "edited"}),

@@ -147,4 +147,4 @@ def test_three_organizations_at_once_through_the_queue_on_postgresql(
     finally:
         engine.dispose()
     assert {org for org, _ in rows} == {org.id for org in organizations}
-    assert {status for _, status in rows} <= {"synced", "invalid"}
+    assert {status for _, status in rows} <= {"synced", "invalid", "no_crm_type"}

@@ -16,7 +16,7 @@ from .on_demand_helpers import api_fixture, api_tokens_fixture, new_crm_order  #
 
 def test_daemon_sensor_launches_the_requested_sync(sandbox, pipeline_env, api, tmp_path):
     org = sandbox.organizations[0]
-    document = CrmHttp(sandbox).insert_document(*new_crm_order(org.id, "SO-DAEMON-1"))
+    document = CrmHttp(sandbox).insert_document(*new_crm_order(org, "SO-DAEMON-1"))
 
     env = {**os.environ, CHANGE_INTERVAL_ENV: "0"}  # only the API's request, no polling
     with dagster_dev(env, tmp_path / "dagster_home") as dagster_url:

@@ -14,7 +14,7 @@ def test_sync_one_crm_document_through_api_sensor_and_run(
 ):
     org, other = sandbox.organizations[0], sandbox.organizations[1]
     crm, mk = CrmHttp(sandbox), MetakockaHttp(sandbox, org)
-    created = crm.insert_document(*new_crm_order(org.id))
+    created = crm.insert_document(*new_crm_order(org))
     dagster = Dagster(pipeline_env, dagster_instance)
 
     # the same request posted twice (same Idempotency-Key), and a third time while still queued

@@ -112,7 +112,7 @@ def test_change_sensor_queues_each_change_once_and_ignores_own_writes(
         )
 
     assert poll() == 0  # the first look only sets the cursor
-    crm_doc = CrmHttp(sandbox).insert_document(*new_crm_order(org.id, "SO-CHANGED"))
+    crm_doc = CrmHttp(sandbox).insert_document(*new_crm_order(org, "SO-CHANGED"))
     born = MetakockaHttp(sandbox, org).call(
         "put_document",
         {
@@ -155,7 +155,7 @@ def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(
 ):
     org = sandbox.organizations[0]
     dagster = Dagster(pipeline_env, dagster_instance)
-    document = CrmHttp(sandbox).insert_document(*new_crm_order(org.id, "SO-DRY"))
+    document = CrmHttp(sandbox).insert_document(*new_crm_order(org, "SO-DRY"))
     config = {
         "organization_id": org.id,
         "direction": "crm_to_metakocka",

@@ -2,17 +2,20 @@
 does; the CRM's content reaches Metakocka without touching Metakocka's status; no echo."""
 
 from .edits import Users, pushes, run, status_of, synced_pairs
-from .helpers import MetakockaHttp
+from .helpers import MetakockaHttp, new_metakocka_order
 
 
 def test_each_side_s_fields_flow_one_way_and_never_echo(sandbox, pipeline_env, dagster_instance):
     org = sandbox.organizations[0]
     url = pipeline_env.database_url
     users = Users(sandbox, org)
+    metakocka = MetakockaHttp(sandbox, org)
+    mk_order = new_metakocka_order(metakocka, "OWN")  # only orders can be renumbered
     run(pipeline_env, dagster_instance, org.id)
     pairs = synced_pairs(url, org.id)
     crm_born = next(p for p in pairs if not p.born_in_metakocka and p.document_type == "order")
-    mk_born = next(p for p in pairs if p.born_in_metakocka and p.document_type == "order")
+    (mk_born,) = [p for p in pairs if p.mk_id == mk_order]
+    assert mk_born.born_in_metakocka
     crm_before = users.crm_document(crm_born.crm_id)
     assert crm_before["status"] != "paid"
 
@@ -20,7 +23,7 @@ def test_each_side_s_fields_flow_one_way_and_never_echo(sandbox, pipeline_env, d
     # and renumbers an order it created (its number)
     users.edit_in_crm(crm_born.crm_id, notes="terms agreed by phone")
     users.edit_in_metakocka(crm_born.mk_id, status_code="Plačano")
-    MetakockaHttp(sandbox, org).call(
+    metakocka.call(
         "update_document",
         {"doc_type": "sales_order", "mk_id": mk_born.mk_id, "count_code_new": "PP-RENUMBERED"},
     )

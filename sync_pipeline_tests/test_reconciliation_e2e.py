@@ -21,47 +21,53 @@ from .helpers import (
 )
 
 
-def _new_order(org_id: str) -> tuple[dict, list[dict]]:
+def _new_order(sandbox, org) -> tuple[dict, list[dict]]:
+    """An order a salesperson enters in the CRM (the published sm60 schema): one line of a
+    product the CRM maps to Metakocka, one line with no product (the service product)."""
+    products = [
+        p for p in sandbox.crm_state.tables["products"].rows.values()
+        if p["organization_id"] == org.id
+    ]  # fmt: skip
+    owner = next(
+        m["user_id"] for m in sandbox.crm_state.tables["organization_members"].rows.values()
+        if m["organization_id"] == org.id and m["user_id"] != org.integration_user_id
+    )  # fmt: skip
     row = {
-        "organization_id": org_id,
+        "organization_id": org.id,
+        "user_id": owner,
         "document_type": "order",
         "document_number": "SO-E2E-1",
         "document_date": "2026-03-15",
         "due_date": "2026-04-14",
         "customer_name": "Testna stranka d.o.o.",
         "customer_email": "kupec@example.si",
-        "customer_tax_id": "SI12345678",
         "customer_address": "Slovenska cesta 1",
-        "customer_post_code": "1000",
-        "customer_city": "Ljubljana",
-        "customer_country": "SI",
         "currency": "EUR",
         "status": "sent",
         "notes": "e2e order",
-        "subtotal_amount": 235.0,
         "tax_amount": 39.20,
         "total_amount": 274.20,
     }
     items = [
         {
-            "product_code": "ART-001",
+            "product_id": products[0]["id"],
             "description": "Widget",
             "quantity": 3,
-            "unit": "kos",
             "unit_price": 50.0,
-            "discount_percent": 10,
             "tax_rate": 22,
-            "total_amount": 135.0,
+            "tax_amount": 29.70,
+            "total_amount": 164.70,
+            "metadata": {"discount": 10},
         },
         {
-            "product_code": None,
+            "product_id": None,
             "description": "Installation",
             "quantity": 1,
-            "unit": "h",
             "unit_price": 100.0,
-            "discount_percent": 0,
             "tax_rate": 9.5,
-            "total_amount": 100.0,
+            "tax_amount": 9.50,
+            "total_amount": 109.50,
+            "metadata": None,
         },
     ]
     return row, items
@@ -72,7 +78,7 @@ def test_seed_scenario_round_trip(sandbox, pipeline_env, dagster_instance):
     crm, mk = CrmHttp(sandbox), MetakockaHttp(sandbox, org)
 
     # 1. create a document in the CRM and sync it to Metakocka
-    row, items = _new_order(org.id)
+    row, items = _new_order(sandbox, org)
     created = crm.insert_document(row, items)
     run_nightly(pipeline_env, dagster_instance, org.id)
 
@@ -85,7 +91,7 @@ def test_seed_scenario_round_trip(sandbox, pipeline_env, dagster_instance):
     assert doc["partner"]["customer"] == "Testna stranka d.o.o."
     assert doc["currency_code"] == "EUR"
     assert doc["doc_date"].startswith("2026-03-15")
-    assert len(doc["product_list"]) == 2
+    assert sorted(line["code"] for line in doc["product_list"]) == ["MK-0001", "STORITEV"]
     assert Decimal(doc["sum_basic"]) == Decimal("235.00")
     assert Decimal(doc["sum_all"]) == Decimal("274.20")
 
@@ -93,7 +99,8 @@ def test_seed_scenario_round_trip(sandbox, pipeline_env, dagster_instance):
     #    content (docs/field-ownership.md), so under the default `manual` policy it is held as a
     #    conflict; an operator lets Metakocka's version win and the next run syncs it back
     changed = {k: v for k, v in doc.items() if not k.startswith("sum_") and k != "opr_code"}
-    changed["product_list"][0]["amount"] = "5"
+    widget = next(line for line in changed["product_list"] if line["name"] == "Widget")
+    widget["amount"] = "5"
     changed["notes"] = "changed in Metakocka"
     mk.call("put_document", {**changed, "mk_id": doc["mk_id"], "doc_type": "sales_order"})
     result = run_nightly(pipeline_env, dagster_instance, org.id)
@@ -153,7 +160,12 @@ def test_full_reconciliation_invariants(sandbox, pipeline_env, dagster_instance)
     by_status = {}
     for row in statuses:
         by_status.setdefault(row["status"], []).append(row)
-    assert set(by_status) <= {"synced", "invalid"}, {k: len(v) for k, v in by_status.items()}
+    assert set(by_status) <= {"synced", "invalid", "conflict", "no_crm_type"}, {
+        k: len(v) for k, v in by_status.items()
+    }
+    credit_notes = sandbox.seed_summary["organizations"][org.id]["credit_notes"]
+    assert len(by_status["no_crm_type"]) == credit_notes >= 1
+    assert all("credit note" in r["last_error"] for r in by_status["no_crm_type"])
     assert len(by_status["invalid"]) >= 3
 
     # every invalid document has its reason in the error log
@@ -173,14 +185,13 @@ def test_full_reconciliation_invariants(sandbox, pipeline_env, dagster_instance)
     assert all(r["crm_document_id"] and r["metakocka_id"] for r in synced)
     assert {r["crm_document_id"] for r in synced} <= crm_ids
     assert metakocka_duplicates(sandbox, org.metakocka_company_id) == {}
-    assert len(crm_ids) == len(synced) + sum(
-        1 for r in by_status["invalid"] if r["crm_document_id"] in crm_ids
-    )
+    held = by_status.get("invalid", []) + by_status.get("conflict", [])
+    assert len(crm_ids) == len(synced) + sum(1 for r in held if r["crm_document_id"] in crm_ids)
 
     # a second run right after finds nothing to push
     second = run_nightly(pipeline_env, dagster_instance, org.id)
     assert pushed_count(second) == 0
     plan = second.output_for_node("sync_plan")
-    assert set(plan["action"]) <= {"unchanged", "invalid"}
+    assert set(plan["action"]) <= {"unchanged", "invalid", "conflict", "no_crm_type"}
     # and logs no new validation errors for the same documents
     assert len(error_rows(pipeline_env.database_url, org.id)) == len(errors)

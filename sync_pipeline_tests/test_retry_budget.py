@@ -16,9 +16,8 @@ import dagster as dg
 import pytest
 import requests
 
-from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
-from sync_pipeline.demo import sandbox_environment
+from sync_pipeline.demo import sandbox_crm_client, sandbox_environment
 from sync_pipeline.faultlab import LabConfig, error_log, nightly_job, run_nightly
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
@@ -132,7 +131,7 @@ def test_refused_credentials_during_pushes_trip_the_breaker_after_one_answer(lab
     store = SyncStore(db_url)
     store.create_schema()
     plan = plan_everything(
-        CrmClient(sandbox.crm_url, org.crm_api_key),
+        sandbox_crm_client(sandbox, org.crm_api_key),
         MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key),
         org.id,
         store,
@@ -142,7 +141,7 @@ def test_refused_credentials_during_pushes_trip_the_breaker_after_one_answer(lab
         calls = lambda: mk_calls(sandbox, org.metakocka_company_id)  # noqa: E731
         push = push_to_metakocka
     else:
-        client = CrmClient(sandbox.crm_url, "crm_sk_revoked")
+        client = sandbox_crm_client(sandbox, "crm_sk_revoked")
         calls = lambda: crm_calls(sandbox)  # noqa: E731
         push = push_to_crm
     before = calls()

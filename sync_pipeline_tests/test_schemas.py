@@ -19,7 +19,7 @@ from sync_pipeline.schemas import (
 
 D = Decimal
 PRODUCT = DocumentLine("Widget", D("2"), D("10.5"), D("22"), product_code="W-1")
-SERVICE = DocumentLine("Delivery", D("1"), D("5"), D("22"))
+SERVICE = DocumentLine("Delivery", D("1"), D("5"), D("22"), product_code="SRV", service=True)
 
 
 def document(key: str, **overrides) -> SalesDocument:
