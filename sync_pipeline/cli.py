@@ -11,6 +11,32 @@ from sync_pipeline.commands.errors import errors
 from sync_pipeline.settings import DEFAULT_DATA_DIR
 
 
+def sandbox_crm_options(command):
+    """The sandbox CRM's options: its schema, Supabase's max-rows, docs/crm-setup.sql or not (a
+    sandbox resumed from its saved state keeps the options it was seeded with)."""
+    options = [
+        click.option(
+            "--crm-profile",
+            type=click.Choice(["sm60", "fixed10"]),
+            default="sm60",
+            show_default=True,
+            help="The CRM's published schema variant (docs/crm.md).",
+        ),
+        click.option(
+            "--crm-max-rows", default=1000, show_default=True, help="Supabase's max-rows."
+        ),
+        click.option(
+            "--crm-setup/--no-crm-setup",
+            default=False,
+            show_default=True,
+            help="Whether docs/crm-setup.sql (the updated_at triggers) is installed in the CRM.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group()
 def main() -> None:
     """Two-way sync of sales documents between Fresh AI CRM and Metakocka."""
@@ -23,7 +49,16 @@ def main() -> None:
 )
 @click.option("--data-dir", default=DEFAULT_DATA_DIR, show_default=True, type=click.Path())
 @click.option("--reset", is_flag=True, help="Start the sandbox over from freshly seeded data.")
-def demo(db_url: str | None, documents: int, data_dir: str, reset: bool) -> None:
+@sandbox_crm_options
+def demo(
+    db_url: str | None,
+    documents: int,
+    data_dir: str,
+    reset: bool,
+    crm_profile: str,
+    crm_max_rows: int,
+    crm_setup: bool,
+) -> None:
     """Start the sandbox, reconcile every sandbox organization, print a summary."""
     from sync_pipeline.demo import run_demo
 
@@ -33,6 +68,11 @@ def demo(db_url: str | None, documents: int, data_dir: str, reset: bool) -> None
         documents=documents,
         reset=reset,
         echo=click.echo,
+        crm_options={
+            "crm_profile": crm_profile,
+            "crm_max_rows": crm_max_rows,
+            "crm_setup_installed": crm_setup,
+        },
     )
     raise SystemExit(code)
 
@@ -51,22 +91,7 @@ def demo(db_url: str | None, documents: int, data_dir: str, reset: bool) -> None
     type=click.Path(),
     help="Also write the pipeline's environment variables here (e.g. .env for dagster dev).",
 )
-@click.option(
-    "--crm-profile",
-    type=click.Choice(["sm60", "fixed10"]),
-    default="sm60",
-    show_default=True,
-    help="The CRM's published schema variant (docs/crm.md).",
-)
-@click.option(
-    "--crm-max-rows", default=1000, show_default=True, help="Supabase's max-rows of the CRM."
-)
-@click.option(
-    "--crm-setup/--no-crm-setup",
-    default=False,
-    show_default=True,
-    help="Whether docs/crm-setup.sql (the updated_at triggers) is installed in the CRM.",
-)
+@sandbox_crm_options
 def sandbox(
     data_dir: str,
     documents: int,

@@ -134,11 +134,20 @@ def format_summary(runs: list[OrganizationRun]) -> str:
 
 
 def run_demo(
-    *, data_dir: Path, database_url: str | None, documents: int, reset: bool, echo=print
+    *,
+    data_dir: Path,
+    database_url: str | None,
+    documents: int,
+    reset: bool,
+    echo=print,
+    crm_options: dict | None = None,
 ) -> int:
+    """``crm_options``: `start_sandbox`'s CRM options (schema profile, max-rows, setup)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = database_url or default_database_url(data_dir)
-    with start_sandbox(data_dir / "sandbox", documents_per_org=documents, reset=reset) as sandbox:
+    with start_sandbox(
+        data_dir / "sandbox", documents_per_org=documents, reset=reset, **(crm_options or {})
+    ) as sandbox:
         echo(f"sandbox CRM at {sandbox.crm_url}, Metakocka at {sandbox.metakocka_url}")
         with patched_environ(sandbox_environment(sandbox, database_url, data_dir)):
             settings = Settings.from_env()

@@ -21,11 +21,13 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 import requests
+from click.testing import CliRunner
 
 from sync_pipeline.adapters import crm_profiles
 from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.cli import main
 from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.faultlab import audit, invalid_crm_ids
@@ -428,3 +430,16 @@ def test_a_line_without_a_metakocka_product_code_is_quarantined_before_any_call(
         d.get("title") for d in lab.sandbox.metakocka_state.documents(lab.org.metakocka_company_id)
     }
     assert created["id"] not in mk_titles
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_demo_runs_on_either_schema_under_max_rows_100_and_then_has_nothing_to_do(
+    tmp_path, profile
+):
+    args = ["demo", "--data-dir", str(tmp_path), "--documents", "20", "--crm-max-rows", "100"]
+    args += ["--crm-profile", profile]
+    first = CliRunner().invoke(main, [*args, "--reset"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "nothing needed pushing" in again.output
