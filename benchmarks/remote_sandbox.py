@@ -27,6 +27,8 @@ class RemoteOrganization:
     crm_api_key: str
     metakocka_company_id: str
     metakocka_secret_key: str
+    integration_user_id: str
+    service_product_code: str
 
 
 class RemoteSandbox:
@@ -86,6 +88,14 @@ class RemoteSandbox:
 
     def configure_faults(self, system: str, spec: dict) -> None:
         response = requests.post(self._url(system, "faults"), json=spec, timeout=30)
+        response.raise_for_status()
+
+    def install_crm_setup(self) -> None:
+        """Run docs/crm-setup.sql in the sandbox CRM (its triggers keep updated_at truthful):
+        from then on incremental runs read only the CRM documents that changed."""
+        response = requests.post(
+            self._url("crm", "config"), json={"setup_installed": True}, timeout=30
+        )
         response.raise_for_status()
 
     def reset_stats(self) -> None:
