@@ -145,18 +145,21 @@ class MetakockaHttp:
         return result if isinstance(result, list) else [result]
 
 
-def new_metakocka_order(mk: MetakockaHttp, label: str) -> str:
-    """A sales order made in Metakocka (its app or another integration); its mk_id."""
+def new_metakocka_document(
+    mk: MetakockaHttp, label: str, *, doc_type: str = "sales_order", price: str = "10"
+) -> str:
+    """A document entered in Metakocka (its app or another integration), one line of three
+    "MK-1" at `price`; its mk_id."""
     answer = mk.call(
         "put_document",
         {
-            "doc_type": "sales_order",
+            "doc_type": doc_type,
             "doc_date": "2026-06-02+02:00",
             "count_code": f"MK-{label}",
             "currency_code": "EUR",
             "partner": {"customer": f"Partner {label} s.p.", "country": "SI"},
             "product_list": [
-                {"code": "MK-1", "name": "Gadget", "unit": "kos", "amount": "1", "price": "10",
+                {"code": "MK-1", "name": "Gadget", "unit": "kos", "amount": "3", "price": price,
                  "tax": "220"}
             ],
         },

@@ -46,7 +46,7 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
 from sync_pipeline.sync.push import push_to_metakocka
 
-from .helpers import CrmHttp, MetakockaHttp, plan_everything
+from .helpers import CrmHttp, MetakockaHttp, new_metakocka_document, plan_everything
 from .on_demand_helpers import new_crm_order
 
 TRIALS = 20
@@ -59,30 +59,6 @@ def new_crm_document(crm: CrmHttp, org, label: str) -> str:
     """A new order a member of `org` enters in the CRM (`new_crm_order`); its id."""
     row, items = new_crm_order(org, f"CRASH-{label}")
     return crm.insert_document(row, items)["id"]
-
-
-def new_metakocka_document(mk: MetakockaHttp, label: str) -> str:
-    answer = mk.call(
-        "put_document",
-        {
-            "doc_type": "sales_offer",
-            "doc_date": "2026-06-02+02:00",
-            "count_code": f"MKCRASH-{label}",
-            "currency_code": "EUR",
-            "partner": {"customer": f"Partner {label} s.p.", "country": "SI"},
-            "product_list": [
-                {
-                    "code": "MK-1",
-                    "name": "Gadget",
-                    "unit": "kos",
-                    "amount": "1",
-                    "price": "10",
-                    "tax": "220",
-                }
-            ],
-        },
-    )
-    return answer["mk_id"]
 
 
 def untraced_creates(sandbox, org, database_url: str, created_crm_ids: set[str]) -> list[str]:
@@ -166,7 +142,7 @@ def test_sigkill_at_seeded_points_then_rerun_converges(tmp_path, dagster_instanc
                 for n in range(rng.randint(2, 4)):
                     created_crm_ids.add(new_crm_document(crm, org, f"{trial}-{n}"))
                 for n in range(rng.randint(1, 3)):
-                    new_metakocka_document(mk, f"{trial}-{n}")
+                    new_metakocka_document(mk, f"CRASH-{trial}-{n}", doc_type="sales_offer")
                 point = KILL_POINTS[trial % len(KILL_POINTS)]
                 if point == "after_commit":  # hold the answer of the first create
                     sandbox.configure_faults(

@@ -38,7 +38,7 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.targeted import sync_documents
 
 from .edits import pushes, run, with_organization
-from .helpers import CrmHttp, MetakockaHttp, error_rows, status_rows
+from .helpers import CrmHttp, MetakockaHttp, error_rows, new_metakocka_document, status_rows
 from .on_demand_helpers import new_crm_order
 
 PROFILES = ("sm60", "fixed10")
@@ -102,29 +102,13 @@ def reset_stats(sandbox) -> None:
         requests.post(f"{url}/_sandbox/stats/reset", timeout=10).raise_for_status()
 
 
-def new_metakocka_order(lab: Lab, price: str, status_code: str | None = None) -> str:
-    """An order entered in Metakocka by its own users; its mk_id."""
+def new_metakocka_order(lab: Lab, price: str, status_code: str) -> str:
+    """An order entered in Metakocka by its own users, its status set there; its mk_id."""
     mk = MetakockaHttp(lab.sandbox, lab.org)
-    answer = mk.call(
-        "put_document",
-        {
-            "doc_type": "sales_order",
-            "doc_date": "2026-06-02+02:00",
-            "count_code": f"MK-{price}",
-            "currency_code": "EUR",
-            "partner": {"customer": "Kupec iz Metakocke d.o.o.", "country": "SI"},
-            "product_list": [
-                {"code": "MK-1", "name": "Gadget", "unit": "kos", "amount": "3", "price": price,
-                 "tax": "220"}
-            ],
-        },
-    )  # fmt: skip
-    mk_id = str(answer["mk_id"])
-    if status_code:
-        mk.call(
-            "update_document",
-            {"doc_type": "sales_order", "mk_id": mk_id, "status_code": status_code},
-        )
+    mk_id = new_metakocka_document(mk, f"P{price}", price=price)
+    mk.call(
+        "update_document", {"doc_type": "sales_order", "mk_id": mk_id, "status_code": status_code}
+    )
     return mk_id
 
 

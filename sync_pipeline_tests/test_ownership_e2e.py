@@ -2,7 +2,7 @@
 does; the CRM's content reaches Metakocka without touching Metakocka's status; no echo."""
 
 from .edits import Users, pushes, run, status_of, synced_pairs
-from .helpers import MetakockaHttp, new_metakocka_order
+from .helpers import MetakockaHttp, new_metakocka_document
 
 
 def test_each_side_s_fields_flow_one_way_and_never_echo(sandbox, pipeline_env, dagster_instance):
@@ -10,7 +10,7 @@ def test_each_side_s_fields_flow_one_way_and_never_echo(sandbox, pipeline_env, d
     url = pipeline_env.database_url
     users = Users(sandbox, org)
     metakocka = MetakockaHttp(sandbox, org)
-    mk_order = new_metakocka_order(metakocka, "OWN")  # only orders can be renumbered
+    mk_order = new_metakocka_document(metakocka, "OWN")  # only orders can be renumbered
     run(pipeline_env, dagster_instance, org.id)
     pairs = synced_pairs(url, org.id)
     crm_born = next(p for p in pairs if not p.born_in_metakocka and p.document_type == "order")
