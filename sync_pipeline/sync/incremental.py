@@ -542,18 +542,21 @@ def mark_known_absent(
     guards against a document an earlier attempt created without its link being written. This
     run's extraction already answers that for a CRM document with no link row at all (no intent:
     nobody ever tried to create it): a full sweep read every Metakocka document, and the plan
-    creates only what no Metakocka document claims. An incremental run read what changed since
-    its cursor; that covers every Metakocka document that can claim a CRM document no completed
-    run has seen (no sync_status row), since such a document can only have been created after
-    that run read Metakocka. Any other create keeps its look-up, and so does every retry.
+    creates only what no Metakocka document claims, so a CRM document with no link row is
+    absent. An incremental run read only what Metakocka's search says changed in its window; a
+    document created by someone else (the CRM's own sync, an earlier attempt whose answer was
+    lost) outside that window would be missed, and the create would make a second copy where
+    Metakocka's opt-in duplicate check is off. So an incremental run trusts its extraction only
+    when it read Metakocka whole (`SyncScope.metakocka_full_read`); otherwise every create keeps
+    its look-up, and so does every retry (docs/exactly-once.md).
     """
     plan[KNOWN_ABSENT] = False
     creates = plan["action"] == "create_in_metakocka"
     if not creates.any():
         return plan
+    if scope is not None and scope.incremental and not scope.metakocka_full_read:
+        return plan
     ids = [i for i in plan.loc[creates, "crm_document_id"] if i]
     known = set(links_for(store.engine, organization_id, ids, [])["crm_document_id"])
-    if scope is not None and scope.incremental:
-        known |= set(status_for(store.engine, organization_id, ids, [])["crm_document_id"])
     plan.loc[creates, KNOWN_ABSENT] = ~plan.loc[creates, "crm_document_id"].isin(known)
     return plan

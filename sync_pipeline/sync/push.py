@@ -44,7 +44,7 @@ from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
 )
 from sync_pipeline.mappers.crm import CRM_OWNER, CrmContext, canonical_to_crm_write
-from sync_pipeline.mappers.metakocka import canonical_to_metakocka
+from sync_pipeline.mappers.metakocka import canonical_to_metakocka, metakocka_to_canonical
 from sync_pipeline.store.bulk_links import bind_many
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims, claim_owner
 from sync_pipeline.store.repository import SyncStore
@@ -142,8 +142,14 @@ def push_to_metakocka(
             )
             mk_id = str(result["mk_id"])
             if not created:
-                # Found by its external id: an earlier attempt got through. Make it match now.
-                client.replace_document(mk_id, canonical_to_metakocka(doc, mk_id=mk_id))
+                # Found by its external id: an earlier attempt got through, and Metakocka's users
+                # may have worked on it since. Read it, then replace it keeping every field the
+                # CRM does not own (status, delivery type, warehouse, ...).
+                held = metakocka_to_canonical(
+                    client.get_document(payload["doc_type"], mk_id), organization_id
+                )
+                payload = canonical_to_metakocka(doc, mk_id=mk_id, current=held)
+                client.replace_document(mk_id, payload)
         else:
             mk_id = str(row.metakocka_id)
             current = _document_or_none(row)
