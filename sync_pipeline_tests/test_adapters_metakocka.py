@@ -51,6 +51,14 @@ def answer(**fields) -> str:
         (answer(opr_code="5", opr_desc="Quote exceeds"), RateLimitedError),
         (answer(opr_code="6", opr_code_app="12", opr_desc_app="Status is locked"), RejectedError),
         (answer(opr_code="6", opr_desc="Cannot find document sales_order"), NotFoundError),
+        # Not found is undocumented: both codes occur (metakocka-api.md section 6)
+        (answer(opr_code="2", opr_desc="Cannot find document sales_order"), NotFoundError),
+        # ... but a product or partner the request names is a refused write, not a missing doc
+        (
+            answer(opr_code="2", opr_desc="Product with code art400 not found - unit must be set"),
+            RejectedError,
+        ),
+        (answer(opr_code="2", opr_desc="Cannot find partner with mk_id 16"), RejectedError),
         (answer(opr_code="99", opr_desc="new code"), RejectedError),
         ("<html><body>502 Bad Gateway</body></html>", MalformedResponseError),
         ('{"opr_code":"0","mk_id":"16', MalformedResponseError),
@@ -272,13 +280,24 @@ def test_search_changed_filters_by_last_change(sandbox, org):
     assert list(client.search_changed("sales_order", future)) == []
 
 
-def test_get_document_and_not_found(sandbox, org):
+@pytest.mark.parametrize("not_found_code", ["2", "6"])
+def test_get_document_and_not_found(sandbox, org, not_found_code):
+    """Metakocka answers a missing document with opr_code 2 or 6 (undocumented, both occur):
+    either is "not found", so a deletion is confirmed and a look-up ends, rather than failing
+    for ever as a refused request."""
+    requests.post(
+        f"{sandbox.metakocka_url}/_sandbox/not_found_code",
+        json={"opr_code": not_found_code},
+        timeout=10,
+    ).raise_for_status()
     client = client_for(sandbox, org)
     created = client.create_document(order())
     doc = client.get_document("sales_order", created["mk_id"])
     assert doc["mk_id"] == created["mk_id"] and doc["count_code"] == created["count_code"]
     with pytest.raises(NotFoundError):
         client.get_document("sales_order", "999999999999")
+    assert client.delete_document("sales_order", created["mk_id"]) is True
+    assert client.delete_document("sales_order", created["mk_id"]) is False  # already gone
 
 
 def test_find_by_external_ref_compares_exactly(sandbox, org):

@@ -2,6 +2,7 @@
 for a document that is merely quarantined, and for Metakocka only where its API can delete.
 (Deletions are seen by full sweeps only, so every run here is one.)"""
 
+import pytest
 import requests
 
 from .edits import Users, pushes, run, status_of, synced_pairs, with_organization
@@ -36,9 +37,17 @@ def open_errors(url, org_id, crm_id=None, mk_id=None):
     ]
 
 
+@pytest.mark.parametrize("not_found_code", ["6", "2"])
 def test_deletions_are_reported_and_propagated_only_when_the_organization_opts_in(
-    sandbox, pipeline_env, dagster_instance
+    sandbox, pipeline_env, dagster_instance, not_found_code
 ):
+    """Metakocka answers a missing document with opr_code 6 or 2 (undocumented): with either,
+    a deletion is confirmed and propagated, not retried for ever."""
+    requests.post(
+        f"{sandbox.metakocka_url}/_sandbox/not_found_code",
+        json={"opr_code": not_found_code},
+        timeout=10,
+    ).raise_for_status()
     org = sandbox.organizations[0]
     url = pipeline_env.database_url
     users = Users(sandbox, org)

@@ -60,10 +60,17 @@ OPR_CODE_ERRORS: dict[str, type[SyncError]] = {
     "5": RateLimitedError,  # "Quote exceeds": too many requests in a period
     "6": RejectedError,  # application error (opr_code_app / opr_desc_app); refined below
 }
-"""opr_code -> error class. opr_code 6 is refined into duplicate / not found in `parse_answer`."""
+"""opr_code -> error class. opr_code 6 is refined into a duplicate, and 2 or 6 with a "cannot find"
+text about the document into not found, in `parse_answer`."""
 
 DUPLICATE_BUYER_ORDER_APP_CODE = "7"
 _NOT_FOUND_TEXT = re.compile(r"cannot find|can't find|not found|does not exist|no such", re.I)
+_NOT_THE_DOCUMENT = re.compile(r"\b(product|partner|row|warehouse|register)\b", re.I)
+"""A "not found" about something the request refers to (a product code, a partner): the write
+is refused, the document itself is not missing."""
+NOT_FOUND_CODES = ("2", "6")
+"""Metakocka does not document its answer for a missing document (metakocka-api.md section 6:
+opr_code != 0, "likely 2 or 6"); both occur, with a "Cannot find ..." text."""
 
 
 def as_list(value) -> list:
@@ -157,7 +164,11 @@ def parse_answer(
         existing_ids = [str(doc["mk_id"]) for doc in duplicates if doc.get("mk_id")]
         details.update(redact_details({"duplicate_doc_list": duplicates}, secrets))
         raise DuplicateExternalIdError(message, existing_ids=existing_ids, details=details)
-    if code == "6" and _NOT_FOUND_TEXT.search(description):
+    if (
+        code in NOT_FOUND_CODES
+        and _NOT_FOUND_TEXT.search(description)
+        and not _NOT_THE_DOCUMENT.search(description)
+    ):
         raise NotFoundError(message, details=details)
     raise OPR_CODE_ERRORS.get(code, RejectedError)(message, details=details)
 

@@ -16,6 +16,7 @@ API errors are HTTP 200 with ``opr_code``; a wrong path is an HTML 404, as from 
 Admin endpoints (not MK API; for tests, demo and benchmarks) live under ``/_sandbox/``:
 ``POST|GET /_sandbox/faults``, ``GET /_sandbox/documents?company_id=``, ``GET /_sandbox/stats``,
 ``POST /_sandbox/stats/reset``, ``POST /_sandbox/edit``, ``POST /_sandbox/duplicate_check``,
+``POST /_sandbox/not_found_code`` (``{"opr_code": "2"}``: how a missing document is answered),
 ``POST /_sandbox/quirks``.
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from sync_pipeline.sandbox.faults import FaultInjector, apply_transport_fault, stall_after_commit
-from sync_pipeline.sandbox.metakocka_store import MetakockaError, MetakockaState
+from sync_pipeline.sandbox.metakocka_store import NOT_FOUND_CODES, MetakockaError, MetakockaState
 from sync_pipeline.sandbox.metakocka_values import MkError
 
 API_PREFIX = "/rest/eshop/v1/"
@@ -254,6 +255,12 @@ class MetakockaApp:
         if name == "duplicate_check" and method == "POST":
             state.set_duplicate_check(str(body["company_id"]), bool(body["enabled"]))
             return 200, {"duplicate_check": sorted(state.duplicate_check)}
+        if name == "not_found_code" and method == "POST":
+            code = str(body["opr_code"])
+            if code not in NOT_FOUND_CODES:
+                return 400, {"error": f"opr_code must be one of {NOT_FOUND_CODES}"}
+            state.not_found_code = code
+            return 200, {"not_found_code": code}
         if name == "quirks" and method == "POST":
             state.quirks = bool(body["enabled"])
             return 200, {"quirks": state.quirks}

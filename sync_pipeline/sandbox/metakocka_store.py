@@ -31,6 +31,8 @@ from sync_pipeline.sandbox.metakocka_values import (
 )
 
 FIRST_MK_ID = 1600200000
+NOT_FOUND_CODES = ("2", "6")
+"""The opr_codes Metakocka answers a missing document with (both occur; none is documented)."""
 _DUPLICATE_CHECKED = frozenset({"sales_order"}) | BILL_TYPES
 #: Fields update_document may change on a sales order (§6); bills only take status_code.
 _ORDER_UPDATABLE = (
@@ -72,6 +74,9 @@ class MetakockaState:
         self.companies = {str(k): str(v) for k, v in companies.items()}
         self.duplicate_check = {str(c) for c in duplicate_check or ()}
         self.quirks = quirks
+        self.not_found_code = NOT_FOUND_CODES[-1]
+        """The opr_code of "cannot find the document": undocumented (metakocka-api.md section 6:
+        "expect opr_code != 0, likely 2 or 6"), so either can be chosen and tests cover both."""
         self._next_id = first_mk_id
         self._lock = threading.RLock()
         self._stores = {cid: CompanyStore() for cid in self.companies}
@@ -216,7 +221,10 @@ class MetakockaState:
                     continue
             if doc is None:
                 raise MetakockaError(
-                    {"opr_code": "6", "opr_desc": f"Cannot find document with mk_id {mk_id}"}
+                    {
+                        "opr_code": self.not_found_code,
+                        "opr_desc": f"Cannot find document with mk_id {mk_id}",
+                    }
                 )
             try:
                 new = self._apply_changes(
@@ -271,20 +279,26 @@ class MetakockaState:
         text = str(mk_id).strip()
         doc = comp.docs.get(int(text)) if text.isdigit() else None
         if doc is None or doc["doc_type"] != doc_type:
-            raise MkError("6", f"Cannot find document {doc_type} with doc_id {text}")
+            raise MkError(
+                self.not_found_code, f"Cannot find document {doc_type} with doc_id {text}"
+            )
         return doc
 
     def _by_buyer_order(self, comp: CompanyStore, buyer_order: str) -> dict:
         ids = comp.with_buyer_order("sales_order", buyer_order)
         if not ids:
-            raise MkError("6", f"Cannot find sales order with buyer order '{buyer_order}'")
+            raise MkError(
+                self.not_found_code, f"Cannot find sales order with buyer order '{buyer_order}'"
+            )
         return comp.docs[ids[0]]
 
     def _by_count_code(self, comp: CompanyStore, doc_type: str, count_code: str) -> dict:
         for mk_id in reversed(comp.ids_by_type[doc_type]):  # newest wins (§4, credit notes)
             if comp.docs[mk_id]["count_code"] == count_code:
                 return comp.docs[mk_id]
-        raise MkError("6", f"Cannot find document {doc_type} with count_code {count_code}")
+        raise MkError(
+            self.not_found_code, f"Cannot find document {doc_type} with count_code {count_code}"
+        )
 
     def _refuse_duplicate(self, comp: CompanyStore, doc_type: str, doc: dict) -> None:
         buyer_order = doc.get("buyer_order")
