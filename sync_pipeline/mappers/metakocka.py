@@ -81,6 +81,16 @@ PASSTHROUGH_FIELDS = (
 )  # fmt: skip
 """Settable header fields the CRM has no place for: a full replace must send them back unchanged."""
 
+ISSUED_KEY = "metakocka_issued"
+"""`SalesDocument.source_extra` key: True for a bill Metakocka has issued (below)."""
+ISSUE_MARKS = ("publish_ts", "furs_eor", "furs_zoi")
+"""Fields only an issued bill has (metakocka-api.md section 6: `publish_ts` is the issue time,
+`furs_eor`/`furs_zoi` the tax authority's fiscalization): such a bill is never replaced."""
+ISSUED_BILL = (
+    "an issued invoice in Metakocka (published or fiscalized) cannot be changed: the CRM's edit "
+    "is not sent; settle it in Metakocka (a credit note) and in the CRM"
+)
+
 METAKOCKA_OWNED_FIELDS = ("status_code",)
 """Header fields Metakocka owns (docs/field-ownership.md): never written from the CRM's values, and
 sent back unchanged by a full replace, like the passthrough fields."""
@@ -130,9 +140,17 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
                 key: doc[key]
                 for key in (*PASSTHROUGH_FIELDS, *METAKOCKA_OWNED_FIELDS)
                 if doc.get(key) not in (None, "")
-            }
+            },
+            ISSUED_KEY: mk_doc_type.startswith("sales_bill")
+            and any(doc.get(key) not in (None, "") for key in ISSUE_MARKS),
         },
     )
+
+
+def is_issued_bill(doc) -> bool:
+    """Is `doc` (as read from Metakocka) a bill Metakocka has issued, hence never to replace?"""
+    extra = getattr(doc, "source_extra", None)
+    return bool(extra and extra.get(ISSUED_KEY))
 
 
 def canonical_to_metakocka(

@@ -31,6 +31,8 @@ from sync_pipeline.sandbox.metakocka_values import (
 )
 
 FIRST_MK_ID = 1600200000
+ISSUE_MARKS = ("publish_ts", "furs_eor", "furs_zoi")
+"""What only an issued bill carries (metakocka-api.md section 6: publish_ts, furs_eor, furs_zoi)."""
 NOT_FOUND_CODES = ("2", "6")
 """The opr_codes Metakocka answers a missing document with (both occur; none is documented)."""
 _DUPLICATE_CHECKED = frozenset({"sales_order"}) | BILL_TYPES
@@ -114,6 +116,10 @@ class MetakockaState:
             existing = None
             if req.get("mk_id") not in (None, ""):
                 existing = self._find(comp, doc_type, req["mk_id"])
+                if any(existing.get(key) for key in ISSUE_MARKS):
+                    # Stricter reading: the docs allow only status_code on a bill's update
+                    # (section 6), and an issued (fiscalized) invoice is legally immutable.
+                    raise MkError("6", f"Bill {existing['mk_id']} is issued and cannot be changed")
             doc, new_partner, new_products = build_document(self, comp, doc_type, req, existing)
             if existing is None and cid in self.duplicate_check and doc_type in _DUPLICATE_CHECKED:
                 self._refuse_duplicate(comp, doc_type, doc)
@@ -182,6 +188,20 @@ class MetakockaState:
         return discovery(doc_types)
 
     # -- convenience API for the seeder, tests and the admin endpoints -------------------
+    def issue_bill(self, company_id: str, mk_id: str, *, fiscalized: bool = True) -> dict:
+        """Issue a bill as Metakocka's users do: it gets its ``publish_ts`` (and, fiscalized,
+        the tax authority's ``furs_eor``/``furs_zoi``); from then on it cannot be replaced."""
+        with self._lock:
+            comp = self._stores[str(company_id)]
+            doc = comp.docs.get(int(mk_id))
+            if doc is None or not str(doc["doc_type"]).startswith("sales_bill"):
+                raise MetakockaError({"opr_code": "2", "opr_desc": f"no bill with mk_id {mk_id}"})
+            doc["publish_ts"] = now_utc().astimezone().isoformat(timespec="seconds")
+            if fiscalized:
+                doc["furs_eor"] = f"{int(mk_id):08x}-0000-4000-8000-000000000000"
+                doc["furs_zoi"] = f"{int(mk_id):032x}"
+            return self.render(doc, {})
+
     def insert_document(
         self, company_id: str, payload: dict[str, Any], last_change: datetime | None = None
     ) -> dict[str, Any]:
@@ -398,6 +418,7 @@ class MetakockaState:
         )
         if "count_code" in changes and changes["count_code"]:
             new["count_code"] = str(changes["count_code"])
+        new.update({key: doc[key] for key in ISSUE_MARKS if key in doc})  # issued stays issued
         unchanged = {k: v for k, v in doc.items() if k not in ("last_change", "created_ts")}
         if not force and new_partner is None and not new_products and _same(new, unchanged):
             return doc

@@ -9,6 +9,7 @@ import pandas as pd
 from sync_pipeline.domain.conflicts import MANUAL, Resolution, apply_conflict_policy
 from sync_pipeline.domain.ownership import apply_ownership
 from sync_pipeline.domain.plan import build_sync_plan
+from sync_pipeline.mappers.metakocka import ISSUED_BILL, is_issued_bill
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.record import mark_invalid_pairs, mark_no_crm_type
@@ -35,7 +36,23 @@ def plan_sync(
     plan = build_sync_plan(crm_frame, mk_frame, plan_links(links), organization_id)
     plan = mark_no_crm_type(mark_invalid_pairs(plan, quarantined))
     plan = apply_ownership(plan, organization_id)
-    return apply_conflict_policy(plan, conflict_policy, resolutions)
+    return keep_issued_bills(apply_conflict_policy(plan, conflict_policy, resolutions))
+
+
+def keep_issued_bills(plan: pd.DataFrame) -> pd.DataFrame:
+    """A replace of a bill Metakocka has issued becomes a `conflict` with the reason, whatever
+    planned it (a CRM edit, a conflict policy, an operator's pick): an issued invoice is
+    immutable. The push checks again on what it reads just before a replace."""
+    if plan.empty or "metakocka_document" not in plan:
+        return plan
+    issued = (plan["action"] == "update_in_metakocka") & plan["metakocka_document"].map(
+        is_issued_bill
+    ).astype(bool)
+    if issued.any():
+        plan = plan.copy()
+        plan.loc[issued, "action"] = "conflict"
+        plan.loc[issued, "reason"] = ISSUED_BILL
+    return plan
 
 
 def plan_links(links: pd.DataFrame) -> pd.DataFrame:

@@ -44,7 +44,12 @@ from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
 )
 from sync_pipeline.mappers.crm import CRM_OWNER, CrmContext, canonical_to_crm_write
-from sync_pipeline.mappers.metakocka import canonical_to_metakocka, metakocka_to_canonical
+from sync_pipeline.mappers.metakocka import (
+    ISSUED_BILL,
+    canonical_to_metakocka,
+    is_issued_bill,
+    metakocka_to_canonical,
+)
 from sync_pipeline.store.bulk_links import bind_many
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims, claim_owner
 from sync_pipeline.store.repository import SyncStore
@@ -158,6 +163,17 @@ def push_to_metakocka(
                 current, why = counterparts.unchanged(stand_in)
                 if current is None:
                     return _pending(row, CRM_TO_METAKOCKA, f"not pushed: {why}; planned again")
+            if is_issued_bill(current):  # never replaced (sync/planning.py, keep_issued_bills)
+                return PushOutcome(
+                    row.action,
+                    CRM_TO_METAKOCKA,
+                    FAILED,
+                    doc.crm_document_id,
+                    mk_id,
+                    error_type="conflict",
+                    message=ISSUED_BILL,
+                    attempted_at=attempted_at,
+                )
             # A replace rewrites the whole document: carry over the fields only Metakocka has.
             payload = canonical_to_metakocka(doc, mk_id=mk_id, current=current)
             result = client.replace_document(mk_id, payload)
