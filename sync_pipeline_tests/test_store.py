@@ -97,3 +97,14 @@ def test_replace_status_rematerialises_one_organization(store):
     mine = store.status_frame(ORG)
     assert list(mine["status"]) == ["synced"]
     assert len(store.status_frame("other-org")) == 1
+
+
+def test_a_sqlite_sync_database_in_a_folder_that_does_not_exist_yet_is_created(tmp_path):
+    """A fresh clone has no `.sync_pipeline/`: whichever process opens the sync database first
+    (a sensor tick, a run, the CLI) creates the folder, the file and the tables."""
+    url = f"sqlite:///{tmp_path / 'fresh' / 'clone' / 'sync.db'}"
+    store = SyncStore(url)
+    store.create_schema()
+    assert store.status_frame("org-1").empty
+    store.dispose()
+    assert (tmp_path / "fresh" / "clone" / "sync.db").is_file()

@@ -8,6 +8,7 @@ single name. SQLite has no schemas: there the tables are simply in the file.
 """
 
 import os
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -38,6 +39,7 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
     """An engine that behaves under concurrency: SQLite gets WAL and a busy timeout; PostgreSQL
     gets the sync schema first on its search_path (see `database_schema`)."""
     if url.startswith("sqlite"):
+        _create_folder_of(url)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -66,3 +68,12 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
             dbapi_connection.autocommit = autocommit
 
     return engine
+
+
+def _create_folder_of(url: str) -> None:
+    """Create the folder of a SQLite file: every process that opens the sync database (a sensor,
+    a run, the CLI) may be the first, e.g. on a fresh clone with the default
+    ``.sync_pipeline/sync.db``, and SQLite creates the file but not its folder."""
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
