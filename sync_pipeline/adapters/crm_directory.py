@@ -77,13 +77,8 @@ class CrmDirectory:
             products = sorted({p for p in product_ids if p} - self._products.keys())
         if contacts:
             found = self._read_by(CONTACTS, "id", contacts, "*")
-            mappings = self._owned(
-                self._read_by(
-                    CONTACT_MAPPINGS,
-                    "contact_id",
-                    contacts,
-                    f"{MAPPING_COLUMNS},contact_id,metakocka_id,metakocka_code",
-                )
+            mappings = self._mappings(
+                CONTACT_MAPPINGS, "contact_id", contacts, "contact_id,metakocka_id,metakocka_code"
             )
             with self._lock:
                 for contact_id in contacts:
@@ -91,13 +86,8 @@ class CrmDirectory:
                     self._partner_of_contact[contact_id] = _first(mappings.get(contact_id))
         if products:
             found = self._read_by(PRODUCTS, "id", products, "id,sku,unit,organization_id")
-            mappings = self._owned(
-                self._read_by(
-                    PRODUCT_MAPPINGS,
-                    "product_id",
-                    products,
-                    f"{MAPPING_COLUMNS},product_id,metakocka_code",
-                )
+            mappings = self._mappings(
+                PRODUCT_MAPPINGS, "product_id", products, "product_id,metakocka_code"
             )
             with self._lock:
                 for product_id in products:
@@ -131,26 +121,16 @@ class CrmDirectory:
             partners = sorted({p for p in partner_ids if p} - self._contact_of_partner.keys())
             codes = sorted({c for c in codes if c} - self._product_of_code.keys())
         if partners:
-            mappings = self._owned(
-                self._read_by(
-                    CONTACT_MAPPINGS,
-                    "metakocka_id",
-                    partners,
-                    f"{MAPPING_COLUMNS},contact_id,metakocka_id",
-                )
+            mappings = self._mappings(
+                CONTACT_MAPPINGS, "metakocka_id", partners, "contact_id,metakocka_id"
             )
             with self._lock:
                 for partner in partners:
                     first = _first(mappings.get(partner))
                     self._contact_of_partner[partner] = first and str(first["contact_id"])
         if codes:
-            mapped = self._owned(
-                self._read_by(
-                    PRODUCT_MAPPINGS,
-                    "metakocka_code",
-                    codes,
-                    f"{MAPPING_COLUMNS},product_id,metakocka_code",
-                )
+            mapped = self._mappings(
+                PRODUCT_MAPPINGS, "metakocka_code", codes, "product_id,metakocka_code"
             )
             unmapped = [c for c in codes if c not in mapped]
             by_sku = self._read_by(
@@ -191,6 +171,11 @@ class CrmDirectory:
             for row in rows:
                 out.setdefault(str(row[column]), []).append(row)
         return out
+
+    def _mappings(self, table: str, column: str, values: list, columns: str) -> dict[str, list]:
+        """The organization's rows of a Metakocka mapping table whose ``column`` is one of
+        ``values`` (``columns`` besides the tenancy's), grouped by that value (`_owned`)."""
+        return self._owned(self._read_by(table, column, values, f"{MAPPING_COLUMNS},{columns}"))
 
     def _owned(self, grouped: dict[str, list]) -> dict[str, list]:
         """Mapping rows the organization owns, its own first, then the oldest."""
