@@ -97,7 +97,7 @@ def test_each_conflict_policy_settles_an_edit_on_both_sides(
     url = pipeline_env.database_url
     users = Users(sandbox, org)
     run(pipeline_env, dagster_instance, org.id)
-    p1, p2, p3, p4 = [p for p in synced_pairs(url, org.id) if not p.born_in_metakocka][:4]
+    p1, p2, p3, p4, p5 = [p for p in synced_pairs(url, org.id) if not p.born_in_metakocka][:5]
 
     def edit_both(pair, label, metakocka_at=None):
         users.edit_in_crm(pair.crm_id, notes=f"crm {label}")
@@ -121,15 +121,22 @@ def test_each_conflict_policy_settles_an_edit_on_both_sides(
     # (Minutes, not more: a Metakocka change stamped before the change cursor, which trails the
     # last run by `OVERLAP`, is not among an incremental run's changes. Its CRM edit's replace then
     # finds it changed and waits for the next run: test_incremental.py.)
+    # Metakocka answers no change time: which side is newer is asked of its search filter
+    # last_change_from (sync/change_order.py). Edits too close to order (p5) are held.
     now = datetime.now(UTC)
     edit_both(p3, "3", metakocka_at=now - timedelta(minutes=5))
     edit_both(p4, "4", metakocka_at=now + timedelta(hours=1))
+    users.edit_in_crm(p5.crm_id, notes="crm 5")
+    crm_at = datetime.fromisoformat(users.crm_document(p5.crm_id)["updated_at"])
+    users.edit_in_metakocka(p5.mk_id, last_change=crm_at, notes="mk 5")
     assert reconcile("newest_wins") == {
         p3.crm_id: "update_in_metakocka",
         p4.crm_id: "update_in_crm",
     }
     assert users.metakocka_document(p3.mk_id)["notes"] == "crm 3"
     assert users.crm_document(p4.crm_id)["notes"] == "mk 4"
+    held = status_of(url, org.id, p5.crm_id)
+    assert held["status"] == "conflict" and "too close to tell" in held["last_error"], held
 
     for pair in (p1, p2, p3, p4):
         assert status_of(url, org.id, pair.crm_id)["status"] == "synced"

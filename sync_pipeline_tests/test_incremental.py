@@ -4,7 +4,7 @@ organization's cursor, syncs it, and touches nothing else; deletions wait for a 
 The CRM here has docs/crm-setup.sql installed (its updated_at tells what changed); without it,
 every run compares every CRM document's content (test_crm_real_schema.py)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -13,13 +13,14 @@ import requests
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import patched_environ, sandbox_environment
+from sync_pipeline.domain.document import Customer, SalesDocument
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.cursors import SyncCursor, read_cursor
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.counterparts import LinkedCounterpart
-from sync_pipeline.sync.extract import CRM, METAKOCKA, METAKOCKA_SALES_DOC_TYPES, Extraction
+from sync_pipeline.sync.extract import CRM, METAKOCKA_SALES_DOC_TYPES, Extraction
 from sync_pipeline.sync.incremental import OVERLAP, choose_window, next_cursor, sweep_run_config
 from sync_pipeline.sync.push import push_to_metakocka
 
@@ -305,11 +306,29 @@ def test_window_and_cursor_rules():
 
     # The next cursor: the run's start minus the overlap, never before the previous cursor, and
     # a full sweep records itself.
-    empty = Extraction(CRM, "org"), Extraction(METAKOCKA, "org")
-    moved = next_cursor(window, *empty)
-    assert moved.crm_changed_since == now - OVERLAP
+    moved = next_cursor(window, Extraction(CRM, "org"))
+    assert moved.crm_changed_since == moved.metakocka_changed_since == now - OVERLAP
     assert moved.last_full_sweep_at == cursor.last_full_sweep_at
-    assert next_cursor(choose_window(None, now=now), *empty).last_full_sweep_at == now
+    first = next_cursor(choose_window(None, now=now), Extraction(CRM, "org"))
+    assert first.last_full_sweep_at == now
+
+    # The CRM's cursor stops at the newest updated_at the run saw if its clock is behind ours;
+    # Metakocka's documents carry no change time, so its cursor is the run's clock alone.
+    behind = Extraction(CRM, "org")
+    behind.documents.append(
+        SalesDocument(
+            organization_id="org",
+            document_type="order",
+            document_date=date(2026, 11, 24),
+            customer=Customer("Acme"),
+            lines=(),
+            crm_document_id="a",
+            updated_at=now - timedelta(hours=1),
+        )
+    )
+    moved = next_cursor(choose_window(None, now=now), behind)
+    assert moved.crm_changed_since == now - timedelta(hours=1) - OVERLAP
+    assert moved.metakocka_changed_since == now - OVERLAP
 
 
 def _engine(settings):

@@ -17,6 +17,7 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest, SyncRequestQueue
 
 from .helpers import CrmHttp, MetakockaHttp, status_rows
+from .edits import Users
 from .on_demand_helpers import Dagster, new_crm_order
 
 ORG = "11111111-1111-4111-8111-111111111111"
@@ -148,6 +149,12 @@ def test_change_sensor_queues_each_change_once_and_ignores_own_writes(
     # the run wrote to both systems; those writes carry the synced content, so nothing is queued
     assert poll() == 0
     assert dagster.tick() == []
+
+    # Metakocka answers no change time: the sensor knows the document it read a poll ago by its
+    # content, so a second edit inside the re-read overlap is queued, and once only
+    Users(sandbox, org).edit_in_metakocka(born["mk_id"], notes="edited again in Metakocka")
+    assert poll() == 1
+    assert poll() == 0
 
 
 def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(

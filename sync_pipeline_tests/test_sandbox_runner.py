@@ -136,7 +136,8 @@ def test_seeded_categories_links_and_invalid_documents(sandbox):
                 Decimal(doc["sum_all"]) == Decimal(str(row["total_amount"]))
                 and doc.get("notes") == row["notes"]
             )
-            mk_time, crm_time = stamp(doc["last_change"]), stamp(row["updated_at"])
+            mk_time = sandbox.metakocka_state.last_change(org.metakocka_company_id, doc["mk_id"])
+            crm_time = stamp(row["updated_at"])
             if same:
                 assert mk_time > crm_time  # synced after the CRM's last edit
             else:

@@ -317,6 +317,23 @@ class MetakockaClient:
         query = [{"type": "last_change_from", "value": mk_timestamp(since)}] if since else None
         return self.search(doc_type, query_advance=query)
 
+    def changed_since(
+        self, doc_type: str, mk_id: str, since: datetime, *, buyer_order: str | None = None
+    ) -> bool:
+        """Did Metakocka change document `mk_id` at or after `since` (by its own clock)?
+
+        A document carries no change time (metakocka-api.md section 5), so this asks the search
+        filter `last_change_from`, narrowed to the document's `customer_order` where it has a
+        buyer order, and looks for the id among the hits (ids only: a small answer).
+        """
+        query = [{"type": "last_change_from", "value": mk_timestamp(since)}]
+        if buyer_order:
+            query.append({"type": "customer_order", "value": buyer_order})
+        return any(
+            str(hit.get("mk_id")) == str(mk_id)
+            for hit in self.search(doc_type, query_advance=query, result_type=None)
+        )
+
     def get_document(self, doc_type: str, doc_id: str) -> dict:
         """One document by `mk_id`; `NotFoundError` when Metakocka cannot find it."""
         return self._call("get_document", {"doc_type": doc_type, "doc_id": str(doc_id)})

@@ -140,7 +140,8 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
             if failed:
                 return
             crm_docs, mk_docs = results["the CRM"], results["Metakocka"]
-            scope = SyncScope(window, next_cursor=next_cursor(window, crm_docs, mk_docs))
+            cursor = next_cursor(window, crm_docs)  # from what the window read, not counterparts
+            scope = SyncScope(window, next_cursor=cursor)
             if not window.full:
                 try:
                     crm_docs, mk_docs, scope = close_over_changes(
@@ -156,7 +157,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                 except SyncError as exc:
                     _log_failure(context, store, "the changed documents' counterparts", exc)
                     return
-                scope.next_cursor = next_cursor(window, results["the CRM"], results["Metakocka"])
+                scope.next_cursor = cursor
             crm_docs.scope = mk_docs.scope = scope
             for name, extraction, client in (
                 ("crm_sales_documents", crm_docs, crm_client),

@@ -21,9 +21,11 @@ from sync_pipeline.store.resolutions import (
     resolve_conflict,
     settle_unused_resolutions,
 )
+from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.incremental import mark_known_absent
 from sync_pipeline.sync.planning import plan_sync
 from sync_pipeline.sync.record import INVALID, error_rows
+from sync_pipeline.sync.run_errors import retried_failure_rows
 
 
 class SyncPlanConfig(dg.Config):
@@ -76,6 +78,7 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 raise dg.Failure(f"resolve_conflicts: {exc}") from None
         resolutions = pending_resolutions(store.engine, org_id)
         scope = validated_sales_documents.scope
+        mk_client = metakocka.client(org.metakocka_company_id)  # asks which side changed last
         plan = plan_sync(
             org_id,
             validated_sales_documents.crm,
@@ -85,6 +88,17 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             scope.links if scope is not None and scope.incremental else store.links_frame(org_id),
             conflict_policy=org.conflict_policy,
             resolutions=resolutions,
+            change_order=metakocka_change_order(mk_client),
+        )
+        store.log_errors(  # the failures its retries absorbed (sync/run_errors.py)
+            retried_failure_rows(
+                mk_client.stats,
+                organization_id=org_id,
+                run_id=context.run.run_id,
+                system="Metakocka",
+                step="planning",
+                requested_by=requested_by(context),
+            )
         )
         plan = mark_known_absent(plan, scope, store, org_id)  # creates that need no look-up
         settle_unused_resolutions(store.engine, plan, resolutions, run_id=context.run.run_id)

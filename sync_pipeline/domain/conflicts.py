@@ -6,12 +6,16 @@ What happens to one is the organization's `conflict_policy`:
   gets the field-by-field difference of the two versions, until an operator picks a side
   (`sync-pipeline conflicts resolve`, or the nightly job's launchpad config);
 - `crm_wins` / `metakocka_wins`: that side's content is pushed to the other;
-- `newest_wins`: the side changed last (CRM `updated_at` vs Metakocka `last_change`) wins; when
-  neither is known to be newer, the conflict is held as under `manual`.
+- `newest_wins`: the side changed last wins. Metakocka returns no change time, so which side is
+  newer is asked of Metakocka by a `ChangeOrder` (`sync/change_order.py`); when it cannot tell,
+  the conflict is held as under `manual`, with the reason.
+An unlinked pair adopted with two different versions (`plan.ADOPTED_UNDECIDED`) is settled the
+same way under every policy: its newer side wins (the plan's rule 2), else it is held.
 An operator's resolution is used once and wins over the policy. Conflicts that are not about
 content (an ambiguous match by external id: one document on one side) are never resolved here.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +23,12 @@ import pandas as pd
 
 from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, synced_fields
-from sync_pipeline.domain.plan import ACTIONS, UPDATE_IN_CRM, UPDATE_IN_METAKOCKA
+from sync_pipeline.domain.plan import (
+    ACTIONS,
+    ADOPTED_UNDECIDED,
+    UPDATE_IN_CRM,
+    UPDATE_IN_METAKOCKA,
+)
 from sync_pipeline.domain.policies import (  # noqa: F401 - re-exported
     CONFLICT_POLICIES,
     CRM_WINS,
@@ -30,6 +39,18 @@ from sync_pipeline.domain.policies import (  # noqa: F401 - re-exported
     WINNER_METAKOCKA,
     WINNERS,
 )
+
+ChangeOrder = Callable[[SalesDocument, SalesDocument], tuple[str | None, str]]
+"""(CRM version, Metakocka version) -> (the side changed last, or None when unknown; why)."""
+
+
+def by_updated_at(crm: SalesDocument, metakocka: SalesDocument) -> tuple[str | None, str]:
+    """The `ChangeOrder` of two versions that both carry their change time (tests, and any
+    source that knows it); Metakocka's documents do not (`sync/change_order.py`)."""
+    if crm.updated_at and metakocka.updated_at and crm.updated_at != metakocka.updated_at:
+        newer = WINNER_CRM if crm.updated_at > metakocka.updated_at else WINNER_METAKOCKA
+        return newer, f"{newer} changed it last"
+    return None, "neither version is known to be newer"
 
 
 @dataclass(frozen=True)
@@ -55,10 +76,14 @@ def resolvable(plan: pd.DataFrame) -> np.ndarray:
 
 
 def apply_conflict_policy(
-    plan: pd.DataFrame, policy: str = MANUAL, resolutions: list[Resolution] | tuple = ()
+    plan: pd.DataFrame,
+    policy: str = MANUAL,
+    resolutions: list[Resolution] | tuple = (),
+    change_order: ChangeOrder = by_updated_at,
 ) -> pd.DataFrame:
     """Turn settled conflicts into updates; adds `conflict_resolution_id` (the stored resolution
-    a row carries out, else None) and `conflict_policy` (the policy in force) columns."""
+    a row carries out, else None) and `conflict_policy` (the policy in force) columns.
+    `change_order` says which side is newer, for `newest_wins` and undecided adoptions."""
     if policy not in CONFLICT_POLICIES:
         raise ValueError(f"conflict policy must be one of {CONFLICT_POLICIES}, got {policy!r}")
     plan = plan.copy()
@@ -82,10 +107,14 @@ def apply_conflict_policy(
             winner = resolution.winner
             why = f"resolved by {resolution.resolved_by or 'an operator'}: {winner} wins"
             resolution_ids[i] = resolution.id
+        elif str(reason[i]).startswith(ADOPTED_UNDECIDED) and policy in (MANUAL, NEWEST_WINS):
+            winner, why = change_order(crm_docs[i], mk_docs[i])
+            why = f"the newer side wins: {why}"
         else:
-            winner = policy_winner(policy, crm_docs[i], mk_docs[i])
-            why = f"conflict_policy {policy}: {winner} wins"
+            winner, why = policy_winner(policy, crm_docs[i], mk_docs[i], change_order)
         if winner is None:
+            if why:
+                reason[i] = f"{reason[i]}; {why}"
             continue
         action[i] = ACTIONS[UPDATE_IN_METAKOCKA if winner == WINNER_CRM else UPDATE_IN_CRM]
         reason[i] = f"{reason[i]}; {why}"
@@ -95,18 +124,22 @@ def apply_conflict_policy(
     return plan
 
 
-def policy_winner(policy: str, crm: SalesDocument, metakocka: SalesDocument) -> str | None:
-    """The side `policy` picks for one conflict, or None to hold it for an operator."""
+def policy_winner(
+    policy: str,
+    crm: SalesDocument,
+    metakocka: SalesDocument,
+    change_order: ChangeOrder = by_updated_at,
+) -> tuple[str | None, str]:
+    """The side `policy` picks for one conflict (None: hold it for an operator), and why."""
     if policy == CRM_WINS:
-        return WINNER_CRM
+        return WINNER_CRM, f"conflict_policy {policy}: crm wins"
     if policy == METAKOCKA_WINS:
-        return WINNER_METAKOCKA
-    if policy == NEWEST_WINS and crm.updated_at and metakocka.updated_at:
-        if crm.updated_at > metakocka.updated_at:
-            return WINNER_CRM
-        if metakocka.updated_at > crm.updated_at:
-            return WINNER_METAKOCKA
-    return None
+        return WINNER_METAKOCKA, f"conflict_policy {policy}: metakocka wins"
+    if policy == NEWEST_WINS:
+        winner, why = change_order(crm, metakocka)
+        verdict = f"{winner} wins" if winner else "held for an operator"
+        return winner, f"conflict_policy {policy}: {verdict} ({why})"
+    return None, ""
 
 
 # -- the difference of two versions, for the error log -----------------------------------------

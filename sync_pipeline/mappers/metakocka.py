@@ -31,7 +31,6 @@ from sync_pipeline.mappers.metakocka_wire import (
     format_mk_date,
     parse_decimal,
     parse_mk_date,
-    parse_mk_timestamp,
 )
 
 __all__ = ["MappingError", "canonical_to_metakocka", "metakocka_to_canonical"]
@@ -133,8 +132,7 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
         metakocka_id=mk_id,
         metakocka_count_code=_text(doc.get("count_code")),
         metakocka_doc_type=mk_doc_type,
-        updated_at=_read(parse_mk_timestamp, doc, "last_change")
-        or _read(parse_mk_timestamp, doc, "created_ts"),
+        updated_at=None,  # Metakocka answers no change time: sync/change_order.py
         source_extra={
             PASSTHROUGH_KEY: {
                 key: doc[key]

@@ -28,11 +28,16 @@ from sync_pipeline.sandbox.metakocka_values import (
     is_true,
     now_utc,
     parse_date,
+    parse_timestamp,
 )
 
 FIRST_MK_ID = 1600200000
 ISSUE_MARKS = ("publish_ts", "furs_eor", "furs_zoi")
 """What only an issued bill carries (metakocka-api.md section 6: publish_ts, furs_eor, furs_zoi)."""
+INTERNAL_FIELDS = frozenset({"last_change"})
+"""Kept with a stored document but never answered: the documentation has no ``last_change`` field
+on a document, only the search filters ``last_change_from``/``last_change_to`` (metakocka-api.md
+sections 5 and 7), so a client can learn a change time only by searching."""
 NOT_FOUND_CODES = ("2", "6")
 """The opr_codes Metakocka answers a missing document with (both occur; none is documented)."""
 _DUPLICATE_CHECKED = frozenset({"sales_order"}) | BILL_TYPES
@@ -260,6 +265,13 @@ class MetakockaState:
             record = self._stores[str(company_id)].partners[str(mk_id)]
             return {"mk_id": record["mk_id"], "count_code": record["count_code"], **record["data"]}
 
+    def last_change(self, company_id: str, mk_id: str) -> datetime:
+        """When a document last changed, as the ``last_change_from/_to`` filters see it. Tests
+        only: Metakocka never returns this time (INTERNAL_FIELDS)."""
+        with self._lock:
+            doc = self._stores[str(company_id)].docs[int(mk_id)]
+            return parse_timestamp(doc["last_change"], "last_change")
+
     def documents(self, company_id: str) -> list[dict[str, Any]]:
         """Every stored document of a company, by mk_id, as get_document shows it (quirks
         mode off), for tests that count duplicates in the sandbox's own store."""
@@ -291,6 +303,7 @@ class MetakockaState:
                 else v
             )
             for k, v in doc.items()
+            if k not in INTERNAL_FIELDS
         }
         return apply_quirks(rendered) if (self.quirks if quirks is None else quirks) else rendered
 

@@ -11,14 +11,18 @@ sync is skipped: it is the pipeline's own write, or a change that does not touch
 Documents that cannot be read are left to the nightly run (which quarantines them), so they never
 loop either.
 
-Cursor, per organization and side: the newest change time seen, and the ids seen at exactly that
-time (reads are `>=`, and Metakocka's times have whole seconds), so each change is queued once.
+Cursor, per organization and side, so each change is queued once:
+- the CRM: the newest `updated_at` seen, and the ids seen at exactly that time (reads are `>=`);
+- Metakocka: its documents carry no change time (metakocka-api.md section 5), so the window comes
+  from our clock: the poll's start minus `METAKOCKA_POLL_OVERLAP` (Metakocka's clock and write
+  visibility may lag ours), and each document the poll read is remembered by id and content
+  hash, so the next poll, which reads the overlap again, queues only what changed since.
 The first evaluation for an organization starts from "now": history is the nightly run's job.
 """
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -47,8 +51,14 @@ SENSOR_NAME = "document_changes_sensor"
 REQUESTED_BY = "change_sensor"
 
 
+METAKOCKA_POLL_OVERLAP = timedelta(minutes=2)
+"""How far back each Metakocka poll reads again (module docstring)."""
+
+
 @dataclass
 class SideCursor:
+    """The CRM's side: documents are stamped with their `updated_at`."""
+
     since: datetime
     seen_at_since: set[str] = field(default_factory=set)
 
@@ -57,8 +67,8 @@ class SideCursor:
             return True
         return not (changed_at == self.since and doc_id in self.seen_at_since)
 
-    def advance(self, changes: list[tuple[str, datetime]]) -> None:
-        stamped = [(i, t) for i, t in changes if t is not None]
+    def advance(self, stamps: list[tuple[str, datetime | None]], polled_at: datetime) -> None:
+        stamped = [(i, t) for i, t in stamps if t is not None]
         if not stamped:
             return
         newest = max(t for _, t in stamped)
@@ -75,35 +85,67 @@ class SideCursor:
         return cls(datetime.fromisoformat(data["since"]), set(data.get("seen", ())))
 
 
-def load_cursor(text: str | None) -> dict[str, dict[str, SideCursor]]:
+@dataclass
+class ClockCursor:
+    """Metakocka's side: documents are stamped with their content hash (module docstring)."""
+
+    since: datetime
+    seen: set[str] = field(default_factory=set)
+    """`id:hash` of every document the last poll read."""
+
+    def is_new(self, doc_id: str, version: str) -> bool:
+        return f"{doc_id}:{version}" not in self.seen
+
+    def advance(self, stamps: list[tuple[str, str]], polled_at: datetime) -> None:
+        self.since = max(self.since, polled_at - METAKOCKA_POLL_OVERLAP)
+        self.seen = {f"{doc_id}:{version}" for doc_id, version in stamps}
+
+    def dump(self) -> dict:
+        return {"since": self.since.isoformat(), "seen_versions": sorted(self.seen)}
+
+    @classmethod
+    def load(cls, data: dict) -> "ClockCursor":
+        return cls(datetime.fromisoformat(data["since"]), set(data.get("seen_versions", ())))
+
+
+CURSOR_OF_SIDE = {"crm": SideCursor, "metakocka": ClockCursor}
+Cursor = SideCursor | ClockCursor
+
+
+def load_cursor(text: str | None) -> dict[str, dict[str, Cursor]]:
     if not text:
         return {}
     return {
-        org: {side: SideCursor.load(value) for side, value in sides.items()}
+        org: {side: CURSOR_OF_SIDE[side].load(value) for side, value in sides.items()}
         for org, sides in json.loads(text).items()
     }
 
 
-def dump_cursor(cursor: dict[str, dict[str, SideCursor]]) -> str:
+def dump_cursor(cursor: dict[str, dict[str, Cursor]]) -> str:
     return json.dumps(
         {org: {side: c.dump() for side, c in sides.items()} for org, sides in cursor.items()}
     )
 
 
-def changed_documents(extraction: Extraction, side_cursor: SideCursor, engine, org_id: str):
-    """(document id, change time) of the documents whose synced content really changed."""
+def changed_documents(extraction: Extraction, side_cursor: Cursor, engine, org_id: str):
+    """The ids of the documents whose synced content really changed, and every document's
+    stamp for the cursor: (id, `updated_at`) in the CRM, (id, content hash) in Metakocka."""
     key = "crm_document_id" if extraction.side == CRM else "metakocka_id"
-    fresh = [d for d in extraction.documents if side_cursor.is_new(getattr(d, key), d.updated_at)]
-    ids = [getattr(d, key) for d in fresh]
+    hashes = [content_hash(d, extraction.precision) for d in extraction.documents]
+    stamps = [
+        (getattr(d, key), d.updated_at if extraction.side == CRM else digest)
+        for d, digest in zip(extraction.documents, hashes, strict=True)
+    ]
+    fresh = [
+        (i, h) for (i, stamp), h in zip(stamps, hashes, strict=True) if side_cursor.is_new(i, stamp)
+    ]
+    ids = [i for i, _ in fresh]
     links = links_for(
         engine, org_id, ids if extraction.side == CRM else [], ids if extraction.side != CRM else []
     )
     linked = links.loc[links["state"] == LINK_LINKED]
     synced_hash = dict(zip(linked[key].astype(str), linked["content_hash"], strict=True))
-    precision = extraction.precision
-    changed = [d for d in fresh if synced_hash.get(getattr(d, key)) != content_hash(d, precision)]
-    seen = [(getattr(d, key), d.updated_at) for d in extraction.documents]
-    return [getattr(d, key) for d in changed], seen
+    return [i for i, digest in fresh if synced_hash.get(i) != digest], stamps
 
 
 def queued_document_ids(queue: SyncRequestQueue, organization_id: str, side: str) -> set[str]:
@@ -155,7 +197,7 @@ def build_change_sensor(*, interval_s: int = 30) -> dg.SensorDefinition:
         for org in parse_organizations(organizations.organizations_json):
             sides = cursor.setdefault(org.id, {})
             if not sides:  # first look at this organization: start from now
-                sides.update(crm=SideCursor(start), metakocka=SideCursor(start))
+                sides.update(crm=SideCursor(start), metakocka=ClockCursor(start))
                 continue
             for side in ("crm", "metakocka"):
                 try:
@@ -163,14 +205,14 @@ def build_change_sensor(*, interval_s: int = 30) -> dg.SensorDefinition:
                 except SyncError as exc:  # try again next tick, from the same cursor
                     context.log.warning(f"{org.name}: cannot poll {side}: {exc}")
                     continue
-                changed, seen = changed_documents(extraction, sides[side], engine, org.id)
+                changed, stamps = changed_documents(extraction, sides[side], engine, org.id)
                 covered = queued_document_ids(queue, org.id, side)
                 for doc_id in changed:
                     if doc_id in covered:  # a queued request will read its latest version
                         continue
                     _, created = queue.enqueue(org.id, BOTH, [doc_id], requested_by=REQUESTED_BY)
                     queued += created
-                sides[side].advance(seen)
+                sides[side].advance(stamps, polled_at=start)
         if not queued:
             return dg.SensorResult(skip_reason="no changed documents", cursor=dump_cursor(cursor))
         context.log.info(f"queued {queued} sync request(s) for changed documents")

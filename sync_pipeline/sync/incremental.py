@@ -5,10 +5,12 @@ The window. A run is a *full sweep* (read everything) when asked to, when the or
 cursor yet (its first reconciliation), or when the last full sweep is older than
 `full_sweep_every` (a week by default): deletions are only visible to a full sweep. Otherwise it
 is *incremental*: the CRM by `updated_at >= cursor`, Metakocka by `last_change_from = cursor`.
-After a run the cursor moves to the run's start, or to the newest change it saw if that is earlier
-(the servers' clocks rule their timestamps), minus `OVERLAP`, so a write that lands while a run
-reads, or a clock that runs a few minutes off, is read again rather than missed (reading a
-document twice costs nothing: its hash equals its link's).
+After a run each cursor moves to the run's start minus `OVERLAP`, so a write that lands while a run
+reads, or a server clock that runs a few minutes off ours, is read again rather than missed
+(reading a document twice costs nothing: its hash equals its link's). The CRM's cursor stops
+earlier if the newest `updated_at` the run saw is earlier (its server's clock rules those
+times); Metakocka's documents carry no change time (metakocka-api.md section 5), so its cursor is
+the run's own clock window alone.
 
 The plan treats a linked document missing from its input as deleted, and pairs unlinked documents
 by the ids they claim; so an incremental run closes the changed documents over links and claims
@@ -141,19 +143,25 @@ def choose_window(
     )
 
 
-def next_cursor(window: SyncWindow, crm: Extraction, metakocka: Extraction) -> SyncCursor:
-    """Where the next incremental run reads from, given what this run's window read (before any
-    counterpart was added): see the module docstring."""
+def next_cursor(window: SyncWindow, crm: Extraction) -> SyncCursor:
+    """Where the next incremental run reads from, given the CRM documents this run's window read
+    (before any counterpart was added): see the module docstring."""
     return SyncCursor(
         crm_changed_since=_since(window, crm, window.crm_since),
-        metakocka_changed_since=_since(window, metakocka, window.metakocka_since),
+        metakocka_changed_since=_since(window, None, window.metakocka_since),
         last_full_sweep_at=window.started_at if window.full else window.last_full_sweep_at,
     )
 
 
-def _since(window: SyncWindow, extraction: Extraction, previous: datetime | None) -> datetime:
+def _since(
+    window: SyncWindow, extraction: Extraction | None, previous: datetime | None
+) -> datetime:
+    """The run's start minus `OVERLAP`, or earlier from the newest change time `extraction`
+    shows (None: the side shows none); never behind the `previous` cursor."""
     newest = max(
-        (d.updated_at for d in extraction.documents if d.updated_at is not None),
+        (d.updated_at for d in extraction.documents if d.updated_at is not None)
+        if extraction is not None
+        else (),
         default=window.started_at,
     )
     since = min(window.started_at, newest) - OVERLAP

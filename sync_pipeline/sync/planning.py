@@ -6,7 +6,13 @@ recognised and held back rather than re-created or reported deleted.
 
 import pandas as pd
 
-from sync_pipeline.domain.conflicts import MANUAL, Resolution, apply_conflict_policy
+from sync_pipeline.domain.conflicts import (
+    MANUAL,
+    ChangeOrder,
+    Resolution,
+    apply_conflict_policy,
+    by_updated_at,
+)
 from sync_pipeline.domain.ownership import apply_ownership
 from sync_pipeline.domain.plan import build_sync_plan
 from sync_pipeline.mappers.metakocka import ISSUED_BILL, is_issued_bill
@@ -28,15 +34,18 @@ def plan_sync(
     *,
     conflict_policy: str = MANUAL,
     resolutions: list[Resolution] | tuple = (),
+    change_order: ChangeOrder = by_updated_at,
 ) -> pd.DataFrame:
-    """The plan, after field ownership and the conflict policy (and operator `resolutions`)."""
+    """The plan, after field ownership and the conflict policy (and operator `resolutions`).
+    `change_order` tells which side changed last (`sync/change_order.py` asks Metakocka)."""
     quarantined = [*crm.quarantined, *metakocka.quarantined]
     crm_frame = _with_invalid(crm.valid[CRM_COLUMNS], crm.quarantined, CRM)
     mk_frame = _with_invalid(metakocka.valid[METAKOCKA_COLUMNS], metakocka.quarantined, METAKOCKA)
     plan = build_sync_plan(crm_frame, mk_frame, plan_links(links), organization_id)
     plan = mark_no_crm_type(mark_invalid_pairs(plan, quarantined))
     plan = apply_ownership(plan, organization_id)
-    return keep_issued_bills(apply_conflict_policy(plan, conflict_policy, resolutions))
+    plan = apply_conflict_policy(plan, conflict_policy, resolutions, change_order)
+    return keep_issued_bills(plan)
 
 
 def keep_issued_bills(plan: pd.DataFrame) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from sync_pipeline.store.resolutions import (
     settle_unused_resolutions,
 )
 from sync_pipeline.store.tables import LINK_LINKED
+from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.extract import (
     CRM,
     METAKOCKA,
@@ -280,6 +281,7 @@ def sync_documents(
         docs.links,
         conflict_policy=conflict_policy,
         resolutions=resolutions,
+        change_order=metakocka_change_order(metakocka),
     )
     allowed = _allowed_actions(direction)
     held_back = int(
