@@ -16,8 +16,8 @@ from sync_pipeline.sensors.run_status import build_run_status_sensors
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest, SyncRequestQueue
 
-from .helpers import CrmHttp, MetakockaHttp, status_rows
 from .edits import Users
+from .helpers import CrmHttp, MetakockaHttp, status_rows
 from .on_demand_helpers import Dagster, new_crm_order
 
 ORG = "11111111-1111-4111-8111-111111111111"
@@ -201,16 +201,26 @@ def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(
     assert not failed.success
     assert queue.get(request.id).state == "failed" and "nope" in queue.get(request.id).error
 
+    # a run that crashed before it could claim its requests: the failure sensor finds them by
+    # the run key the request sensor gave the run
+    failure_sensor = build_run_status_sensors(dagster.job)[0]
+    resources = build_resources(pipeline_env)
+
+    def tick(cursor):
+        with dg.build_sensor_context(
+            instance=dagster_instance, cursor=cursor, resources=resources
+        ) as context:
+            return failure_sensor(context).cursor
+
+    cursor = tick(None)
     other, _ = queue.enqueue(org.id, "crm_to_metakocka", [DOC])
     queue.mark_launched([other.id], "key-of-a-crashed-run")
-    failure_sensor = build_run_status_sensors(dagster.job)[0]
-    crashed = failed.dagster_run.with_tags({"dagster/run_key": "key-of-a-crashed-run"})
-    with dg.build_run_status_sensor_context(
-        sensor_name=failure_sensor.name,
-        dagster_event=failed.get_run_failure_event(),
-        dagster_instance=dagster_instance,
-        dagster_run=crashed,
-        resources=build_resources(pipeline_env),
-    ) as context:
-        failure_sensor(context.for_run_failure())
-    assert queue.get(other.id).state == "failed"
+    crashed = dagster.job.execute_in_process(
+        run_config={"ops": {OP_NAME: {"config": {**config, "request_ids": []}}}},
+        instance=dagster_instance,
+        tags={"dagster/run_key": "key-of-a-crashed-run"},
+        raise_on_error=False,
+    )
+    assert not crashed.success and queue.get(other.id).state != "failed"
+    tick(cursor)
+    assert queue.get(other.id).state == "failed" and "nope" in queue.get(other.id).error

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.assets.reporting import FRESHNESS_JOB_NAME, freshness_result
@@ -93,26 +94,38 @@ def failing_job():
     breaks()
 
 
-def test_a_failed_run_is_recorded_once_in_the_error_log(sqlite_url, dagster_instance):
+def test_a_failed_run_is_recorded_once_in_the_error_log(sqlite_url, dagster_instance, tmp_path):
+    resources = {
+        "crm": CrmResource(base_url="http://crm.invalid", api_key="crm-key"),
+        "metakocka": MetakockaResource(
+            base_url="http://mk.invalid", secret_keys='{"16": "mk-secret-123"}'
+        ),
+    }
+    cursor = None
+
+    def tick(database_url: str):
+        nonlocal cursor
+        context = dg.build_sensor_context(
+            instance=dagster_instance,
+            cursor=cursor,
+            resources={**resources, "sync_store": SyncStoreResource(database_url=database_url)},
+        )
+        cursor = sync_run_failure_sensor(context).cursor
+
+    tick(sqlite_url)  # the first tick starts the watch
     result = failing_job.execute_in_process(
         instance=dagster_instance, raise_on_error=False, tags={"dagster/partition": "org-1"}
     )
     assert not result.success
-    context = dg.build_run_status_sensor_context(
-        sensor_name="sync_run_failure_sensor",
-        dagster_instance=dagster_instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources={
-            "sync_store": SyncStoreResource(database_url=sqlite_url),
-            "crm": CrmResource(base_url="http://crm.invalid", api_key="crm-key"),
-            "metakocka": MetakockaResource(
-                base_url="http://mk.invalid", secret_keys='{"16": "mk-secret-123"}'
-            ),
-        },
-    ).for_run_failure()
-    sync_run_failure_sensor(context)
-    sync_run_failure_sensor(context)  # a second evaluation of the same failure adds nothing
+
+    # The sync database cannot be opened for one tick: the tick fails, and the failure is not
+    # skipped (Dagster's run_failure_sensor moves its cursor on anyway), so the next tick records
+    # it; a third evaluation adds nothing.
+    (tmp_path / "not-a-folder").write_text("a file where the database's folder should be")
+    with pytest.raises(Exception, match="not-a-folder"):
+        tick(f"sqlite:///{tmp_path / 'not-a-folder' / 'sync.db'}")
+    tick(sqlite_url)
+    tick(sqlite_url)
 
     store = SyncStore(sqlite_url)
     errors = store.open_errors("org-1")

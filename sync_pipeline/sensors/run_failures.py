@@ -1,6 +1,7 @@
 """Run-failure sensor: every failed run of this code location becomes a row in sync_error_log.
 
-Fires (every 30 s) for each run that failed: a reconciliation that crashed, a step that raised,
+Fires (every 30 s) for each run that failed (sensors/finished_runs.py: a failure it could not
+record is not skipped): a reconciliation that crashed, a step that raised,
 a run killed by the run monitor. Each failure becomes one open `internal` error with the run's
 id, the job, the failure message and, when Dagster has it, the stack trace; the organization is
 taken from the run's partition (the nightly job) or its `sync_pipeline/organization` tag (the
@@ -11,6 +12,7 @@ reconciliation (`sync_report`), or by an operator (`sync-pipeline errors resolve
 import dagster as dg
 
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.sensors.finished_runs import handle_runs
 from sync_pipeline.store.error_log import record_run_failure
 
 ORGANIZATION_TAGS = ("dagster/partition", "sync_pipeline/organization")
@@ -24,13 +26,21 @@ def run_organization(tags: dict) -> str:
     return NO_ORGANIZATION
 
 
-def failure_text(context: dg.RunFailureSensorContext) -> tuple[str, str | None]:
+def failure_text(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str, str | None]:
     """The failure's message and stack trace (the failed step's error, when one is known)."""
-    run = context.dagster_run
-    message = (context.failure_event.message if context.failure_event else None) or "run failed"
+    events = instance.all_logs(
+        run.run_id, of_type={dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.STEP_FAILURE}
+    )
+    run_failures = [
+        e.dagster_event for e in events if e.dagster_event and e.dagster_event.is_run_failure
+    ]
+    message = (run_failures[-1].message if run_failures else None) or "run failed"
     trace = None
-    for event in context.get_step_failure_events():
-        error = event.step_failure_data.error if event.step_failure_data else None
+    for entry in events:
+        event = entry.dagster_event
+        if event is None or not event.is_step_failure or event.step_failure_data is None:
+            continue
+        error = event.step_failure_data.error
         if error is not None:
             root = error
             while root.cause is not None:  # the user code's own exception, not Dagster's wrapper
@@ -41,30 +51,33 @@ def failure_text(context: dg.RunFailureSensorContext) -> tuple[str, str | None]:
     return f"run {run.run_id} of {run.job_name} failed: {message}", trace
 
 
-@dg.run_failure_sensor(
+@dg.sensor(
     name="sync_run_failure_sensor",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Records every failed run of this code location in sync_error_log (error_type "
-    "internal, with the run id and the organization of the run).",
+    "internal, with the run id and the organization of the run). A failure it cannot record "
+    "yet (the sync database unreachable) fails the tick and is recorded by the next one.",
 )
 def sync_run_failure_sensor(
-    context: dg.RunFailureSensorContext,
+    context: dg.SensorEvaluationContext,
     sync_store: SyncStoreResource,
     crm: CrmResource,
     metakocka: MetakockaResource,
 ):
-    run = context.dagster_run
-    message, trace = failure_text(context)
-    recorded = record_run_failure(
-        sync_store.store().engine,
-        organization_id=run_organization(run.tags),
-        run_id=run.run_id,
-        job_name=run.job_name,
-        message=message,
-        stack_trace=trace,
-        requested_by=run.tags.get("sync_pipeline/requested_by") or run.tags.get("dagster/user"),
-        secrets=[crm.api_key, *metakocka.all_secrets()],
-    )
-    if recorded:
-        context.log.info(f"recorded the failure of run {run.run_id} in sync_error_log")
+    def record(run: dg.DagsterRun) -> None:
+        message, trace = failure_text(context.instance, run)
+        recorded = record_run_failure(
+            sync_store.store().engine,
+            organization_id=run_organization(run.tags),
+            run_id=run.run_id,
+            job_name=run.job_name,
+            message=message,
+            stack_trace=trace,
+            requested_by=run.tags.get("sync_pipeline/requested_by") or run.tags.get("dagster/user"),
+            secrets=[crm.api_key, *metakocka.all_secrets()],
+        )
+        if recorded:
+            context.log.info(f"recorded the failure of run {run.run_id} in sync_error_log")
+
+    return handle_runs(context, [dg.DagsterRunStatus.FAILURE], record)

@@ -9,11 +9,12 @@ run key (set by the request sensor before the run existed).
 import dagster as dg
 
 from sync_pipeline.resources import SyncStoreResource
+from sync_pipeline.sensors.finished_runs import handle_runs
+from sync_pipeline.sensors.run_failures import failure_text
 from sync_pipeline.store.requests import SyncRequestQueue
 
 
-def _fail_requests(context, sync_store: SyncStoreResource, error: str) -> int:
-    run = context.dagster_run
+def _fail_requests(context, sync_store: SyncStoreResource, run: dg.DagsterRun, error: str) -> int:
     queue = SyncRequestQueue(sync_store.store().engine)
     failed = queue.fail_run(run_id=run.run_id, run_key=run.tags.get("dagster/run_key"), error=error)
     if failed:
@@ -22,30 +23,36 @@ def _fail_requests(context, sync_store: SyncStoreResource, error: str) -> int:
 
 
 def build_run_status_sensors(job) -> list[dg.SensorDefinition]:
-    @dg.run_failure_sensor(
+    """One sensor per ending the job cannot report itself (sensors/finished_runs.py: a run
+    whose requests could not be marked is handed to the next tick again)."""
+
+    @dg.sensor(
         name="sync_documents_failure_sensor",
-        monitored_jobs=[job],
         minimum_interval_seconds=5,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Marks the sync requests of a failed sync_documents run `failed`.",
     )
     def sync_documents_failure_sensor(
-        context: dg.RunFailureSensorContext, sync_store: SyncStoreResource
+        context: dg.SensorEvaluationContext, sync_store: SyncStoreResource
     ):
-        message = context.failure_event.message if context.failure_event else None
-        _fail_requests(context, sync_store, f"run {context.dagster_run.run_id} failed: {message}")
+        def fail(run: dg.DagsterRun) -> None:
+            message, _ = failure_text(context.instance, run)
+            _fail_requests(context, sync_store, run, message)
 
-    @dg.run_status_sensor(
+        return handle_runs(context, [dg.DagsterRunStatus.FAILURE], fail, job_name=job.name)
+
+    @dg.sensor(
         name="sync_documents_canceled_sensor",
-        run_status=dg.DagsterRunStatus.CANCELED,
-        monitored_jobs=[job],
         minimum_interval_seconds=5,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Marks the sync requests of a canceled sync_documents run `failed`.",
     )
     def sync_documents_canceled_sensor(
-        context: dg.RunStatusSensorContext, sync_store: SyncStoreResource
+        context: dg.SensorEvaluationContext, sync_store: SyncStoreResource
     ):
-        _fail_requests(context, sync_store, f"run {context.dagster_run.run_id} was canceled")
+        def fail(run: dg.DagsterRun) -> None:
+            _fail_requests(context, sync_store, run, f"run {run.run_id} was canceled")
+
+        return handle_runs(context, [dg.DagsterRunStatus.CANCELED], fail, job_name=job.name)
 
     return [sync_documents_failure_sensor, sync_documents_canceled_sensor]
