@@ -70,7 +70,16 @@ def test_the_report_shows_status_direction_errors_and_history(
     (evaluation,) = check_run.get_asset_check_evaluations()
     assert not evaluation.passed
     assert evaluation.metadata["stale_organizations"].value == 1
-    assert other.id in evaluation.description and org.id not in evaluation.description
+    assert evaluation.description == (
+        f"1 organization(s) not reconciled within 26 h: {other.name} (never)"
+    )
+    # inside the organization's own run the check judged that organization only, and passed
+    (own,) = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "reconciled_within_26_hours"
+    ]
+    assert own.passed and own.description == f"reconciled within 26 h: {org.name}"
 
 
 def test_freshness_fails_after_26_hours():
@@ -82,6 +91,7 @@ def test_freshness_fails_after_26_hours():
     assert not late.passed
     assert late.metadata["stale_organizations"].value == 1
     assert "| A | a |" in late.metadata["organizations"].value
+    assert late.description == "1 organization(s) not reconciled within 26 h: A (26 h ago)"
 
 
 @dg.op
