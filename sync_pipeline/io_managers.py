@@ -28,6 +28,8 @@ from typing import Any
 
 import dagster as dg
 
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+
 RESOURCE_KEY = "reconciliation_io_manager"
 
 IN_PROCESS_EXECUTORS = {"in_process", "execute_in_process_executor"}
@@ -74,8 +76,13 @@ class _MemoryFirst(dg.IOManager):
             return self._disk.load_input(context)
         except FileNotFoundError:
             raise dg.Failure(
-                f"{context.upstream_output.step_key} kept its output in the memory of the run "
-                "that made it; run the whole reconciliation job again"
+                description=(
+                    f"Launch the job {NIGHTLY_JOB_NAME} for this organization instead: this step "
+                    f"needs the output of {context.upstream_output.step_key}, which only the run "
+                    "that made it held in memory, so part of a reconciliation cannot be run on "
+                    "its own (a whole reconciliation is safe to repeat)."
+                ),
+                metadata={"launch_job": NIGHTLY_JOB_NAME, "missing_input": context.name},
             ) from None
 
 

@@ -5,7 +5,9 @@ from types import SimpleNamespace
 
 import dagster as dg
 
+from sync_pipeline.definitions import build_definitions
 from sync_pipeline.io_managers import ReconciliationIOManager, _steps_share_a_process
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 
 
 def test_in_process_run_keeps_outputs_in_memory(tmp_path):
@@ -42,3 +44,23 @@ def test_steps_in_other_processes_get_pickles():
     in_process = {"config": {"in_process": {}}}
     assert _steps_share_a_process(_context("multi_or_in_process_executor", in_process))
     assert not _steps_share_a_process(_context("k8s_job_executor", None))
+
+
+def test_one_reconciliation_asset_on_its_own_names_the_job_to_launch(
+    sandbox, pipeline_env, dagster_instance
+):
+    """The UI's "Materialize" on one asset of the reconciliation: its inputs lived only in the
+    memory of the run that made them, so the run fails, saying which job to launch instead."""
+    org = sandbox.organizations[0]
+    defs = build_definitions(pipeline_env)
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dagster_instance,
+        asset_selection=[dg.AssetKey("sync_plan")],
+        partition_key=org.id,
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.user_failure_data
+    assert error.description.startswith(f"Launch the job {NIGHTLY_JOB_NAME} for this organization")
+    assert error.metadata["launch_job"].value == NIGHTLY_JOB_NAME
