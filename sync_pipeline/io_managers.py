@@ -27,6 +27,7 @@ import gc
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 
@@ -43,8 +44,11 @@ SELECTABLE_EXECUTORS = {
 class ReconciliationIOManager(dg.ConfigurableIOManagerFactory):
     """Memory within a run executed in one process; pickles on disk otherwise."""
 
-    base_dir: str | None = None
-    """Where pickles go when steps run in separate processes (default: Dagster's storage)."""
+    base_dir: str | None = Field(
+        default=None,
+        description="Where outputs are pickled when steps run in separate processes "
+        "(default: Dagster's storage).",
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         gc.freeze()  # see the module docstring

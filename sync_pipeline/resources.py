@@ -7,7 +7,7 @@ variable's name, never its value. Deployments differ by these resources, never b
 import json
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
@@ -27,10 +27,22 @@ class RetryConfig(dg.Config):
     one; waits are jittered exponential between 0 and `initial_wait_s * 2**n`, at most
     `max_wait_s`, never shorter than a server's Retry-After (capped at `max_retry_after_s`)."""
 
-    max_attempts: int = DEFAULT_RETRY_POLICY.max_attempts
-    initial_wait_s: float = DEFAULT_RETRY_POLICY.initial_wait_s
-    max_wait_s: float = DEFAULT_RETRY_POLICY.max_wait_s
-    max_retry_after_s: float = DEFAULT_RETRY_POLICY.max_retry_after_s
+    max_attempts: int = Field(
+        default=DEFAULT_RETRY_POLICY.max_attempts,
+        description="Attempts of one call, the first included (1: no retry).",
+    )
+    initial_wait_s: float = Field(
+        default=DEFAULT_RETRY_POLICY.initial_wait_s,
+        description="Base of the jittered exponential wait before a retry, in seconds.",
+    )
+    max_wait_s: float = Field(
+        default=DEFAULT_RETRY_POLICY.max_wait_s,
+        description="Longest wait between two attempts, in seconds.",
+    )
+    max_retry_after_s: float = Field(
+        default=DEFAULT_RETRY_POLICY.max_retry_after_s,
+        description="Longest Retry-After (or rate-limit pause) honoured, in seconds.",
+    )
 
     def policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -44,15 +56,21 @@ class RetryConfig(dg.Config):
 class CrmResource(dg.ConfigurableResource):
     """Fresh AI CRM's PostgREST API (Supabase `<project>` root URL and its service-role key)."""
 
-    base_url: str
-    api_key: str
-    timeout_s: float = 30.0
-    connect_timeout_s: float = 5.0
-    max_concurrent_requests: int = 4
-    retry: RetryConfig = RetryConfig()
-    organizations_json: str = ""
-    """SYNC_ORGANIZATIONS: each organization's CRM settings (integration user, service product
-    code) travel with its client."""
+    base_url: str = Field(description="The Supabase project URL (CRM_BASE_URL).")
+    api_key: str = Field(description="The service-role key (CRM_API_KEY); never shown.")
+    timeout_s: float = Field(default=30.0, description="Read timeout of one request, seconds.")
+    connect_timeout_s: float = Field(default=5.0, description="Connect timeout, seconds.")
+    max_concurrent_requests: int = Field(
+        default=4, description="Requests in flight to the CRM at once, per run."
+    )
+    retry: RetryConfig = Field(
+        default=RetryConfig(), description="Retry budget of CRM calls (adapters/retry.py)."
+    )
+    organizations_json: str = Field(
+        default="",
+        description="SYNC_ORGANIZATIONS: each organization's CRM settings (integration user, "
+        "service product code) travel with its client.",
+    )
 
     def client(self) -> CrmClient:
         return CrmClient(
@@ -69,17 +87,30 @@ class CrmResource(dg.ConfigurableResource):
 class MetakockaResource(dg.ConfigurableResource):
     """Metakocka's JSON API; `secret_keys` is a JSON object {company_id: secret_key}."""
 
-    base_url: str
-    secret_keys: str
-    read_timeout_s: float = 30.0
-    write_timeout_s: float = 60.0
-    connect_timeout_s: float = 5.0
-    create_settle_s: float | None = None
-    """After a create with an unknown outcome, wait this long (from sending it) before looking it
-    up again: Metakocka may still be storing it. Default: `write_timeout_s`."""
-    max_concurrent_requests: int = 2
-    max_concurrent_searches: int = 1
-    retry: RetryConfig = RetryConfig()
+    base_url: str = Field(description="Metakocka's host (METAKOCKA_BASE_URL).")
+    secret_keys: str = Field(
+        description="JSON {company_id: secret_key} (METAKOCKA_SECRET_KEYS); never shown."
+    )
+    read_timeout_s: float = Field(default=30.0, description="Timeout of a read, seconds.")
+    write_timeout_s: float = Field(
+        default=60.0, description="Timeout of a write (put_document can take 40 s), seconds."
+    )
+    connect_timeout_s: float = Field(default=5.0, description="Connect timeout, seconds.")
+    create_settle_s: float | None = Field(
+        default=None,
+        description="After a create with an unknown outcome, wait this long (from sending it) "
+        "before looking it up again: Metakocka may still be storing it. Default: "
+        "write_timeout_s.",
+    )
+    max_concurrent_requests: int = Field(
+        default=2, description="Requests in flight per company (third-party clients use 2)."
+    )
+    max_concurrent_searches: int = Field(
+        default=1, description="Searches in flight per company (Metakocka serialises them)."
+    )
+    retry: RetryConfig = Field(
+        default=RetryConfig(), description="Retry budget of Metakocka calls (adapters/retry.py)."
+    )
 
     def secret_for(self, company_id: str) -> str:
         keys = json.loads(self.secret_keys or "{}")
@@ -108,13 +139,19 @@ class MetakockaResource(dg.ConfigurableResource):
 class SyncStoreResource(dg.ConfigurableResource):
     """The sync database (SQLite file by default, PostgreSQL in production)."""
 
-    database_url: str
-    database_schema: str | None = None
-    """PostgreSQL schema of the sync tables (None: `SYNC_DATABASE_SCHEMA`, else `sync`)."""
-    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S
-    """A push's claim on a document lapses this long after its owner's last heartbeat (a crashed
-    run's claims expire); must exceed Metakocka's `create_settle_s` by a heartbeat interval
-    (`claim_ttl_s / 4`), so a dead run's create in flight has settled before another run looks."""
+    database_url: str = Field(
+        description="SQLAlchemy URL of the sync database (SYNC_DATABASE_URL)."
+    )
+    database_schema: str | None = Field(
+        default=None,
+        description="PostgreSQL schema of the sync tables (empty: SYNC_DATABASE_SCHEMA or sync).",
+    )
+    claim_ttl_s: float = Field(
+        default=DEFAULT_CLAIM_TTL_S,
+        description="A push's claim on a document lapses this long after its owner's last "
+        "heartbeat (a crashed run's claims expire); must exceed Metakocka's create_settle_s by "
+        "a heartbeat (claim_ttl_s / 4), so a dead run's create in flight has settled first.",
+    )
     _store: SyncStore | None = PrivateAttr(default=None)
 
     def store(self, secrets: list[str] | tuple[str, ...] = ()) -> SyncStore:
@@ -128,8 +165,13 @@ class SyncStoreResource(dg.ConfigurableResource):
 class OrganizationsResource(dg.ConfigurableResource):
     """The tenants: which Metakocka company and conflict policy belong to each CRM organization."""
 
-    organizations_json: str
-    push_concurrency: int = DEFAULT_PUSH_CONCURRENCY
+    organizations_json: str = Field(
+        description="SYNC_ORGANIZATIONS: each CRM organization's Metakocka company, conflict "
+        "policy and settings (README, Configuration)."
+    )
+    push_concurrency: int = Field(
+        default=DEFAULT_PUSH_CONCURRENCY, description="Documents pushed at once per run."
+    )
 
     def get(self, organization_id: str) -> Organization:
         for org in parse_organizations(self.organizations_json):

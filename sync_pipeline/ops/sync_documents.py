@@ -41,7 +41,9 @@ class SyncDirection(Enum):
 class SyncDocumentsConfig(dg.Config):
     """What to sync. Filled in by the request sensor, or by hand in the launchpad."""
 
-    organization_id: str = Field(description="CRM organization uuid (one of SYNC_ORGANIZATIONS).")
+    organization_id: str = Field(
+        min_length=1, description="CRM organization uuid (one of SYNC_ORGANIZATIONS)."
+    )
     direction: SyncDirection = Field(
         default=SyncDirection.crm_to_metakocka,
         description="crm_to_metakocka: document_ids are CRM ids (uuids); metakocka_to_crm: "
