@@ -42,6 +42,13 @@ def test_the_report_shows_status_direction_errors_and_history(
     assert metadata["ok_crm_to_metakocka"] + metadata["ok_metakocka_to_crm"] > 0
     assert "| crm_to_metakocka | create_in_metakocka | ok |" in metadata["this_run"]
     assert "| validation |" in metadata["top_errors"]
+    # each error names a document it is about, by number and id
+    invalid = [r for r in rows if r["status"] == "invalid" and r["crm_document_id"]]
+    assert any(
+        f"crm {r['crm_document_id']}" in metadata["top_errors"]
+        and f"{r['crm_document_number']}: crm {r['crm_document_id']}" in metadata["top_errors"]
+        for r in invalid
+    ), metadata["top_errors"]
     image = re.fullmatch(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)",
                          metadata["status_history"])  # fmt: skip
     assert image and base64.b64decode(image.group(1)).startswith(b"\x89PNG")

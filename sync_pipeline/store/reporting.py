@@ -120,13 +120,16 @@ def status_history(engine: Engine, organization_id: str, since: date) -> pd.Data
 
 
 def top_open_errors(engine: Engine, organization_id: str, limit: int = 10) -> pd.DataFrame:
-    """Open errors grouped by type and message, most frequent first."""
+    """Open errors grouped by type and message, most frequent first, each with one of its
+    documents (ids, and numbers from sync_status) so a reader can open it."""
     query = (
         sa.select(
             sync_error_log.c.error_type,
             sync_error_log.c.message,
             sa.func.count().label("errors"),
             sa.func.max(sync_error_log.c.occurred_at).label("last_seen"),
+            sa.func.min(sync_error_log.c.crm_document_id).label("crm_document_id"),
+            sa.func.min(sync_error_log.c.metakocka_id).label("metakocka_id"),
         )
         .where(
             sync_error_log.c.organization_id == organization_id,
@@ -138,7 +141,35 @@ def top_open_errors(engine: Engine, organization_id: str, limit: int = 10) -> pd
     )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return pd.DataFrame(rows, columns=["error_type", "message", "errors", "last_seen"])
+        crm_ids = [r.crm_document_id for r in rows if r.crm_document_id]
+        mk_ids = [r.metakocka_id for r in rows if r.metakocka_id]
+        numbers = conn.execute(
+            sa.select(
+                sync_status.c.crm_document_id,
+                sync_status.c.metakocka_id,
+                sync_status.c.crm_document_number,
+                sync_status.c.metakocka_count_code,
+            ).where(
+                sync_status.c.organization_id == organization_id,
+                sa.or_(
+                    sync_status.c.crm_document_id.in_(crm_ids),
+                    sync_status.c.metakocka_id.in_(mk_ids),
+                ),
+            )
+        ).all()
+    by_crm = {n.crm_document_id: n for n in numbers if n.crm_document_id}
+    by_mk = {n.metakocka_id: n for n in numbers if n.metakocka_id}
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "error_type", "message", "errors", "last_seen", "crm_document_id", "metakocka_id"
+        ],
+    )  # fmt: skip
+    status = [by_crm.get(r.crm_document_id) or by_mk.get(r.metakocka_id) for r in rows]
+    frame["document_number"] = [
+        (s.crm_document_number or s.metakocka_count_code) if s is not None else None for s in status
+    ]
+    return frame
 
 
 def resolve_errors_of_vanished_documents(engine: Engine, organization_id: str, note: str) -> int:

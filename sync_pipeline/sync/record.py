@@ -12,7 +12,7 @@ import pandas as pd
 
 from sync_pipeline.domain.conflicts import conflict_details
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES, SalesDocument
-from sync_pipeline.sync.extract import CRM, Quarantined
+from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.push import (
     CRM_TO_METAKOCKA,
     FAILED,
@@ -202,6 +202,7 @@ def status_rows(
             crm_id = crm_id or _text(link.get("crm_document_id"))
         prev = prev_by_crm.get(crm_id) or prev_by_mk.get(mk_id) or {}
         doc = _first_document(row)
+        invalid = reasons_by_crm.get(crm_id) or reasons_by_mk.get(mk_id)  # its number, type
         status, direction, error = _status_of(
             row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id
         )
@@ -215,11 +216,16 @@ def status_rows(
                 "organization_id": organization_id,
                 "crm_document_id": crm_id,
                 "metakocka_id": mk_id,
-                "document_type": doc.document_type if doc else link.get("document_type"),
-                "crm_document_number": _crm_number(row) or link.get("crm_document_number"),
+                "document_type": doc.document_type
+                if doc
+                else link.get("document_type") or (invalid.document_type if invalid else None),
+                "crm_document_number": _crm_number(row)
+                or link.get("crm_document_number")
+                or _quarantined_number(invalid, CRM),
                 "metakocka_count_code": (outcome.metakocka_count_code if outcome else None)
                 or _mk_count_code(row)
-                or link.get("metakocka_count_code"),
+                or link.get("metakocka_count_code")
+                or _quarantined_number(invalid, METAKOCKA),
                 "status": status,
                 "last_direction": direction or prev.get("last_direction"),
                 "last_synced_at": _ts(link.get("last_synced_at"))
@@ -234,6 +240,11 @@ def status_rows(
             }
         )
     return rows
+
+
+def _quarantined_number(invalid: Quarantined | None, side: str) -> str | None:
+    """The number a quarantined document of `side` was read with (it has no mapped document)."""
+    return invalid.document_number if invalid is not None and invalid.side == side else None
 
 
 def _status_of(row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id):

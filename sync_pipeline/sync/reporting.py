@@ -69,12 +69,28 @@ def top_errors_table(errors: pd.DataFrame, width: int = 160) -> str:
         [
             r.errors,
             r.error_type,
+            _document(r),
             r.message if len(r.message) <= width else r.message[: width - 1] + "…",
             pd.Timestamp(r.last_seen).strftime("%Y-%m-%d %H:%M"),
         ]
         for r in errors.itertuples(index=False)
     ]
-    return markdown_table(["open", "type", "message", "last seen (UTC)"], rows)
+    return markdown_table(["open", "type", "document", "message", "last seen (UTC)"], rows)
+
+
+def _document(error) -> str:
+    """One document the error is about: its number and ids (`+ n more` when it is about several);
+    a run-level error (a failed step, retries) has none."""
+    ids = [
+        f"{side} {doc_id}"
+        for side, doc_id in (("crm", error.crm_document_id), ("metakocka", error.metakocka_id))
+        if isinstance(doc_id, str) and doc_id
+    ]
+    if not ids:
+        return "(run)"
+    number = error.document_number if isinstance(error.document_number, str) else None
+    more = f" + {error.errors - 1} more" if error.errors > 1 else ""
+    return f"{number + ': ' if number else ''}{', '.join(ids)}{more}"
 
 
 def history_markdown(history: pd.DataFrame, today: date, days: int = 30) -> str:
