@@ -8,6 +8,7 @@ import pytest
 
 from sync_pipeline.definitions import build_resources
 from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
+from sync_pipeline.faultlab import invalid_crm_ids
 from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.ops.sync_documents import OP_NAME
 from sync_pipeline.sensors.changes import SENSOR_NAME as CHANGE_SENSOR
@@ -224,3 +225,27 @@ def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(
     assert not crashed.success and queue.get(other.id).state != "failed"
     tick(cursor)
     assert queue.get(other.id).state == "failed" and "nope" in queue.get(other.id).error
+
+
+def test_an_on_demand_sync_of_an_invalid_document_says_why(sandbox, pipeline_env, dagster_instance):
+    """The run succeeds (it did what it could), and the reason the document was not synced is
+    in the request's error, the run's log and the plan it shows."""
+    org = sandbox.organizations[0]
+    invalid_id = invalid_crm_ids(sandbox, org)[0]
+    store = SyncStore(pipeline_env.database_url)
+    store.create_schema()
+    queue = SyncRequestQueue(store.engine)
+    request, _ = queue.enqueue(org.id, "crm_to_metakocka", [invalid_id])
+    config = {"organization_id": org.id, "document_ids": [invalid_id], "request_ids": [request.id]}
+    result = Dagster(pipeline_env, dagster_instance).job.execute_in_process(
+        run_config={"ops": {OP_NAME: {"config": config}}}, instance=dagster_instance
+    )
+    assert result.success
+    error = queue.get(request.id).error
+    assert queue.get(request.id).state == "failed" and error.startswith("invalid: ")
+    assert invalid_id in error and ": " in error.removeprefix("invalid: ")  # with the reason
+    logged = [entry.user_message for entry in dagster_instance.all_logs(result.run_id)]
+    assert any(m.startswith("not synced, invalid: ") and invalid_id in m for m in logged)
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    plan = output.event_specific_data.metadata["plan"].value
+    assert "Invalid (fix them" in plan and error.removeprefix("invalid: ") in plan

@@ -22,6 +22,7 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.store.requests import SyncRequestQueue
+from sync_pipeline.sync.extract import Quarantined
 from sync_pipeline.sync.push import OK
 from sync_pipeline.sync.targeted import TargetedSyncResult, sync_documents
 
@@ -132,14 +133,22 @@ def sync_documents_op(
     except Exception as exc:
         queue.finish(config.request_ids, error=f"{type(exc).__name__}: {exc}")
         raise
+    for invalid in result.quarantined:
+        context.log.warning(f"not synced, invalid: {invalid_text(invalid)}")
     if not config.dry_run:
         queue.finish(config.request_ids, error=request_error(result))
     return dg.Output(summary(result), metadata=result_metadata(result, direction))
 
 
+def invalid_text(invalid: Quarantined) -> str:
+    """A quarantined document, by number and id, with every reason (what its owner must fix)."""
+    names = [invalid.document_number, invalid.crm_document_id or invalid.metakocka_id]
+    return f"{' '.join(n for n in names if n)}: {'; '.join(invalid.reasons)}"
+
+
 def request_error(result: TargetedSyncResult) -> str | None:
     """Why a request did not fully succeed (None: every named document reached its outcome)."""
-    problems = []
+    problems = [f"invalid: {invalid_text(q)}" for q in result.quarantined[:20]]
     if result.not_found:
         problems.append(f"not found: {', '.join(result.not_found[:20])}")
     failed = result.failed
@@ -200,6 +209,9 @@ def plan_markdown(result: TargetedSyncResult, direction: str) -> str:
         lines.append(f"| … | {len(result.plan) - PLAN_ROWS_SHOWN} more | | |")
     if result.not_found:
         lines += ["", f"Not found in either system: {', '.join(result.not_found)}"]
+    if result.quarantined:
+        lines += ["", "Invalid (fix them where they were written, then sync again):"]
+        lines += [f"- {invalid_text(q)}" for q in result.quarantined[:PLAN_ROWS_SHOWN]]
     return "\n".join(lines)
 
 
