@@ -74,7 +74,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         *build_deletion_assets(partitions),
         *build_reporting_assets(partitions),
     ]
-    nightly = build_nightly_job()
+    nightly = build_nightly_job(partitions, settings.organizations)
     freshness_job, freshness_schedule = build_freshness_job_and_schedule()
     on_demand = build_sync_documents_job()
     return dg.Definitions(

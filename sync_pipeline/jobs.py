@@ -12,9 +12,20 @@ NIGHTLY_JOB_NAME = "nightly_reconciliation"
 METAKOCKA_COMPANY_TAG = "sync_pipeline/metakocka_company"
 
 
+ORGANIZATION_NAME_TAG = "sync_pipeline/organization_name"
+"""The organization's name on its runs: the run list and run page show tags, not partitions'
+meanings."""
+
+
 def metakocka_company_tags(organization) -> dict[str, str]:
     """The run tags that name an organization's Metakocka company (an `Organization`)."""
     return {METAKOCKA_COMPANY_TAG: organization.metakocka_company_id}
+
+
+def organization_run_tags(organization) -> dict[str, str]:
+    """Every run of an organization's reconciliation, however launched (schedule, launchpad,
+    backfill), is named and counted against its company's limit by these tags."""
+    return {ORGANIZATION_NAME_TAG: organization.name, **metakocka_company_tags(organization)}
 
 
 # In process unless the run config says otherwise: the steps are sequential by nature (each needs
@@ -36,11 +47,20 @@ in_process_or_multiprocess_executor = dg.multi_or_in_process_executor.configured
 )
 
 
-def build_nightly_job():
-    """The nightly reconciliation job (in process by default; see the executor above)."""
+def build_nightly_job(partitions_def: dg.PartitionsDefinition, organizations):
+    """The nightly reconciliation job (in process by default; see the executor above). Its
+    partitioned config tags each organization's runs (`organization_run_tags`), so a run
+    launched by hand from the launchpad carries them too."""
+    by_id = {org.id: org for org in organizations}
     return dg.define_asset_job(
         NIGHTLY_JOB_NAME,
         selection=dg.AssetSelection.groups(*RECONCILIATION_GROUPS),
+        partitions_def=partitions_def,
+        config=dg.PartitionedConfig(
+            partitions_def,
+            run_config_for_partition_key_fn=lambda key: {},
+            tags_for_partition_key_fn=lambda key: organization_run_tags(by_id[key]),
+        ),
         executor_def=in_process_or_multiprocess_executor,
         description="Two-way reconciliation of one organization: extract both systems, validate, "
         "plan against document_links, push each way, re-materialise sync_status.",

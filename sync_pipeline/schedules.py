@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_pipeline.jobs import metakocka_company_tags
+from sync_pipeline.jobs import organization_run_tags
 from sync_pipeline.settings import Settings
 
 
@@ -22,7 +22,7 @@ def build_nightly_schedule(job, settings: Settings) -> dg.ScheduleDefinition:
             dg.RunRequest(
                 run_key=f"nightly:{org.id}:{night}",
                 partition_key=org.id,
-                tags={"sync_pipeline/requested_by": "schedule", **metakocka_company_tags(org)},
+                tags={"sync_pipeline/requested_by": "schedule", **organization_run_tags(org)},
             )
             for org in settings.organizations
         ]

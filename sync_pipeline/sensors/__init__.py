@@ -9,7 +9,7 @@ import os
 
 import dagster as dg
 
-from sync_pipeline.jobs import metakocka_company_tags
+from sync_pipeline.jobs import organization_run_tags
 from sync_pipeline.sensors.changes import build_change_sensor
 from sync_pipeline.sensors.requests import build_request_sensor
 from sync_pipeline.sensors.run_status import build_run_status_sensors
@@ -27,7 +27,7 @@ def build_on_demand_sensors(
         build_request_sensor(
             sync_documents_job,
             interval_s=int(env.get(REQUEST_INTERVAL_ENV, "2")),
-            organization_tags={org.id: metakocka_company_tags(org) for org in organizations},
+            organization_tags={org.id: organization_run_tags(org) for org in organizations},
         ),
         build_change_sensor(interval_s=int(env.get(CHANGE_INTERVAL_ENV, "30"))),
         *build_run_status_sensors(sync_documents_job),
