@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from benchmarks.remote_sandbox import RemoteSandbox, api_calls
 from sync_pipeline.demo import patched_environ, sandbox_environment
-from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 from sync_pipeline.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -128,7 +128,7 @@ def _run_once(environment: dict, organization_id: str, run_config: dict, one_at_
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             cpu, started = time.process_time(), time.perf_counter()
             result = job.execute_in_process(
-                partition_key=organization_id,
+                partition_key=partition_key_of(job, organization_id),
                 instance=instance,
                 run_config=run_config,
                 tags={"sync_pipeline/requested_by": "benchmark"},

@@ -80,7 +80,7 @@ def run_reconciliation(
     runs = []
     for org in settings.organizations:
         result = job.execute_in_process(
-            partition_key=org.id,
+            partition_key=org.key,
             instance=instance,
             raise_on_error=False,
             tags={"sync_pipeline/requested_by": "demo"},

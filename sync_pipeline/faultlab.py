@@ -34,7 +34,7 @@ from sync_pipeline.domain.document import (
     crm_id_to_external_ref,
     external_ref_to_crm_id,
 )
-from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
@@ -207,6 +207,7 @@ def lab_definitions(
             selection=nightly.selection - dg.AssetSelection.assets(*left_out),
             executor_def=dg.in_process_executor,
             partitions_def=nightly.partitions_def,
+            config=nightly.config,  # its runs are tagged with their organization too
         )
     )
     # `Definitions` is an immutable record; `copy` swaps fields and keeps everything else.
@@ -228,7 +229,7 @@ def nightly_job(
 
 def run_nightly(job, instance, organization_id: str, **kwargs):
     return job.execute_in_process(
-        partition_key=organization_id,
+        partition_key=partition_key_of(job, organization_id),
         instance=instance,
         raise_on_error=False,
         tags={"sync_pipeline/requested_by": "faultlab"},
@@ -467,7 +468,7 @@ def crash_context():
 def job_child(
     environment: dict,
     job_name: str,
-    partition_key: str | None,
+    organization_id: str | None,
     run_config: dict | None,
     config: dict,
     ready,
@@ -485,7 +486,7 @@ def job_child(
         ready.set()
         go.wait()
         result = job.execute_in_process(
-            partition_key=partition_key,
+            partition_key=partition_key_of(job, organization_id) if organization_id else None,
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
@@ -496,14 +497,14 @@ def job_child(
 
 def start_child(
     environment: dict,
-    partition_key: str | None,
+    organization_id: str | None,
     config: LabConfig,
     go=None,
     *,
     job_name: str = NIGHTLY_JOB_NAME,
     run_config: dict | None = None,
 ):
-    """Start `job_child` (by default the full nightly job of the organization `partition_key`)
+    """Start `job_child` (by default the full nightly job of the organization `organization_id`)
     in a forked process; returns (process, ready event, go event). Without `go` the run starts as
     soon as the job is built."""
     context = crash_context()
@@ -513,7 +514,7 @@ def start_child(
         go.set()
     process = context.Process(
         target=job_child,
-        args=(environment, job_name, partition_key, run_config, config.__dict__, ready, go),
+        args=(environment, job_name, organization_id, run_config, config.__dict__, ready, go),
         daemon=True,
     )
     process.start()

@@ -13,6 +13,8 @@ METAKOCKA_COMPANY_TAG = "sync_pipeline/metakocka_company"
 
 
 ORGANIZATION_NAME_TAG = "sync_pipeline/organization_name"
+ORGANIZATION_ID_TAG = "sync_pipeline/organization_id"
+"""The CRM organization uuid behind a run's readable partition key."""
 """The organization's name on its runs: the run list and run page show tags, not partitions'
 meanings."""
 
@@ -25,7 +27,11 @@ def metakocka_company_tags(organization) -> dict[str, str]:
 def organization_run_tags(organization) -> dict[str, str]:
     """Every run of an organization's reconciliation, however launched (schedule, launchpad,
     backfill), is named and counted against its company's limit by these tags."""
-    return {ORGANIZATION_NAME_TAG: organization.name, **metakocka_company_tags(organization)}
+    return {
+        ORGANIZATION_NAME_TAG: organization.name,
+        ORGANIZATION_ID_TAG: organization.id,
+        **metakocka_company_tags(organization),
+    }
 
 
 # In process unless the run config says otherwise: the steps are sequential by nature (each needs
@@ -47,11 +53,20 @@ in_process_or_multiprocess_executor = dg.multi_or_in_process_executor.configured
 )
 
 
+def partition_key_of(job: dg.JobDefinition, organization_id: str) -> str:
+    """The partition of `job` that is the organization `organization_id` (tests, the demo and
+    the benchmarks name organizations by id; the UI by their readable keys)."""
+    for key in job.partitions_def.get_partition_keys():
+        if job.get_tags_for_partition_key(key, None).get(ORGANIZATION_ID_TAG) == organization_id:
+            return key
+    raise KeyError(f"no partition of {job.name} is the organization {organization_id!r}")
+
+
 def build_nightly_job(partitions_def: dg.PartitionsDefinition, organizations):
     """The nightly reconciliation job (in process by default; see the executor above). Its
     partitioned config tags each organization's runs (`organization_run_tags`), so a run
     launched by hand from the launchpad carries them too."""
-    by_id = {org.id: org for org in organizations}
+    by_key = {org.key: org for org in organizations}
     return dg.define_asset_job(
         NIGHTLY_JOB_NAME,
         selection=dg.AssetSelection.groups(*RECONCILIATION_GROUPS),
@@ -59,7 +74,7 @@ def build_nightly_job(partitions_def: dg.PartitionsDefinition, organizations):
         config=dg.PartitionedConfig(
             partitions_def,
             run_config_for_partition_key_fn=lambda key: {},
-            tags_for_partition_key_fn=lambda key: organization_run_tags(by_id[key]),
+            tags_for_partition_key_fn=lambda key: organization_run_tags(by_key[key]),
         ),
         executor_def=in_process_or_multiprocess_executor,
         description="Two-way reconciliation of one organization: extract both systems, validate, "

@@ -16,6 +16,7 @@ from sync_pipeline.settings import (
     DEFAULT_PUSH_CONCURRENCY,
     Organization,
     crm_tenants,
+    organization_for_partition,
     parse_organizations,
 )
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S
@@ -178,3 +179,9 @@ class OrganizationsResource(dg.ConfigurableResource):
             if org.id == organization_id:
                 return org
         raise KeyError(f"unknown organization {organization_id!r}; check SYNC_ORGANIZATIONS")
+
+    def for_partition(self, partition_key: str) -> Organization:
+        """The organization a partition of the reconciliation assets is (`Organization.key`)."""
+        return organization_for_partition(
+            parse_organizations(self.organizations_json), partition_key
+        )

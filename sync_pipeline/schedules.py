@@ -21,7 +21,7 @@ def build_nightly_schedule(job, settings: Settings) -> dg.ScheduleDefinition:
         return [
             dg.RunRequest(
                 run_key=f"nightly:{org.id}:{night}",
-                partition_key=org.id,
+                partition_key=org.key,
                 tags={"sync_pipeline/requested_by": "schedule", **organization_run_tags(org)},
             )
             for org in settings.organizations

@@ -9,6 +9,8 @@ database lives, the nightly schedule.
 
 import json
 import os
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,9 @@ class Organization:
     propagate_deletes: bool = False
     crm_integration_user_id: str | None = None
     service_product_code: str | None = None
+    key: str = ""
+    """Its Dagster partition key: what the UI shows for the organization (partition picker, run
+    headers, plots). Default: its name, lower case, with dashes (`Acme d.o.o.` -> `acme-d-o-o`)."""
 
     def __post_init__(self):
         if self.conflict_policy not in CONFLICT_POLICIES:
@@ -44,6 +49,14 @@ class Organization:
                 f"organization {self.id}: conflict_policy must be one of "
                 f"{', '.join(CONFLICT_POLICIES)}, got {self.conflict_policy!r}"
             )
+        key = slug(self.key or self.name) or self.id
+        object.__setattr__(self, "key", key)
+
+
+def slug(text: str) -> str:
+    """Lower-case ASCII words joined by dashes: a partition key the UI shows and a URL keeps."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,10 @@ class Settings:
     @property
     def organization_ids(self) -> list[str]:
         return [org.id for org in self.organizations]
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return [org.key for org in self.organizations]
 
     def organization(self, organization_id: str) -> Organization:
         for org in self.organizations:
@@ -97,7 +114,8 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
 
     Each item: {"id": "<crm organization uuid>", "name": "...", "metakocka_company_id": "16",
     "conflict_policy": "manual", "propagate_deletes": false, "crm_integration_user_id":
-    "<crm user uuid>", "service_product_code": "STORITEV"}. No secrets belong here.
+    "<crm user uuid>", "service_product_code": "STORITEV", "key": "acme"}. No secrets belong
+    here.
     """
     value = value.strip()
     if not value:
@@ -105,7 +123,7 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
     if not value.startswith("["):
         value = Path(value).read_text()
     items = json.loads(value)
-    return tuple(
+    organizations = tuple(
         Organization(
             id=str(item["id"]),
             name=str(item.get("name", item["id"])),
@@ -114,9 +132,28 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
             propagate_deletes=_flag(item.get("propagate_deletes", False)),
             crm_integration_user_id=_optional(item.get("crm_integration_user_id")),
             service_product_code=_optional(item.get("service_product_code")),
+            key=str(item.get("key") or ""),
         )
         for item in items
     )
+    keys = [org.key for org in organizations]
+    clashes = sorted({key for key in keys if keys.count(key) > 1})
+    if clashes:
+        raise ValueError(
+            f"SYNC_ORGANIZATIONS: two organizations have the partition key {clashes[0]!r} "
+            '(from their names): give each a distinct "key"'
+        )
+    return organizations
+
+
+def organization_for_partition(
+    organizations: tuple[Organization, ...], partition_key: str
+) -> Organization:
+    """The organization whose partition key (or, for runs from before keys, id) this is."""
+    for org in organizations:
+        if partition_key in (org.key, org.id):
+            return org
+    raise KeyError(f"unknown organization partition {partition_key!r}; check SYNC_ORGANIZATIONS")
 
 
 def organizations_to_json(organizations: list[Organization] | tuple[Organization, ...]) -> str:
@@ -130,6 +167,7 @@ def organizations_to_json(organizations: list[Organization] | tuple[Organization
                 "propagate_deletes": org.propagate_deletes,
                 "crm_integration_user_id": org.crm_integration_user_id,
                 "service_product_code": org.service_product_code,
+                "key": org.key,
             }
             for org in organizations
         ]

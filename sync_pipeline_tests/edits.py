@@ -8,7 +8,7 @@ import requests
 
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
-from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 
 from .helpers import status_rows
 
@@ -32,7 +32,7 @@ def run(settings, instance, organization_id: str, run_config: dict | None = None
     if full_sweep:
         config["ops"] = {**config.get("ops", {}), **FULL_SWEEP["ops"]}
     result = job.execute_in_process(
-        partition_key=organization_id, instance=instance, run_config=config
+        partition_key=partition_key_of(job, organization_id), instance=instance, run_config=config
     )
     assert result.success
     return result

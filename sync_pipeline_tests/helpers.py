@@ -7,7 +7,7 @@ import requests
 import sqlalchemy as sa
 
 from sync_pipeline.definitions import build_definitions
-from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 from sync_pipeline.store.engine import make_engine
 from sync_pipeline.sync.extract import extract_crm, extract_metakocka
 from sync_pipeline.sync.planning import plan_sync
@@ -27,7 +27,8 @@ def plan_everything(crm, metakocka, organization_id: str, store):
 
 def run_nightly(settings, instance, organization_id: str):
     job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB_NAME)
-    result = job.execute_in_process(partition_key=organization_id, instance=instance)
+    key = partition_key_of(job, organization_id)
+    result = job.execute_in_process(partition_key=key, instance=instance)
     assert result.success
     return result
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG, NIGHTLY_JOB_NAME
 from sync_pipeline.sandbox.runner import start_sandbox
+from sync_pipeline.settings import slug
 
 from .dagster_dev import dagster_dev
 from .test_webserver_graphql import LAUNCH, RUN_STATUS, _graphql
@@ -79,7 +80,7 @@ def _launch(graphql: str, organization) -> str:
         "runConfigData": MULTIPROCESS,
         "executionMetadata": {
             "tags": [
-                {"key": "dagster/partition", "value": organization.id},
+                {"key": "dagster/partition", "value": slug(organization.name)},
                 {"key": METAKOCKA_COMPANY_TAG, "value": organization.metakocka_company_id},
             ]
         },

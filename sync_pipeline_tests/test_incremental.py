@@ -14,7 +14,7 @@ from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.domain.document import Customer, SalesDocument
-from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.cursors import SyncCursor, read_cursor
@@ -52,7 +52,9 @@ ASSETS_UP_TO_THE_PLAN = (
 def _run(settings, instance, org_id: str, *, full: bool = False):
     job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB_NAME)
     result = job.execute_in_process(
-        partition_key=org_id, instance=instance, run_config=sweep_run_config(full)
+        partition_key=partition_key_of(job, org_id),
+        instance=instance,
+        run_config=sweep_run_config(full),
     )
     assert result.success
     return result
@@ -446,7 +448,7 @@ def test_a_counterpart_changed_or_deleted_before_its_replace_is_not_overwritten(
 
     job = build_definitions(pipeline_env).resolve_job_def(NIGHTLY_JOB_NAME)
     planned = job.execute_in_process(
-        partition_key=org.id,
+        partition_key=partition_key_of(job, org.id),
         instance=dagster_instance,
         asset_selection=[dg.AssetKey(name) for name in ASSETS_UP_TO_THE_PLAN],
     )

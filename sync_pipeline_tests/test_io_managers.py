@@ -7,7 +7,7 @@ import dagster as dg
 
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.io_managers import ReconciliationIOManager, _steps_share_a_process
-from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 
 
 def test_in_process_run_keeps_outputs_in_memory(tmp_path):
@@ -56,7 +56,7 @@ def test_one_reconciliation_asset_on_its_own_names_the_job_to_launch(
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=dagster_instance,
         asset_selection=[dg.AssetKey("sync_plan")],
-        partition_key=org.id,
+        partition_key=partition_key_of(defs.resolve_job_def(NIGHTLY_JOB_NAME), org.id),
         raise_on_error=False,
     )
     assert not result.success

@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG, NIGHTLY_JOB_NAME, ORGANIZATION_NAME_TAG
+from sync_pipeline.jobs import (
+    METAKOCKA_COMPANY_TAG,
+    NIGHTLY_JOB_NAME,
+    ORGANIZATION_ID_TAG,
+    ORGANIZATION_NAME_TAG,
+)
+from sync_pipeline.settings import parse_organizations, slug
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCATION = {"repositoryLocationName": "sync_pipeline", "repositoryName": "__repository__"}
@@ -145,20 +151,22 @@ def test_the_readme_ui_path_on_a_fresh_clone(fresh_clone, tmp_path):
         url = f"http://127.0.0.1:{ui_port}"
         graphql = f"{url}/graphql"
         _wait(lambda: requests.get(f"{url}/server_info", timeout=2).ok, 180, "no UI")
-        org_id = _first_organization(env_file)
+        org = _first_organization(env_file)
+        org_id, key = org["id"], org["key"]
+        assert key == slug(org["name"]) != org_id  # the UI shows "acme-d-o-o", not a uuid
 
         def partition_tags():
             answer = _graphql(
                 graphql,
                 PARTITION_TAGS,
-                {"repo": LOCATION, "set": f"{NIGHTLY_JOB_NAME}_partition_set", "partition": org_id},
+                {"repo": LOCATION, "set": f"{NIGHTLY_JOB_NAME}_partition_set", "partition": key},
             )["partitionSetOrError"]
             if answer["__typename"] != "PartitionSet":
                 return None  # the code location is still loading
             return answer["partition"]["tagsOrError"]["results"]
 
         tags = _wait(partition_tags, 120, "the code location did not load")
-        tags = [*tags, {"key": "dagster/partition", "value": org_id}]
+        tags = [*tags, {"key": "dagster/partition", "value": key}]
         params = {
             "selector": {**LOCATION, "jobName": NIGHTLY_JOB_NAME},
             "runConfigData": {},
@@ -175,8 +183,9 @@ def test_the_readme_ui_path_on_a_fresh_clone(fresh_clone, tmp_path):
         run = _wait(finished, 240, "the nightly run did not finish")
         assert run["status"] == "SUCCESS", (tmp_path / "dagster.log").read_text()[-4000:]
         run_tags = {t["key"]: t["value"] for t in run["tags"]}
-        assert run_tags["dagster/partition"] == org_id
-        assert run_tags[ORGANIZATION_NAME_TAG]  # the organization's name, not only its uuid
+        assert run_tags["dagster/partition"] == key
+        assert run_tags[ORGANIZATION_NAME_TAG] == org["name"]
+        assert run_tags[ORGANIZATION_ID_TAG] == org_id
         assert run_tags[METAKOCKA_COMPANY_TAG]  # so the per-company run limit applies
 
         checks = _graphql(graphql, CHECKS, {})["assetCheckExecutions"]
@@ -200,11 +209,10 @@ def test_the_readme_ui_path_on_a_fresh_clone(fresh_clone, tmp_path):
         _stop(sandbox)
 
 
-def _first_organization(env_file: Path) -> str:
-    import json
-
+def _first_organization(env_file: Path) -> dict:
+    """The first organization as `.env` configures it (the sandbox wrote it)."""
     for line in env_file.read_text().splitlines():
         if line.startswith("SYNC_ORGANIZATIONS="):
-            value = line.split("=", 1)[1].strip().strip("'\"")
-            return json.loads(value)[0]["id"]
+            (org, *_) = parse_organizations(line.split("=", 1)[1].strip().strip("'\""))
+            return {"id": org.id, "name": org.name, "key": org.key}
     raise AssertionError("no SYNC_ORGANIZATIONS in .env")

@@ -36,7 +36,7 @@ def build_deletion_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         organizations: OrganizationsResource,
         sync_store: SyncStoreResource,
     ) -> dg.Output:
-        org = organizations.get(context.partition_key)
+        org = organizations.for_partition(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         outcomes = []
         if org.propagate_deletes and not deleted_rows(sync_plan).empty:

@@ -101,13 +101,13 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         organizations: OrganizationsResource,
         sync_store: SyncStoreResource,
     ):
-        org = organizations.get(context.partition_key)
+        org = organizations.for_partition(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         crm_client = crm.client()
         mk_client = metakocka.client(org.metakocka_company_id)
         schema = _attempt(crm_client.schema)  # which published schema; refuse to run on none
         if isinstance(schema, SyncError):
-            _log_failure(context, store, "the CRM", schema)
+            _log_failure(context, store, org.id, "the CRM", schema)
             return
         context.log.info(crm_schema_summary(schema))
         window = choose_window(
@@ -136,7 +136,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         try:
             failed = [(system, r) for system, r in results.items() if isinstance(r, SyncError)]
             for system, exc in failed:
-                _log_failure(context, store, system, exc)
+                _log_failure(context, store, org.id, system, exc)
             if failed:
                 return
             crm_docs, mk_docs = results["the CRM"], results["Metakocka"]
@@ -155,7 +155,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                         read_concurrency=metakocka.max_concurrent_requests,
                     )
                 except SyncError as exc:
-                    _log_failure(context, store, "the changed documents' counterparts", exc)
+                    _log_failure(context, store, org.id, "the changed documents' counterparts", exc)
                     return
                 scope.next_cursor = cursor
             crm_docs.scope = mk_docs.scope = scope
@@ -200,12 +200,12 @@ def _attempt(read) -> Extraction | SyncError:
         return exc
 
 
-def _log_failure(context, store, system: str, exc: SyncError) -> None:
+def _log_failure(context, store, organization_id: str, system: str, exc: SyncError) -> None:
     store.log_errors(
         [
             step_failure_row(
                 exc,
-                organization_id=context.partition_key,
+                organization_id=organization_id,
                 run_id=context.run.run_id,
                 system=system,
                 step="extraction",

@@ -7,4 +7,5 @@ from sync_pipeline.settings import Settings
 
 
 def organization_partitions(settings: Settings) -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition(settings.organization_ids)
+    """One partition per organization, keyed by its readable `Organization.key`."""
+    return dg.StaticPartitionsDefinition(settings.partition_keys)

@@ -62,8 +62,8 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         metakocka: MetakockaResource,
         organizations: OrganizationsResource,
     ) -> dg.Output:
-        org_id = context.partition_key
-        org = organizations.get(org_id)
+        org = organizations.for_partition(context.partition_key)
+        org_id = org.id
         store = open_store(sync_store, crm, metakocka)
         for document_id, winner in config.resolve_conflicts.items():
             try:

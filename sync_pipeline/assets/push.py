@@ -63,7 +63,7 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         sync_store: SyncStoreResource,
     ) -> dg.Output:
         import_plotting_in_background()  # for the report, while the pushes wait on the APIs
-        org = organizations.get(context.partition_key)
+        org = organizations.for_partition(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         bind_unchanged_pairs(sync_plan, store=store, organization_id=org.id)
         mk_client = metakocka.client(org.metakocka_company_id)

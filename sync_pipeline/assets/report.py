@@ -7,7 +7,12 @@ import sqlalchemy as sa
 
 from sync_pipeline.assets.common import open_store
 from sync_pipeline.assets.validate import ValidatedDocuments
-from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.resources import (
+    CrmResource,
+    MetakockaResource,
+    OrganizationsResource,
+    SyncStoreResource,
+)
 from sync_pipeline.store.cursors import save_cursor
 from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
 from sync_pipeline.store.status_diff import changed_status_rows
@@ -45,8 +50,9 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         sync_store: SyncStoreResource,
         crm: CrmResource,
         metakocka: MetakockaResource,
+        organizations: OrganizationsResource,
     ):
-        org_id = context.partition_key
+        org_id = organizations.for_partition(context.partition_key).id
         store = open_store(sync_store, crm, metakocka)
         outcomes = [*metakocka_push, *crm_push, *propagated_deletions]
         scope = validated_sales_documents.scope
@@ -107,8 +113,9 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         sync_store: SyncStoreResource,
         crm: CrmResource,
         metakocka: MetakockaResource,
+        organizations: OrganizationsResource,
     ) -> dg.MaterializeResult:
-        org_id = context.partition_key
+        org_id = organizations.for_partition(context.partition_key).id
         store = open_store(sync_store, crm, metakocka)
         this_run = (
             sa.select(error_log_table.c.error_type, sa.func.count())

@@ -73,8 +73,10 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         sync_store: SyncStoreResource,
         crm: CrmResource,
         metakocka: MetakockaResource,
+        organizations: OrganizationsResource,
     ) -> dg.MaterializeResult:
-        org_id, run_id = context.partition_key, context.run.run_id
+        org_id = organizations.for_partition(context.partition_key).id
+        run_id = context.run.run_id
         store = open_store(sync_store, crm, metakocka)
         engine = store.engine
         outcomes: list[PushOutcome] = [*metakocka_push, *crm_push, *propagated_deletions]
@@ -143,7 +145,7 @@ def reconciled_within_26_hours(
     # fail on another organization that has not run yet.
     partition = context.run.tags.get(PARTITION_TAG)
     if partition:
-        orgs = [org for org in orgs if org.id == partition]
+        orgs = [org for org in orgs if partition in (org.key, org.id)]
     return freshness_result(
         last_reconciliations(sync_store.store().engine), orgs, now=datetime.now(UTC)
     )

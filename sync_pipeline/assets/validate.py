@@ -55,7 +55,7 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         crm: CrmResource,
         metakocka: MetakockaResource,
     ):
-        org_id = context.partition_key
+        org_id = crm_sales_documents.organization_id
         store = open_store(sync_store, crm, metakocka)
         scope = crm_sales_documents.scope
         # Documents whose content is exactly what was last synced were checked back then.

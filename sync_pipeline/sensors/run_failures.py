@@ -1,29 +1,37 @@
 """Run-failure sensor: every failed run of this code location becomes a row in sync_error_log.
 
-Fires (every 30 s) for each run that failed (sensors/finished_runs.py: a failure it could not
-record is not skipped): a reconciliation that crashed, a step that raised,
-a run killed by the run monitor. Each failure becomes one open `internal` error with the run's
-id, the job, the failure message and, when Dagster has it, the stack trace; the organization is
-taken from the run's partition (the nightly job) or its `sync_pipeline/organization` tag (the
-on-demand job), else `*`. The row is closed by the organization's next successful
-reconciliation (`sync_report`), or by an operator (`sync-pipeline errors resolve`).
-"""
+Fires (every 30 s) for each run that failed: a reconciliation that crashed, a step that raised, a
+run killed by the run monitor (sensors/finished_runs.py: a failure it could not record is not
+skipped). Each failure becomes one open `internal` error with the run's id, the job, the failure
+message and, when Dagster has it, the stack trace; the organization is taken from the run's tags
+(`sync_pipeline/organization_id` of the nightly job, `sync_pipeline/organization` of the on-demand
+job) or its partition key, else `*`. The row is closed by the organization's next successful
+reconciliation (`sync_report`), or by an operator (`sync-pipeline errors resolve`)."""
 
 import dagster as dg
 
+from sync_pipeline.jobs import ORGANIZATION_ID_TAG
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.sensors.finished_runs import handle_runs
+from sync_pipeline.settings import organization_for_partition, parse_organizations
 from sync_pipeline.store.error_log import record_run_failure
 
-ORGANIZATION_TAGS = ("dagster/partition", "sync_pipeline/organization")
+ORGANIZATION_TAGS = (ORGANIZATION_ID_TAG, "sync_pipeline/organization")
 NO_ORGANIZATION = "*"
 
 
-def run_organization(tags: dict) -> str:
+def run_organization(tags: dict, organizations=()) -> str:
+    """The CRM organization id of a run: its tags name it, or its partition key does."""
     for tag in ORGANIZATION_TAGS:
         if tags.get(tag):
             return tags[tag]
-    return NO_ORGANIZATION
+    partition = tags.get("dagster/partition")
+    if not partition:
+        return NO_ORGANIZATION
+    try:
+        return organization_for_partition(tuple(organizations), partition).id
+    except KeyError:
+        return partition
 
 
 def failure_text(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[str, str | None]:
@@ -69,7 +77,7 @@ def sync_run_failure_sensor(
         message, trace = failure_text(context.instance, run)
         recorded = record_run_failure(
             sync_store.store().engine,
-            organization_id=run_organization(run.tags),
+            organization_id=run_organization(run.tags, parse_organizations(crm.organizations_json)),
             run_id=run.run_id,
             job_name=run.job_name,
             message=message,
