@@ -17,7 +17,8 @@ from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import slug
 
 from .dagster_dev import dagster_dev
-from .test_webserver_graphql import LAUNCH, RUN_STATUS, _graphql
+from .graphql_helpers import LAUNCH, RUN_STATUS
+from .graphql_helpers import graphql as _graphql
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The forkserver imports the code location once per run; each step is then a fork of it, not a

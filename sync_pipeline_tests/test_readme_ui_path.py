@@ -11,7 +11,6 @@ failed, and the freshness check of the organization passed inside its run.
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ from sync_pipeline.jobs import (
 )
 from sync_pipeline.settings import parse_organizations, slug
 
+from .graphql_helpers import LAUNCH, RUN_STATUS, free_port, graphql
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCATION = {"repositoryLocationName": "sync_pipeline", "repositoryName": "__repository__"}
 
@@ -37,21 +38,6 @@ query Tags($repo: RepositorySelector!, $set: String!, $partition: String!) {
     ... on PartitionSet { partition(partitionName: $partition) { tagsOrError {
       __typename ... on PartitionTags { results { key value } } } } }
   }
-}
-"""
-LAUNCH = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
-RUN = """
-query Run($runId: ID!) {
-  runOrError(runId: $runId) { __typename ... on Run { status tags { key value } } }
 }
 """
 SENSOR_TICKS = """
@@ -71,20 +57,6 @@ query Checks {
   }
 }
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _graphql(url: str, query: str, variables: dict) -> dict:
-    response = requests.post(url, json={"query": query, "variables": variables}, timeout=30)
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
 
 
 def _wait(condition, timeout_s: float, what: str):
@@ -133,7 +105,7 @@ def test_the_readme_ui_path_on_a_fresh_clone(fresh_clone, tmp_path):
     env.pop("METAKOCKA_BASE_URL", None)
     env.pop("METAKOCKA_SECRET_KEYS", None)
     env.pop("VIRTUAL_ENV", None)  # uv run uses the clone's own environment
-    crm_port, mk_port, ui_port = _free_port(), _free_port(), _free_port()
+    crm_port, mk_port, ui_port = free_port(), free_port(), free_port()
     sandbox = _start(
         ["uv", "run", "sync-pipeline", "sandbox", "--env-file", ".env",
          "--crm-port", str(crm_port), "--metakocka-port", str(mk_port)],
@@ -149,15 +121,15 @@ def test_the_readme_ui_path_on_a_fresh_clone(fresh_clone, tmp_path):
             fresh_clone, env, tmp_path / "dagster.log",
         )  # fmt: skip
         url = f"http://127.0.0.1:{ui_port}"
-        graphql = f"{url}/graphql"
+        endpoint = f"{url}/graphql"
         _wait(lambda: requests.get(f"{url}/server_info", timeout=2).ok, 180, "no UI")
         org = _first_organization(env_file)
         org_id, key = org["id"], org["key"]
         assert key == slug(org["name"]) != org_id  # the UI shows "acme-d-o-o", not a uuid
 
         def partition_tags():
-            answer = _graphql(
-                graphql,
+            answer = graphql(
+                endpoint,
                 PARTITION_TAGS,
                 {"repo": LOCATION, "set": f"{NIGHTLY_JOB_NAME}_partition_set", "partition": key},
             )["partitionSetOrError"]
@@ -172,12 +144,12 @@ def test_the_readme_ui_path_on_a_fresh_clone(fresh_clone, tmp_path):
             "runConfigData": {},
             "executionMetadata": {"tags": tags},
         }
-        launched = _graphql(graphql, LAUNCH, {"params": params})["launchRun"]
+        launched = graphql(endpoint, LAUNCH, {"executionParams": params})["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
 
         def finished():
-            run = _graphql(graphql, RUN, {"runId": run_id})["runOrError"]
+            run = graphql(endpoint, RUN_STATUS, {"runId": run_id})["runOrError"]
             return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
 
         run = _wait(finished, 240, "the nightly run did not finish")
@@ -188,13 +160,13 @@ def test_the_readme_ui_path_on_a_fresh_clone(fresh_clone, tmp_path):
         assert run_tags[ORGANIZATION_ID_TAG] == org_id
         assert run_tags[METAKOCKA_COMPANY_TAG]  # so the per-company run limit applies
 
-        checks = _graphql(graphql, CHECKS, {})["assetCheckExecutions"]
+        checks = graphql(endpoint, CHECKS, {})["assetCheckExecutions"]
         own = [c for c in checks if c["runId"] == run_id]
         assert own and own[0]["evaluation"]["success"], checks
         assert run_tags[ORGANIZATION_NAME_TAG] in own[0]["evaluation"]["description"]
 
         time.sleep(6)  # every sensor has ticked at least once since the run (5 s intervals)
-        sensors = _graphql(graphql, SENSOR_TICKS, {"repo": LOCATION})["sensorsOrError"]
+        sensors = graphql(endpoint, SENSOR_TICKS, {"repo": LOCATION})["sensorsOrError"]
         failed = {
             s["name"]: [t["error"]["message"] for t in s["sensorState"]["ticks"] if t["error"]]
             for s in sensors["results"]
