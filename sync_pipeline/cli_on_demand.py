@@ -3,7 +3,7 @@
 `request` writes to the same queue as the HTTP API (the request sensor launches the run);
 `status` and `unsynced` read the sync database (and, with `--remote`, both systems).
 Environment: the code location's variables (`SYNC_DATABASE_URL`, `SYNC_ORGANIZATIONS`, the CRM and
-Metakocka URLs and keys) and, for `api`, `SYNC_API_TOKENS`.
+Metakocka URLs and keys) and, for `api`, `SYNC_API_TOKENS` and the Supabase keys (api/config.py).
 """
 
 import json

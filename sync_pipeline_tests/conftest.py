@@ -13,6 +13,8 @@ from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
 
+from .auth_helpers import SupabaseAuth
+
 PG_URL = os.environ.get(
     "SYNC_PIPELINE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )
@@ -81,3 +83,13 @@ def pipeline_env(sandbox, sqlite_url, tmp_path):
 def dagster_instance():
     with dg.instance_for_test() as instance:
         yield instance
+
+
+@pytest.fixture
+def supabase_auth():
+    """The CRM's Supabase Auth: users' access tokens, and its signing keys served over HTTP."""
+    auth = SupabaseAuth()
+    try:
+        yield auth
+    finally:
+        auth.stop()

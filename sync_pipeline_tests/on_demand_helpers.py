@@ -1,5 +1,6 @@
-"""Shared pieces of the on-demand sync tests: the API served over real HTTP, its tokens, a new
-CRM document, and the request sensor evaluated against a real (test) Dagster instance."""
+"""Shared pieces of the on-demand sync tests: the API served over real HTTP, its tokens (service
+tokens, and CRM users' access tokens from a stand-in for the project's Supabase Auth), a new CRM
+document, and the request sensor evaluated against a real (test) Dagster instance."""
 
 import json
 import os
@@ -29,9 +30,14 @@ class Api:
         self.url = url
         self.token_of = {org: token for token, org in tokens.items()}
 
-    def call(self, method: str, path: str, org_id: str | None, **kwargs) -> requests.Response:
+    def call(
+        self, method: str, path: str, org_id: str | None, *, token: str | None = None, **kwargs
+    ) -> requests.Response:
+        """A call with the service token of `org_id`, or with `token` (a user's)."""
         headers = dict(kwargs.pop("headers", {}))
-        if org_id is not None:
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        elif org_id is not None:
             headers["Authorization"] = f"Bearer {self.token_of[org_id]}"
         return requests.request(
             method, f"{self.url}{PREFIX}{path}", headers=headers, timeout=30, **kwargs
@@ -44,9 +50,13 @@ def api_tokens_fixture(sandbox) -> dict[str, str]:
 
 
 @pytest.fixture(name="api")
-def api_fixture(pipeline_env, api_tokens):
-    """The API on an ephemeral loopback port, on the same sync database as the pipeline."""
-    config = ApiConfig.from_env({**os.environ, TOKENS_ENV: json.dumps(api_tokens)})
+def api_fixture(pipeline_env, api_tokens, supabase_auth):
+    """The API on an ephemeral loopback port, on the same sync database as the pipeline,
+    accepting the service tokens and the users' access tokens (legacy secret and JWKS; the
+    `supabase_auth` fixture is in conftest.py)."""
+    config = ApiConfig.from_env(
+        {**os.environ, TOKENS_ENV: json.dumps(api_tokens), **supabase_auth.env()}
+    )
     server = serve_in_thread(create_app(config))
     try:
         yield Api(server.url, api_tokens)

@@ -6,16 +6,19 @@ error paths run too, plus one run whose CRM key was pasted with a trailing newli
 quotes the key in its exception). Afterwards every place a secret could leak is scanned for every
 sandbox secret (the Metakocka secret keys, the CRM API keys): the captured Python log records and
 everything written to stdout/stderr, every Dagster event of every run, and every row of every
-table in the sync database.
+table in the sync database. The API's own secrets (the Supabase JWT secret, the users' access
+tokens) are checked the same way after a user's calls and the run they asked for.
 """
 
 import logging
+import os
 import threading
 
 import dagster as dg
 import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
+from sync_pipeline.api.config import ApiConfig
 from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
@@ -36,6 +39,14 @@ from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.engine import make_engine
 from sync_pipeline.store.repository import SyncStore
+
+from .auth_helpers import a_member
+from .helpers import error_rows
+from .on_demand_helpers import (  # noqa: F401 (fixtures)
+    Dagster,
+    api_fixture,
+    api_tokens_fixture,
+)
 
 CONFIG = LabConfig(timeout_s=2.0, max_attempts=3, initial_wait_s=0.01, max_wait_s=0.05)
 
@@ -153,3 +164,66 @@ def test_no_secret_leaks_and_three_organizations_never_cross(tmp_path, caplog, c
             for secret in secrets:
                 assert secret not in text, f"a sandbox secret leaked into {place}"
                 assert secret.strip() not in text, f"a sandbox secret leaked into {place}"
+
+
+def test_the_jwt_secret_and_users_tokens_never_leak(
+    sandbox, pipeline_env, dagster_instance, api, supabase_auth, sqlite_url, caplog, capfd
+):
+    """A CRM user's calls (valid, stale and forged tokens), the run they ask for, and the error
+    rows it writes under the user's id: neither the project's JWT secret nor a user's token
+    reaches a log line, stdout/stderr, a Dagster event or a row of the sync database; and the
+    JWT secret is redacted like every other secret wherever the API's store writes text."""
+    caplog.set_level(logging.DEBUG)
+    org = sandbox.organizations[0]
+    user = a_member(sandbox, org)
+    tokens = [supabase_auth.token(user), supabase_auth.token(user, signed_with="key")]
+    refused = [
+        supabase_auth.token(user, expires_in=-60),
+        supabase_auth.token(user, aud="anon"),
+        supabase_auth.token(user, key="y" * 48),
+    ]
+    spoiled = invalid_crm_ids(sandbox, org)[:2]
+    assert spoiled
+    for token in tokens:
+        accepted = api.call("POST", "/sync", None, token=token, json={"documentIds": spoiled})
+        assert accepted.status_code == 202, accepted.text
+    for token in refused:
+        assert api.call("POST", "/sync", None, token=token, json={}).status_code == 401
+    dagster = Dagster(pipeline_env, dagster_instance)
+    runs = [dagster.launch(request) for request in dagster.tick()]
+    assert runs and all(run.success for run in runs)
+    logged = [r for r in error_rows(sqlite_url, org.id) if r["requested_by"] == user]
+    assert logged, "the spoiled documents' errors name the user who asked"
+
+    config = ApiConfig.from_env({**os.environ, **supabase_auth.env()})
+    try:
+        config.store.log_errors(
+            [
+                {
+                    "organization_id": org.id,
+                    "error_type": "internal",
+                    "message": f"a library quoted the key: {supabase_auth.secret}",
+                    "details": {"echo": supabase_auth.secret},
+                    "stack_trace": f"key={supabase_auth.secret}",
+                }
+            ]
+        )
+    finally:
+        config.store.dispose()
+    assert supabase_auth.secret not in repr(config)
+
+    events = [
+        serialize_value(entry) for run in runs for entry in dagster_instance.all_logs(run.run_id)
+    ]
+    places = {
+        "python logging": "\n".join(record.getMessage() for record in caplog.records),
+        "stdout/stderr": "".join(capfd.readouterr()),
+        "dagster events": "\n".join(events),
+        "sync tables": "\n".join(repr(row) for row in all_rows(sqlite_url)),
+    }
+    assert "***" in places["sync tables"]
+    for place, text in places.items():
+        assert supabase_auth.secret not in text, f"the JWT secret leaked into {place}"
+        for token in tokens + refused:
+            signature = token.rsplit(".", 1)[1]
+            assert token not in text and signature not in text, f"a token leaked into {place}"

@@ -4,35 +4,43 @@ Every POST writes a request to `sync_requests` and answers 202 with its id; the 
 turns it into a `sync_documents` run within seconds. Reads answer from the sync database (and,
 where the seed asks for it, one read of Metakocka).
 
-Tenancy: a bearer token belongs to one organization, and every query is scoped by it. A document
-of another organization is answered exactly like one that does not exist (404), so ids cannot be
-probed. Idempotency: the same `Idempotency-Key`, or the same documents while still queued, give
-back the earlier request (`deduplicated: true`), which runs once.
+Who calls (`access.py`): a CRM user with their Supabase access token, acting for their own
+organizations, or a service with a static token of one organization. Every query is scoped by
+the organization acted for. A document of another organization is answered exactly like one that
+does not exist (404), so ids cannot be probed. Idempotency: the same `Idempotency-Key`, or the
+same documents while still queued, give back the earlier request (`deduplicated: true`), which
+runs once.
+
+The answers carry, beside their own fields, the fields the CRM's components read from the CRM's
+own routes (models.py, crm_shapes.py), so the CRM can call this API in their place.
 """
 
-import hmac
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_pipeline.adapters.errors import SyncError
+from sync_pipeline.api.access import Access, access_dependency, invalid
 from sync_pipeline.api.config import ApiConfig
+from sync_pipeline.api.desk import PREFIX, Desk
 from sync_pipeline.api.models import (
     DOCUMENT_ID,
+    DOCUMENT_IDS,
+    BulkSyncAccepted,
+    CrmSyncBody,
     CrmWebhookBody,
     DocumentStatus,
+    DocumentSyncAccepted,
+    MappingList,
     MetakockaWebhookBody,
-    PendingRequest,
     Problem,
     RequestAccepted,
     RequestState,
     SyncBulkBody,
-    SyncDocumentBody,
     SyncFromMetakockaBody,
-    UnsyncedDocument,
     UnsyncedList,
 )
 from sync_pipeline.domain.sync_request import (
@@ -43,19 +51,43 @@ from sync_pipeline.domain.sync_request import (
     is_metakocka_id,
 )
 from sync_pipeline.settings import Organization
-from sync_pipeline.store.document_queries import document_status, links_for, status_for
-from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest, SyncRequestQueue
-from sync_pipeline.sync.extract import Quarantined, extract_metakocka
-from sync_pipeline.sync.metakocka_reads import read_metakocka_document
-from sync_pipeline.sync.targeted import unsynced_documents
 
-PREFIX = "/api/integrations/metakocka/sales-documents"
 HEADER_TEXT = r"^[\x21-\x7e]{1,200}$"
-USER_TEXT = r"^[\x20-\x7e]{1,200}$"
 ERRORS = {
-    401: {"model": Problem, "description": "Missing or unknown bearer token."},
-    404: {"model": Problem, "description": "No such document (or not this organization's)."},
-    503: {"model": Problem, "description": "The CRM or Metakocka could not be reached."},
+    401: {
+        "model": Problem,
+        "description": "Missing or unknown bearer token; a user token that is expired, wrongly "
+        "signed, for another audience (or issuer), or not a user's.",
+    },
+    403: {
+        "model": Problem,
+        "description": "A user token of a user who belongs to none of the organizations synced "
+        "here (or, on a webhook, any user token).",
+    },
+    404: {
+        "model": Problem,
+        "description": "No such document (or not of the caller's organizations).",
+    },
+    503: {
+        "model": Problem,
+        "description": "The CRM, Metakocka or the signing keys (JWKS) could not be reached.",
+    },
+}
+CRM_SYNC_EXAMPLES = {
+    "one": {
+        "summary": "One document (the CRM's Sync button)",
+        "value": {"documentId": "6f1c2a9e-1b7d-4c8e-9a0b-2d3e4f5a6b7c"},
+    },
+    "several": {
+        "summary": "Selected documents (the CRM's bulk sync)",
+        "value": {
+            "documentIds": [
+                "6f1c2a9e-1b7d-4c8e-9a0b-2d3e4f5a6b7c",
+                "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+            ]
+        },
+    },
+    "all": {"summary": "Every unsynced document (Sync all)", "value": {}},
 }
 POST_ERRORS = {
     **ERRORS,
@@ -63,49 +95,41 @@ POST_ERRORS = {
 }
 
 
-def _iso(value) -> str | None:
-    return value.isoformat() if value is not None and hasattr(value, "isoformat") else None
-
-
 def create_app(config: ApiConfig) -> FastAPI:
     app = FastAPI(
         title="sync_pipeline: on-demand sales document sync",
         version="1.0",
         description="The CRM's sync buttons: queue syncs between Fresh AI CRM and Metakocka, "
-        "read their status. Authenticate with `Authorization: Bearer <token>`; a token belongs "
-        "to one organization.",
+        "read their status. Authenticate with `Authorization: Bearer <token>`: the CRM user's "
+        "Supabase access token (acting for the user's organizations, as the user), or a "
+        "service token of one organization. The answers include the fields the CRM's own "
+        "components read (`synced`, `mapping`, `mappings[]`, `created`/`updated`/`failed`/"
+        "`total`, `success`), so the CRM can call this API in place of its own routes.",
     )
-    queue = SyncRequestQueue(config.store.engine)
-    engine = config.store.engine
-    bearer = HTTPBearer(auto_error=False, description="A token of one organization.")
+    desk = Desk(config)
+    if config.cors_origins:  # the CRM's pages calling from the browser (README)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Requested-By"],
+            expose_headers=["Location"],
+            max_age=600,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    def problem(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """`detail`, and the same text as `error`, where the CRM's client reads a failure."""
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={"detail": exc.detail, "error": exc.detail},
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(SyncError)
     def upstream_unavailable(_request: Request, exc: SyncError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": f"upstream error: {exc}"})
-
-    def organization(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Organization:
-        org_id = None
-        if credentials is not None:
-            presented = credentials.credentials.encode()
-            for token, owner in config.tokens.items():
-                if hmac.compare_digest(token.encode(), presented):
-                    org_id = owner
-        if org_id is None:
-            raise HTTPException(
-                401, "missing or unknown bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
-        return config.organizations[org_id]
-
-    def requested_by(
-        x_requested_by: str | None = Header(
-            default=None,
-            pattern=USER_TEXT,
-            description="The CRM user who clicked (kept in the request and the error log).",
-        ),
-    ) -> str:
-        return f"api:{x_requested_by}" if x_requested_by else "api"
+        detail = f"upstream error: {exc}"
+        return JSONResponse(status_code=503, content={"detail": detail, "error": detail})
 
     def idempotency_key(
         idempotency_key: str | None = Header(
@@ -117,100 +141,52 @@ def create_app(config: ApiConfig) -> FastAPI:
     ) -> str | None:
         return idempotency_key
 
-    Org = Annotated[Organization, Depends(organization)]
+    Acting = Annotated[Access, Depends(access_dependency(config))]
     IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
-    RequestedBy = Annotated[str, Depends(requested_by)]
-
-    def accept(
-        response: Response,
-        org: Organization,
-        direction: str,
-        ids: list[str],
-        *,
-        key: str | None,
-        who: str,
-        all_unsynced: bool = False,
-    ) -> RequestAccepted:
-        try:
-            request, created = queue.enqueue(
-                org.id,
-                direction,
-                ids,
-                all_unsynced=all_unsynced,
-                requested_by=who,
-                idempotency_key=key,
-            )
-        except IdempotencyKeyReused as exc:
-            raise HTTPException(409, str(exc)) from None
-        status_url = f"{PREFIX}/requests/{request.id}"
-        response.headers["Location"] = status_url
-        return RequestAccepted(
-            requestId=request.id,
-            state=request.state,
-            deduplicated=not created,
-            statusUrl=status_url,
-        )
-
-    def known_ids(org: Organization, crm_ids: list[str], mk_ids: list[str]) -> set[str]:
-        """Ids the sync database knows for this organization (linked or with a status row)."""
-        known = set()
-        for frame in (
-            links_for(engine, org.id, crm_ids, mk_ids),
-            status_for(engine, org.id, crm_ids, mk_ids),
-        ):
-            known |= set(frame["crm_document_id"].dropna()) | set(frame["metakocka_id"].dropna())
-        return known
-
-    def require_crm_documents(org: Organization, ids: list[str]) -> None:
-        unknown = [i for i in ids if i not in known_ids(org, ids, [])]
-        if unknown:
-            found = {row["id"] for row in config.crm().list_documents(org.id, ids=unknown)}
-            missing = [i for i in unknown if i not in found]
-            if missing:
-                raise HTTPException(404, f"no such CRM document: {', '.join(missing[:50])}")
-
-    def require_metakocka_document(org: Organization, mk_id: str) -> None:
-        if mk_id in known_ids(org, [], [mk_id]):
-            return
-        if read_metakocka_document(config.metakocka(org), org.id, mk_id) is None:
-            raise HTTPException(404, f"no such Metakocka document: {mk_id}")
 
     # ------------------------------------------------------------------ CRM -> Metakocka
     @app.post(
         f"{PREFIX}/sync",
         status_code=202,
-        response_model=RequestAccepted,
+        response_model=DocumentSyncAccepted | BulkSyncAccepted,
         responses=POST_ERRORS,
-        summary="Sync one CRM document to Metakocka",
+        summary="Sync CRM documents to Metakocka: {documentId}, {documentIds}, or {} (every "
+        "unsynced one)",
+        description="The CRM's own `POST sync` bodies. `{documentId}` answers with `success` "
+        "and `metakockaId` (the counterpart already linked, else null); `{documentIds}` and "
+        "`{}` answer with `success`, `total`, `created`, `updated`, `failed` and `errors`. "
+        "All queue one request (202) and answer its id and `statusUrl`.",
     )
     def sync_document(
-        body: SyncDocumentBody,
         response: Response,
-        org: Org,
+        access: Acting,
         key: IdempotencyKey,
-        who: RequestedBy,
-    ) -> RequestAccepted:
-        document_id = str(body.documentId)
-        require_crm_documents(org, [document_id])
-        return accept(response, org, CRM_TO_METAKOCKA, [document_id], key=key, who=who)
+        body: Annotated[CrmSyncBody, Body(openapi_examples=CRM_SYNC_EXAMPLES)],
+    ) -> DocumentSyncAccepted | BulkSyncAccepted:
+        if body.documentId is not None and body.documentIds is not None:
+            raise invalid(["body"], "name documentId or documentIds, not both")
+        if body.documentIds is not None:
+            ids = list(dict.fromkeys(str(i) for i in body.documentIds))
+            return desk.accept_crm_documents(response, access, key, ids)
+        if body.documentId is None:
+            return desk.accept_all_unsynced(response, access, key, CRM_TO_METAKOCKA)
+        return desk.accept_crm_document(response, access, key, str(body.documentId))
 
     @app.post(
         f"{PREFIX}/sync-bulk",
         status_code=202,
-        response_model=RequestAccepted,
+        response_model=BulkSyncAccepted,
         responses=POST_ERRORS,
         summary="Sync several CRM documents to Metakocka (one request, one run)",
     )
     def sync_bulk(
         body: SyncBulkBody,
         response: Response,
-        org: Org,
+        access: Acting,
         key: IdempotencyKey,
-        who: RequestedBy,
-    ) -> RequestAccepted:
+    ) -> BulkSyncAccepted:
         ids = list(dict.fromkeys(str(i) for i in body.documentIds))
-        require_crm_documents(org, ids)
-        return accept(response, org, CRM_TO_METAKOCKA, ids, key=key, who=who)
+        return desk.accept_crm_documents(response, access, key, ids)
 
     # ------------------------------------------------------------------ Metakocka -> CRM
     @app.get(
@@ -219,100 +195,69 @@ def create_app(config: ApiConfig) -> FastAPI:
         responses=ERRORS,
         summary="Metakocka documents not (or no longer) in sync with the CRM, and their count",
     )
-    def unsynced_from_metakocka(org: Org) -> UnsyncedList:
-        extraction = extract_metakocka(config.metakocka(org), org.id)
-        links = config.store.links_frame(org.id)
-        linked = set(links.loc[links["state"] == "linked", "metakocka_id"].dropna())
-        documents = []
-        for doc in unsynced_documents(extraction, links):
-            if isinstance(doc, Quarantined):
-                reason = "cannot be read: " + "; ".join(doc.reasons)
-                doc_type, document_type, count_code = doc.document_type, None, doc.document_number
-            else:
-                reason = (
-                    "changed in Metakocka since the last sync"
-                    if doc.metakocka_id in linked
-                    else "not synced yet"
-                )
-                doc_type, document_type = doc.metakocka_doc_type, doc.document_type
-                count_code = doc.metakocka_count_code
-            documents.append(
-                UnsyncedDocument(
-                    metakockaId=doc.metakocka_id,
-                    docType=doc_type,
-                    documentType=document_type,
-                    countCode=count_code,
-                    reason=reason,
-                )
-            )
-        return UnsyncedList(count=len(documents), documents=documents)
+    def unsynced_from_metakocka(access: Acting) -> UnsyncedList:
+        return desk.unsynced_in_metakocka(access.only())
 
     @app.post(
         f"{PREFIX}/sync-from-metakocka",
         status_code=202,
-        response_model=RequestAccepted,
+        response_model=DocumentSyncAccepted,
         responses=POST_ERRORS,
         summary="Sync one Metakocka document to the CRM",
     )
     def sync_from_metakocka(
         body: SyncFromMetakockaBody,
         response: Response,
-        org: Org,
+        access: Acting,
         key: IdempotencyKey,
-        who: RequestedBy,
-    ) -> RequestAccepted:
-        require_metakocka_document(org, body.metakockaId)
-        return accept(response, org, METAKOCKA_TO_CRM, [body.metakockaId], key=key, who=who)
+    ) -> DocumentSyncAccepted:
+        return desk.accept_metakocka_document(response, access, key, body.metakockaId)
 
     @app.post(
         f"{PREFIX}/sync-all-from-metakocka",
         status_code=202,
-        response_model=RequestAccepted,
+        response_model=BulkSyncAccepted,
         responses=POST_ERRORS,
         summary="Sync every unsynced Metakocka document to the CRM",
     )
     def sync_all_from_metakocka(
         response: Response,
-        org: Org,
+        access: Acting,
         key: IdempotencyKey,
-        who: RequestedBy,
-    ) -> RequestAccepted:
-        return accept(response, org, METAKOCKA_TO_CRM, [], key=key, who=who, all_unsynced=True)
+    ) -> BulkSyncAccepted:
+        return desk.accept_all_unsynced(response, access, key, METAKOCKA_TO_CRM)
 
     # ------------------------------------------------------------------ status
     @app.get(
         f"{PREFIX}/sync",
-        response_model=DocumentStatus,
+        response_model=DocumentStatus | MappingList,
         responses=ERRORS,
-        summary="Sync status of one document (CRM id, or Metakocka id)",
+        summary="Sync status of one document (documentId: CRM or Metakocka id), or of several "
+        "(documentIds=a,b: the CRM's bulk view)",
+        description="`documentId`: the document's status, with the CRM's `synced`, "
+        "`lastSyncedAt`, `syncStatus`, `syncError` and `mapping{...}`; 404 for a document the "
+        "caller's organizations do not have. `documentIds`: `{mappings: [...]}` with one entry "
+        "per document the sync database knows. With both, `documentId` wins (as in the CRM).",
     )
     def sync_status(
-        org: Org,
+        access: Acting,
         documentId: Annotated[  # noqa: N803 (the seed's query parameter)
-            str, Query(pattern=DOCUMENT_ID, description="CRM or Metakocka id.")
-        ],
-    ) -> DocumentStatus:
-        document_id = documentId.lower()
-        latest = _latest_request(queue.recent(org.id, limit=200), document_id)
-        row = document_status(engine, org.id, document_id)
-        if row is None:
-            if is_crm_id(document_id):
-                require_crm_documents(org, [document_id])
-            else:
-                require_metakocka_document(org, document_id)
-            return DocumentStatus(documentId=document_id, status="not_synced", latestRequest=latest)
-        return DocumentStatus(
-            documentId=document_id,
-            status=row["status"],
-            documentType=row["document_type"],
-            lastSyncedAt=_iso(row["last_synced_at"]),
-            lastAttemptAt=_iso(row["last_attempt_at"]),
-            lastDirection=row["last_direction"],
-            metakockaId=row["metakocka_id"],
-            metakockaCountCode=row["metakocka_count_code"],
-            lastError=row["last_error"],
-            latestRequest=latest,
-        )
+            str | None, Query(pattern=DOCUMENT_ID, description="CRM or Metakocka id.")
+        ] = None,
+        documentIds: Annotated[  # noqa: N803 (the CRM's query parameter)
+            str | None,
+            Query(
+                pattern=DOCUMENT_IDS,
+                description="Comma-separated CRM or Metakocka ids (at most 100).",
+            ),
+        ] = None,
+    ) -> DocumentStatus | MappingList:
+        if documentId is not None:
+            return desk.status(access, documentId.lower())
+        if documentIds is None:
+            raise invalid(["query", "documentId"], "name documentId or documentIds")
+        ids = list(dict.fromkeys(i.lower() for i in documentIds.split(",")))
+        return desk.mappings(access, ids)
 
     @app.get(
         f"{PREFIX}/requests/{{request_id}}",
@@ -320,14 +265,8 @@ def create_app(config: ApiConfig) -> FastAPI:
         responses=ERRORS,
         summary="State of one sync request (queued, launched, done, failed)",
     )
-    def request_state(
-        request_id: str,
-        org: Org,
-    ) -> RequestState:
-        request = queue.get(request_id, org.id) if is_crm_id(request_id) else None
-        if request is None:
-            raise HTTPException(404, "no such request")
-        data = request.as_json()
+    def request_state(request_id: str, access: Acting) -> RequestState:
+        data = desk.request(access, request_id).as_json()
         data.pop("organizationId")
         return RequestState(**data)
 
@@ -342,11 +281,13 @@ def create_app(config: ApiConfig) -> FastAPI:
     def crm_webhook(
         body: CrmWebhookBody,
         response: Response,
-        org: Org,
+        access: Acting,
         key: IdempotencyKey,
     ) -> RequestAccepted:
+        access.service_only("webhooks")
+        org = access.only()
         ids = [str(i) for i in body.documentIds or []] or _crm_webhook_ids(body, org)
-        return accept(response, org, BOTH, ids, key=key, who="webhook:crm")
+        return RequestAccepted(**desk.accept(response, org, BOTH, ids, key=key, who="webhook:crm"))
 
     @app.post(
         f"{PREFIX}/webhooks/metakocka",
@@ -358,22 +299,20 @@ def create_app(config: ApiConfig) -> FastAPI:
     def metakocka_webhook(
         body: MetakockaWebhookBody,
         response: Response,
-        org: Org,
+        access: Acting,
         key: IdempotencyKey,
     ) -> RequestAccepted:
+        access.service_only("webhooks")
+        org = access.only()
         ids = list(body.metakockaIds or []) or ([body.mk_id] if body.mk_id else [])
         bad = [i for i in ids if not is_metakocka_id(str(i))]
         if bad or not ids:
             what = f"not a Metakocka document id: {str(bad[0])[:40]!r}" if bad else "no mk_id"
             raise invalid(["body", "metakockaIds" if bad else "mk_id"], what)
-        return accept(response, org, BOTH, ids, key=key, who="webhook:metakocka")
+        accepted = desk.accept(response, org, BOTH, ids, key=key, who="webhook:metakocka")
+        return RequestAccepted(**accepted)
 
     return app
-
-
-def invalid(loc: list[str], message: str) -> RequestValidationError:
-    """A 422 in FastAPI's own shape (the `HTTPValidationError` of the spec)."""
-    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message}])
 
 
 def _crm_webhook_ids(body: CrmWebhookBody, org: Organization) -> list[str]:
@@ -387,13 +326,6 @@ def _crm_webhook_ids(body: CrmWebhookBody, org: Organization) -> list[str]:
     if not isinstance(document_id, str) or not is_crm_id(document_id.lower()):
         raise invalid(["body", "record", key], "the notification names no CRM document id")
     return [document_id.lower()]
-
-
-def _latest_request(requests: list[SyncRequest], document_id: str) -> PendingRequest | None:
-    for request in requests:  # newest first
-        if document_id in request.document_ids:
-            return PendingRequest(requestId=request.id, state=request.state, error=request.error)
-    return None
 
 
 def app_from_env() -> FastAPI:

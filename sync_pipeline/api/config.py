@@ -1,20 +1,42 @@
-"""What the HTTP API needs, read from the same environment variables as the code location, plus
-`SYNC_API_TOKENS`: a JSON object `{"<token>": "<organization id>"}` (or the path of a JSON file
-holding one). A token belongs to one organization. Token values are never logged or echoed.
+"""What the HTTP API needs, read from the same environment variables as the code location, plus:
+
+- `SYNC_API_TOKENS`: a JSON object `{"<token>": "<organization id>"}` (or the path of a JSON file
+  holding one), the static tokens of services. A token belongs to one organization.
+- `SUPABASE_JWT_SECRET` and/or `SUPABASE_JWKS_URL`: how CRM users' access tokens are verified
+  (the project's legacy JWT secret, or its signing keys); `SUPABASE_JWT_AUDIENCE` (default
+  `authenticated`) and `SUPABASE_JWT_ISSUER` (optional, e.g. `https://<project>.supabase.co/auth/v1`).
+  Neither set: user tokens are refused (401), service tokens still work.
+- `SYNC_API_MEMBERSHIP_SECONDS` (default 60): how long the API reuses what it read of the CRM's
+  organization membership (who may act for an organization, and whose documents are its own).
+- `SYNC_API_CORS_ORIGINS`: comma-separated origins whose pages may call the API from the browser
+  (the CRM's own URL); default none.
+
+Token values and the JWT secret are never logged or echoed; the secret is redacted like the
+other secrets wherever the API's store writes text.
 """
 
 import json
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.api.auth import UserTokenVerifier
 from sync_pipeline.settings import Organization, Settings, crm_tenants
 from sync_pipeline.store.repository import SyncStore
 
 TOKENS_ENV = "SYNC_API_TOKENS"
+JWT_SECRET_ENV = "SUPABASE_JWT_SECRET"
+JWKS_URL_ENV = "SUPABASE_JWKS_URL"
+JWT_AUDIENCE_ENV = "SUPABASE_JWT_AUDIENCE"
+JWT_ISSUER_ENV = "SUPABASE_JWT_ISSUER"
+MEMBERSHIP_SECONDS_ENV = "SYNC_API_MEMBERSHIP_SECONDS"
+CORS_ORIGINS_ENV = "SYNC_API_CORS_ORIGINS"
+DEFAULT_MEMBERSHIP_SECONDS = 60.0
 
 
 def parse_tokens(value: str) -> dict[str, str]:
@@ -32,6 +54,22 @@ def parse_tokens(value: str) -> dict[str, str]:
     return tokens
 
 
+def user_token_verifier(env) -> UserTokenVerifier | None:
+    """The verifier of CRM users' access tokens, or None when no key is configured."""
+    secret, jwks_url = env.get(JWT_SECRET_ENV) or None, env.get(JWKS_URL_ENV) or None
+    if not secret and not jwks_url:
+        return None
+    try:
+        return UserTokenVerifier(
+            secret=secret,
+            jwks_url=jwks_url,
+            audience=env.get(JWT_AUDIENCE_ENV) or "authenticated",
+            issuer=env.get(JWT_ISSUER_ENV) or None,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{JWT_SECRET_ENV}/{JWKS_URL_ENV}: {exc}") from None
+
+
 @dataclass
 class ApiConfig:
     """The API's doors: tokens, organizations, both systems' clients and the sync database."""
@@ -42,7 +80,14 @@ class ApiConfig:
     crm_client: Callable[[], CrmClient]
     metakocka_client: Callable[[str], MetakockaClient]
     """company id -> client of that Metakocka company."""
+    users: UserTokenVerifier | None = None
+    """Verifies CRM users' access tokens; None: only service tokens are accepted."""
+    membership_seconds: float = DEFAULT_MEMBERSHIP_SECONDS
+    """The CRM client (with what it read of organization_members) is renewed this often."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins whose pages may call the API from the browser."""
     _clients: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
         unknown = {org for org in self.tokens.values() if org not in self.organizations}
@@ -54,9 +99,20 @@ class ApiConfig:
             )
 
     def crm(self) -> CrmClient:
-        if "crm" not in self._clients:
-            self._clients["crm"] = self.crm_client()
-        return self._clients["crm"]
+        """The CRM client, renewed every `membership_seconds`: its directories cache each
+        organization's members (`CrmDirectory.tenancy`), which decide both who may act for an
+        organization and which documents are its own, so a member added or removed in the CRM
+        counts here within that time. A renewed client's predecessor is left to finish the
+        calls in flight (its connections close when it is collected)."""
+        with self._lock:
+            made = self._clients.get("crm")
+            if made is None or time.monotonic() - made[1] >= self.membership_seconds:
+                made = self._clients["crm"] = (self.crm_client(), time.monotonic())
+            return made[0]
+
+    def members_of(self, organization_id: str) -> frozenset[str]:
+        """The organization's members (user ids), as the CRM's `organization_members` says."""
+        return self.crm().directory(organization_id).tenancy().members
 
     def metakocka(self, organization: Organization) -> MetakockaClient:
         key = ("mk", organization.metakocka_company_id)
@@ -70,7 +126,18 @@ class ApiConfig:
         settings = Settings.from_env(env)
         secrets = json.loads(env.get("METAKOCKA_SECRET_KEYS") or "{}")
         crm_key = env.get("CRM_API_KEY", "")
-        store = SyncStore(settings.database_url, secrets=[crm_key, *secrets.values()])
+        tokens = parse_tokens(env.get(TOKENS_ENV, ""))
+        users = user_token_verifier(env)
+        needed = [name for name in ("CRM_BASE_URL", "METAKOCKA_BASE_URL") if not env.get(name)]
+        if (tokens or users) and needed:
+            raise ValueError(
+                f"the API accepts tokens but {' and '.join(needed)} "
+                f"{'is' if len(needed) == 1 else 'are'} not set"
+            )
+        store = SyncStore(
+            settings.database_url,
+            secrets=[crm_key, env.get(JWT_SECRET_ENV, ""), *secrets.values()],
+        )
         store.create_schema()
 
         def metakocka_client(company_id: str) -> MetakockaClient:
@@ -79,11 +146,18 @@ class ApiConfig:
             return MetakockaClient(env["METAKOCKA_BASE_URL"], company_id, secrets[company_id])
 
         return cls(
-            tokens=parse_tokens(env.get(TOKENS_ENV, "")),
+            tokens=tokens,
             organizations={org.id: org for org in settings.organizations},
             store=store,
             crm_client=lambda: CrmClient(
                 env["CRM_BASE_URL"], crm_key, tenants=crm_tenants(settings.organizations)
             ),
             metakocka_client=metakocka_client,
+            users=users,
+            membership_seconds=float(env.get(MEMBERSHIP_SECONDS_ENV) or DEFAULT_MEMBERSHIP_SECONDS),
+            cors_origins=tuple(
+                origin.strip().rstrip("/")
+                for origin in env.get(CORS_ORIGINS_ENV, "").split(",")
+                if origin.strip()
+            ),
         )

@@ -136,3 +136,29 @@ def not_synced(engine: Engine, organization_id: str, limit: int = 1000) -> list[
     )
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query).mappings().all()]
+
+
+OUT_OF_SYNC_EXCLUDED = ("synced", "deleted_in_crm", "deleted_in_metakocka", "no_crm_type")
+"""Statuses a sync of "every unsynced document" does not take again."""
+
+
+def out_of_sync_counts(engine: Engine, organization_id: str, source: str) -> tuple[int, int]:
+    """(without a counterpart, with one) of the organization's documents of the `source` side
+    (`crm` or `metakocka`) that the sync database knows to be out of sync."""
+    own, other = (
+        (sync_status.c.crm_document_id, sync_status.c.metakocka_id)
+        if source == "crm"
+        else (sync_status.c.metakocka_id, sync_status.c.crm_document_id)
+    )
+    query = (
+        sa.select(other.is_(None), sa.func.count())
+        .where(
+            sync_status.c.organization_id == organization_id,
+            own.is_not(None),
+            sync_status.c.status.not_in(OUT_OF_SYNC_EXCLUDED),
+        )
+        .group_by(other.is_(None))
+    )
+    with engine.connect() as conn:
+        counts = {bool(alone): int(n) for alone, n in conn.execute(query).all()}
+    return counts.get(True, 0), counts.get(False, 0)
