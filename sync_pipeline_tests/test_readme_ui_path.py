@@ -83,14 +83,20 @@ def _start(command: list[str], cwd: Path, env: dict, log: Path) -> subprocess.Po
     )
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen, signum: int) -> None:
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)  # the sandbox saves and stops on Ctrl-C
+        os.killpg(process.pid, signum)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _reap(folder: Path) -> None:
+    """End whatever still runs from the clone: dagster dev's code server starts its own process
+    group, so it can outlive the group `_stop` signalled."""
+    subprocess.run(["pkill", "-f", str(folder)], check=False)
 
 
 @pytest.fixture
@@ -177,8 +183,9 @@ def test_the_readme_ui_path_on_a_fresh_clone(fresh_clone, tmp_path):
         assert (fresh_clone / ".sync_pipeline" / "sync.db").exists()
     finally:
         if dagster is not None:
-            _stop(dagster)
-        _stop(sandbox)
+            _stop(dagster, signal.SIGTERM)
+        _stop(sandbox, signal.SIGINT)  # the sandbox saves and stops on Ctrl-C
+        _reap(fresh_clone)
 
 
 def _first_organization(env_file: Path) -> dict:
