@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sync_pipeline.api.crm_shapes import CRM_SYNC_STATUS, crm_mapping
+from sync_pipeline.adapters.crm_mirror import CRM_MAPPING_STATUS
+from sync_pipeline.api.crm_shapes import crm_mapping
 from sync_pipeline.store.document_queries import out_of_sync_counts, upsert_status
 from sync_pipeline.store.tables import SYNC_STATUSES
 
@@ -33,7 +34,7 @@ def test_every_status_has_a_place_in_the_crms_check_set(status, expected):
 
 
 def test_the_vocabulary_covers_every_status():
-    assert set(CRM_SYNC_STATUS) == set(SYNC_STATUSES)
+    assert set(CRM_MAPPING_STATUS) == set(SYNC_STATUSES)
 
 
 def test_synced_means_a_linked_counterpart_and_pending_means_on_its_way():

@@ -3,6 +3,8 @@ real test Dagster instance) turns it into a `sync_documents` run, the run syncs 
 the status endpoint reports it. A request posted twice runs once; a token never sees another
 organization's documents."""
 
+import requests
+
 from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
 
 from .auth_helpers import a_member
@@ -159,12 +161,22 @@ def test_sync_from_metakocka_bulk_and_webhooks(sandbox, pipeline_env, dagster_in
     assert clash.status_code == 409
 
 
-def assert_the_crm_would_show_it_synced(sqlite_url, org, crm_id: str, mk_id: str) -> None:
+def assert_the_crm_would_show_it_synced(sandbox, sqlite_url, org, crm_id: str, mk_id: str) -> None:
     """What the CRM's badge rests on, for one document: its sync is recorded as synced with
-    this counterpart. Read from our `sync_status`; the CRM's own
-    `metakocka_sales_document_mappings` row (issue 17, item 1) belongs here beside it."""
+    this counterpart, in our `sync_status` and in the CRM's own
+    `metakocka_sales_document_mappings`, read through PostgREST as the CRM reads it."""
     (row,) = [r for r in status_rows(sqlite_url, org.id) if r["crm_document_id"] == crm_id]
     assert row["status"] == "synced" and row["metakocka_id"] == mk_id, row
+    key = sandbox.organizations[0].crm_api_key
+    mappings = requests.get(
+        f"{sandbox.crm_url}/rest/v1/metakocka_sales_document_mappings",
+        params={"document_id": f"eq.{crm_id}", "select": "*"},
+        headers={"apikey": key, "Authorization": f"Bearer {key}"},
+        timeout=10,
+    ).json()
+    (mapping,) = mappings
+    assert (mapping["metakocka_id"], mapping["sync_status"]) == (mk_id, "synced"), mapping
+    assert mapping["organization_id"] == org.id
 
 
 def test_the_crms_components_with_a_users_access_token(
@@ -225,7 +237,7 @@ def test_the_crms_components_with_a_users_access_token(
         "syncStatus": "synced",
         "syncError": None,
     }
-    assert_the_crm_would_show_it_synced(sqlite_url, org, first, found["mk_id"])
+    assert_the_crm_would_show_it_synced(sandbox, sqlite_url, org, first, found["mk_id"])
 
     # The bulk UI: mappings[] keyed by documentId; the unsynced one stays "Not Synced".
     listed = call("GET", "/sync", params={"documentIds": f"{first},{second}"})

@@ -30,7 +30,13 @@ from urllib.parse import urlencode
 import requests
 
 from .crm_directory import CrmDirectory
-from .crm_documents import delete_document, patch_document, read_documents, write_documents
+from .crm_documents import (
+    delete_document,
+    document_owners,
+    patch_document,
+    read_documents,
+    write_documents,
+)
 from .crm_profiles import SETUP_FUNCTION, CrmSchema, detect_schema, has_setup_function
 from .crm_query import MAX_REQUEST_LINE, quoted
 from .crm_tenancy import CrmTenant
@@ -343,6 +349,10 @@ class CrmClient:
         return read_documents(
             self, organization_id, updated_since=updated_since, ids=ids, page_size=page_size
         )
+
+    def document_owners(self, organization_id: str, ids: list[str]) -> dict[str, str]:
+        """Document id -> its owner's `user_id`, for the organization's documents among `ids`."""
+        return document_owners(self, organization_id, list(dict.fromkeys(ids)))
 
     def get_document(self, organization_id: str, document_id: str) -> dict | None:
         """One document of the organization with its lines, or None when it has no such one."""

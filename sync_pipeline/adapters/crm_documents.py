@@ -104,6 +104,16 @@ def read_documents(
         yield from page
 
 
+def document_owners(client: "CrmClient", organization_id: str, ids: list[str]) -> dict[str, str]:
+    """The owner (`user_id`) of each of the organization's documents among `ids` (one that is
+    not the organization's, or no longer exists, is left out)."""
+    tenancy = client.directory(organization_id).tenancy()
+    owners = {}
+    for page in _pages_by_ids(client, tenancy, ("select", "id,user_id,organization_id"), ids):
+        owners.update({str(row["id"]): str(row["user_id"]) for row in page if tenancy.owns(row)})
+    return owners
+
+
 def _pages_by_ids(client, tenancy: Tenancy, select, ids: list[str]) -> Iterator[list[dict]]:
     """The documents of ``ids`` (100 per request, side by side up to the client's allowance)
     under each tenancy scope, in the order of the ids' chunks."""

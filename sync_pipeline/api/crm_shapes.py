@@ -4,27 +4,19 @@ The CRM counts a document as synced when its `metakocka_sales_document_mappings`
 shows that row's `sync_status` (`synced`, `pending`, `error`, `needs_review`: the CHECK of
 sql-migrations/61), `sync_error`, `last_synced_at` and `metakocka_id` (fresh-crm.md section 3).
 Here the row is the document's link (`document_links`, state `linked`) and its `sync_status`
-row; `CRM_SYNC_STATUS` translates the pipeline's statuses into the CRM's four.
+row; `CRM_MAPPING_STATUS` (adapters/crm_mirror.py) translates the pipeline's statuses into
+the CRM's four, as the mapping rows the pipeline writes into the CRM have them.
 """
 
 import pandas as pd
 
+from sync_pipeline.adapters.crm_mirror import CRM_MAPPING_STATUS
 from sync_pipeline.api.models import CrmMapping
 from sync_pipeline.domain.sync_request import is_crm_id
 from sync_pipeline.store.document_queries import links_for, status_for
 from sync_pipeline.store.requests import SyncRequest
 from sync_pipeline.store.tables import LINK_LINKED
 
-CRM_SYNC_STATUS = {
-    "synced": "synced",
-    "pending": "pending",
-    "failed": "error",
-    "invalid": "error",  # the document cannot be synced as it is: the reason is in syncError
-    "conflict": "needs_review",
-    "deleted_in_crm": "needs_review",
-    "deleted_in_metakocka": "needs_review",
-    "no_crm_type": "needs_review",
-}
 IN_FLIGHT = ("queued", "launched")
 
 
@@ -63,7 +55,7 @@ def crm_mapping(
     sync, else (no row) `synced` for a linked pair and null for a document never synced."""
     linked = bool(link and link.get("state") == LINK_LINKED and link.get("metakocka_id"))
     status = status or {}
-    sync_status = CRM_SYNC_STATUS.get(status.get("status")) or ("synced" if linked else None)
+    sync_status = CRM_MAPPING_STATUS.get(status.get("status")) or ("synced" if linked else None)
     if request_state in IN_FLIGHT and sync_status != "synced":
         sync_status = "pending"
     link = link or {}

@@ -18,6 +18,7 @@ from sync_pipeline.store.document_queries import links_for, status_for, upsert_s
 from sync_pipeline.store.status_diff import changed_status_rows
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.store.tables import sync_error_log as error_log_table
+from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
 from sync_pipeline.sync.record import status_rows
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
 
@@ -52,7 +53,8 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         metakocka: MetakockaResource,
         organizations: OrganizationsResource,
     ):
-        org_id = organizations.for_partition(context.partition_key).id
+        org = organizations.for_partition(context.partition_key)
+        org_id = org.id
         store = open_store(sync_store, crm, metakocka)
         outcomes = [*metakocka_push, *crm_push, *propagated_deletions]
         scope = validated_sales_documents.scope
@@ -71,7 +73,8 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
                 links=links_for(store.engine, org_id, crm_ids, mk_ids),
                 previous=previous,
             )
-            upsert_status(store.engine, org_id, changed_status_rows(rows, previous))
+            changed = changed_status_rows(rows, previous)
+            upsert_status(store.engine, org_id, changed)
         else:
             previous = store.status_frame(org_id)
             rows = status_rows(
@@ -82,6 +85,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
                 links=store.links_frame(org_id),
                 previous=previous,
             )
+            changed = changed_status_rows(rows, previous)
             store.replace_status(org_id, rows, previous=previous)  # writes the differences
         if scope is not None and scope.next_cursor is not None:
             save_cursor(store.engine, org_id, scope.next_cursor, run_id=context.run.run_id)
@@ -89,6 +93,17 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         resolve_earlier_step_failures(
             store.engine, org_id, context.run.run_id, f"run {context.run.run_id} got through"
         )
+        # the CRM's own mapping table and error log, for its UI (sync/crm_mirror.py)
+        mirrored = mirror_to_crm(
+            crm.client(),
+            store,
+            org,
+            changed,
+            run_id=context.run.run_id,
+            known_owners=owners_in_plan(sync_plan, outcomes, org),
+        )
+        if mirrored.failed:
+            context.log.warning(f"the CRM's mapping table was not updated: {mirrored.failed}")
         counts = pd.Series([r["status"] for r in rows], dtype="object").value_counts()
         mode = "incremental" if scope is not None and scope.incremental else "full sweep"
         yield dg.Output(
@@ -97,6 +112,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
                 "mode": mode,
                 "documents": len(rows),
                 **{k: int(v) for k, v in counts.items()},
+                **mirrored.metadata(),
             },
         )
         yield _no_duplicate_links(store, org_id)

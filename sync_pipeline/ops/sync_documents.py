@@ -22,6 +22,7 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.store.requests import SyncRequestQueue
+from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
 from sync_pipeline.sync.extract import Quarantined
 from sync_pipeline.sync.push import OK
 from sync_pipeline.sync.targeted import TargetedSyncResult, sync_documents
@@ -111,13 +112,14 @@ def sync_documents_op(
             f"document(s){' and every unsynced one' if config.all_unsynced else ''} "
             f"of {org.name} ({direction})"
         )
+        crm_client = crm.client()
         result = sync_documents(
             org.id,
             direction,
             crm_ids=crm_ids,
             metakocka_ids=mk_ids,
             all_unsynced=config.all_unsynced,
-            crm=crm.client(),
+            crm=crm_client,
             metakocka=metakocka.client(org.metakocka_company_id),
             store=store,
             dry_run=config.dry_run,
@@ -135,9 +137,22 @@ def sync_documents_op(
         raise
     for invalid in result.quarantined:
         context.log.warning(f"not synced, invalid: {invalid_text(invalid)}")
+    metadata = result_metadata(result, direction)
     if not config.dry_run:
+        # the CRM's own mapping table and error log, for its UI (sync/crm_mirror.py)
+        mirrored = mirror_to_crm(
+            crm_client,
+            store,
+            org,
+            result.status_rows,
+            run_id=run_id,
+            known_owners=owners_in_plan(result.plan, result.outcomes, org),
+        )
+        if mirrored.failed:
+            context.log.warning(f"the CRM's mapping table was not updated: {mirrored.failed}")
+        metadata.update(mirrored.metadata())
         queue.finish(config.request_ids, error=request_error(result))
-    return dg.Output(summary(result), metadata=result_metadata(result, direction))
+    return dg.Output(summary(result), metadata=metadata)
 
 
 def invalid_text(invalid: Quarantined) -> str:

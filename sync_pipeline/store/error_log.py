@@ -269,3 +269,45 @@ def resolve_run_failures(engine: Engine, organization_id: str, *, note: str) -> 
             )
             .values(resolved_at=utcnow(), resolution_note=note)
         ).rowcount
+
+
+def document_errors(
+    engine: Engine,
+    organization_id: str,
+    *,
+    run_id: str | None = None,
+    ids: Iterable[int] = (),
+) -> list[dict]:
+    """Error rows about a document: those a run wrote (`run_id`), or these `ids`."""
+    about_a_document = sa.or_(
+        sync_error_log.c.crm_document_id.is_not(None), sync_error_log.c.metakocka_id.is_not(None)
+    )
+    which = sync_error_log.c.run_id == run_id if run_id else sync_error_log.c.id.in_(list(ids))
+    query = sa.select(sync_error_log).where(
+        sync_error_log.c.organization_id == organization_id, about_a_document, which
+    )
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query.order_by(sync_error_log.c.id)).mappings()]
+
+
+def open_errors_of_kind(engine: Engine, organization_id: str, kind: str) -> list[dict]:
+    """The organization's open run-level errors whose `details.kind` is `kind`."""
+    query = sa.select(sync_error_log).where(
+        sync_error_log.c.organization_id == organization_id,
+        sync_error_log.c.resolved_at.is_(None),
+        sync_error_log.c.details["kind"].as_string() == kind,
+    )
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def resolve_error_ids(engine: Engine, ids: Iterable[int], *, note: str) -> int:
+    ids = list(ids)
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        return conn.execute(
+            sync_error_log.update()
+            .where(sync_error_log.c.id.in_(ids), sync_error_log.c.resolved_at.is_(None))
+            .values(resolved_at=utcnow(), resolution_note=note)
+        ).rowcount

@@ -1,0 +1,174 @@
+"""Mirror what a run recorded into the CRM's own tables (`adapters/crm_mirror.py`), in the step
+that records it: the nightly run's `sync_status` step, an on-demand run's recording.
+
+Only what changed is written: the sync_status rows this run wrote (new or different), and the
+error rows this run logged about documents. A mirror that fails (the CRM down, a constraint) does
+not fail the step, because our sync database already holds the truth: it becomes one open error
+row naming what was not mirrored, and the next run mirrors that too and closes the row.
+"""
+
+from dataclasses import dataclass, field
+
+from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.crm_mirror import (
+    can_mirror,
+    log_row,
+    mapping_row,
+    write_logs,
+    write_mappings,
+)
+from sync_pipeline.adapters.errors import SyncError
+from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
+from sync_pipeline.mappers.crm import CRM_OWNER
+from sync_pipeline.store.document_queries import links_for, status_for
+from sync_pipeline.store.error_log import document_errors, open_errors_of_kind, resolve_error_ids
+from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.sync.push import OK
+
+MIRROR_FAILED = "crm_mirror"
+"""`details.kind` of the open error row of a mirror that failed."""
+
+
+@dataclass
+class MirrorResult:
+    mappings: int = 0
+    logs: int = 0
+    skipped: list[str] = field(default_factory=list)
+    """Why documents got no mapping row (no Metakocka id, not the organization's, no owner)."""
+    failed: str | None = None
+
+    def metadata(self) -> dict:
+        return {
+            "crm_mappings_written": self.mappings,
+            "crm_error_logs_written": self.logs,
+            "crm_mirror_failed": self.failed or "",
+        }
+
+
+def mirror_to_crm(
+    crm: CrmClient,
+    store: SyncStore,
+    organization,
+    status_rows: list[dict],
+    *,
+    run_id: str | None,
+    known_owners: dict[str, str] | None = None,
+) -> MirrorResult:
+    """Write the mapping rows of `status_rows` (and of what an earlier mirror could not write)
+    and the CRM log rows of this run's document errors. `organization`: an `Organization`;
+    `known_owners`: CRM id -> owner the run already knows (`owners_in_plan`); the others are
+    read from the CRM."""
+    result = MirrorResult()
+    org_id = organization.id
+    earlier = open_errors_of_kind(store.engine, org_id, MIRROR_FAILED)
+    pending_docs = {d for row in earlier for d in (row["details"] or {}).get("documents", [])}
+    pending_errors = {e for row in earlier for e in (row["details"] or {}).get("error_ids", [])}
+    rows = {r["crm_document_id"]: r for r in status_rows if r.get("crm_document_id")}
+    missing = sorted(pending_docs - set(rows))
+    if missing:
+        previous = status_for(store.engine, org_id, missing, [])
+        rows.update({r["crm_document_id"]: r for r in _records(previous)})
+    errors = document_errors(store.engine, org_id, run_id=run_id) if run_id else []
+    if pending_errors:
+        known = {e["id"] for e in errors}
+        errors += [
+            e
+            for e in document_errors(store.engine, org_id, ids=pending_errors)
+            if e["id"] not in known
+        ]
+    if not rows and not errors:
+        return result
+    try:
+        schema = crm.schema()
+        if not can_mirror(schema):
+            result.skipped.append("the CRM has no metakocka_sales_document_mappings table")
+            return result
+        mappings, logs = _rows_to_write(
+            crm, store, organization, rows, errors, result, known_owners or {}
+        )
+        result.mappings = write_mappings(crm, schema, mappings)
+        result.logs = write_logs(crm, schema, logs)
+    except SyncError as exc:
+        result.failed = str(exc)
+        store.log_errors([_failure_row(org_id, run_id, exc, list(rows), errors)])
+        return result
+    resolve_error_ids(
+        store.engine, [row["id"] for row in earlier], note=f"mirrored by run {run_id or '-'}"
+    )
+    return result
+
+
+def owners_in_plan(plan, outcomes, organization) -> dict[str, str]:
+    """The owners of the CRM documents a run holds: as read, or the integration user for the
+    documents it created in the CRM."""
+    owners = {
+        doc.crm_document_id: doc.source_extra[CRM_OWNER]["user_id"]
+        for doc in plan.get("crm_document", ())
+        if isinstance(doc, SalesDocument) and (doc.source_extra.get(CRM_OWNER) or {}).get("user_id")
+    }
+    if organization.crm_integration_user_id:
+        owners.update(
+            {
+                o.crm_document_id: organization.crm_integration_user_id
+                for o in outcomes
+                if o.action == "create_in_crm" and o.result == OK and o.crm_document_id
+            }
+        )
+    return owners
+
+
+def _rows_to_write(crm, store, organization, rows, errors, result, known_owners):
+    org_id = organization.id
+    paired = {crm_id: r for crm_id, r in rows.items() if r.get("metakocka_id")}
+    result.skipped += [f"{crm_id}: no Metakocka document" for crm_id in set(rows) - set(paired)]
+    entity_of = {
+        e["id"]: e["crm_document_id"] or crm_id_for_metakocka_document(org_id, e["metakocka_id"])
+        for e in errors
+    }
+    wanted = {*paired, *entity_of.values()}
+    owners = {i: known_owners[i] for i in wanted if i in known_owners}
+    owners |= crm.document_owners(org_id, sorted(wanted - set(owners)))
+    links = links_for(store.engine, org_id, list(paired), [])
+    doc_types = {
+        str(link["crm_document_id"]): link.get("metakocka_doc_type") for link in _records(links)
+    }
+    mappings = []
+    for crm_id, row in paired.items():
+        owner = owners.get(crm_id)
+        if owner is None:  # deleted meanwhile, or not the organization's
+            result.skipped.append(f"{crm_id}: not one of the organization's CRM documents")
+            continue
+        mappings.append(
+            mapping_row(row, owner=owner, organization_id=org_id, doc_type=doc_types.get(crm_id))
+        )
+    fallback = organization.crm_integration_user_id
+    logs = [
+        log_row(
+            e,
+            owner=owners.get(entity_of[e["id"]]) or fallback,
+            organization_id=org_id,
+            entity_id=entity_of[e["id"]],
+        )
+        for e in errors
+        if owners.get(entity_of[e["id"]]) or fallback
+    ]
+    return mappings, logs
+
+
+def _failure_row(org_id, run_id, exc: SyncError, documents: list[str], errors: list[dict]):
+    return {
+        "organization_id": org_id,
+        "run_id": run_id,
+        "error_type": exc.error_type,
+        "message": f"the CRM's mapping table and error log were not updated: {exc}; the next "
+        "run writes them",
+        "details": {
+            "kind": MIRROR_FAILED,
+            "documents": documents,
+            "error_ids": [e["id"] for e in errors],
+        },
+    }
+
+
+def _records(frame) -> list[dict]:
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
