@@ -1,6 +1,7 @@
 """The reconciliation's IO manager: outputs stay in memory when a run's steps share a process, and
 go to disk when they do not."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import dagster as dg
@@ -64,3 +65,27 @@ def test_one_reconciliation_asset_on_its_own_names_the_job_to_launch(
     error = failure.step_failure_data.user_failure_data
     assert error.description.startswith(f"Launch the job {NIGHTLY_JOB_NAME} for this organization")
     assert error.metadata["launch_job"].value == NIGHTLY_JOB_NAME
+
+
+def test_a_sync_database_that_cannot_be_opened_says_so_in_the_first_line(
+    sandbox, pipeline_env, dagster_instance, tmp_path
+):
+    """A fresh clone's classic: the database's folder cannot be created. The step's failure
+    names the database and the setting to check, not a bare exception behind a generic line."""
+    (tmp_path / "a-file").write_text("where the database's folder should be")
+    broken = replace(
+        pipeline_env,
+        database_url=f"sqlite:///{tmp_path / 'a-file' / 'sync.db'}",
+        database_url_from_env=False,
+    )
+    job = build_definitions(broken).resolve_job_def(NIGHTLY_JOB_NAME)
+    result = job.execute_in_process(
+        instance=dagster_instance,
+        partition_key=partition_key_of(job, sandbox.organizations[0].id),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.user_failure_data
+    assert error.description.startswith("The sync database cannot be opened (sqlite:///")
+    assert "SYNC_DATABASE_URL" in error.description

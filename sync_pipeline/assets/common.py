@@ -1,7 +1,9 @@
 """Small helpers the assets share: opening the store with every secret known to it for redaction."""
 
 import dagster as dg
+import sqlalchemy as sa
 
+from sync_pipeline.adapters.redact import redact
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.store.repository import SyncStore
 
@@ -11,7 +13,21 @@ PARTITION_TAG_REQUESTED_BY = "sync_pipeline/requested_by"
 def open_store(
     store: SyncStoreResource, crm: CrmResource, metakocka: MetakockaResource
 ) -> SyncStore:
-    return store.store(secrets=[crm.api_key, *metakocka.all_secrets()])
+    """The sync database, or a `Failure` whose first line says it cannot be opened and why
+    (a bare exception shows in the UI only behind a generic line and "View full message")."""
+    secrets = [crm.api_key, *metakocka.all_secrets()]
+    try:
+        return store.store(secrets=secrets)
+    except Exception as exc:
+        where = sa.engine.make_url(store.database_url).render_as_string(hide_password=True)
+        raise dg.Failure(
+            description=redact(
+                f"The sync database cannot be opened ({where}): {type(exc).__name__}: {exc}. "
+                "Check SYNC_DATABASE_URL (or SYNC_DATA_DIR) and that this process can reach it.",
+                secrets,
+            ),
+            metadata={"database": where},
+        ) from None
 
 
 def requested_by(context: dg.AssetExecutionContext) -> str:
