@@ -242,7 +242,8 @@ class _Changer:
             crm.edit_document(crm_id, {"notes": f"{current.get('notes') or ''} {note}".strip()})
         for doc in picked[crm_edits:]:
             # Metakocka's users change what Metakocka owns (docs/field-ownership.md): the status.
-            status = "overdue" if doc.get("status_desc") == "paid" else "paid"
+            # By its register label (cancelled in the CRM, or back to shipped: sent).
+            status = "Poslano" if doc.get("status_desc") == "canceled" else "Preklicano"
             mk.edit_document(company, doc["mk_id"], {"status_code": status})
         now = datetime.now(UTC).isoformat(timespec="microseconds")
         for _ in range(crm_new):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sync_pipeline.adapters.crm_tenancy import CrmTenant
 from sync_pipeline.domain.policies import CONFLICT_POLICIES
+from sync_pipeline.mappers.metakocka_status import STANDARD, StatusMap
 
 DEFAULT_DATA_DIR = ".sync_pipeline"
 DEFAULT_PUSH_CONCURRENCY = 4
@@ -30,6 +31,8 @@ class Organization:
     `crm_integration_user_id` owns the documents created in the CRM from Metakocka (the CRM's
     `sales_documents.user_id` is NOT NULL); `service_product_code` is the Metakocka product a
     CRM line with neither a product mapping nor a SKU is sent as (docs/crm.md).
+    `metakocka_statuses` maps the company's Metakocka statuses to the CRM's over the standard
+    register's map (docs/metakocka-statuses.md).
     """
 
     id: str
@@ -42,6 +45,7 @@ class Organization:
     key: str = ""
     """Its Dagster partition key: what the UI shows for the organization (partition picker, run
     headers, plots). Default: its name, lower case, with dashes (`Acme d.o.o.` -> `acme-d-o-o`)."""
+    metakocka_statuses: StatusMap = STANDARD
 
     def __post_init__(self):
         if self.conflict_policy not in CONFLICT_POLICIES:
@@ -114,8 +118,8 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
 
     Each item: {"id": "<crm organization uuid>", "name": "...", "metakocka_company_id": "16",
     "conflict_policy": "manual", "propagate_deletes": false, "crm_integration_user_id":
-    "<crm user uuid>", "service_product_code": "STORITEV", "key": "acme"}. No secrets belong
-    here.
+    "<crm user uuid>", "service_product_code": "STORITEV", "key": "acme",
+    "metakocka_statuses": {"awaiting_payment": "sent"}}. No secrets belong here.
     """
     value = value.strip()
     if not value:
@@ -133,6 +137,9 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
             crm_integration_user_id=_optional(item.get("crm_integration_user_id")),
             service_product_code=_optional(item.get("service_product_code")),
             key=str(item.get("key") or ""),
+            metakocka_statuses=StatusMap.from_config(
+                item.get("metakocka_statuses"), f"organization {item['id']}"
+            ),
         )
         for item in items
     )
@@ -168,6 +175,7 @@ def organizations_to_json(organizations: list[Organization] | tuple[Organization
                 "crm_integration_user_id": org.crm_integration_user_id,
                 "service_product_code": org.service_product_code,
                 "key": org.key,
+                "metakocka_statuses": org.metakocka_statuses.as_config(),
             }
             for org in organizations
         ]

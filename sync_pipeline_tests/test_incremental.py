@@ -115,9 +115,10 @@ def test_incremental_run_syncs_what_changed_and_touches_nothing_else(
         for r in status_rows(pipeline_env.database_url, org.id)
         if r["status"] == "synced" and r["metakocka_id"] and r["crm_document_id"] != crm_id
     )
-    new_status = "overdue" if sandbox.crm_state.document(other_crm)["status"] == "paid" else "paid"
+    cancelled = sandbox.crm_state.document(other_crm)["status"] == "cancelled"
+    label, new_status = ("Poslano", "sent") if cancelled else ("Preklicano", "cancelled")
     sandbox.metakocka_state.edit_document(
-        org.metakocka_company_id, other_mk, {"status_code": new_status}
+        org.metakocka_company_id, other_mk, {"status_code": label}
     )
     _reset_stats(sandbox)
     result = _run(pipeline_env, dagster_instance, org.id)

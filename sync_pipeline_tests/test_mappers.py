@@ -37,6 +37,7 @@ from sync_pipeline.mappers.crm import (
     crm_row_to_canonical,
 )
 from sync_pipeline.mappers.metakocka import canonical_to_metakocka, metakocka_to_canonical
+from sync_pipeline.mappers.metakocka_status import KEEP, MetakockaStatus, StatusMap, status_of
 from sync_pipeline.mappers.metakocka_wire import format_decimal
 
 ORG = "0b7f6a36-7b43-4d8b-9a43-1f2a3c4d5e6f"
@@ -105,6 +106,7 @@ def mk_order(**overrides) -> dict:
         },
         "currency_code": "EUR",
         "status_code": "Poslano",
+        "status_desc": "shipped",
         "title": "naziv1",
         "buyer_order": "narocilo1",
         "warehouse": "oznaka1",
@@ -203,18 +205,40 @@ def test_reads_the_country_as_iso_code(partner_country, expected):
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
-        ({"status_code": "Plačano"}, "paid"),
-        ({"status_code": "zapadlo"}, "overdue"),
+        ({"status_code": "V obdelavi", "status_desc": "in_process"}, "sent"),
+        ({"status_code": "Zaključeno", "status_desc": "FINISHED"}, "sent"),  # finished: not paid
         ({"status_code": "Preklicano", "status_desc": "canceled"}, "cancelled"),
-        ({"status_code": "Osnutek", "status_desc": "draft"}, "draft"),
-        ({"status_code": "Poslano", "status_desc": "shipped"}, "sent"),
-        ({"status_code": "Novo naročilo", "status_desc": "new_order"}, None),
+        ({"status_code": "Izbrisano", "status_desc": "deleted"}, "cancelled"),
+        ({"status_code": "Novo naročilo", "status_desc": "new_order"}, None),  # KEEP
+        ({"status_code": "active"}, "sent"),  # no status_desc: the label may be the code
+        ({"status_code": "Plačano"}, None),  # a label no standard code names: unmapped
         ({"status_code": ""}, None),
     ],
 )
-def test_reads_the_status_from_status_desc_or_label(status, expected):
-    raw = {k: v for k, v in mk_order().items() if k != "status_code"} | status
-    assert metakocka_to_canonical(raw, ORG).status == expected
+def test_reads_the_status_with_the_standard_register(status, expected):
+    raw = {k: v for k, v in mk_order().items() if k not in ("status_code", "status_desc")}
+    doc = metakocka_to_canonical(raw | status, ORG)
+    assert doc.status == expected
+    assert status_of(doc) == MetakockaStatus(
+        status.get("status_code") or None, status.get("status_desc")
+    )
+
+
+def test_an_organization_s_map_comes_first_by_status_desc_then_label():
+    statuses = StatusMap.from_config(
+        {"Čaka na plačilo": "sent", "poslano": "paid", "in_process": KEEP}, "org"
+    )
+    read = MetakockaStatus
+    assert statuses.crm_status(read("ČAKA NA PLAČILO", None)) == "sent"
+    assert statuses.crm_status(read("Poslano", "shipped")) == "paid"  # its label over the code
+    assert statuses.crm_status(read("V obdelavi", "in_process")) is None
+    assert not statuses.is_unmapped(read("V obdelavi", "in_process"))  # kept on purpose
+    assert statuses.crm_status(read("Odprto", "open")) == "sent"  # the standard map still applies
+    assert statuses.is_unmapped(read("Čaka na dobavo", "awaiting"))
+    assert not statuses.is_unmapped(read(None, None))  # no status at all: nothing to map
+    assert not statuses.is_unmapped(MetakockaStatus("Čaka na dobavo", None, paid_in_full=True))
+    with pytest.raises(ValueError, match="must be one of draft, sent, paid, overdue, cancelled"):
+        StatusMap.from_config({"shipped": "delivered"}, "organization x")
 
 
 @pytest.mark.parametrize(
@@ -415,10 +439,10 @@ def test_never_writes_the_crm_status_metakocka_owns_it(status):
 
 
 def test_a_replace_keeps_metakocka_s_own_status():
-    current = metakocka_to_canonical(mk_order() | {"status_code": "Zapadlo"}, ORG)
+    current = metakocka_to_canonical(mk_order() | {"status_code": "Preklicano"}, ORG)
     crm_copy = document(status="paid")
     body = canonical_to_metakocka(crm_copy, mk_id=current.metakocka_id, current=current)
-    assert body["status_code"] == "Zapadlo"
+    assert body["status_code"] == "Preklicano"
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,12 @@ def test_each_side_s_fields_flow_one_way_and_never_echo(sandbox, pipeline_env, d
     (mk_born,) = [p for p in pairs if p.mk_id == mk_order]
     assert mk_born.born_in_metakocka
     crm_before = users.crm_document(crm_born.crm_id)
-    assert crm_before["status"] != "paid"
+    assert crm_before["status"] != "cancelled"
 
-    # between two runs: the CRM edits its content, Metakocka records the payment (its field),
-    # and renumbers an order it created (its number)
+    # between two runs: the CRM edits its content, Metakocka cancels the order (its status, set
+    # by its register's label), and renumbers an order it created (its number)
     users.edit_in_crm(crm_born.crm_id, notes="terms agreed by phone")
-    users.edit_in_metakocka(crm_born.mk_id, status_code="Plačano")
+    users.edit_in_metakocka(crm_born.mk_id, status_code="Preklicano")
     metakocka.call(
         "update_document",
         {"doc_type": "sales_order", "mk_id": mk_born.mk_id, "count_code_new": "PP-RENUMBERED"},
@@ -36,7 +36,7 @@ def test_each_side_s_fields_flow_one_way_and_never_echo(sandbox, pipeline_env, d
     }
     in_metakocka = users.metakocka_document(crm_born.mk_id)
     assert in_metakocka["notes"] == "terms agreed by phone"
-    assert in_metakocka["status_desc"] == "paid"  # the CRM's push kept Metakocka's status
+    assert in_metakocka["status_desc"] == "canceled"  # the CRM's push kept Metakocka's status
     assert users.crm_document(mk_born.crm_id)["document_number"] == "PP-RENUMBERED"
     assert status_of(url, org.id, mk_born.crm_id)["metakocka_count_code"] == "PP-RENUMBERED"
 
@@ -45,7 +45,7 @@ def test_each_side_s_fields_flow_one_way_and_never_echo(sandbox, pipeline_env, d
         ("update_in_crm", crm_born.crm_id)
     ]
     in_crm = users.crm_document(crm_born.crm_id)
-    assert in_crm["status"] == "paid"
+    assert in_crm["status"] == "cancelled"
     assert in_crm["notes"] == "terms agreed by phone"  # only the status column was written
     assert [i["description"] for i in in_crm["sales_document_items"]] == [
         i["description"] for i in crm_before["sales_document_items"]
@@ -59,8 +59,8 @@ def test_each_side_s_fields_flow_one_way_and_never_echo(sandbox, pipeline_env, d
     assert [(o.action, o.crm_document_id) for o in pushes(third)] == [
         ("update_in_crm", crm_born.crm_id)
     ]
-    assert users.crm_document(crm_born.crm_id)["status"] == "paid"
-    assert users.metakocka_document(crm_born.mk_id)["status_desc"] == "paid"
+    assert users.crm_document(crm_born.crm_id)["status"] == "cancelled"
+    assert users.metakocka_document(crm_born.mk_id)["status_desc"] == "canceled"
 
     # in sync: nothing echoes
     assert pushes(run(pipeline_env, dagster_instance, org.id)) == []

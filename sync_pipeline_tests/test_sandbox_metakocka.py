@@ -184,7 +184,7 @@ def test_create_get_replace_update_delete(mk):
         "update_document",
         doc_type="sales_order",
         buyer_order="WEB-1b",
-        status_code="shipped",
+        status_code="Poslano",
         notes="sent by courier",
     )
     doc = mk.ok("get_document", doc_type="sales_order", doc_id=created["mk_id"])
@@ -207,16 +207,95 @@ def test_create_get_replace_update_delete(mk):
         "update_document",
         doc_type="sales_bill_domestic",
         mk_id=bill["mk_id"],
-        status_code="Plačano",
+        status_code="Zaključeno",
         notes="ignored for bills",
     )
     doc = mk.ok("get_document", doc_type="sales_bill_domestic", doc_id=bill["mk_id"])
-    assert doc["status_desc"] == "paid" and "notes" not in doc
+    assert doc["status_desc"] == "finished" and "notes" not in doc
     assert doc["duo_payment"] == "2024-10-13+02:00"
     assert [d["doc_type"] for d in mk.state.documents("16")] == [
         "sales_order",
         "sales_bill_domestic",
     ]
+
+
+def test_statuses_come_from_the_company_s_register_and_are_written_by_label(mk):
+    """§5: a response's status_code is the register's localized label and status_desc its
+    internal code; §4/§6: a write names the status by its register text (the label), and §8 shows
+    the refusal of anything else. A company defines its own register."""
+    mk_id = mk.ok("put_document", **order("ST-1", status_code="Novo naročilo"))["mk_id"]
+    doc = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    assert (doc["status_code"], doc["status_desc"]) == ("Novo naročilo", "new_order")
+
+    for wrong in ("in_process", "v obdelavi", "Plačano"):  # a code, another case, no such label
+        refused = mk.call(
+            "update_document", doc_type="sales_order", mk_id=mk_id, status_code=wrong
+        ).json()
+        assert refused["opr_code"] == "2"
+        assert refused["opr_desc"] == (
+            f"Paramether 'status_code' has invalid value : {wrong}. Valid values : Novo naročilo,"
+            "Ustvarjeno,Odprto,Aktivno,V obdelavi,Poslano,Zaključeno,Preklicano,Izbrisano"
+        )
+    refused = mk.call("put_document", **order("ST-2", status_code="shipped")).json()
+    assert refused["opr_code"] == "2" and "Valid values : Novo naročilo," in refused["opr_desc"]
+    assert [d["buyer_order"] for d in mk.state.documents("16")] == ["ST-1"]  # nothing stored
+
+    # change_document_status (§6): by mk_id, mk_id_list or buyer_order; only sales orders
+    second = mk.ok("put_document", **order("ST-3"))["mk_id"]
+    assert "status_code" not in mk.ok("get_document", doc_type="sales_order", doc_id=second)
+    mk.ok(
+        "change_document_status",
+        doc_type="sales_order",
+        mk_id_list=[mk_id, second],
+        status_code="V obdelavi",
+    )
+    for mk_id_ in (mk_id, second):
+        doc = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id_)
+        assert (doc["status_code"], doc["status_desc"]) == ("V obdelavi", "in_process")
+    mk.ok(
+        "change_document_status",
+        doc_type="sales_order",
+        buyer_order="ST-3",
+        status_code="Preklicano",
+    )
+    assert mk.ok("get_document", doc_type="sales_order", doc_id=second)["status_desc"] == "canceled"
+    refused = mk.call(
+        "change_document_status", doc_type="sales_order", mk_id=mk_id, status_code="canceled"
+    ).json()
+    assert refused["opr_code"] == "2" and refused["opr_desc"].startswith(
+        "Paramether 'status_code' has invalid value : canceled. Valid values : "
+    )
+    bill = mk.ok("put_document", **order("ST-4", doc_type="sales_bill_domestic"))["mk_id"]
+    refused = mk.call(
+        "change_document_status",
+        doc_type="sales_bill_domestic",
+        mk_id=bill,
+        status_code="Poslano",
+    ).json()
+    assert refused["opr_code"] == "2"
+    # search's status_list takes the register's labels too (§7: "register descriptions")
+    found = mk.ok(
+        "search",
+        doc_type="sales_order",
+        query_advance=[{"type": "status_list", "value": "Preklicano"}],
+    )
+    assert [d["mk_id"] for d in found["result"]] == [second]
+    assert (
+        mk.call(
+            "search",
+            doc_type="sales_order",
+            query_advance=[{"type": "status_list", "value": "canceled"}],
+        ).json()["opr_code"]
+        == "2"
+    )
+
+    # another company's own register: its labels, a status without an internal code
+    mk.state.set_status_register("17", {"Čaka na plačilo": None, "Dobavljeno": "delivered"})
+    other = mk.ok("put_document", company="17", **order("ST-5", status_code="Čaka na plačilo"))
+    doc = mk.ok("get_document", company="17", doc_type="sales_order", doc_id=other["mk_id"])
+    assert doc["status_code"] == "Čaka na plačilo" and "status_desc" not in doc
+    refused = mk.call("put_document", company="17", **order("ST-6", status_code="Poslano")).json()
+    assert refused["opr_desc"].endswith("Valid values : Čaka na plačilo,Dobavljeno")
 
 
 def test_totals_follow_section_5(mk):
@@ -322,12 +401,12 @@ def test_search_filters_customer_order_dates_and_last_change(mk):
         query_advance=[{"type": "last_change_from", "value": before.isoformat()}],
     )
     assert [d["mk_id"] for d in changed["result"]] == [target]
-    mk.ok("update_document", doc_type="sales_order", buyer_order="B-2", status_code="finished")
+    mk.ok("update_document", doc_type="sales_order", buyer_order="B-2", status_code="Zaključeno")
     assert (
         mk.ok(
             "search",
             doc_type="sales_order",
-            query_advance=[{"type": "status_list", "value": "Zaključeno,cancelled"}],
+            query_advance=[{"type": "status_list", "value": "Zaključeno,Preklicano"}],
         )["result_all_records"]
         == "1"
     )
@@ -520,11 +599,13 @@ def test_quirks_mode_reshapes_answers(mk):
 def test_persistence_round_trip(mk):
     a = mk.state.insert_document("16", order("P-1"), last_change=datetime(2024, 3, 1, tzinfo=UTC))
     mk.ok("put_document", company="17", **order("P-2", doc_type="sales_offer"))
+    mk.state.set_status_register("17", {"Dobavljeno": "delivered", "Brez kode": None})
     saved = json.loads(json.dumps(mk.state.to_json()))
     restored = MetakockaState.from_json(saved)
     assert restored.documents("16") == mk.state.documents("16")
     assert restored.documents("17") == mk.state.documents("17")
     assert restored.duplicate_check == {"17"}
+    assert restored.insert_document("17", order("P-4", status_code="Brez kode"))  # its register
     again = restored.insert_document("16", order("P-3"))
     assert int(again["mk_id"]) > int(a["mk_id"]) and again["count_code"] == "PP-2"
     assert again["partner"]["mk_id"] == a["partner"]["mk_id"]  # partners survive too

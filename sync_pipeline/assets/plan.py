@@ -26,6 +26,7 @@ from sync_pipeline.sync.incremental import mark_known_absent
 from sync_pipeline.sync.planning import plan_sync
 from sync_pipeline.sync.record import INVALID, error_rows
 from sync_pipeline.sync.run_errors import retried_failure_rows
+from sync_pipeline.sync.statuses import UNMAPPED_STATUS, record_status_warnings
 
 
 class SyncPlanConfig(dg.Config):
@@ -51,7 +52,9 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         "at its last sync: create/update each way, unchanged, conflict (both sides changed), "
         "deleted_in_crm / deleted_in_metakocka, invalid. Field ownership applies (Metakocka's "
         "own fields flow to the CRM only), conflicts follow the organization's conflict_policy "
-        "and operators' resolutions, deletions are propagated only with propagate_deletes.",
+        "and operators' resolutions, deletions are propagated only with propagate_deletes. "
+        "Metakocka's statuses are read with the organization's map; an unmapped one keeps the "
+        "CRM's status and gets a `warning` row in sync_error_log.",
     )
     def sync_plan(
         context: dg.AssetExecutionContext,
@@ -89,6 +92,7 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             conflict_policy=org.conflict_policy,
             resolutions=resolutions,
             change_order=metakocka_change_order(mk_client),
+            statuses=org.metakocka_statuses,
         )
         store.log_errors(  # the failures its retries absorbed (sync/run_errors.py)
             retried_failure_rows(
@@ -111,6 +115,9 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 requested_by=requested_by(context),
             )
         )
+        record_status_warnings(
+            store, org_id, plan, run_id=context.run.run_id, requested_by=requested_by(context)
+        )
         return dg.Output(plan, metadata=plan_metadata(plan))
 
     return [sync_plan]
@@ -120,6 +127,9 @@ def plan_metadata(plan: pd.DataFrame) -> dict:
     counts = plan["action"].value_counts()
     metadata = {action: int(counts.get(action, 0)) for action in (*ACTIONS, INVALID)}
     metadata["documents"] = len(plan)
+    metadata["unmapped_metakocka_statuses"] = (
+        int(plan[UNMAPPED_STATUS].notna().sum()) if UNMAPPED_STATUS in plan else 0
+    )
     if "conflict_resolution_id" in plan:
         metadata["conflicts_resolved_by_operator"] = int(
             plan["conflict_resolution_id"].notna().sum()

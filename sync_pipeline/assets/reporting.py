@@ -2,9 +2,10 @@
 
 `sync_report` (per organization, last step of the nightly job) shows in the Dagster UI what the
 organization's sync looks like now: documents by status and direction, this run's pushes, the top
-open errors, and a 30-day plot of the status counts (from the daily `sync_status_history`
-snapshot it writes). It also records the finished reconciliation in `reconciliation_runs`, which
-the freshness check reads.
+open errors, the Metakocka statuses with no CRM status (documents per status: what to add to the
+organization's `metakocka_statuses`), and a 30-day plot of the status counts (from the daily
+`sync_status_history` snapshot it writes). It also records the finished reconciliation in
+`reconciliation_runs`, which the freshness check reads.
 
 `reconciled_within_26_hours` fails when an organization has not finished a reconciliation for 26
 hours (the nightly run plus two hours of grace). It runs every hour from its own schedule, so a
@@ -43,7 +44,9 @@ from sync_pipeline.sync.reporting import (
     run_outcome_table,
     status_direction_table,
     top_errors_table,
+    unmapped_statuses_table,
 )
+from sync_pipeline.sync.statuses import unmapped_status_counts
 
 GROUP = "report"
 HISTORY_DAYS = 30
@@ -60,8 +63,9 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         group_name=GROUP,
         deps=["sync_status", "sync_error_log"],
         description="The organization's sync at the end of the reconciliation: documents by "
-        "status and direction, this run's pushes, the top open errors (Markdown tables) and "
-        "the status counts of the last 30 days (plot). Writes the day's snapshot to "
+        "status and direction, this run's pushes, the top open errors, the Metakocka statuses "
+        "its status map does not know (Markdown tables) and the status counts of the last 30 "
+        "days (plot). Writes the day's snapshot to "
         "sync_status_history and the finished run to reconciliation_runs.",
     )
     def sync_report(
@@ -93,7 +97,13 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         today = datetime.now(UTC).date()
         snapshot_status_counts(engine, org_id, by_status, run_id=run_id, day=today)
         runs_table, run_counts = run_outcome_table(outcomes)
-        record_reconciliation(engine, org_id, run_id, {"statuses": by_status, "pushes": run_counts})
+        unmapped = unmapped_status_counts(engine, org_id)
+        summary = {
+            "statuses": by_status,
+            "pushes": run_counts,
+            "unmapped_metakocka_statuses": int(unmapped["documents"].sum()),
+        }
+        record_reconciliation(engine, org_id, run_id, summary)
         history = status_history(engine, org_id, since=today - timedelta(days=HISTORY_DAYS - 1))
         errors = top_open_errors(engine, org_id)
         return dg.MaterializeResult(
@@ -103,6 +113,8 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
                 **{key: int(n) for key, n in sorted(run_counts.items())},
                 "conflict_resolutions_applied": applied,
                 "open_errors": int(errors["errors"].sum()) if not errors.empty else 0,
+                "unmapped_metakocka_statuses": summary["unmapped_metakocka_statuses"],
+                "unmapped_statuses": dg.MetadataValue.md(unmapped_statuses_table(unmapped)),
                 "by_status_and_direction": dg.MetadataValue.md(status_direction_table(counts)),
                 "this_run": dg.MetadataValue.md(runs_table),
                 "top_errors": dg.MetadataValue.md(top_errors_table(errors)),

@@ -25,6 +25,7 @@ from sync_pipeline.domain.document import (
     external_ref_to_crm_id,
 )
 from sync_pipeline.mappers.countries import known_country_code
+from sync_pipeline.mappers.metakocka_status import STANDARD, STATUS_KEY, read_status
 from sync_pipeline.mappers.metakocka_wire import (
     as_list,
     format_decimal,
@@ -55,17 +56,6 @@ TAX_CODE_BY_RATE = {
 }
 """Codes of the standard Slovenian rates in a tax register; other rates are sent as tax_factor."""
 TAX_RATE_BY_CODE = {code: rate for rate, code in TAX_CODE_BY_RATE.items()} | {"EX4": Decimal("22")}
-
-STATUS_LABELS = {
-    "draft": "Osnutek",
-    "sent": "Poslano",
-    "paid": "Plačano",
-    "overdue": "Zapadlo",
-    "cancelled": "Preklicano",
-}
-"""CRM status -> label in the company's status register (Metakocka matches statuses by label)."""
-_STATUS_BY_LABEL = {label.lower(): status for status, label in STATUS_LABELS.items()}
-_STATUS_BY_CODE = {status: status for status in STATUS_LABELS} | {"canceled": "cancelled"}
 
 PASSTHROUGH_KEY = "metakocka_passthrough"
 PASSTHROUGH_FIELDS = (
@@ -115,6 +105,7 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
     document_date = _read(parse_mk_date, doc, "doc_date")
     if document_date is None:
         raise MappingError("doc_date: missing")
+    status = read_status(doc)  # the organization's own map applies when planning (sync/statuses)
     return SalesDocument(
         organization_id=organization_id,
         document_type=document_type,
@@ -127,7 +118,7 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
         ),
         currency=(_text(doc.get("currency_code")) or "EUR").upper(),
         notes=_text(doc.get("notes")),
-        status=_status(doc),
+        status=STANDARD.crm_status(status),
         crm_document_id=external_ref_to_crm_id(_text(doc.get("buyer_order"))),
         metakocka_id=mk_id,
         metakocka_count_code=_text(doc.get("count_code")),
@@ -141,6 +132,7 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
             },
             ISSUED_KEY: mk_doc_type.startswith("sales_bill")
             and any(doc.get(key) not in (None, "") for key in ISSUE_MARKS),
+            STATUS_KEY: status,
         },
     )
 
@@ -294,26 +286,6 @@ def _discount(raw: dict, where: str) -> Decimal:
     if len(percents) == 1:
         return percents[0]
     return (1 - remaining) * 100
-
-
-def _status(doc: dict) -> str | None:
-    """The CRM's word for the document's state: `paid` once Metakocka records payments covering
-    the total (`sum_paid`), else its status register entry (by code, then by label)."""
-    if _paid_in_full(doc):
-        return "paid"
-    code = _text(doc.get("status_desc"))
-    if code and code.lower() in _STATUS_BY_CODE:
-        return _STATUS_BY_CODE[code.lower()]
-    label = _text(doc.get("status_code"))
-    return _STATUS_BY_LABEL.get(label.lower()) if label else None
-
-
-def _paid_in_full(doc: dict) -> bool:
-    try:
-        paid, total = parse_decimal(doc.get("sum_paid")), parse_decimal(doc.get("sum_all"))
-    except ValueError:
-        return False
-    return paid is not None and total is not None and total > 0 and paid >= total
 
 
 # -- writing -----------------------------------------------------------------------------

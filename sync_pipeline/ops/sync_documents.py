@@ -128,6 +128,7 @@ def sync_documents_op(
             concurrency=organizations.push_concurrency,
             on_progress=_progress_logger(context),
             conflict_policy=org.conflict_policy,
+            statuses=org.metakocka_statuses,
         )
     except (KeyError, ValueError) as exc:
         queue.finish(config.request_ids, error=str(exc))

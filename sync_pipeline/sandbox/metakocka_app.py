@@ -36,7 +36,9 @@ from sync_pipeline.sandbox.metakocka_store import NOT_FOUND_CODES, MetakockaErro
 from sync_pipeline.sandbox.metakocka_values import MkError
 
 API_PREFIX = "/rest/eshop/v1/"
-WRITE_ENDPOINTS = frozenset({"put_document", "update_document", "delete_document"})
+WRITE_ENDPOINTS = frozenset(
+    {"put_document", "update_document", "change_document_status", "delete_document"}
+)
 ENDPOINTS = frozenset(
     {"get_document", "search", "search_query_advance_discovery"} | WRITE_ENDPOINTS
 )
@@ -109,6 +111,7 @@ class MetakockaApp:
             "put_document": state.put_document,
             "get_document": state.get_document,
             "update_document": state.update_document,
+            "change_document_status": state.change_document_status,
             "delete_document": state.delete_document,
             "search_query_advance_discovery": state.query_advance_discovery,
         }

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from sync_pipeline.sandbox.metakocka_values import (
     DOC_TYPES,
+    STANDARD_STATUS_REGISTER,
     MkError,
     as_list,
     country_iso,
@@ -46,6 +47,7 @@ class DocMeta(NamedTuple):
     last_change: int  # epoch seconds, UTC
     doc_date: date
     status: str | None
+    """The status label (``status_code``)."""
     buyer_order: str
 
 
@@ -69,7 +71,9 @@ class SearchFilter:
         return self == _NO_FILTER
 
     @classmethod
-    def parse(cls, doc_type: str, request: dict[str, Any]) -> SearchFilter:
+    def parse(
+        cls, doc_type: str, request: dict[str, Any], status_register: dict[str, str | None]
+    ) -> SearchFilter:
         values: dict[str, Any] = {}
         for item in as_list(request.get("query_advance")):
             if not isinstance(item, dict) or "type" not in item:
@@ -86,7 +90,10 @@ class SearchFilter:
                 values[kind] = int(parse_timestamp(value, kind).timestamp())
             elif kind == "status_list":
                 parts = [p for p in str(value).split(",") if p.strip()]
-                values[kind] = frozenset(resolve_status(p) for p in parts)
+                # "register descriptions" (§7): the labels, as in a write (§4)
+                values[kind] = frozenset(
+                    resolve_status(status_register, p, "status_list") for p in parts
+                )
             elif kind == "partner_country":
                 values[kind] = country_iso(value)
             else:
@@ -116,6 +123,10 @@ class CompanyStore:
     products: dict[str, dict] = field(default_factory=dict)  # code -> product
     product_by_id: dict[str, str] = field(default_factory=dict)  # mk_id / count_code -> code
     sequences: dict[str, int] = field(default_factory=dict)
+    status_register: dict[str, str | None] = field(
+        default_factory=lambda: dict(STANDARD_STATUS_REGISTER)
+    )
+    """The company's statuses: label -> internal code (None: the status has none)."""
     version: int = 0
     _cache: OrderedDict = field(default_factory=OrderedDict)
 

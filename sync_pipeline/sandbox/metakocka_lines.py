@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from sync_pipeline.sandbox.metakocka_values import (
     COUNT_CODE_PREFIX,
     CURRENCIES,
-    STATUS_REGISTER,
     TAX_RATES,
     MkError,
     as_list,
@@ -148,9 +147,11 @@ def build_document(
     if currency not in CURRENCIES:
         raise invalid("currency_code", currency, ",".join(sorted(CURRENCIES)))
     doc["currency_code"] = currency
-    status = resolve_status(req.get("status_code") or "")
-    if status is not None:
-        doc["status_code"], doc["status_desc"] = STATUS_REGISTER[status], status
+    label = resolve_status(comp.status_register, req.get("status_code") or "")
+    if label is not None:  # a response carries the label and the internal code (§5)
+        doc["status_code"] = label
+        if comp.status_register[label]:
+            doc["status_desc"] = comp.status_register[label]
     for name in [n for n in req if n in _DATE_FIELDS]:
         if _given(req, name):
             doc[name] = format_date(parse_date(req[name], name))

@@ -34,6 +34,7 @@ def state_to_json(state: MetakockaState, stores: dict[str, CompanyStore]) -> dic
                     "partners": list(comp.partners.values()),
                     "products": list(comp.products.values()),
                     "sequences": comp.sequences,
+                    "status_register": comp.status_register,
                 }
                 for cid, comp in stores.items()
             },
@@ -54,6 +55,7 @@ def state_from_json(cls: type[MetakockaState], data: dict[str, Any]) -> Metakock
     for cid, saved in copy.deepcopy(companies).items():
         comp = state._stores[cid]
         comp.sequences = dict(saved["sequences"])
+        comp.status_register = saved.get("status_register", comp.status_register)
         for partner in saved["partners"]:
             comp.partners[partner["mk_id"]] = partner
             comp.partner_by_count_code[partner["count_code"]] = partner["mk_id"]

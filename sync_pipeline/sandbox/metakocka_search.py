@@ -25,7 +25,7 @@ def search_page(
 ) -> dict[str, Any]:
     """One page of matches. ``echo_requested_limit`` (quirks mode) echoes the caller's limit
     instead of the page size actually used, as some MK answers do."""
-    flt = SearchFilter.parse(doc_type, req)
+    flt = SearchFilter.parse(doc_type, req, comp.status_register)
     limit = _int_param(req, "limit", MAX_PAGE)
     offset = _int_param(req, "offset", 0)
     direction = str(req.get("order_direction") or "asc").lower()

@@ -23,12 +23,14 @@ from sync_pipeline.sandbox.metakocka_values import (
     TAX_RATES,
     MkError,
     apply_quirks,
+    as_list,
     format_decimal,
     format_timestamp,
     is_true,
     now_utc,
     parse_date,
     parse_timestamp,
+    resolve_status,
 )
 
 FIRST_MK_ID = 1600200000
@@ -170,6 +172,31 @@ class MetakockaState:
             self._apply_changes(comp, doc, changes, None)
             return {"opr_code": "0"}
 
+    def change_document_status(self, cid: str, req: dict[str, Any]) -> dict[str, Any]:
+        """Set the status of sales orders by ``mk_id``, ``mk_id_list`` or ``buyer_order`` (§6;
+        documented for sales_order and warehouse_receiving_note, and the sandbox has no
+        warehouse documents). The status is a label of the company's register (§6: "register
+        description"), refused otherwise like any other write of it."""
+        doc_type = _doc_type(req)
+        if doc_type != "sales_order":
+            raise MkError("2", f"change_document_status is not supported for doc_type : {doc_type}")
+        if "status_code" not in req:
+            raise MkError("2", "Paramether 'status_code' is missing")
+        with self._lock:
+            comp = self._stores[cid]
+            if req.get("mk_id_list") not in (None, "", []):
+                docs = [self._find(comp, doc_type, i) for i in as_list(req["mk_id_list"])]
+            elif req.get("mk_id") not in (None, ""):
+                docs = [self._find(comp, doc_type, req["mk_id"])]
+            elif req.get("buyer_order") not in (None, ""):
+                docs = [self._by_buyer_order(comp, str(req["buyer_order"]))]
+            else:
+                raise MkError("2", "Paramether 'mk_id' is missing")
+            resolve_status(comp.status_register, req["status_code"])  # all or nothing
+            for doc in docs:
+                self._apply_changes(comp, doc, {"status_code": req["status_code"]}, None)
+            return {"opr_code": "0"}
+
     def delete_document(self, cid: str, req: dict[str, Any]) -> dict[str, Any]:
         doc_type = _doc_type(req)
         if doc_type != "sales_order":
@@ -193,6 +220,12 @@ class MetakockaState:
         return discovery(doc_types)
 
     # -- convenience API for the seeder, tests and the admin endpoints -------------------
+    def set_status_register(self, company_id: str, register: dict[str, str | None]) -> None:
+        """Give the company its own status register (label -> internal code, or None for a
+        status without one): a company defines its statuses itself (§5)."""
+        with self._lock:
+            self._stores[str(company_id)].status_register = dict(register)
+
     def issue_bill(self, company_id: str, mk_id: str, *, fiscalized: bool = True) -> dict:
         """Issue a bill as Metakocka's users do: it gets its ``publish_ts`` (and, fiscalized,
         the tax authority's ``furs_eor``/``furs_zoi``); from then on it cannot be replaced."""
@@ -399,7 +432,7 @@ class MetakockaState:
         }
 
     def _store(self, comp: CompanyStore, doc: dict, last_change: int) -> None:
-        status = doc.get("status_desc") or None
+        status = doc.get("status_code") or None
         meta = DocMeta(
             doc["doc_type"],
             last_change,

@@ -19,6 +19,7 @@ from sync_pipeline.store.migrate import upgrade
 from sync_pipeline.store.status_diff import changed_status_rows
 from sync_pipeline.store.tables import (
     LINK_LINKED,
+    WARNING,
     document_links,
     sync_error_log,
     sync_status,
@@ -241,7 +242,12 @@ class SyncStore:
         note: str,
         only_types: Iterable[str] | None = None,
     ) -> int:
-        """Close the open errors of documents that are now fine (chunked to keep IN lists small)."""
+        """Close the open errors of documents that are now fine (chunked to keep IN lists small).
+
+        Without `only_types`, every type but `warning`: a warning is about what the document
+        holds (an unmapped Metakocka status), which a successful sync does not change, so only
+        the check that raised it closes it (`only_types=[WARNING]`, sync/statuses.py).
+        """
         resolved = 0
         now = utcnow()
         for column, ids in (
@@ -263,6 +269,8 @@ class SyncStore:
                 )
                 if only_types is not None:
                     query = query.where(sync_error_log.c.error_type.in_(list(only_types)))
+                else:
+                    query = query.where(sync_error_log.c.error_type != WARNING)
                 with self.engine.begin() as conn:
                     resolved += conn.execute(query).rowcount
         return resolved

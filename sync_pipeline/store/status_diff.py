@@ -22,6 +22,7 @@ STATUS_CONTENT = (
     "last_attempt_at",
     "attempts",
     "last_error",
+    "metakocka_status",
 )
 """The sync_status columns that say something about the document (not `id` or `updated_at`)."""
 

@@ -68,6 +68,9 @@ sync_status = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Metakocka's status label (`status_code`) as last read; the CRM's status may differ (its
+    # map: docs/metakocka-statuses.md). Text: a company's label has no documented length.
+    sa.Column("metakocka_status", sa.Text, nullable=True),
     sa.UniqueConstraint("organization_id", "crm_document_id", name="uq_status_org_crm"),
     sa.UniqueConstraint("organization_id", "metakocka_id", name="uq_status_org_mk"),
     sa.Index("ix_sync_status_org_status", "organization_id", "status"),
@@ -77,6 +80,10 @@ sync_status = sa.Table(
     sa.Index("ix_sync_status_org_mk_count_code", "organization_id", "metakocka_count_code"),
 )
 
+WARNING = "warning"
+"""An error type that is not a failure: the document synced, but something in it could not be
+carried over as it is (an unmapped Metakocka status). A successful sync does not close it; the
+check that raised it does."""
 ERROR_TYPES = (
     "validation",
     "transient",
@@ -86,6 +93,7 @@ ERROR_TYPES = (
     "conflict",
     "not_found",
     "internal",
+    WARNING,
 )
 
 sync_error_log = sa.Table(

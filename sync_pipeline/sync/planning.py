@@ -16,9 +16,11 @@ from sync_pipeline.domain.conflicts import (
 from sync_pipeline.domain.ownership import apply_ownership
 from sync_pipeline.domain.plan import build_sync_plan
 from sync_pipeline.mappers.metakocka import ISSUED_BILL, is_issued_bill
+from sync_pipeline.mappers.metakocka_status import STANDARD, StatusMap
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.record import mark_invalid_pairs, mark_no_crm_type
+from sync_pipeline.sync.statuses import mark_unmapped_statuses, with_organization_statuses
 from sync_pipeline.sync.validate import ValidatedSide
 
 INVALID_HASH = "invalid"
@@ -35,9 +37,12 @@ def plan_sync(
     conflict_policy: str = MANUAL,
     resolutions: list[Resolution] | tuple = (),
     change_order: ChangeOrder = by_updated_at,
+    statuses: StatusMap = STANDARD,
 ) -> pd.DataFrame:
-    """The plan, after field ownership and the conflict policy (and operator `resolutions`).
+    """The plan, after field ownership and the conflict policy (and operator `resolutions`),
+    with Metakocka's statuses read with the organization's map (`statuses`, sync/statuses.py).
     `change_order` tells which side changed last (`sync/change_order.py` asks Metakocka)."""
+    metakocka = with_organization_statuses(metakocka, statuses)
     quarantined = [*crm.quarantined, *metakocka.quarantined]
     crm_frame = _with_invalid(crm.valid[CRM_COLUMNS], crm.quarantined, CRM)
     mk_frame = _with_invalid(metakocka.valid[METAKOCKA_COLUMNS], metakocka.quarantined, METAKOCKA)
@@ -45,7 +50,7 @@ def plan_sync(
     plan = mark_no_crm_type(mark_invalid_pairs(plan, quarantined))
     plan = apply_ownership(plan, organization_id)
     plan = apply_conflict_policy(plan, conflict_policy, resolutions, change_order)
-    return keep_issued_bills(plan)
+    return mark_unmapped_statuses(keep_issued_bills(plan), statuses)
 
 
 def keep_issued_bills(plan: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from sync_pipeline.domain.conflicts import conflict_details
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES, SalesDocument
+from sync_pipeline.mappers.metakocka_status import status_of
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.push import (
     CRM_TO_METAKOCKA,
@@ -237,6 +238,7 @@ def status_rows(
                 "attempts": int(prev.get("attempts") or 0) + (1 if attempted else 0),
                 "last_error": error,
                 "updated_at": now,
+                "metakocka_status": _metakocka_status(row, prev, mk_id),
             }
         )
     return rows
@@ -245,6 +247,15 @@ def status_rows(
 def _quarantined_number(invalid: Quarantined | None, side: str) -> str | None:
     """The number a quarantined document of `side` was read with (it has no mapped document)."""
     return invalid.document_number if invalid is not None and invalid.side == side else None
+
+
+def _metakocka_status(row, prev, mk_id: str | None) -> str | None:
+    """Metakocka's status label as this run read it; as last read when this run did not read
+    the document (an incremental run's unchanged counterpart, an unreadable document)."""
+    doc = getattr(row, "metakocka_document", None)
+    if isinstance(doc, SalesDocument):
+        return status_of(doc).label
+    return _text(prev.get("metakocka_status")) if mk_id else None
 
 
 def _status_of(row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id):

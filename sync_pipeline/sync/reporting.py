@@ -93,6 +93,15 @@ def _document(error) -> str:
     return f"{number + ': ' if number else ''}{', '.join(ids)}{more}"
 
 
+def unmapped_statuses_table(counts: pd.DataFrame) -> str:
+    """Metakocka statuses the organization's map does not know, and how many documents have
+    one (sync/statuses.py): what to add to its `metakocka_statuses`."""
+    if counts.empty:
+        return "_every Metakocka status maps to a CRM status_"
+    rows = [[r.status_code, r.status_desc, r.documents] for r in counts.itertuples(index=False)]
+    return markdown_table(["status_code (label)", "status_desc", "documents"], rows)
+
+
 def history_markdown(history: pd.DataFrame, today: date, days: int = 30) -> str:
     """A plot of documents by status per day over the last `days` days, as an embedded PNG."""
     if history.empty:

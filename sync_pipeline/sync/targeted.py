@@ -26,6 +26,7 @@ from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, content_hash
 from sync_pipeline.domain.sync_request import BOTH, CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
+from sync_pipeline.mappers.metakocka_status import STANDARD, StatusMap
 from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.resolutions import (
@@ -57,6 +58,7 @@ from sync_pipeline.sync.push import (
     push_to_metakocka,
 )
 from sync_pipeline.sync.record import error_rows, status_rows
+from sync_pipeline.sync.statuses import record_status_warnings
 from sync_pipeline.sync.validate import validate_extraction
 
 MAX_ROUNDS = 4
@@ -237,12 +239,14 @@ def sync_documents(
     concurrency: int = 2,
     on_progress: Callable[[int, int], None] | None = None,
     conflict_policy: str = "manual",
+    statuses: StatusMap = STANDARD,
 ) -> TargetedSyncResult:
     """Sync the named documents (and, with `all_unsynced`, every unsynced document of the
     direction's source side) in `direction`; `dry_run` plans and writes nothing.
 
-    The plan is the nightly's: field ownership, the organization's `conflict_policy` and the
-    operators' pending conflict resolutions apply to these documents as they would there."""
+    The plan is the nightly's: field ownership, the organization's `conflict_policy`, its
+    Metakocka status map (`statuses`) and the operators' pending conflict resolutions apply to
+    these documents as they would there."""
     crm_ids, metakocka_ids = list(crm_ids), list(metakocka_ids)
     known_mk: dict[str, Found] = {}
     known_crm: dict[str, Found] = {}
@@ -282,6 +286,7 @@ def sync_documents(
         conflict_policy=conflict_policy,
         resolutions=resolutions,
         change_order=metakocka_change_order(metakocka),
+        statuses=statuses,
     )
     allowed = _allowed_actions(direction)
     held_back = int(
@@ -332,6 +337,7 @@ def _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, r
             requested_by=requested_by,
         )
     )
+    record_status_warnings(store, organization_id, plan, run_id=run_id, requested_by=requested_by)
     crm_ids = {*docs.crm, *(o.crm_document_id for o in outcomes if o.crm_document_id)}
     mk_ids = {*docs.metakocka, *(o.metakocka_id for o in outcomes if o.metakocka_id)}
     rows = status_rows(
