@@ -20,6 +20,7 @@ from starlette.routing import Route
 from sync_pipeline.adapters.errors import DuplicateExternalIdError
 from sync_pipeline.adapters.metakocka import API_PATH, MetakockaClient
 from sync_pipeline.mappers.metakocka import metakocka_to_canonical
+from sync_pipeline.mappers.metakocka_status import status_of
 from sync_pipeline.sandbox.serve import ServerThread
 
 API_DOC = Path(__file__).resolve().parents[2] / "shared" / "metakocka-api.md"
@@ -117,6 +118,8 @@ def test_the_documented_get_document_answer_maps(replay):
         Decimal(10),
     )
     assert doc.status != "paid"  # sum_paid 10 of sum_all 56.35
+    status = status_of(doc)  # the company's register entry, kept as read
+    assert (status.label, status.desc) == ("Novo naročilo", "new_order")
 
 
 def test_the_documented_put_document_answer_is_a_create(replay):
