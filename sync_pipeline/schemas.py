@@ -44,6 +44,9 @@ MESSAGES = {
 COLUMN_OF_WIDE_CHECK = {
     "total_is_subtotal_plus_tax": "total",
     "quantity_positive_unless_service": "quantity",
+    "subtotal_as_stated": "subtotal",
+    "tax_as_stated": "tax_amount",
+    "total_as_stated": "total",
 }
 """Frame-wide checks are reported once per column; this is the column the reason names."""
 
@@ -126,6 +129,47 @@ class DocumentLineSchema(pa.DataFrameModel):
         strict = False
 
 
+STATED_SUMS = {
+    "subtotal": ("stated_subtotal", "sum_basic"),
+    "tax_amount": ("stated_tax", "sum of sum_tax_*"),
+    "total": ("stated_total", "sum_all"),
+}
+"""Derived total -> the column of the Metakocka sum it is compared with, and that sum's name."""
+
+
+class StatedTotalsSchema(pa.DataFrameModel):
+    """The totals derived from a Metakocka document's lines against the sums Metakocka sent
+    with it. A difference is reported as a warning, never a reason to quarantine, and never
+    corrected: Metakocka's sums are what it booked, and what the CRM gets
+    (docs/metakocka-amounts.md). A document without stated sums (NaN) passes."""
+
+    subtotal: Series[float]
+    tax_amount: Series[float]
+    total: Series[float]
+    stated_subtotal: Series[float] = pa.Field(nullable=True)
+    stated_tax: Series[float] = pa.Field(nullable=True)
+    stated_total: Series[float] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(name="subtotal_as_stated")
+    def subtotal_as_stated(cls, df: pd.DataFrame) -> Series[bool]:
+        return _as_stated(df["subtotal"], df["stated_subtotal"])
+
+    @pa.dataframe_check(name="tax_as_stated")
+    def tax_as_stated(cls, df: pd.DataFrame) -> Series[bool]:
+        return _as_stated(df["tax_amount"], df["stated_tax"])
+
+    @pa.dataframe_check(name="total_as_stated")
+    def total_as_stated(cls, df: pd.DataFrame) -> Series[bool]:
+        return _as_stated(df["total"], df["stated_total"])
+
+    class Config:
+        strict = False
+
+
+def _as_stated(derived: pd.Series, stated: pd.Series) -> pd.Series:
+    return stated.isna() | ((derived - stated).abs() <= TOTAL_TOLERANCE)
+
+
 @dataclass
 class ValidationResult:
     """Keys of the documents that passed, and the reasons of those that did not."""
@@ -161,8 +205,30 @@ def validate_documents(
     return ValidationResult(set(header[key]) - failures.keys(), failures)
 
 
+def stated_totals_differences(header_df: pd.DataFrame, key: str) -> dict[str, list[str]]:
+    """{document key: ["total: 59.98 from the lines, Metakocka's sum_all is 59.97", ...]} for
+    every Metakocka document whose derived totals differ from the sums Metakocka sent."""
+    header = header_df.reset_index(drop=True)
+    differences: dict[str, list[str]] = {}
+    for row, column, _check in _failed_checks(StatedTotalsSchema, header):
+        stated_column, name = STATED_SUMS[column]
+        differences.setdefault(header.at[row, key], []).append(
+            f"{column}: {header.at[row, column]:.2f} from the lines, Metakocka's {name} is "
+            f"{header.at[row, stated_column]:.2f}"
+        )
+    return differences
+
+
 def _failures(schema: type[pa.DataFrameModel], df: pd.DataFrame) -> list[tuple[int, str]]:
     """(row, "column: requirement (got value)") for every failed check, in row order."""
+    return [
+        (row, _reason(column, check, df.at[row, column]))
+        for row, column, check in _failed_checks(schema, df)
+    ]
+
+
+def _failed_checks(schema: type[pa.DataFrameModel], df: pd.DataFrame) -> list[tuple[int, str, str]]:
+    """(row, column, check) for every failed check, in row order."""
     try:
         schema.validate(df, lazy=True)
         return []
@@ -173,7 +239,7 @@ def _failures(schema: type[pa.DataFrameModel], df: pd.DataFrame) -> list[tuple[i
     cases = cases.assign(column=cases["check"].map(COLUMN_OF_WIDE_CHECK).fillna(cases["column"]))
     cases = cases.drop_duplicates(["index", "check", "column"]).sort_values(["index", "column"])
     return [
-        (int(row), _reason(column, check, df.at[int(row), column]))
+        (int(row), column, check)
         for row, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True)
     ]
 

@@ -25,6 +25,13 @@ from sync_pipeline.domain.document import (
     external_ref_to_crm_id,
 )
 from sync_pipeline.mappers.countries import known_country_code
+from sync_pipeline.mappers.metakocka_amounts import (
+    PAYMENT_FIELDS,
+    line_price_fields,
+    paid_in_full,
+    read_line_price,
+    read_stated_totals,
+)
 from sync_pipeline.mappers.metakocka_wire import (
     as_list,
     format_decimal,
@@ -116,6 +123,7 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
     document_date = _read(parse_mk_date, doc, "doc_date")
     if document_date is None:
         raise MappingError("doc_date: missing")
+    stated_totals = read_stated_totals(doc)
     return SalesDocument(
         organization_id=organization_id,
         document_type=document_type,
@@ -138,12 +146,13 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
         source_extra={
             PASSTHROUGH_KEY: {
                 key: doc[key]
-                for key in (*PASSTHROUGH_FIELDS, *METAKOCKA_OWNED_FIELDS)
+                for key in (*PASSTHROUGH_FIELDS, *METAKOCKA_OWNED_FIELDS, *PAYMENT_FIELDS)
                 if doc.get(key) not in (None, "")
             },
             ISSUED_KEY: mk_doc_type.startswith("sales_bill")
             and any(doc.get(key) not in (None, "") for key in ISSUE_MARKS),
         },
+        stated_totals=stated_totals,
     )
 
 
@@ -248,21 +257,21 @@ def _line(raw, number: int) -> DocumentLine:
     quantity = _read(parse_decimal, raw, "amount", f"{where} amount")
     if quantity is None:
         raise MappingError(f"{where} amount: missing")
-    price = _read(parse_decimal, raw, "price", f"{where} price")
-    if price is None:
-        raise MappingError(f"{where} price: missing")
+    tax_rate = _tax_rate(raw, where)
+    price, price_with_tax = read_line_price(raw, tax_rate, where)
     code = _text(raw.get("code"))
     return DocumentLine(
         description=_text(raw.get("name")) or "",
         quantity=quantity,
         unit_price=price,
-        tax_rate=_tax_rate(raw, where),
+        tax_rate=tax_rate,
         discount_percent=_discount(raw, where),
         product_code=code,
         unit=_text(raw.get("unit")),
         service=code is None
         or _text(raw.get("service")) == "true"
         or _text(raw.get("type")) == "service",
+        price_with_tax=price_with_tax,
     )
 
 
@@ -311,11 +320,7 @@ def _status(doc: dict) -> str | None:
 
 
 def _paid_in_full(doc: dict) -> bool:
-    try:
-        paid, total = parse_decimal(doc.get("sum_paid")), parse_decimal(doc.get("sum_all"))
-    except ValueError:
-        return False
-    return paid is not None and total is not None and total > 0 and paid >= total
+    return paid_in_full(read_stated_totals(doc))
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -374,7 +379,7 @@ def _product(line: DocumentLine) -> dict:
     product["name"] = line.description
     product["unit"] = line.unit or DEFAULT_UNIT
     product["amount"] = format_decimal(line.quantity)
-    product["price"] = format_decimal(line.unit_price, 4)
+    product.update(line_price_fields(line))
     if line.discount_percent:
         product["discount"] = format_decimal(line.discount_percent)
     tax_code = TAX_CODE_BY_RATE.get(line.tax_rate)
