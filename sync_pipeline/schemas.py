@@ -31,6 +31,8 @@ MESSAGES = {
     "currency_iso_4217": "must be an ISO 4217 currency code",
     "country_iso_3166": "must be a 2-letter upper-case country code",
     "has_lines": "must be >= 1",
+    "document_discount_percent": "must be between 0 and 100",
+    "discount_value_not_negative": "must be >= 0",
     "total_is_subtotal_plus_tax": "must equal subtotal + tax_amount",
     "quantity_positive_unless_service": "must be > 0",
     "unit_price_not_negative": "must be >= 0",
@@ -52,7 +54,8 @@ COLUMN_OF_WIDE_CHECK = {
 
 
 class DocumentHeaderSchema(pa.DataFrameModel):
-    """One row per document (`documents_frame`)."""
+    """One row per document (`documents_frame`). The document's own discount is a percentage
+    and an amount off (metakocka-api.md section 4: `discount_percent` / `discount_value`)."""
 
     document_type: Series[str] = pa.Field(nullable=False)
     document_date: Series[pa.DateTime] = pa.Field(nullable=False)
@@ -60,6 +63,8 @@ class DocumentHeaderSchema(pa.DataFrameModel):
     currency: Series[str] = pa.Field(nullable=False)
     customer_country: Series[str] = pa.Field(nullable=True)
     line_count: Series[int]
+    discount_percent: Series[float]
+    discount_value: Series[float]
     subtotal: Series[float]
     tax_amount: Series[float]
     total: Series[float]
@@ -83,6 +88,14 @@ class DocumentHeaderSchema(pa.DataFrameModel):
     @pa.check("line_count", name="has_lines")
     def has_lines(cls, values: Series[int]) -> Series[bool]:
         return values >= 1
+
+    @pa.check("discount_percent", name="document_discount_percent")
+    def document_discount_percent(cls, values: Series[float]) -> Series[bool]:
+        return values.between(0, 100)
+
+    @pa.check("discount_value", name="discount_value_not_negative")
+    def discount_value_not_negative(cls, values: Series[float]) -> Series[bool]:
+        return values >= 0
 
     @pa.dataframe_check(name="total_is_subtotal_plus_tax")
     def total_is_subtotal_plus_tax(cls, df: pd.DataFrame) -> Series[bool]:

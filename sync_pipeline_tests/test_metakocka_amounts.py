@@ -1,5 +1,6 @@
-"""Metakocka's amounts in the mappers (issue 16, item 4): gross lines, Metakocka's own sums,
-payments in Slovenian decimals. The same over real HTTP: test_amounts_e2e.py."""
+"""Metakocka's amounts in the mappers: gross lines, Metakocka's own sums, payments in Slovenian
+decimals (issue 16, item 4); a document's own discount and coupon lines of service products
+(item 3). The same over real HTTP: test_amounts_e2e.py."""
 
 from dataclasses import replace
 from decimal import Decimal
@@ -7,12 +8,14 @@ from decimal import Decimal
 import pytest
 
 from sync_pipeline.adapters.crm_profiles import FIXED10, PROFILES
-from sync_pipeline.domain.amounts import StatedTotals
+from sync_pipeline.domain.amounts import StatedTotals, split_in_proportion
 from sync_pipeline.domain.document import MappingError, crm_id_for_metakocka_document
+from sync_pipeline.domain.frames import documents_frame, lines_frame
 from sync_pipeline.mappers.crm import OURS, canonical_to_crm_write, crm_row_to_canonical
 from sync_pipeline.mappers.metakocka import canonical_to_metakocka, metakocka_to_canonical
+from sync_pipeline.schemas import validate_documents
 
-from .test_mappers import ORG, crm_context, document, line, mk_order
+from .test_mappers import LOOKUPS, ORG, PRODUCT_A, Lookups, crm_context, document, line, mk_order
 
 D = Decimal
 GROSS_LINE = {"code": "W-1", "name": "Widget", "unit": "kos", "amount": "3",
@@ -123,3 +126,73 @@ def test_a_replace_sends_metakocka_s_payments_back_unchanged():
     body = canonical_to_metakocka(document(), mk_id=current.metakocka_id, current=current)
     assert body["mark_paid"] == paid
     assert "mark_paid" not in canonical_to_metakocka(document())  # a create has none
+
+
+# -- item 3: the document's own discount, coupon lines -------------------------------------------
+
+
+def test_a_document_discount_both_ways_is_read_applied_and_written_back():
+    lines = [{"code": "a", "name": "A", "amount": "1", "price": "100", "tax": "220"},
+             {"code": "b", "name": "B", "amount": "2", "price": "25", "tax": "095"}]  # fmt: skip
+    raw = mk_order(product_list=lines, discount_percent="10", discount_value="15,00")
+    doc = metakocka_to_canonical(raw, ORG)
+    assert (doc.discount_percent, doc.discount_value) == (D("10"), D("15"))
+    # 10 % off each rate's sum (90, 45), then 15.00 in proportion (10, 5): the sandbox's sums.
+    assert (doc.subtotal, doc.tax_amount, doc.total) == (D("120.00"), D("21.40"), D("141.40"))
+    assert doc.totals.discount == D("30.00")
+
+    body = canonical_to_metakocka(doc)
+    assert (body["discount_percent"], body["discount_value"]) == ("10", "15")
+    plain = document()
+    assert "discount_percent" not in canonical_to_metakocka(plain)
+    removed = canonical_to_metakocka(plain, mk_id=doc.metakocka_id, current=doc)
+    assert (removed["discount_percent"], removed["discount_value"]) == ("0", "0")
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+def test_the_crm_keeps_the_document_discount_and_its_totals_include_it(profile):
+    doc = document(discount_percent=D("5"), discount_value=D("1.5"))  # 21.00 -> 19.95 -> 18.45
+    ctx = crm_context(profile)
+    write = canonical_to_crm_write(doc, ctx, crm_document_id=doc.crm_document_id, create=True)
+    header = write.header
+    assert header["metadata"][OURS]["discount"] == {"percent": "5", "value": "1.5"}
+    assert (header["total_amount"], header["tax_amount"]) == ("22.51", "4.06")
+    if profile is FIXED10:
+        assert (header["subtotal"], header["discount_amount"]) == ("18.45", "2.55")
+    read = crm_row_to_canonical(header | {"sales_document_items": write.lines}, ctx)
+    assert (read.discount_percent, read.discount_value) == (D("5"), D("1.5"))
+
+
+def test_split_in_proportion_adds_up_to_the_cent():
+    odd_cent = split_in_proportion(D("0.01"), {"a": D("90"), "b": D("45")})
+    assert odd_cent == {"a": D("0.01"), "b": D("0.00")}  # to the largest remainder
+    shares = split_in_proportion(D("10"), {"a": D("1"), "b": D("1"), "c": D("1"), "d": D("-5")})
+    assert shares == {"a": D("3.34"), "b": D("3.33"), "c": D("3.33")}  # the first on a tie
+    assert split_in_proportion(D("2"), {"x": D("-1")}) == {"x": D("2")}
+    assert split_in_proportion(D("0"), {"a": D("1")}) == {}
+
+
+COUPON = {"code": "KUPON", "name": "Kupon", "amount": "-1", "price": "10", "tax": "220"}
+
+
+@pytest.mark.parametrize(
+    ("says", "service"),
+    [({"type": "service"}, True), ({"service": "true"}, True), ({"type": "Service"}, True),
+     ({"type": "product"}, False), ({}, False)],
+)  # fmt: skip
+def test_a_service_line_is_what_the_document_says_not_a_missing_code(says, service):
+    doc = metakocka_to_canonical(mk_order(product_list=[COUPON | says]), ORG)
+    assert doc.lines[0].service is service
+    result = validate_documents(documents_frame([doc]), lines_frame([doc]), "metakocka_id")
+    assert (result.valid_keys == {doc.metakocka_id}) is service  # negative: only a service's
+
+
+def test_a_coupon_of_a_product_the_crm_knows_reads_back_as_a_service_line():
+    lookups = Lookups(products=LOOKUPS.products, codes={PRODUCT_A: "KUPON"})
+    ctx = crm_context(lookups=lookups)
+    mk_doc = metakocka_to_canonical(mk_order(product_list=[COUPON | {"type": "service"}]), ORG)
+    write = canonical_to_crm_write(mk_doc, ctx, crm_document_id=ORG, create=True)
+    (item,) = write.lines
+    assert item["product_id"] == PRODUCT_A and item["metadata"][OURS]["service"] is True
+    read = crm_row_to_canonical(write.header | {"id": ORG, "sales_document_items": [item]}, ctx)
+    assert read.lines[0].service and read.lines[0].product_code == "KUPON"

@@ -309,6 +309,50 @@ def test_payments_in_slovenian_decimals_under_show_payment_detail(mk):
     assert no_date["opr_code"] == "2" and "mark_paid[0].date" in no_date["opr_desc"]
 
 
+def test_a_document_discount_is_applied_as_a_percentage_and_as_a_value(mk):
+    """§4 discount_percent / discount_value: applied to the sums, not just kept. 10 % off each
+    tax code's sum, then 15.00 split over them in proportion: 100 -> 90 -> 80, 50 -> 45 -> 40."""
+    lines = [
+        {"code": "a", "unit": "kos", "amount": "1", "price": "100", "tax": "220"},
+        {"code": "b", "unit": "kos", "amount": "2", "price": "25", "tax": "095"},
+    ]
+    mk_id = mk.ok(
+        "put_document", **order(product_list=lines, discount_percent="10", discount_value="15,00")
+    )["mk_id"]
+    doc = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    assert (doc["discount_percent"], doc["discount_value"]) == ("10", "15")
+    assert (doc["sum_basic"], doc["sum_discount"]) == ("120.00", "30.00")
+    assert (doc["sum_tax_220"], doc["sum_tax_095"], doc["sum_all"]) == ("17.60", "3.80", "141.40")
+    mk.ok("update_document", doc_type="sales_order", mk_id=mk_id, discount_value="0.01")
+    changed = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    assert changed["sum_basic"] == "134.99"  # the odd cent off the larger sum: 89.99 + 45
+    assert changed["sum_tax_220"] == "19.80" and changed["sum_tax_095"] == "4.28"
+    for bad in ({"discount_percent": "120"}, {"discount_value": "-1"},
+                {"discount_value": "150.01"}, {"discount_percent": "deset"}):  # fmt: skip
+        refused = mk.call("put_document", **order(product_list=lines, **bad)).json()
+        assert refused["opr_code"] == "2", bad
+        assert next(iter(bad)) in refused["opr_desc"]
+
+
+def test_a_negative_line_is_allowed_only_on_a_service_product(mk):
+    """§4: a coupon is a negative line of a service product, which may well have a code; the
+    product register says what is a service, not the line."""
+    coupon = {"code": "KUPON", "name": "Kupon", "unit": "kos", "service": "true", "amount": "-1",
+              "price": "5", "tax": "220"}  # fmt: skip
+    goods = {"code": "art1", "unit": "kos", "amount": "1", "price": "20", "tax": "220"}
+    mk_id = mk.ok("put_document", **order(product_list=[goods, coupon]))["mk_id"]
+    doc = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id, show_product_detail="true")
+    assert [(line["code"], line["type"]) for line in doc["product_list"]] == [
+        ("art1", "product"),
+        ("KUPON", "service"),
+    ]
+    assert doc["sum_basic"] == "15.00"
+    for negative in ({"amount": "-1"}, {"price": "-20"}, {"amount": "-1", "service": "true"}):
+        refused = mk.call("put_document", **order(product_list=[goods | negative])).json()
+        assert refused["opr_code"] == "2", negative
+        assert refused["opr_desc"].startswith("Negative amount is allowed only for service")
+
+
 # -- search -------------------------------------------------------------------------------
 def test_search_pages_sorted_and_capped(mk):
     for i in range(250):

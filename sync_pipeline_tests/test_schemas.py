@@ -52,9 +52,10 @@ def test_valid_documents_pass():
         document(
             "d", document_type="credit_note", lines=(replace(PRODUCT, discount_percent=D(100)),)
         ),
+        document("e", discount_percent=D("10"), discount_value=D("2.50")),
     ]
     result = validate(*docs)
-    assert result.valid_keys == {"a", "b", "c", "d"}
+    assert result.valid_keys == {"a", "b", "c", "d", "e"}
     assert result.failures == {}
 
 
@@ -73,6 +74,8 @@ def test_valid_documents_pass():
         ({"customer": Customer("A", country="si")},
          "customer_country: must be a 2-letter upper-case country code (got 'si')"),
         ({"lines": ()}, "line_count: must be >= 1 (got 0)"),
+        ({"discount_percent": D("120")}, "discount_percent: must be between 0 and 100 (got 120)"),
+        ({"discount_value": D("-5")}, "discount_value: must be >= 0 (got -5)"),
         ({"lines": (PRODUCT, replace(PRODUCT, quantity=D("-3")))},
          "line 2 quantity: must be > 0 (got -3)"),
         ({"lines": (replace(PRODUCT, quantity=D("0")),)}, "line 1 quantity: must be > 0 (got 0)"),

@@ -51,9 +51,10 @@ API_PATH = "/rest/eshop/v1/"
 MAX_PAGE_SIZE = 100
 """Metakocka returns at most 100 records per search call."""
 LJUBLJANA = ZoneInfo("Europe/Ljubljana")
-DOCUMENT_DETAIL = {"show_payment_detail": "true"}
+DOCUMENT_DETAIL = {"show_payment_detail": "true", "show_product_detail": "true"}
 """Opt-in parts of a document read in full (metakocka-api.md section 5): its payments
-(`mark_paid`), which a replace must send back (mappers/metakocka_amounts.py)."""
+(`mark_paid`), which a replace must send back, and each line's `type`, which says whether it is
+a service product's (mappers/metakocka_amounts.py, mappers/metakocka.py)."""
 
 OPR_CODE_ERRORS: dict[str, type[SyncError]] = {
     "1": TransientError,  # unknown internal error: nothing was done, resending is what MK advises

@@ -10,6 +10,10 @@ silent the reading is ours, written down in docs/metakocka-amounts.md:
   price is the net `price`, or the gross `price_with_tax` for a line entered gross (Metakocka
   recommends gross prices for web shops);
 - amounts are summed per tax rate, net lines and gross lines apart;
+- the document's discount comes off those sums: `discount_percent` of each sum, rounded to cents,
+  then `discount_value` split over the (positive) sums in proportion to them, to the cent (the
+  largest remainders get the odd cents), so it comes off in each sum's own terms: net from net
+  lines, gross from gross lines (a web shop's coupon is gross);
 - tax is rounded once per sum: net x rate on net lines, extracted from the gross sum
   (gross x rate / (100 + rate)) on gross lines, so a gross line keeps its gross price to the cent;
 - the subtotal (Metakocka's `sum_basic`) is the net of every sum, the total (`sum_all`) the
@@ -81,14 +85,18 @@ class Totals:
     """With tax (`sum_all`)."""
 
 
-def document_totals(lines: Iterable[PricedLine]) -> Totals:
-    """The totals of `lines` by Metakocka's rule (the module's docstring)."""
+def document_totals(
+    lines: Iterable[PricedLine], discount_percent: Decimal = ZERO, discount_value: Decimal = ZERO
+) -> Totals:
+    """The totals of `lines` less the document's discount, by Metakocka's rule (the module's
+    docstring)."""
     sums: dict[tuple[Decimal, bool], Decimal] = {}
     undiscounted = ZERO
     for line in lines:
         key = (line.tax_rate, line.gross_price is not None)
         sums[key] = sums.get(key, ZERO) + line.amount
         undiscounted += line.undiscounted_amount
+    sums = less_document_discount(sums, discount_percent, discount_value)
     subtotal = tax = ZERO
     for (rate, gross), amount in sums.items():
         rate_tax = tax_on(amount, rate, gross=gross)
@@ -100,6 +108,34 @@ def document_totals(lines: Iterable[PricedLine]) -> Totals:
         tax=tax,
         total=subtotal + tax,
     )
+
+
+def less_document_discount(sums: dict, percent: Decimal, value: Decimal) -> dict:
+    """`sums` (in the order given) less `percent` of each, then less their share of `value`."""
+    after = {key: amount - round_cents(amount * percent / HUNDRED) for key, amount in sums.items()}
+    shares = split_in_proportion(round_cents(value), after)
+    return {key: amount - shares.get(key, ZERO) for key, amount in after.items()}
+
+
+def split_in_proportion(value: Decimal, amounts: dict) -> dict:
+    """`value` split over the positive `amounts` in proportion to them, in whole cents adding up
+    to `value` exactly: each gets its share rounded down, and the cents left over go one each to
+    the largest remainders (the earliest first on a tie). With no positive amount, the first
+    amount takes it all."""
+    cents = int(abs(value) * 100)
+    weights = {key: int(amount * 100) for key, amount in amounts.items() if amount > 0}
+    if not cents or not amounts:
+        return {}
+    if not weights:
+        return {next(iter(amounts)): value}
+    whole = sum(weights.values())
+    parts = {key: divmod(cents * weight, whole) for key, weight in weights.items()}
+    shares = {key: share for key, (share, _) in parts.items()}
+    left = cents - sum(shares.values())
+    for key in sorted(parts, key=lambda k: -parts[k][1])[:left]:
+        shares[key] += 1
+    sign = -1 if value < 0 else 1
+    return {key: Decimal(sign * share).scaleb(-2) for key, share in shares.items()}
 
 
 @dataclass(frozen=True)

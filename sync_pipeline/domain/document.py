@@ -147,6 +147,10 @@ class SalesDocument:
     document_date: date
     customer: Customer
     lines: tuple[DocumentLine, ...]
+    discount_percent: Decimal = Decimal(0)
+    """The document's own discount (Metakocka's `discount_percent`), on top of the lines'."""
+    discount_value: Decimal = Decimal(0)
+    """An amount off the whole document (Metakocka's `discount_value`), after the percentage."""
     currency: str = "EUR"
     due_date: date | None = None
     notes: str | None = None
@@ -167,8 +171,9 @@ class SalesDocument:
 
     @cached_property
     def totals(self) -> Totals:
-        """Derived from the lines by Metakocka's rule (`domain/amounts.py`)."""
-        return document_totals(self.lines)
+        """Derived from the lines and the document's discount by Metakocka's rule
+        (`domain/amounts.py`)."""
+        return document_totals(self.lines, self.discount_percent, self.discount_value)
 
     @property
     def booked_totals(self) -> Totals:

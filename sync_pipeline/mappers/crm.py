@@ -16,8 +16,9 @@ Where each canonical field lives in the CRM (docs/crm.md has the table):
 - a line's discount is ``discount_rate`` (fixed10) or ``metadata.discount`` (sm60, where the
   CRM's own sync reads it: src/lib/integrations/metakocka/sales-document-sync.ts);
 - what Metakocka has and the CRM has no column for (a partner's tax number, post code, city and
-  country without a contact; a line's code or unit the CRM's products do not give, the gross
-  price a line was entered with: docs/metakocka-amounts.md) is kept in
+  country without a contact; the document's own discount; a line's code or unit the CRM's
+  products do not give, whether it is a service product's, the gross price it was entered
+  with: docs/metakocka-amounts.md) is kept in
   the row's ``metadata`` under ``"metakocka"``, so it is not lost and reads back the same: the
   rest of ``metadata`` is the CRM's and is written back unchanged.
 
@@ -131,6 +132,7 @@ def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
             _line(item, number, ctx)
             for number, item in enumerate(_in_written_order(document_id, items, profile), 1)
         ),
+        **_document_discount(ours.get("discount")),
         currency=(_text(row.get("currency")) or "EUR").upper(),
         notes=_text(row.get("notes")),
         status=crm_status(row.get("status")),
@@ -145,6 +147,16 @@ def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
             CRM_METADATA: metadata,
         },
     )
+
+
+def _document_discount(kept) -> dict:
+    """The document's own discount as the pipeline kept it (``metadata.metakocka.discount``)."""
+    kept = kept if isinstance(kept, dict) else {}
+    where = f"metadata.{OURS}.discount"
+    return {
+        f"discount_{key}": _decimal_value(kept.get(key), key, where) or Decimal(0)
+        for key in ("percent", "value")
+    }
 
 
 def crm_status(value) -> str | None:
@@ -279,9 +291,11 @@ def canonical_to_crm_write(
         header["status"] = doc.status
     if create or current is not None:
         metadata = dict(current.source_extra.get(CRM_METADATA) or {}) if current else {}
-        partner = _kept_partner(customer)
-        if partner:
-            metadata[OURS] = {**(metadata.get(OURS) or {}), "partner": partner}
+        kept = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
+        kept = {**kept, "partner": _kept_partner(customer), "discount": _kept_discount(doc)}
+        kept = {key: value for key, value in kept.items() if value}
+        if kept:
+            metadata[OURS] = kept
         else:
             metadata.pop(OURS, None)
         header["metadata"] = metadata or None
@@ -321,6 +335,15 @@ def _kept_partner(customer: Customer) -> dict:
     return {k: v for k, v in kept.items() if v}
 
 
+def _kept_discount(doc: SalesDocument) -> dict:
+    """The document's own discount: neither published schema has a column for it (fixed10's
+    ``discount_amount`` is the total of every discount, lines' included, in money), so it is
+    kept where the pipeline keeps what the CRM has no column for; the totals written include
+    it."""
+    kept = {"percent": doc.discount_percent, "value": doc.discount_value}
+    return {key: _plain(value) for key, value in kept.items() if value}
+
+
 def _line_row(
     line: DocumentLine,
     index: int,
@@ -356,7 +379,7 @@ def _line_row(
     derived_unit = _text((product or {}).get("unit")) or DEFAULT_UNIT
     if (_text(line.unit) or DEFAULT_UNIT) != derived_unit:
         ours["unit"] = line.unit
-    if line.service and product_id is None:
+    if line.service:
         ours["service"] = True
     if line.gross_price is not None:
         ours["price_with_tax"] = _plain(line.gross_price)

@@ -27,8 +27,10 @@ from sync_pipeline.domain.document import (
 from sync_pipeline.mappers.countries import known_country_code
 from sync_pipeline.mappers.metakocka_amounts import (
     PAYMENT_FIELDS,
+    document_discount_fields,
     line_price_fields,
     paid_in_full,
+    read_document_discount,
     read_line_price,
     read_stated_totals,
 )
@@ -36,6 +38,7 @@ from sync_pipeline.mappers.metakocka_wire import (
     as_list,
     format_decimal,
     format_mk_date,
+    parse_bool,
     parse_decimal,
     parse_mk_date,
     parse_mk_timestamp,
@@ -114,12 +117,6 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
     mk_id = _text(doc.get("mk_id"))
     if mk_id is None:
         raise MappingError("mk_id: missing")
-    for key in ("discount_percent", "discount_value"):
-        if _read(parse_decimal, doc, key):
-            raise MappingError(
-                f"{key}: a discount on the whole document is not supported "
-                f"(got {doc[key]!r}); put the discount on the lines"
-            )
     document_date = _read(parse_mk_date, doc, "doc_date")
     if document_date is None:
         raise MappingError("doc_date: missing")
@@ -134,6 +131,7 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
             _line(raw, number)
             for number, raw in enumerate(as_list(doc.get("product_list")), start=1)
         ),
+        **read_document_discount(doc),
         currency=(_text(doc.get("currency_code")) or "EUR").upper(),
         notes=_text(doc.get("notes")),
         status=_status(doc),
@@ -190,6 +188,7 @@ def canonical_to_metakocka(
     body["notes"] = doc.notes or ""
     body["partner"] = _partner(doc.customer)
     body["product_list"] = [_product(line) for line in doc.lines]
+    body.update(document_discount_fields(doc, current))
     return body
 
 
@@ -268,10 +267,18 @@ def _line(raw, number: int) -> DocumentLine:
         discount_percent=_discount(raw, where),
         product_code=code,
         unit=_text(raw.get("unit")),
-        service=code is None
-        or _text(raw.get("service")) == "true"
-        or _text(raw.get("type")) == "service",
+        service=_says_service(raw, where),
         price_with_tax=price_with_tax,
+    )
+
+
+def _says_service(raw: dict, where: str) -> bool:
+    """Is the line a service product's, as the document says: `service` on the line, or its
+    `type` (with show_product_detail, metakocka-api.md section 5)? A missing code says nothing:
+    only a service product's line may be negative (section 4), so a guess lets through a line
+    Metakocka would refuse, or quarantines a coupon it took."""
+    return bool(_read(parse_bool, raw, "service", f"{where} service")) or (
+        (_text(raw.get("type")) or "").lower() == "service"
     )
 
 

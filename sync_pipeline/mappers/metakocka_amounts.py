@@ -11,6 +11,9 @@ sits here, once (docs/metakocka-amounts.md):
 - Metakocka's sums (`sum_basic`, `sum_discount`, every `sum_tax_<code>`, `sum_all`, `sum_paid`,
   section 5) are read to the cent into `StatedTotals`; an unreadable one is a `MappingError`,
   never a silent zero;
+- a document's own discount (`discount_percent` / `discount_value`, section 4) is synced content
+  like the lines' discounts; a replace that removes one says "0", since the docs do not say that
+  leaving a field out of a replace clears it;
 - payments (`mark_paid`, with `show_payment_detail`) may come in Slovenian decimals ("1.895,01",
   section 3) like any amount; they are Metakocka's (field ownership) and a replace sends them
   back unchanged, since on a replace "earlier payments are replaced" by the ones sent (section 4).
@@ -18,13 +21,15 @@ sits here, once (docs/metakocka-amounts.md):
 
 from decimal import Decimal
 
-from sync_pipeline.domain.amounts import StatedTotals, net_from_gross
-from sync_pipeline.domain.document import DocumentLine, MappingError
+from sync_pipeline.domain.amounts import ZERO, StatedTotals, net_from_gross
+from sync_pipeline.domain.document import DocumentLine, MappingError, SalesDocument
 from sync_pipeline.mappers.metakocka_wire import as_list, format_decimal, parse_decimal
 
 PAYMENT_FIELDS = ("mark_paid",)
 """Header fields with Metakocka's payments: sent back unchanged by a full replace."""
 SUM_TAX_PREFIX = "sum_tax_"
+DISCOUNT_FIELDS = ("discount_percent", "discount_value")
+"""The document's discount: a percentage, then an amount (metakocka-api.md section 4)."""
 
 
 def read_line_price(raw: dict, tax_rate: Decimal, where: str) -> tuple[Decimal, Decimal | None]:
@@ -42,6 +47,22 @@ def line_price_fields(line: DocumentLine) -> dict:
     if line.gross_price is not None:
         return {"price_with_tax": format_decimal(line.gross_price)}
     return {"price": format_decimal(line.unit_price, 4)}
+
+
+def read_document_discount(doc: dict) -> dict[str, Decimal]:
+    """`discount_percent` and `discount_value` of a document (0 where there is none)."""
+    return {key: _decimal(doc, key) or ZERO for key in DISCOUNT_FIELDS}
+
+
+def document_discount_fields(doc: SalesDocument, current: SalesDocument | None) -> dict:
+    """The document's discount to send: its own, and "0" where the Metakocka document being
+    replaced (`current`) has one and `doc` has none."""
+    fields = {}
+    for key in DISCOUNT_FIELDS:
+        value = getattr(doc, key)
+        if value or (current is not None and getattr(current, key)):
+            fields[key] = format_decimal(value)
+    return fields
 
 
 def read_stated_totals(doc: dict) -> StatedTotals:

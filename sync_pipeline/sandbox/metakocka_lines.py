@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sync_pipeline.sandbox.metakocka_sums import compute_totals, payments
+from sync_pipeline.sandbox.metakocka_sums import compute_totals, document_discount, payments
 from sync_pipeline.sandbox.metakocka_values import (
     COUNT_CODE_PREFIX,
     CURRENCIES,
@@ -60,8 +60,6 @@ _TEXT_FIELDS = frozenset(
         "credit_note_bill",
         "valid_days",
         "inquiry_num",
-        "discount_percent",
-        "discount_value",
         "prepayment_percent",
         "prepayment_value",
         "tracking_code",
@@ -182,7 +180,9 @@ def build_document(
             receiver["country_iso_2"] = country_iso(receiver["country"])
         doc["receiver"] = receiver
     doc["product_list"] = lines
-    doc.update(compute_totals(lines))
+    discount = document_discount(req)
+    doc.update(discount)
+    doc.update(compute_totals(lines, discount))
     doc["mark_paid"], doc["sum_paid"] = payments(req.get("mark_paid"), doc["sum_all"])
     if not doc["mark_paid"]:
         del doc["mark_paid"]
@@ -230,10 +230,13 @@ def _build_line(
         raise MkError("2", f"Paramether 'code' is missing in {where}")
     service = product is None or product["service"] == "true"
     amount = parse_decimal(raw.get("amount", "1"), f"{where}.amount")
-    if amount < 0 and not service:
-        raise MkError("2", f"Negative amount is allowed only for service products ({where})")
     tax = resolve_tax(raw, where)
     price = _price(raw, where)
+    (price_value,) = price.values()
+    if not service and (amount < 0 or price_value.startswith("-")):
+        # §4: a negative line is allowed only for service products; a negative price is a
+        # negative line too (stricter reading). Service is the product register's word.
+        raise MkError("2", f"Negative amount is allowed only for service products ({where})")
     line: dict[str, Any] = {}
     if product is not None:
         if product.get("mk_id"):

@@ -10,6 +10,13 @@ one a client that recomputes totals, or forgets a field, gets wrong.
   discount), rounded to cents, and its tax is extracted from the gross sum of its tax code, so a
   19.99 gross line stays 19.99 (docs silent on the rounding; the stricter reading: a client that
   recomputes gross totals from a net price rounded to cents is a cent off).
+- The document's discount (``discount_percent`` / ``discount_value``, "document discount", §4;
+  "the other documented option" for a coupon) is applied, not just stored: the percentage comes
+  off each tax code's sum (rounded to cents), then the value is split over the positive sums in
+  proportion, to the cent (odd cents to the largest remainders, the earliest first), in each
+  sum's own terms (net from net lines, gross from gross lines). How Metakocka splits it is not
+  documented; a percentage outside 0-100, a negative value, or a value larger than the document
+  is refused (the stricter reading).
 - Sums per §5: line amounts rounded half up to cents; tax rounded once per tax code over the sum
   of that code's amounts (net and gross lines apart); ``sum_basic`` = the net of everything,
   ``sum_all`` = ``sum_basic`` + Σ ``sum_tax_*`` (the identity of the examples), ``sum_discount`` =
@@ -32,6 +39,7 @@ from sync_pipeline.sandbox.metakocka_values import (
     as_list,
     discount_factor,
     format_date,
+    format_decimal,
     invalid,
     is_true,
     money,
@@ -43,8 +51,21 @@ from sync_pipeline.sandbox.metakocka_values import (
 )
 
 
-def compute_totals(lines: list[dict]) -> dict[str, str]:
-    """``sum_basic``, ``sum_discount``, ``sum_tax_<code>`` and ``sum_all`` of stored lines."""
+def document_discount(req: dict[str, Any]) -> dict[str, str]:
+    """The stored ``discount_percent`` / ``discount_value`` of a request (those it gives)."""
+    stored = {}
+    for name in ("discount_percent", "discount_value"):
+        if str(req.get(name) or "").strip():
+            value = parse_decimal(req[name], name)
+            if value < 0 or (name == "discount_percent" and value > 100):
+                raise invalid(name, req[name])
+            stored[name] = format_decimal(value)
+    return stored
+
+
+def compute_totals(lines: list[dict], discount: dict[str, str]) -> dict[str, str]:
+    """``sum_basic``, ``sum_discount``, ``sum_tax_<code>`` and ``sum_all`` of stored lines and
+    the document's stored discount."""
     sums: dict[tuple[str, bool], Decimal] = {}
     undiscounted = Decimal(0)
     for line in lines:
@@ -53,6 +74,7 @@ def compute_totals(lines: list[dict]) -> dict[str, str]:
         undiscounted += round2(value)
         amount = round2(value * discount_factor(line.get("discount", "0"), "product_list"))
         sums[(line["tax"], gross)] = sums.get((line["tax"], gross), Decimal(0)) + amount
+    sums = _less_document_discount(sums, discount)
     basic = Decimal(0)
     tax_by_code: dict[str, Decimal] = {}
     for (code, gross), amount in sums.items():
@@ -65,6 +87,24 @@ def compute_totals(lines: list[dict]) -> dict[str, str]:
         totals[f"sum_tax_{code.lower()}"] = money(tax_by_code[code])
     totals["sum_all"] = money(basic + sum(tax_by_code.values()))
     return totals
+
+
+def _less_document_discount(sums: dict, discount: dict[str, str]) -> dict:
+    percent = Decimal(discount.get("discount_percent", "0"))
+    value = Decimal(discount.get("discount_value", "0"))
+    after = {key: amount - round2(amount * percent / 100) for key, amount in sums.items()}
+    cents = int(round2(value) * 100)
+    weights = {key: int(amount * 100) for key, amount in after.items() if amount > 0}
+    if cents > sum(weights.values()):
+        raise invalid("discount_value", discount["discount_value"], "at most the document's amount")
+    if not cents:
+        return after
+    whole = sum(weights.values())
+    parts = {key: divmod(cents * weight, whole) for key, weight in weights.items()}
+    shares = {key: share for key, (share, _) in parts.items()}
+    for key in sorted(parts, key=lambda k: -parts[k][1])[: cents - sum(shares.values())]:
+        shares[key] += 1
+    return {key: amount - Decimal(shares.get(key, 0)) / 100 for key, amount in after.items()}
 
 
 def payments(raw: Any, sum_all: str) -> tuple[list[dict], str]:
