@@ -31,6 +31,8 @@ MESSAGES = {
     "currency_iso_4217": "must be an ISO 4217 currency code",
     "country_iso_3166": "must be a 2-letter upper-case country code",
     "has_lines": "must be >= 1",
+    "document_discount_percent": "must be between 0 and 100",
+    "discount_value_not_negative": "must be >= 0",
     "total_is_subtotal_plus_tax": "must equal subtotal + tax_amount",
     "quantity_positive_unless_service": "must be > 0",
     "unit_price_not_negative": "must be >= 0",
@@ -44,12 +46,16 @@ MESSAGES = {
 COLUMN_OF_WIDE_CHECK = {
     "total_is_subtotal_plus_tax": "total",
     "quantity_positive_unless_service": "quantity",
+    "subtotal_as_stated": "subtotal",
+    "tax_as_stated": "tax_amount",
+    "total_as_stated": "total",
 }
 """Frame-wide checks are reported once per column; this is the column the reason names."""
 
 
 class DocumentHeaderSchema(pa.DataFrameModel):
-    """One row per document (`documents_frame`)."""
+    """One row per document (`documents_frame`). The document's own discount is a percentage
+    and an amount off (metakocka-api.md section 4: `discount_percent` / `discount_value`)."""
 
     document_type: Series[str] = pa.Field(nullable=False)
     document_date: Series[pa.DateTime] = pa.Field(nullable=False)
@@ -57,6 +63,8 @@ class DocumentHeaderSchema(pa.DataFrameModel):
     currency: Series[str] = pa.Field(nullable=False)
     customer_country: Series[str] = pa.Field(nullable=True)
     line_count: Series[int]
+    discount_percent: Series[float]
+    discount_value: Series[float]
     subtotal: Series[float]
     tax_amount: Series[float]
     total: Series[float]
@@ -80,6 +88,14 @@ class DocumentHeaderSchema(pa.DataFrameModel):
     @pa.check("line_count", name="has_lines")
     def has_lines(cls, values: Series[int]) -> Series[bool]:
         return values >= 1
+
+    @pa.check("discount_percent", name="document_discount_percent")
+    def document_discount_percent(cls, values: Series[float]) -> Series[bool]:
+        return values.between(0, 100)
+
+    @pa.check("discount_value", name="discount_value_not_negative")
+    def discount_value_not_negative(cls, values: Series[float]) -> Series[bool]:
+        return values >= 0
 
     @pa.dataframe_check(name="total_is_subtotal_plus_tax")
     def total_is_subtotal_plus_tax(cls, df: pd.DataFrame) -> Series[bool]:
@@ -126,6 +142,47 @@ class DocumentLineSchema(pa.DataFrameModel):
         strict = False
 
 
+STATED_SUMS = {
+    "subtotal": ("stated_subtotal", "sum_basic"),
+    "tax_amount": ("stated_tax", "sum of sum_tax_*"),
+    "total": ("stated_total", "sum_all"),
+}
+"""Derived total -> the column of the Metakocka sum it is compared with, and that sum's name."""
+
+
+class StatedTotalsSchema(pa.DataFrameModel):
+    """The totals derived from a Metakocka document's lines against the sums Metakocka sent
+    with it. A difference is reported as a warning, never a reason to quarantine, and never
+    corrected: Metakocka's sums are what it booked, and what the CRM gets
+    (docs/metakocka-amounts.md). A document without stated sums (NaN) passes."""
+
+    subtotal: Series[float]
+    tax_amount: Series[float]
+    total: Series[float]
+    stated_subtotal: Series[float] = pa.Field(nullable=True)
+    stated_tax: Series[float] = pa.Field(nullable=True)
+    stated_total: Series[float] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(name="subtotal_as_stated")
+    def subtotal_as_stated(cls, df: pd.DataFrame) -> Series[bool]:
+        return _as_stated(df["subtotal"], df["stated_subtotal"])
+
+    @pa.dataframe_check(name="tax_as_stated")
+    def tax_as_stated(cls, df: pd.DataFrame) -> Series[bool]:
+        return _as_stated(df["tax_amount"], df["stated_tax"])
+
+    @pa.dataframe_check(name="total_as_stated")
+    def total_as_stated(cls, df: pd.DataFrame) -> Series[bool]:
+        return _as_stated(df["total"], df["stated_total"])
+
+    class Config:
+        strict = False
+
+
+def _as_stated(derived: pd.Series, stated: pd.Series) -> pd.Series:
+    return stated.isna() | ((derived - stated).abs() <= TOTAL_TOLERANCE)
+
+
 @dataclass
 class ValidationResult:
     """Keys of the documents that passed, and the reasons of those that did not."""
@@ -161,8 +218,30 @@ def validate_documents(
     return ValidationResult(set(header[key]) - failures.keys(), failures)
 
 
+def stated_totals_differences(header_df: pd.DataFrame, key: str) -> dict[str, list[str]]:
+    """{document key: ["total: 59.98 from the lines, Metakocka's sum_all is 59.97", ...]} for
+    every Metakocka document whose derived totals differ from the sums Metakocka sent."""
+    header = header_df.reset_index(drop=True)
+    differences: dict[str, list[str]] = {}
+    for row, column, _check in _failed_checks(StatedTotalsSchema, header):
+        stated_column, name = STATED_SUMS[column]
+        differences.setdefault(header.at[row, key], []).append(
+            f"{column}: {header.at[row, column]:.2f} from the lines, Metakocka's {name} is "
+            f"{header.at[row, stated_column]:.2f}"
+        )
+    return differences
+
+
 def _failures(schema: type[pa.DataFrameModel], df: pd.DataFrame) -> list[tuple[int, str]]:
     """(row, "column: requirement (got value)") for every failed check, in row order."""
+    return [
+        (row, _reason(column, check, df.at[row, column]))
+        for row, column, check in _failed_checks(schema, df)
+    ]
+
+
+def _failed_checks(schema: type[pa.DataFrameModel], df: pd.DataFrame) -> list[tuple[int, str, str]]:
+    """(row, column, check) for every failed check, in row order."""
     try:
         schema.validate(df, lazy=True)
         return []
@@ -173,7 +252,7 @@ def _failures(schema: type[pa.DataFrameModel], df: pd.DataFrame) -> list[tuple[i
     cases = cases.assign(column=cases["check"].map(COLUMN_OF_WIDE_CHECK).fillna(cases["column"]))
     cases = cases.drop_duplicates(["index", "check", "column"]).sort_values(["index", "column"])
     return [
-        (int(row), _reason(column, check, df.at[int(row), column]))
+        (int(row), column, check)
         for row, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True)
     ]
 

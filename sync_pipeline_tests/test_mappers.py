@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync_pipeline.adapters.crm_profiles import FIXED10, PROFILES, SM60, CrmSchema
+from sync_pipeline.domain.amounts import net_from_gross
 from sync_pipeline.domain.document import (
     CRM_STATUSES,
     DOCUMENT_TYPES,
@@ -291,7 +292,11 @@ def test_no_change_time_is_taken_from_fields_the_documentation_does_not_promise(
         ({"partner": None}, "partner: missing"),
         ({"partner": [{"customer": "a"}, {"customer": "b"}]}, "partner: expected one object"),
         ({"partner": {"customer": "X", "country": "Atlantis"}}, "partner.country: unknown country"),
-        ({"discount_value": "5"}, "discount_value: a discount on the whole document"),
+        ({"discount_value": "pet"}, "discount_value: not a number: 'pet'"),
+        (
+            {"product_list": [{"amount": "-1", "price": "1", "tax": "220", "service": "maybe"}]},
+            "product_list line 1 service: not a boolean: 'maybe'",
+        ),
         ({"product_list": [{"name": "A", "price": "1", "tax": "220"}]}, "line 1 amount: missing"),
         ({"product_list": [{"amount": "1", "tax": "220"}]}, "product_list line 1 price: missing"),
         ({"product_list": [{"amount": "x", "price": "1"}]}, "line 1 amount: not a number: 'x'"),
@@ -759,11 +764,18 @@ def document_lines(draw) -> DocumentLine:
     quantity = draw(decimals(D("0.001"), D("5000"), 3))
     if service and draw(st.booleans()):
         quantity = -quantity  # a negative service line is a discount
+    tax_rate = D(draw(st.sampled_from(["22", "9.5", "5", "0", "8", "7.7", "20"])))
+    unit_price = draw(decimals(D("0"), D("99999"), 4))
+    gross = None
+    if draw(st.booleans()):  # entered with its gross price in Metakocka
+        gross = draw(decimals(D("0"), D("99999"), 2))
+        unit_price = net_from_gross(gross, tax_rate)
     return DocumentLine(
         description=draw(TEXT),
         quantity=quantity,
-        unit_price=draw(decimals(D("0"), D("99999"), 4)),
-        tax_rate=D(draw(st.sampled_from(["22", "9.5", "5", "0", "8", "7.7", "20"]))),
+        unit_price=unit_price,
+        price_with_tax=gross,
+        tax_rate=tax_rate,
         discount_percent=draw(
             st.sampled_from([D("0"), D("10"), D("12.5"), D("100")]) | decimals(D(0), D(100), 2)
         ),
@@ -792,6 +804,8 @@ def sales_documents(draw) -> SalesDocument:
             country=draw(st.none() | st.sampled_from(COUNTRIES)),
         ),
         lines=tuple(draw(st.lists(document_lines(), min_size=1, max_size=5))),
+        discount_percent=draw(st.just(D(0)) | decimals(D(0), D(100), 2)),
+        discount_value=draw(st.just(D(0)) | decimals(D(0), D(9999), 2)),
         currency=draw(st.sampled_from(["EUR", "USD", "GBP", "CHF"])),
         notes=draw(st.none() | st.just("") | TEXT),
         status=draw(st.none() | st.sampled_from(CRM_STATUSES)),
@@ -825,9 +839,12 @@ def as_metakocka_answers(body: dict, draw, mk_id: str = "1600203487") -> dict:
     partner["country"] = COUNTRY_NAMES.get(iso, iso)
     partner["partner_contact"] = partner.get("partner_contact", {}) | {"name": partner["customer"]}
     style = draw(st.integers(0, 2))
+    for key in ("discount_percent", "discount_value"):
+        if key in doc:
+            doc[key] = redress_number(doc[key], style)
     for number, product in enumerate(doc["product_list"]):
         product["mk_id"] = f"16000001{number:02d}"
-        for key in ("amount", "price", "discount", "tax_factor"):
+        for key in ("amount", "price", "price_with_tax", "discount", "tax_factor"):
             if key in product:
                 product[key] = redress_number(product[key], style)
         if "tax" in product and draw(st.booleans()):  # show_tax_factor
@@ -882,6 +899,10 @@ def as_postgrest_answers(write, profile, draw) -> dict:
     return answered
 
 
+def gross_prices(doc: SalesDocument) -> list:
+    return [line.gross_price for line in doc.lines]
+
+
 def in_the_crm(doc: SalesDocument) -> SalesDocument:
     """The document as the CRM can hold it: one of its types."""
     if doc.document_type in ("invoice", "offer", "order", "proforma"):
@@ -899,6 +920,7 @@ def test_content_hash_survives_metakocka(doc, data):
     read = metakocka_to_canonical(answered, doc.organization_id)
     assert content_hash(read) == content_hash(doc)
     assert read.crm_document_id == doc.crm_document_id
+    assert gross_prices(read) == gross_prices(doc)  # a gross line goes back gross
 
 
 @ROUND_TRIP
@@ -911,6 +933,7 @@ def test_content_hash_survives_a_metakocka_replace(doc, data):
     read = metakocka_to_canonical(as_metakocka_answers(body, data.draw), doc.organization_id)
     assert content_hash(read) == content_hash(doc)
     assert read.metakocka_doc_type == created.metakocka_doc_type
+    assert gross_prices(read) == gross_prices(doc)
 
 
 @ROUND_TRIP
@@ -922,6 +945,7 @@ def test_content_hash_survives_the_crm(doc, profile, data):
     read = crm_row_to_canonical(as_postgrest_answers(write, profile, data.draw), ctx)
     assert content_hash(read, ctx.precision) == content_hash(doc, ctx.precision)
     assert read.crm_document_id == doc.crm_document_id
+    assert gross_prices(read) == gross_prices(doc)  # kept for the way back to Metakocka
 
 
 @ROUND_TRIP
@@ -940,6 +964,7 @@ def test_content_hash_survives_metakocka_then_the_crm(doc, profile, data):
 
     assert content_hash(read, precision) == content_hash(mk_doc, precision)
     assert content_hash(mk_doc, precision) == content_hash(doc, precision)
+    assert gross_prices(read) == gross_prices(doc)
     # ... and writing the CRM copy back does not stamp a CRM reference on a Metakocka document.
     body = canonical_to_metakocka(read, mk_id=mk_doc.metakocka_id, current=mk_doc)
     assert "buyer_order" not in body and "title" not in body
@@ -991,10 +1016,20 @@ def test_hash_normalises_representation_only():
         {"lines": (line(product_code="W-2"),)},
         {"lines": (line(unit="h"),)},
         {"lines": (line(), line())},
+        {"discount_percent": D("5")},
+        {"discount_value": D("0.5")},
     ],
 )
 def test_hash_sees_every_synced_field(change):
     assert content_hash(document(**change)) != content_hash(document())
+
+
+def test_a_document_without_a_discount_hashes_as_before_documents_had_discounts():
+    """Hashes stored at earlier syncs stay valid: no pair looks changed after an upgrade."""
+    assert content_hash(document()) == "a3868fc1c464f1d78c758abc1e17e8e2"
+    assert content_hash(document(discount_percent=D("0.00"), discount_value=D(0))) == (
+        content_hash(document())
+    )
 
 
 def test_hash_sees_line_order():

@@ -326,9 +326,111 @@ def test_totals_follow_section_5(mk):
     assert doc["sum_discount"] == "45.94"  # 39.94 + 6.00
     assert doc["sum_tax_220"] == "13.21" and doc["sum_tax_000"] == "0.00"
     assert doc["sum_tax_095"] == "5.13" and doc["sum_tax_ex4"] == "0.55"
-    assert doc["sum_all"] == "135.55" and doc["sum_paid"] == "0"
+    assert doc["sum_all"] == "135.55" and doc["sum_paid"] == "0.00"
     assert [line["tax"] for line in doc["product_list"]] == ["220", "000", "095", "EX4", "EX4"]
     assert doc["product_list"][2]["tax_factor"] == "0.095"
+
+
+def test_a_gross_line_keeps_its_gross_price_to_the_cent(mk):
+    """§4: price (net) or price_with_tax (gross). A gross line stays as entered: its tax is
+    extracted from the gross sum of its code, so 3 x 19.99 is 59.97, not 3 x 16.39 plus tax."""
+    lines = [
+        {"code": "a", "unit": "kos", "amount": "3", "price_with_tax": "19,99", "tax": "220"},
+        {"code": "b", "unit": "kos", "amount": "1", "price_with_tax": "4.99", "tax": "220"},
+        {"code": "c", "unit": "kos", "amount": "2", "price": "10", "tax": "220"},
+        {"code": "d", "unit": "kos", "amount": "1", "price_with_tax": "10.95", "discount": "10",
+         "tax": "095"},
+    ]  # fmt: skip
+    mk_id = mk.ok("put_document", **order(product_list=lines))["mk_id"]
+    doc = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    first, net = doc["product_list"][0], doc["product_list"][2]
+    assert first["price_with_tax"] == "19.99" and "price" not in first
+    assert net["price"] == "10" and "price_with_tax" not in net
+    # 220: gross 59.97 + 4.99 = 64.96, tax 11.71 in it; net 20.00, tax 4.40. 095: 9.86 gross.
+    assert doc["sum_tax_220"] == "16.11" and doc["sum_tax_095"] == "0.86"
+    assert doc["sum_basic"] == "82.25"  # 53.25 + 20.00 + 9.00
+    assert doc["sum_all"] == "99.22"  # 64.96 + 24.40 + 9.86
+    assert doc["sum_discount"] == "1.09"  # 10 % of 10.95
+    both = mk.call("put_document", **order(product_list=[lines[0] | {"price": "16.39"}])).json()
+    assert both["opr_code"] == "2" and "price_with_tax" in both["opr_desc"]
+
+
+def test_payments_in_slovenian_decimals_under_show_payment_detail(mk):
+    """§4 mark_paid marks a document paid; §5 show_payment_detail lists the payments with their
+    amounts; §3 payment amounts can be in Slovenian format. A replace keeps only the payments it
+    sends ("on update earlier payments are replaced"); an update of other fields keeps them."""
+    lines = [{"code": "a", "unit": "kos", "amount": "1", "price": "1553.29", "tax": "220"}]
+    paid = [
+        {"payment_type": "PayPal", "date": "12.03.2024", "amount": "1.000,00"},
+        {"payment_type": "Gotovina", "date": "2024-03-13+01:00"},  # the rest of sum_all
+    ]
+    mk_id = mk.ok("put_document", **order(product_list=lines, mark_paid=paid))["mk_id"]
+    plain = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    assert (plain["sum_all"], plain["sum_paid"]) == ("1895.01", "1895.01")
+    assert "mark_paid" not in plain  # opt-in
+    detail = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id, show_payment_detail="true")
+    assert detail["sum_paid"] == "1.895,01"
+    assert detail["mark_paid"] == [
+        {"payment_type": "PayPal", "date": "2024-03-12+01:00", "amount": "1.000,00"},
+        {"payment_type": "Gotovina", "date": "2024-03-13+01:00", "amount": "895,01"},
+    ]
+    found = mk.ok("search", doc_type="sales_order", result_type="doc", show_payment_detail="true")
+    assert found["result"][0]["mark_paid"] == detail["mark_paid"]
+
+    mk.ok("update_document", doc_type="sales_order", mk_id=mk_id, notes="packed")
+    kept = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    assert kept["sum_paid"] == "1895.01"
+    mk.ok("put_document", **order(product_list=lines, mk_id=mk_id, mark_paid=detail["mark_paid"]))
+    sent_back = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    assert sent_back["sum_paid"] == "1895.01"
+    mk.ok("put_document", **order(product_list=lines, mk_id=mk_id))
+    assert mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)["sum_paid"] == "0.00"
+    no_date = mk.call("put_document", **order(mark_paid=[{"payment_type": "PayPal"}])).json()
+    assert no_date["opr_code"] == "2" and "mark_paid[0].date" in no_date["opr_desc"]
+
+
+def test_a_document_discount_is_applied_as_a_percentage_and_as_a_value(mk):
+    """§4 discount_percent / discount_value: applied to the sums, not just kept. 10 % off each
+    tax code's sum, then 15.00 split over them in proportion: 100 -> 90 -> 80, 50 -> 45 -> 40."""
+    lines = [
+        {"code": "a", "unit": "kos", "amount": "1", "price": "100", "tax": "220"},
+        {"code": "b", "unit": "kos", "amount": "2", "price": "25", "tax": "095"},
+    ]
+    mk_id = mk.ok(
+        "put_document", **order(product_list=lines, discount_percent="10", discount_value="15,00")
+    )["mk_id"]
+    doc = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    assert (doc["discount_percent"], doc["discount_value"]) == ("10", "15")
+    assert (doc["sum_basic"], doc["sum_discount"]) == ("120.00", "30.00")
+    assert (doc["sum_tax_220"], doc["sum_tax_095"], doc["sum_all"]) == ("17.60", "3.80", "141.40")
+    mk.ok("update_document", doc_type="sales_order", mk_id=mk_id, discount_value="0.01")
+    changed = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id)
+    assert changed["sum_basic"] == "134.99"  # the odd cent off the larger sum: 89.99 + 45
+    assert changed["sum_tax_220"] == "19.80" and changed["sum_tax_095"] == "4.28"
+    for bad in ({"discount_percent": "120"}, {"discount_value": "-1"},
+                {"discount_value": "150.01"}, {"discount_percent": "deset"}):  # fmt: skip
+        refused = mk.call("put_document", **order(product_list=lines, **bad)).json()
+        assert refused["opr_code"] == "2", bad
+        assert next(iter(bad)) in refused["opr_desc"]
+
+
+def test_a_negative_line_is_allowed_only_on_a_service_product(mk):
+    """§4: a coupon is a negative line of a service product, which may well have a code; the
+    product register says what is a service, not the line."""
+    coupon = {"code": "KUPON", "name": "Kupon", "unit": "kos", "service": "true", "amount": "-1",
+              "price": "5", "tax": "220"}  # fmt: skip
+    goods = {"code": "art1", "unit": "kos", "amount": "1", "price": "20", "tax": "220"}
+    mk_id = mk.ok("put_document", **order(product_list=[goods, coupon]))["mk_id"]
+    doc = mk.ok("get_document", doc_type="sales_order", doc_id=mk_id, show_product_detail="true")
+    assert [(line["code"], line["type"]) for line in doc["product_list"]] == [
+        ("art1", "product"),
+        ("KUPON", "service"),
+    ]
+    assert doc["sum_basic"] == "15.00"
+    for negative in ({"amount": "-1"}, {"price": "-20"}, {"amount": "-1", "service": "true"}):
+        refused = mk.call("put_document", **order(product_list=[goods | negative])).json()
+        assert refused["opr_code"] == "2", negative
+        assert refused["opr_desc"].startswith("Negative amount is allowed only for service")
 
 
 # -- search -------------------------------------------------------------------------------

@@ -8,14 +8,18 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
+from sync_pipeline.domain.amounts import StatedTotals
 from sync_pipeline.domain.document import Customer, DocumentLine, SalesDocument
 from sync_pipeline.domain.frames import documents_frame, lines_frame
 from sync_pipeline.schemas import (
     CURRENCIES,
     ValidationResult,
     mapping_failure,
+    stated_totals_differences,
     validate_documents,
 )
+from sync_pipeline.sync.extract import Extraction
+from sync_pipeline.sync.validate import validate_extraction
 
 D = Decimal
 PRODUCT = DocumentLine("Widget", D("2"), D("10.5"), D("22"), product_code="W-1")
@@ -48,9 +52,10 @@ def test_valid_documents_pass():
         document(
             "d", document_type="credit_note", lines=(replace(PRODUCT, discount_percent=D(100)),)
         ),
+        document("e", discount_percent=D("10"), discount_value=D("2.50")),
     ]
     result = validate(*docs)
-    assert result.valid_keys == {"a", "b", "c", "d"}
+    assert result.valid_keys == {"a", "b", "c", "d", "e"}
     assert result.failures == {}
 
 
@@ -69,6 +74,8 @@ def test_valid_documents_pass():
         ({"customer": Customer("A", country="si")},
          "customer_country: must be a 2-letter upper-case country code (got 'si')"),
         ({"lines": ()}, "line_count: must be >= 1 (got 0)"),
+        ({"discount_percent": D("120")}, "discount_percent: must be between 0 and 100 (got 120)"),
+        ({"discount_value": D("-5")}, "discount_value: must be >= 0 (got -5)"),
         ({"lines": (PRODUCT, replace(PRODUCT, quantity=D("-3")))},
          "line 2 quantity: must be > 0 (got -3)"),
         ({"lines": (replace(PRODUCT, quantity=D("0")),)}, "line 1 quantity: must be > 0 (got 0)"),
@@ -120,6 +127,30 @@ def test_totals_must_add_up():
     )
     assert result.valid_keys == {"a"}
     assert result.failures["b"] == ["total: must equal subtotal + tax_amount (got 31.74)"]
+
+
+def test_metakocka_s_own_sums_are_compared_never_a_reason_to_quarantine():
+    """Derived 21 + 5 = 26.00 net, 5.72 tax, 31.72 in all; Metakocka rounded its tax per code."""
+    as_stated = StatedTotals(D("26.00"), None, (("220", D("5.72")),), D("31.72"))
+    per_code = StatedTotals(D("26.00"), None, (("220", D("4.63")), ("ex4", D("1.10"))), D("31.73"))
+    docs = [
+        document("a", stated_totals=as_stated),
+        document("b", stated_totals=per_code),
+        document("c"),  # no sums stated (a CRM document)
+    ]
+    extraction = Extraction("metakocka", "org", documents=docs)
+
+    validated = validate_extraction(extraction)
+
+    assert set(validated.valid["metakocka_id"]) == {"mk-a", "mk-b", "mk-c"}
+    assert validated.quarantined == []
+    assert validated.totals_differences == {
+        "mk-b": [
+            "tax_amount: 5.72 from the lines, Metakocka's sum of sum_tax_* is 5.73",
+            "total: 31.72 from the lines, Metakocka's sum_all is 31.73",
+        ]
+    }
+    assert stated_totals_differences(documents_frame(docs[:1]), "metakocka_id") == {}
 
 
 def test_a_mixed_frame_splits_by_key():

@@ -51,6 +51,10 @@ API_PATH = "/rest/eshop/v1/"
 MAX_PAGE_SIZE = 100
 """Metakocka returns at most 100 records per search call."""
 LJUBLJANA = ZoneInfo("Europe/Ljubljana")
+DOCUMENT_DETAIL = {"show_payment_detail": "true", "show_product_detail": "true"}
+"""Opt-in parts of a document read in full (metakocka-api.md section 5): its payments
+(`mark_paid`), which a replace must send back, and each line's `type`, which says whether it is
+a service product's (mappers/metakocka_amounts.py, mappers/metakocka.py)."""
 
 OPR_CODE_ERRORS: dict[str, type[SyncError]] = {
     "1": TransientError,  # unknown internal error: nothing was done, resending is what MK advises
@@ -300,6 +304,7 @@ class MetakockaClient:
         body: dict = {"doc_type": doc_type, "limit": str(page_size), "order_direction": "asc"}
         if result_type:
             body["result_type"] = result_type
+            body.update(DOCUMENT_DETAIL)
         if query_advance:
             body["query_advance"] = query_advance
         offset = 0
@@ -336,7 +341,8 @@ class MetakockaClient:
 
     def get_document(self, doc_type: str, doc_id: str) -> dict:
         """One document by `mk_id`; `NotFoundError` when Metakocka cannot find it."""
-        return self._call("get_document", {"doc_type": doc_type, "doc_id": str(doc_id)})
+        body = {"doc_type": doc_type, "doc_id": str(doc_id), **DOCUMENT_DETAIL}
+        return self._call("get_document", body)
 
     def find_by_external_ref(self, doc_type: str, buyer_order: str) -> list[dict]:
         """Documents whose `buyer_order` equals `buyer_order` exactly, oldest (lowest mk_id) first.

@@ -15,6 +15,7 @@ from sync_pipeline.sync.validate import ValidatedSide, synced_hashes, validate_e
 
 GROUP = "validate"
 CHECK_EVERY_INVALID_REPORTED = "every_invalid_document_reported"
+CHECK_METAKOCKA_TOTALS = "metakocka_totals_as_stated"
 
 
 @dataclass
@@ -44,7 +45,14 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 asset="validated_sales_documents",
                 description="Every quarantined document has an open validation row in "
                 "sync_error_log.",
-            )
+            ),
+            dg.AssetCheckSpec(
+                CHECK_METAKOCKA_TOTALS,
+                asset="validated_sales_documents",
+                description="The totals derived from each Metakocka document's lines agree with "
+                "the sums Metakocka sent (a warning: Metakocka's sums are what the CRM gets; "
+                "docs/metakocka-amounts.md).",
+            ),
         ],
     )
     def validated_sales_documents(
@@ -82,6 +90,12 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 f"quarantined {q.side} document {q.crm_document_id or q.metakocka_id}: "
                 + "; ".join(q.reasons)
             )
+        differences = validated.metakocka.totals_differences
+        for mk_id, reasons in differences.items():
+            context.log.warning(
+                f"Metakocka document {mk_id}: totals differ from its own sums, which are kept: "
+                + "; ".join(reasons)
+            )
         yield dg.Output(
             validated,
             metadata={
@@ -90,9 +104,19 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 "crm_invalid": len(validated.crm.quarantined),
                 "metakocka_invalid": len(validated.metakocka.quarantined),
                 "new_validation_errors_logged": len(rows),
+                "metakocka_totals_differ": len(differences),
             },
         )
         yield _every_invalid_reported(store, org_id, validated.quarantined)
+        yield dg.AssetCheckResult(
+            check_name=CHECK_METAKOCKA_TOTALS,
+            passed=not differences,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "documents": len(differences),
+                "sample": str(dict(list(differences.items())[:10])),
+            },
+        )
 
     return [validated_sales_documents]
 

@@ -2,21 +2,32 @@
 
 Mappers turn a CRM row or a Metakocka JSON document into a `SalesDocument`, and back. Everything the
 pipeline decides (hashes, plans, conflicts) is decided on this shape, so it imports nothing but the
-standard library: no HTTP, no Dagster, no database.
+standard library and the domain's own arithmetic: no HTTP, no Dagster, no database.
 
-Totals are *derived*, never stored: both systems recompute them (Metakocka always does on write),
-so comparing stored totals would report differences that are only rounding. The rounding rule is the
-one Metakocka uses: each line's net amount is rounded to cents, and tax is rounded per tax rate over
-the sum of the net amounts at that rate.
+Totals are *derived*, never compared: both systems recompute them (Metakocka always does on write),
+so comparing stored totals would report differences that are only rounding. The rule is the one
+Metakocka uses (`domain/amounts.py`). A document read from Metakocka also carries the sums
+Metakocka stated (`stated_totals`): those, not the derived ones, are what the pipeline writes
+(`booked_totals`).
 """
 
 import base64
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+from functools import cached_property
 
-CENT = Decimal("0.01")
+from sync_pipeline.domain.amounts import (
+    HUNDRED,
+    StatedTotals,
+    Totals,
+    booked,
+    document_totals,
+    net_from_gross,
+    round_cents,
+    tax_on,
+)
 
 DOCUMENT_TYPES = ("offer", "order", "invoice", "credit_note", "proforma")
 """The canonical vocabulary: the CRM's types, plus the credit note only Metakocka has."""
@@ -48,11 +59,6 @@ class MappingError(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-def round_cents(value: Decimal) -> Decimal:
-    """Round half up to cents, the way invoices are rounded."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)
@@ -87,11 +93,49 @@ class DocumentLine:
     unit: str | None = None
     service: bool = field(default=False, compare=False)
     """A service product (shipping, labour): Metakocka takes a negative quantity only for one."""
+    price_with_tax: Decimal | None = field(default=None, compare=False)
+    """The gross unit price the line was entered with in Metakocka (`price_with_tax`), where it
+    was: kept so that writing the line back sends the same gross price, not the net one (rounded
+    to the CRM's cents, 19.99 gross would come back as 19.9958). Not synced content: `unit_price`
+    is, and this counts only while it is the net price derived from it (`gross_price`)."""
+
+    @property
+    def gross_price(self) -> Decimal | None:
+        """The gross price this line is priced by, or None for a net line: `price_with_tax`, as
+        long as `unit_price` is still the net price derived from it (at the CRM's cents; a CRM
+        user who changed the price or the tax rate made it a net line)."""
+        gross = self.price_with_tax
+        if gross is None or round_cents(self.unit_price) != round_cents(
+            net_from_gross(gross, self.tax_rate)
+        ):
+            return None
+        return gross
+
+    @property
+    def price(self) -> Decimal:
+        """The price the line is priced by: its gross price on a gross line, else the net one."""
+        gross = self.gross_price
+        return self.unit_price if gross is None else gross
+
+    @property
+    def undiscounted_amount(self) -> Decimal:
+        """Quantity x `price`, rounded to cents."""
+        return round_cents(self.quantity * self.price)
+
+    @property
+    def amount(self) -> Decimal:
+        """Quantity x `price` less the line's discount, rounded to cents."""
+        return round_cents(self.quantity * self.price * (HUNDRED - self.discount_percent) / HUNDRED)
+
+    @property
+    def tax(self) -> Decimal:
+        """The line's own tax: on its net amount, or contained in its gross one. (A document's
+        tax is rounded per rate over the sums, so it need not be the sum of its lines'.)"""
+        return tax_on(self.amount, self.tax_rate, gross=self.gross_price is not None)
 
     @property
     def net_amount(self) -> Decimal:
-        gross = self.quantity * self.unit_price
-        return round_cents(gross * (Decimal(100) - self.discount_percent) / Decimal(100))
+        return self.amount if self.gross_price is None else self.amount - self.tax
 
 
 @dataclass(frozen=True)
@@ -103,6 +147,10 @@ class SalesDocument:
     document_date: date
     customer: Customer
     lines: tuple[DocumentLine, ...]
+    discount_percent: Decimal = Decimal(0)
+    """The document's own discount (Metakocka's `discount_percent`), on top of the lines'."""
+    discount_value: Decimal = Decimal(0)
+    """An amount off the whole document (Metakocka's `discount_value`), after the percentage."""
     currency: str = "EUR"
     due_date: date | None = None
     notes: str | None = None
@@ -117,27 +165,33 @@ class SalesDocument:
     """When the source side last changed it (CRM `updated_at`, Metakocka last change)."""
     source_extra: dict = field(default_factory=dict, compare=False, hash=False)
     """Side-specific fields the mappers keep for a round trip but that are not synced content."""
+    stated_totals: StatedTotals | None = field(default=None, compare=False, hash=False)
+    """The sums Metakocka sent with the document (None for a CRM document): derived from the
+    same content, but Metakocka's to the cent, so never recomputed in their place."""
+
+    @cached_property
+    def totals(self) -> Totals:
+        """Derived from the lines and the document's discount by Metakocka's rule
+        (`domain/amounts.py`)."""
+        return document_totals(self.lines, self.discount_percent, self.discount_value)
+
+    @property
+    def booked_totals(self) -> Totals:
+        """What to write as the document's totals: Metakocka's own sums where it stated them,
+        else the derived ones."""
+        return booked(self.totals, self.stated_totals)
 
     @property
     def subtotal(self) -> Decimal:
-        return sum((line.net_amount for line in self.lines), Decimal("0.00"))
-
-    @property
-    def tax_by_rate(self) -> dict[Decimal, Decimal]:
-        """Tax per rate: rounded once per rate over the summed net amounts (Metakocka's rule)."""
-        net_by_rate: dict[Decimal, Decimal] = {}
-        for line in self.lines:
-            net = net_by_rate.get(line.tax_rate, Decimal("0"))
-            net_by_rate[line.tax_rate] = net + line.net_amount
-        return {rate: round_cents(net * rate / Decimal(100)) for rate, net in net_by_rate.items()}
+        return self.totals.subtotal
 
     @property
     def tax_amount(self) -> Decimal:
-        return sum(self.tax_by_rate.values(), Decimal("0.00"))
+        return self.totals.tax
 
     @property
     def total(self) -> Decimal:
-        return self.subtotal + self.tax_amount
+        return self.totals.total
 
 
 def crm_id_to_external_ref(crm_document_id: str) -> str:

@@ -25,9 +25,14 @@ DOCUMENT_COLUMNS = {
     "currency": TEXT,
     "customer_name": TEXT,
     "customer_country": TEXT,
+    "discount_percent": "float64",
+    "discount_value": "float64",
     "subtotal": "float64",
     "tax_amount": "float64",
     "total": "float64",
+    "stated_subtotal": "float64",
+    "stated_tax": "float64",
+    "stated_total": "float64",
     "line_count": "int64",
     "updated_at": "datetime64[us, UTC]",
     "content_hash": TEXT,
@@ -57,15 +62,18 @@ def documents_frame(
 
     `hashes`: the documents' content hashes when already known. `totals=False` leaves subtotal,
     tax and total empty (NaN): they are only needed to validate a document, and computing them
-    (decimal arithmetic per line) is most of this frame's cost.
+    (decimal arithmetic per line) is most of this frame's cost. The `stated_*` columns are the
+    sums Metakocka sent with a document (NaN for none), for validation to compare.
     """
+    nan = float("nan")
     if totals:
-        subtotals = [doc.subtotal for doc in docs]
-        taxes = [doc.tax_amount for doc in docs]
-        sums = [float(s + t) for s, t in zip(subtotals, taxes, strict=True)]
-        subtotals, taxes = [float(v) for v in subtotals], [float(v) for v in taxes]
+        derived = [doc.totals for doc in docs]
+        subtotals = [float(t.subtotal) for t in derived]
+        taxes = [float(t.tax) for t in derived]
+        sums = [float(t.total) for t in derived]
     else:
-        subtotals = taxes = sums = [float("nan")] * len(docs)
+        subtotals = taxes = sums = [nan] * len(docs)
+    stated = [doc.stated_totals for doc in docs]
     columns = {
         "crm_document_id": [doc.crm_document_id for doc in docs],
         "metakocka_id": [doc.metakocka_id for doc in docs],
@@ -77,9 +85,14 @@ def documents_frame(
         "currency": [doc.currency for doc in docs],
         "customer_name": [doc.customer.name for doc in docs],
         "customer_country": [doc.customer.country for doc in docs],
+        "discount_percent": [float(doc.discount_percent) for doc in docs],
+        "discount_value": [float(doc.discount_value) for doc in docs],
         "subtotal": subtotals,
         "tax_amount": taxes,
         "total": sums,
+        "stated_subtotal": [_float(s.subtotal if s else None) for s in stated],
+        "stated_tax": [_float(s.tax if s else None) for s in stated],
+        "stated_total": [_float(s.total if s else None) for s in stated],
         "line_count": [len(doc.lines) for doc in docs],
         "updated_at": pd.to_datetime([doc.updated_at for doc in docs], utc=True),
         "content_hash": hashes if hashes is not None else [content_hash(doc) for doc in docs],
@@ -109,9 +122,14 @@ def known_by_link_frame(counterparts: list) -> pd.DataFrame:
         "currency": nothing,
         "customer_name": nothing,
         "customer_country": nothing,
+        "discount_percent": [float("nan")] * n,
+        "discount_value": [float("nan")] * n,
         "subtotal": [float("nan")] * n,
         "tax_amount": [float("nan")] * n,
         "total": [float("nan")] * n,
+        "stated_subtotal": [float("nan")] * n,
+        "stated_tax": [float("nan")] * n,
+        "stated_total": [float("nan")] * n,
         "line_count": [0] * n,
         "updated_at": pd.to_datetime(nothing, utc=True),
         "document": _objects(counterparts),
@@ -141,6 +159,10 @@ def lines_frame(docs: list[SalesDocument]) -> pd.DataFrame:
     ]
     columns = dict(zip(LINE_COLUMNS, zip(*rows, strict=True), strict=True)) if rows else {}
     return _frame(columns, LINE_COLUMNS)
+
+
+def _float(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _objects(values: list) -> np.ndarray:

@@ -11,7 +11,9 @@ must cover exactly the content that is synced, in a form both systems give back 
   1.2345 is stored in the CRM as 1.23, and the pair must then read as synced, not as changed
   (and must not be pushed back to Metakocka, rounded, on the next run);
 - texts stripped, an empty text equal to a missing one, e-mail in lower case, country in upper case;
-- the defaults a system fills in equal to leaving the value out (unit "kos", country "SI").
+- the defaults a system fills in equal to leaving the value out (unit "kos", country "SI");
+- the document's discount only where there is one, so a document without one hashes as it did
+  before documents had discounts (a stored hash stays valid).
 If any of this were stricter, a document written to the other side would read back "changed" and
 echo between the systems forever.
 
@@ -47,6 +49,7 @@ class Precision:
 DEFAULT_PRECISION = Precision()
 """The CRM's default schema (sm/60): quantities and prices with 2 decimals."""
 
+DISCOUNT_FIELDS = ("discount_percent", "discount_value")
 CUSTOMER_FIELDS = ("name", "email", "address", "post_code", "city", "country")
 LINE_FIELDS = (
     "description",
@@ -70,6 +73,8 @@ def content_hash(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -
         _customer(doc.customer),
         [_line(line, precision) for line in doc.lines],
     ]
+    if doc.discount_percent or doc.discount_value:
+        content.append(_discount(doc, precision))
     # repr of nested lists of str/None is unambiguous (quoted, escaped) and cheaper than JSON.
     return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
 
@@ -82,6 +87,7 @@ def synced_fields(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) 
         "due_date": _date(doc.due_date),
         "currency": _upper(doc.currency),
         "notes": _text(doc.notes),
+        **dict(zip(DISCOUNT_FIELDS, _discount(doc, precision), strict=True)),
         **{
             f"customer.{name}": value
             for name, value in zip(CUSTOMER_FIELDS, _customer(doc.customer), strict=True)
@@ -111,6 +117,14 @@ def _customer(customer: Customer) -> list:
         _text(customer.post_code),
         _text(customer.city),
         _upper(customer.country) or HOME_COUNTRY,
+    ]
+
+
+def _discount(doc: SalesDocument, precision: Precision) -> list:
+    """Percent as the CRM keeps percentages, value as it keeps amounts (prices' decimals)."""
+    return [
+        _rounded(doc.discount_percent, precision.percent),
+        _rounded(doc.discount_value, precision.unit_price),
     ]
 
 

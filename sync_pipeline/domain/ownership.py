@@ -51,6 +51,7 @@ FIELD_OWNERSHIP = (
     OwnedField("notes", CRM, "notes", "notes"),
     OwnedField("customer", CRM, "customer_* columns", "partner"),
     OwnedField("lines", CRM, "sales_document_items", "product_list"),
+    OwnedField("discount", CRM, "metadata.metakocka.discount", "discount_percent / discount_value"),
     OwnedField("metakocka_count_code", METAKOCKA, "document_number (born in MK)", "count_code"),
     OwnedField("status", METAKOCKA, "status", "status_code / status_desc, sum_paid"),
 )  # fmt: skip

@@ -16,14 +16,17 @@ Where each canonical field lives in the CRM (docs/crm.md has the table):
 - a line's discount is ``discount_rate`` (fixed10) or ``metadata.discount`` (sm60, where the
   CRM's own sync reads it: src/lib/integrations/metakocka/sales-document-sync.ts);
 - what Metakocka has and the CRM has no column for (a partner's tax number, post code, city and
-  country without a contact; a line's code or unit the CRM's products do not give) is kept in
+  country without a contact; the document's own discount; a line's code or unit the CRM's
+  products do not give, whether it is a service product's, the gross price it was entered
+  with: docs/metakocka-amounts.md) is kept in
   the row's ``metadata`` under ``"metakocka"``, so it is not lost and reads back the same: the
   rest of ``metadata`` is the CRM's and is written back unchanged.
 
 Statuses and types are the CRM's CHECK vocabulary (``cancelled``; ``canceled``, which the CRM's
 own code also writes, is read as ``cancelled``). Amounts are written with the CRM's 2 decimals:
 line tax and gross total (``total_amount`` is with tax, as the CRM's sync service reads it),
-document tax and total (and, fixed10, subtotal and discount).
+document tax and total (and, fixed10, subtotal and discount): for a document from Metakocka,
+Metakocka's own sums.
 
 Line ids are derived from the document id and the line's position, so writing the same document
 twice updates the same rows, and reading it back restores the line order (the CRM keeps none in
@@ -46,7 +49,6 @@ from sync_pipeline.domain.document import (
     DocumentLine,
     MappingError,
     SalesDocument,
-    round_cents,
 )
 from sync_pipeline.domain.hashing import Precision
 from sync_pipeline.domain.interning import shared_decimals
@@ -130,6 +132,7 @@ def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
             _line(item, number, ctx)
             for number, item in enumerate(_in_written_order(document_id, items, profile), 1)
         ),
+        **_document_discount(ours.get("discount")),
         currency=(_text(row.get("currency")) or "EUR").upper(),
         notes=_text(row.get("notes")),
         status=crm_status(row.get("status")),
@@ -144,6 +147,16 @@ def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
             CRM_METADATA: metadata,
         },
     )
+
+
+def _document_discount(kept) -> dict:
+    """The document's own discount as the pipeline kept it (``metadata.metakocka.discount``)."""
+    kept = kept if isinstance(kept, dict) else {}
+    where = f"metadata.{OURS}.discount"
+    return {
+        f"discount_{key}": _decimal_value(kept.get(key), key, where) or Decimal(0)
+        for key in ("percent", "value")
+    }
 
 
 def crm_status(value) -> str | None:
@@ -232,6 +245,7 @@ def _line(item, number: int, ctx: CrmContext) -> DocumentLine:
         product_code=code,
         unit=_text(ours.get("unit")) or _text((product or {}).get("unit")),
         service=service,
+        price_with_tax=_decimal_value(ours.get("price_with_tax"), "price_with_tax", where),
     )
 
 
@@ -277,9 +291,11 @@ def canonical_to_crm_write(
         header["status"] = doc.status
     if create or current is not None:
         metadata = dict(current.source_extra.get(CRM_METADATA) or {}) if current else {}
-        partner = _kept_partner(customer)
-        if partner:
-            metadata[OURS] = {**(metadata.get(OURS) or {}), "partner": partner}
+        kept = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
+        kept = {**kept, "partner": _kept_partner(customer), "discount": _kept_discount(doc)}
+        kept = {key: value for key, value in kept.items() if value}
+        if kept:
+            metadata[OURS] = kept
         else:
             metadata.pop(OURS, None)
         header["metadata"] = metadata or None
@@ -319,6 +335,15 @@ def _kept_partner(customer: Customer) -> dict:
     return {k: v for k, v in kept.items() if v}
 
 
+def _kept_discount(doc: SalesDocument) -> dict:
+    """The document's own discount: neither published schema has a column for it (fixed10's
+    ``discount_amount`` is the total of every discount, lines' included, in money), so it is
+    kept where the pipeline keeps what the CRM has no column for; the totals written include
+    it."""
+    kept = {"percent": doc.discount_percent, "value": doc.discount_value}
+    return {key: _plain(value) for key, value in kept.items() if value}
+
+
 def _line_row(
     line: DocumentLine,
     index: int,
@@ -329,8 +354,6 @@ def _line_row(
     profile = ctx.profile
     product_id = ctx.lookups.product_for_code(line.product_code)
     product = ctx.lookups.product(product_id)
-    net = line.net_amount
-    tax = round_cents(net * line.tax_rate / Decimal(100))
     row = {
         "id": crm_line_id(document_id, index),
         profile.item_parent: document_id,
@@ -339,15 +362,13 @@ def _line_row(
         "quantity": _plain(line.quantity),
         "unit_price": _plain(line.unit_price),
         "tax_rate": _plain(line.tax_rate),
-        "tax_amount": _plain(tax),
-        "total_amount": _plain(net + tax),
+        "tax_amount": _plain(line.tax),
+        "total_amount": _plain(line.net_amount + line.tax),
     }
     metadata: dict = {}
     if profile.line_discount:
         row[profile.line_discount] = _plain(line.discount_percent)
-        row[profile.line_discount_amount] = _plain(
-            round_cents(line.quantity * line.unit_price) - net
-        )
+        row[profile.line_discount_amount] = _plain(line.undiscounted_amount - line.amount)
     elif line.discount_percent:
         metadata["discount"] = _plain(line.discount_percent)
     if profile.line_sort:
@@ -358,8 +379,10 @@ def _line_row(
     derived_unit = _text((product or {}).get("unit")) or DEFAULT_UNIT
     if (_text(line.unit) or DEFAULT_UNIT) != derived_unit:
         ours["unit"] = line.unit
-    if line.service and product_id is None:
+    if line.service:
         ours["service"] = True
+    if line.gross_price is not None:
+        ours["price_with_tax"] = _plain(line.gross_price)
     if ours:
         metadata[OURS] = ours
     row["metadata"] = metadata or None
@@ -370,13 +393,14 @@ def _line_row(
 
 def _totals(doc: SalesDocument, profile: CrmProfile) -> dict:
     """Document amounts as the CRM keeps them: tax and total with tax (and fixed10's subtotal
-    and discount)."""
-    totals = {"tax_amount": _plain(doc.tax_amount), "total_amount": _plain(doc.total)}
+    and discount). A document from Metakocka gets Metakocka's own sums, to the cent
+    (`SalesDocument.booked_totals`), never ones recomputed from its lines."""
+    booked = doc.booked_totals
+    totals = {"tax_amount": _plain(booked.tax), "total_amount": _plain(booked.total)}
     if profile.subtotal:
-        totals[profile.subtotal] = _plain(doc.subtotal)
+        totals[profile.subtotal] = _plain(booked.subtotal)
     if profile.discount_amount:
-        gross = sum((round_cents(li.quantity * li.unit_price) for li in doc.lines), Decimal(0))
-        totals[profile.discount_amount] = _plain(gross - doc.subtotal)
+        totals[profile.discount_amount] = _plain(booked.discount)
     return totals
 
 

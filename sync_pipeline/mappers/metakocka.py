@@ -25,11 +25,20 @@ from sync_pipeline.domain.document import (
     external_ref_to_crm_id,
 )
 from sync_pipeline.mappers.countries import known_country_code
+from sync_pipeline.mappers.metakocka_amounts import (
+    PAYMENT_FIELDS,
+    document_discount_fields,
+    line_price_fields,
+    read_document_discount,
+    read_line_price,
+    read_stated_totals,
+)
 from sync_pipeline.mappers.metakocka_status import STANDARD, STATUS_KEY, read_status
 from sync_pipeline.mappers.metakocka_wire import (
     as_list,
     format_decimal,
     format_mk_date,
+    parse_bool,
     parse_decimal,
     parse_mk_date,
 )
@@ -96,16 +105,11 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
     mk_id = _text(doc.get("mk_id"))
     if mk_id is None:
         raise MappingError("mk_id: missing")
-    for key in ("discount_percent", "discount_value"):
-        if _read(parse_decimal, doc, key):
-            raise MappingError(
-                f"{key}: a discount on the whole document is not supported "
-                f"(got {doc[key]!r}); put the discount on the lines"
-            )
     document_date = _read(parse_mk_date, doc, "doc_date")
     if document_date is None:
         raise MappingError("doc_date: missing")
     status = read_status(doc)  # the organization's own map applies when planning (sync/statuses)
+    stated_totals = read_stated_totals(doc)
     return SalesDocument(
         organization_id=organization_id,
         document_type=document_type,
@@ -116,6 +120,7 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
             _line(raw, number)
             for number, raw in enumerate(as_list(doc.get("product_list")), start=1)
         ),
+        **read_document_discount(doc),
         currency=(_text(doc.get("currency_code")) or "EUR").upper(),
         notes=_text(doc.get("notes")),
         status=STANDARD.crm_status(status),
@@ -127,13 +132,14 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
         source_extra={
             PASSTHROUGH_KEY: {
                 key: doc[key]
-                for key in (*PASSTHROUGH_FIELDS, *METAKOCKA_OWNED_FIELDS)
+                for key in (*PASSTHROUGH_FIELDS, *METAKOCKA_OWNED_FIELDS, *PAYMENT_FIELDS)
                 if doc.get(key) not in (None, "")
             },
             ISSUED_KEY: mk_doc_type.startswith("sales_bill")
             and any(doc.get(key) not in (None, "") for key in ISSUE_MARKS),
             STATUS_KEY: status,
         },
+        stated_totals=stated_totals,
     )
 
 
@@ -171,6 +177,7 @@ def canonical_to_metakocka(
     body["notes"] = doc.notes or ""
     body["partner"] = _partner(doc.customer)
     body["product_list"] = [_product(line) for line in doc.lines]
+    body.update(document_discount_fields(doc, current))
     return body
 
 
@@ -238,21 +245,29 @@ def _line(raw, number: int) -> DocumentLine:
     quantity = _read(parse_decimal, raw, "amount", f"{where} amount")
     if quantity is None:
         raise MappingError(f"{where} amount: missing")
-    price = _read(parse_decimal, raw, "price", f"{where} price")
-    if price is None:
-        raise MappingError(f"{where} price: missing")
+    tax_rate = _tax_rate(raw, where)
+    price, price_with_tax = read_line_price(raw, tax_rate, where)
     code = _text(raw.get("code"))
     return DocumentLine(
         description=_text(raw.get("name")) or "",
         quantity=quantity,
         unit_price=price,
-        tax_rate=_tax_rate(raw, where),
+        tax_rate=tax_rate,
         discount_percent=_discount(raw, where),
         product_code=code,
         unit=_text(raw.get("unit")),
-        service=code is None
-        or _text(raw.get("service")) == "true"
-        or _text(raw.get("type")) == "service",
+        service=_says_service(raw, where),
+        price_with_tax=price_with_tax,
+    )
+
+
+def _says_service(raw: dict, where: str) -> bool:
+    """Is the line a service product's, as the document says: `service` on the line, or its
+    `type` (with show_product_detail, metakocka-api.md section 5)? A missing code says nothing:
+    only a service product's line may be negative (section 4), so a guess lets through a line
+    Metakocka would refuse, or quarantines a coupon it took."""
+    return bool(_read(parse_bool, raw, "service", f"{where} service")) or (
+        (_text(raw.get("type")) or "").lower() == "service"
     )
 
 
@@ -344,7 +359,7 @@ def _product(line: DocumentLine) -> dict:
     product["name"] = line.description
     product["unit"] = line.unit or DEFAULT_UNIT
     product["amount"] = format_decimal(line.quantity)
-    product["price"] = format_decimal(line.unit_price, 4)
+    product.update(line_price_fields(line))
     if line.discount_percent:
         product["discount"] = format_decimal(line.discount_percent)
     tax_code = TAX_CODE_BY_RATE.get(line.tax_rate)

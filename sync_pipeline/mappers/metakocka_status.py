@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from sync_pipeline.domain.document import CRM_STATUSES, SalesDocument
-from sync_pipeline.mappers.metakocka_wire import parse_decimal
+from sync_pipeline.mappers.metakocka_amounts import paid_in_full, read_stated_totals
 
 STATUS_KEY = "metakocka_status"
 """`SalesDocument.source_extra` key of the document's `MetakockaStatus` as read."""
@@ -161,8 +161,6 @@ def _text(value) -> str | None:
 
 
 def _paid(doc: dict) -> bool:
-    try:
-        paid, total = parse_decimal(doc.get("sum_paid")), parse_decimal(doc.get("sum_all"))
-    except ValueError:
-        return False
-    return paid is not None and total is not None and total > 0 and paid >= total
+    """Metakocka's payments cover its total (mappers/metakocka_amounts.py reads both, in every
+    decimal form; an unreadable sum is a MappingError, never "unpaid")."""
+    return paid_in_full(read_stated_totals(doc))

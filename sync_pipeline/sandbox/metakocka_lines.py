@@ -9,16 +9,14 @@ only if the whole document is accepted, so a refused request leaves no trace.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
+from sync_pipeline.sandbox.metakocka_sums import compute_totals, document_discount, payments
 from sync_pipeline.sandbox.metakocka_values import (
     COUNT_CODE_PREFIX,
     CURRENCIES,
-    TAX_RATES,
     MkError,
     as_list,
-    compute_totals,
     country_iso,
     discount_factor,
     format_date,
@@ -61,8 +59,6 @@ _TEXT_FIELDS = frozenset(
         "credit_note_bill",
         "valid_days",
         "inquiry_num",
-        "discount_percent",
-        "discount_value",
         "prepayment_percent",
         "prepayment_value",
         "tracking_code",
@@ -94,7 +90,6 @@ _LINE_PASSTHROUGH = frozenset(
         "lot_number_value",
         "serial_number_value",
         "expiration_date_value",
-        "price_with_tax",
     )
 )
 _PARTNER_IDS = ("mk_id", "count_code", "country_iso_2", "mk_address_id")
@@ -186,7 +181,12 @@ def build_document(
             receiver["country_iso_2"] = country_iso(receiver["country"])
         doc["receiver"] = receiver
     doc["product_list"] = lines
-    doc.update(compute_totals(lines))
+    discount = document_discount(req)
+    doc.update(discount)
+    doc.update(compute_totals(lines, discount))
+    doc["mark_paid"], doc["sum_paid"] = payments(req.get("mark_paid"), doc["sum_all"])
+    if not doc["mark_paid"]:
+        del doc["mark_paid"]
     return doc, new_partner, list(pending.values())
 
 
@@ -231,16 +231,13 @@ def _build_line(
         raise MkError("2", f"Paramether 'code' is missing in {where}")
     service = product is None or product["service"] == "true"
     amount = parse_decimal(raw.get("amount", "1"), f"{where}.amount")
-    if amount < 0 and not service:
-        raise MkError("2", f"Negative amount is allowed only for service products ({where})")
     tax = resolve_tax(raw, where)
-    if _given(raw, "price"):
-        price = parse_decimal(raw["price"], f"{where}.price")
-    elif _given(raw, "price_with_tax"):
-        gross = parse_decimal(raw["price_with_tax"], f"{where}.price_with_tax")
-        price = (gross / (1 + TAX_RATES[tax])).quantize(Decimal("0.000001"), ROUND_HALF_UP)
-    else:
-        raise MkError("2", f"Paramether 'price' is missing in {where}")
+    price = _price(raw, where)
+    (price_value,) = price.values()
+    if not service and (amount < 0 or price_value.startswith("-")):
+        # §4: a negative line is allowed only for service products; a negative price is a
+        # negative line too (stricter reading). Service is the product register's word.
+        raise MkError("2", f"Negative amount is allowed only for service products ({where})")
     line: dict[str, Any] = {}
     if product is not None:
         if product.get("mk_id"):
@@ -254,7 +251,7 @@ def _build_line(
             line["unit"] = str(to_wire(raw["unit"]))
         line["service"] = "true"
     line["amount"] = format_decimal(amount)
-    line["price"] = format_decimal(price)
+    line.update(price)
     if _given(raw, "discount"):
         text = str(to_wire(raw["discount"])).strip()
         discount_factor(text, where)  # validates
@@ -269,6 +266,18 @@ def _build_line(
         line["mk_row_id"] = str(raw["mk_row_id"])
     line["type"] = "service" if service else "product"
     return line
+
+
+def _price(raw: dict, where: str) -> dict[str, str]:
+    """``price`` (net) or ``price_with_tax`` (gross), kept as entered (§4: one or the other;
+    sending both is refused, the stricter reading, since the docs say which one wins nowhere)."""
+    given = [name for name in ("price", "price_with_tax") if _given(raw, name)]
+    if not given:
+        raise MkError("2", f"Paramether 'price' is missing in {where}")
+    if len(given) == 2:
+        raise MkError("2", f"Paramether 'price_with_tax' cannot be sent with 'price' in {where}")
+    (name,) = given
+    return {name: format_decimal(parse_decimal(raw[name], f"{where}.{name}"))}
 
 
 def partner_key(data: dict[str, Any]) -> tuple[str, ...]:
@@ -341,6 +350,9 @@ def line_changes(doc: dict, req: dict[str, Any]) -> dict[str, Any]:
         row = str(upd.get("mk_row_id", "")) if isinstance(upd, dict) else ""
         if row not in by_row:
             raise MkError("6", f"Cannot find product row with mk_row_id {row}")
+        if {"price", "price_with_tax"} & upd.keys():  # a new price replaces either kind
+            by_row[row].pop("price", None)
+            by_row[row].pop("price_with_tax", None)
         by_row[row].update({k: v for k, v in upd.items() if k != "mk_row_id"})
     add = req.get("product_add") or []
     return {"product_list": lines + (add if isinstance(add, list) else [add])}

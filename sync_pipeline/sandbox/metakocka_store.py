@@ -17,6 +17,7 @@ from sync_pipeline.sandbox.metakocka_index import CompanyStore, DocMeta
 from sync_pipeline.sandbox.metakocka_lines import build_document, line_changes
 from sync_pipeline.sandbox.metakocka_persist import state_from_json, state_to_json
 from sync_pipeline.sandbox.metakocka_search import discovery, search_page
+from sync_pipeline.sandbox.metakocka_sums import show_payments
 from sync_pipeline.sandbox.metakocka_values import (
     BILL_TYPES,
     DOC_TYPES,
@@ -316,7 +317,8 @@ class MetakockaState:
     def render(
         self, doc: dict[str, Any], req: dict[str, Any], *, quirks: bool | None = None
     ) -> dict[str, Any]:
-        """A response copy of a stored document; honours show_product_detail/show_tax_factor."""
+        """A response copy of a stored document; honours show_product_detail, show_tax_factor
+        and show_payment_detail."""
         detail = is_true(req.get("show_product_detail"))
         factor = is_true(req.get("show_tax_factor"))
         lines = []
@@ -338,6 +340,7 @@ class MetakockaState:
             for k, v in doc.items()
             if k not in INTERNAL_FIELDS
         }
+        rendered = show_payments(rendered, req)
         return apply_quirks(rendered) if (self.quirks if quirks is None else quirks) else rendered
 
     # -- internals -----------------------------------------------------------------------

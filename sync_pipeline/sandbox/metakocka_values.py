@@ -1,7 +1,8 @@
-"""Value rules of the simulated Metakocka: registers, wire formats, totals, quirks.
+"""Value rules of the simulated Metakocka: registers, wire formats, quirks (sums and payments:
+``metakocka_sums``).
 
 Why a separate module: these are the facts a client most often gets wrong (string-typed
-scalars, two decimal formats, two date formats with a Ljubljana offset, per-tax-code sums), so
+scalars, two decimal formats, two date formats with a Ljubljana offset), so
 they live in one small place that the store and the tests can read. References are to
 ``/work/shared/metakocka-api.md`` sections.
 """
@@ -205,8 +206,10 @@ def slovenian(text: str) -> str:
     """``"1895.01"`` -> ``"1.895,01"`` (quirks mode).
 
     The decimal part is always written (``"1.895,0"``): without it a thousands separator would be
-    indistinguishable from a decimal point.
+    indistinguishable from a decimal point. A value already written so is left as it is.
     """
+    if "," in text:
+        return text
     sign, body = ("-", text[1:]) if text.startswith("-") else ("", text)
     whole, _, frac = body.partition(".")
     groups = f"{int(whole):,}".replace(",", ".")
@@ -346,29 +349,6 @@ def discount_factor(value: Any, where: str) -> Decimal:
     return factor
 
 
-def compute_totals(lines: list[dict]) -> dict[str, str]:
-    """Totals of §5: per-line net rounded half-up to cents, tax per code on the code's net."""
-    basic = discount = Decimal(0)
-    net_by_tax: dict[str, Decimal] = {}
-    for line in lines:
-        amount = Decimal(line["amount"])
-        price = Decimal(line["price"])
-        gross = amount * price
-        net = round2(gross * discount_factor(line.get("discount", "0"), "product_list"))
-        basic += net
-        discount += round2(gross) - net
-        net_by_tax[line["tax"]] = net_by_tax.get(line["tax"], Decimal(0)) + net
-    sums = {"sum_basic": money(basic), "sum_discount": money(discount)}
-    tax_total = Decimal(0)
-    for code in sorted(net_by_tax):
-        tax = round2(net_by_tax[code] * TAX_RATES[code])
-        tax_total += tax
-        sums[f"sum_tax_{code.lower()}"] = money(tax)
-    sums["sum_all"] = money(basic + tax_total)
-    sums["sum_paid"] = "0"
-    return sums
-
-
 # -- quirks -------------------------------------------------------------------------------
 _QUIRK_DATES = ("doc_date", "duo_payment")
 _QUIRK_DECIMALS = ("sum_all", "sum_paid", "sum_basic")
@@ -392,6 +372,7 @@ def apply_quirks(doc: dict) -> dict:
 
 
 def _quirk_line(line: Any) -> Any:
-    if isinstance(line, dict) and isinstance(line.get("price"), str):
-        return {**line, "price": slovenian(line["price"])}
-    return line
+    if not isinstance(line, dict):
+        return line
+    prices = ("price", "price_with_tax")
+    return {**line, **{k: slovenian(line[k]) for k in prices if isinstance(line.get(k), str)}}

@@ -5,13 +5,13 @@ one bad document never stops the others and every failed check is reported, not 
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from sync_pipeline.domain.frames import documents_frame, known_by_link_frame, lines_frame
 from sync_pipeline.domain.hashing import content_hash
-from sync_pipeline.schemas import validate_documents
+from sync_pipeline.schemas import stated_totals_differences, validate_documents
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.extract import CRM, Extraction, Quarantined
 
@@ -24,6 +24,9 @@ class ValidatedSide:
     valid: pd.DataFrame
     """documents_frame rows that passed every check (with the `document` object column)."""
     quarantined: list[Quarantined]
+    totals_differences: dict[str, list[str]] = field(default_factory=dict)
+    """{id: reasons}: valid documents whose totals derived from their lines differ from the sums
+    Metakocka sent with them (a warning: Metakocka's sums stay what is written)."""
 
     @property
     def quarantined_frame(self) -> pd.DataFrame:
@@ -51,6 +54,7 @@ def validate_extraction(
     lines = lines_frame([docs[i] for i in checked])
     result = validate_documents(header, lines, key=key)
     is_valid = header[key].isin(result.valid_keys)
+    differences = stated_totals_differences(header.loc[is_valid], key)
     quarantined = list(extraction.unmappable)
     for record in header.loc[~is_valid].itertuples(index=False):
         quarantined.append(
@@ -77,7 +81,7 @@ def validate_extraction(
     if extraction.known_by_link:
         # Unchanged since they were synced (and checked): the push verifies that before a write.
         valid = pd.concat([valid, known_by_link_frame(extraction.known_by_link)], ignore_index=True)
-    return ValidatedSide(extraction.side, valid.reset_index(drop=True), quarantined)
+    return ValidatedSide(extraction.side, valid.reset_index(drop=True), quarantined, differences)
 
 
 def synced_hashes(links: pd.DataFrame) -> dict[str, dict[str, str]]:
