@@ -154,7 +154,7 @@ class StatedTotalsSchema(pa.DataFrameModel):
     """The totals derived from a Metakocka document's lines against the sums Metakocka sent
     with it. A difference is reported as a warning, never a reason to quarantine, and never
     corrected: Metakocka's sums are what it booked, and what the CRM gets
-    (docs/metakocka-amounts.md). A document without stated sums (NaN) passes."""
+    (docs/metakocka.md). A document without stated sums (NaN) passes."""
 
     subtotal: Series[float]
     tax_amount: Series[float]

@@ -32,7 +32,7 @@ class Organization:
     `sales_documents.user_id` is NOT NULL); `service_product_code` is the Metakocka product a
     CRM line with neither a product mapping nor a SKU is sent as (docs/crm.md).
     `metakocka_statuses` maps the company's Metakocka statuses to the CRM's over the standard
-    register's map (docs/metakocka-statuses.md).
+    register's map (docs/metakocka.md).
     """
 
     id: str

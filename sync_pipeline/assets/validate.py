@@ -51,7 +51,7 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 asset="validated_sales_documents",
                 description="The totals derived from each Metakocka document's lines agree with "
                 "the sums Metakocka sent (a warning: Metakocka's sums are what the CRM gets; "
-                "docs/metakocka-amounts.md).",
+                "docs/metakocka.md).",
             ),
         ],
     )

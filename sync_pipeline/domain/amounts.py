@@ -4,7 +4,7 @@ Why a module of its own: the CRM's totals are written from these (for a document
 writes to the CRM), validation compares them with the sums Metakocka states, and both must use
 the one rule Metakocka uses, or a document is off by a cent. The rule, as metakocka-api.md
 (sections 4 and 5) and the sandbox (`sandbox/metakocka_sums.py`) read it; where the docs are
-silent the reading is ours, written down in docs/metakocka-amounts.md:
+silent the reading is ours, written down in docs/metakocka.md:
 
 - a line's amount is quantity x its price x (1 - its discount), rounded half up to cents; the
   price is the net `price`, or the gross `price_with_tax` for a line entered gross (Metakocka

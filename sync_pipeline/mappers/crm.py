@@ -18,7 +18,7 @@ Where each canonical field lives in the CRM (docs/crm.md has the table):
 - what Metakocka has and the CRM has no column for (a partner's tax number, post code, city and
   country without a contact; the document's own discount; a line's code or unit the CRM's
   products do not give, whether it is a service product's, the gross price it was entered
-  with: docs/metakocka-amounts.md) is kept in
+  with: docs/metakocka.md) is kept in
   the row's ``metadata`` under ``"metakocka"``, so it is not lost and reads back the same: the
   rest of ``metadata`` is the CRM's and is written back unchanged.
 

@@ -2,7 +2,7 @@
 
 Why apart from `mappers/metakocka.py`: these are the values that were off by a cent or misread
 (issue 16, item 4), and each has a reading the docs leave open, so each rule and its reason
-sits here, once (docs/metakocka-amounts.md):
+sits here, once (docs/metakocka.md):
 
 - a line carries `price` (net) or `price_with_tax` (gross) (metakocka-api.md section 4). A gross
   line is read as the net unit price derived from it (the CRM keeps net prices) and keeps its

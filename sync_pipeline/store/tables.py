@@ -69,7 +69,7 @@ sync_status = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # Metakocka's status label (`status_code`) as last read; the CRM's status may differ (its
-    # map: docs/metakocka-statuses.md). Text: a company's label has no documented length.
+    # map: docs/metakocka.md). Text: a company's label has no documented length.
     sa.Column("metakocka_status", sa.Text, nullable=True),
     sa.UniqueConstraint("organization_id", "crm_document_id", name="uq_status_org_crm"),
     sa.UniqueConstraint("organization_id", "metakocka_id", name="uq_status_org_mk"),

@@ -1,5 +1,5 @@
 """sync_status.metakocka_status: each document's Metakocka status label as last read
-(docs/metakocka-statuses.md); and report_oldest_unsynced shows it too, and no longer counts an open
+(docs/metakocka.md); and report_oldest_unsynced shows it too, and no longer counts an open
 `warning` (a document that synced with an unmapped status) as the start of a wait.
 
 Revision ID: 0007_metakocka_status
