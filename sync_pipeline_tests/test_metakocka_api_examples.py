@@ -1,5 +1,8 @@
 """Contract test: every JSON example of `metakocka-api.md` goes through the client and the mapper.
 
+The notes are the team's `shared/metakocka-api.md`, copied into `docs/reference/` (CI has only
+the repository; a test says when the copy is behind the team's).
+
 The examples are read from the document itself (so a changed example changes the test), with its
 `…` placeholders filled in. Requests are sent to the sandbox over HTTP; answers are replayed as
 they are written by a server that knows nothing but the examples: an independent fake, so the
@@ -23,7 +26,10 @@ from sync_pipeline.mappers.metakocka import metakocka_to_canonical
 from sync_pipeline.mappers.metakocka_status import status_of
 from sync_pipeline.sandbox.serve import ServerThread
 
-API_DOC = Path(__file__).resolve().parents[2] / "shared" / "metakocka-api.md"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+API_DOC = REPO_ROOT / "docs" / "reference" / "metakocka-api.md"
+"""The team's notes on the public Metakocka API, kept in the repository (CI has only the repo)."""
+SHARED_API_DOC = REPO_ROOT.parent / "shared" / "metakocka-api.md"
 ORG = "11111111-1111-1111-1111-111111111111"
 
 
@@ -45,6 +51,11 @@ def example(*keys: str) -> dict:
     """The one example that has all of `keys` (so the test does not depend on their order)."""
     (found,) = [e for e in EXAMPLES if all(k in e for k in keys)]
     return found
+
+
+@pytest.mark.skipif(not SHARED_API_DOC.exists(), reason="no team workspace next to this clone")
+def test_the_repository_copy_of_the_api_notes_is_current():
+    assert API_DOC.read_text(encoding="utf-8") == SHARED_API_DOC.read_text(encoding="utf-8")
 
 
 def test_every_example_is_used():
