@@ -206,8 +206,7 @@ def lab_definitions(
             LAB_JOB_NAME,
             selection=nightly.selection - dg.AssetSelection.assets(*left_out),
             executor_def=dg.in_process_executor,
-            partitions_def=nightly.partitions_def,
-            config=nightly.config,  # its runs are tagged with their organization too
+            config=nightly.config,  # partitioned as the nightly job, its runs tagged alike
         )
     )
     # `Definitions` is an immutable record; `copy` swaps fields and keeps everything else.

@@ -70,7 +70,6 @@ def build_nightly_job(partitions_def: dg.PartitionsDefinition, organizations):
     return dg.define_asset_job(
         NIGHTLY_JOB_NAME,
         selection=dg.AssetSelection.groups(*RECONCILIATION_GROUPS),
-        partitions_def=partitions_def,
         config=dg.PartitionedConfig(
             partitions_def,
             run_config_for_partition_key_fn=lambda key: {},
