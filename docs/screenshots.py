@@ -27,18 +27,14 @@ from sync_pipeline.demo import sandbox_environment  # noqa: E402
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME  # noqa: E402
 from sync_pipeline.sandbox.runner import start_sandbox  # noqa: E402
 from sync_pipeline.settings import slug  # noqa: E402
-from sync_pipeline_tests.graphql_helpers import LAUNCH, RUN_STATUS, free_port, graphql  # noqa: E402
-
-LOCATION = {"repositoryLocationName": "sync_pipeline", "repositoryName": "__repository__"}
-PARTITION_TAGS = """
-query Tags($repo: RepositorySelector!, $set: String!, $partition: String!) {
-  partitionSetOrError(repositorySelector: $repo, partitionSetName: $set) {
-    __typename
-    ... on PartitionSet { partition(partitionName: $partition) { tagsOrError {
-      __typename ... on PartitionTags { results { key value } } } } }
-  }
-}
-"""
+from sync_pipeline_tests.graphql_helpers import (  # noqa: E402
+    LAUNCH,
+    LOCATION,
+    PARTITION_TAGS,
+    RUN_STATUS,
+    free_port,
+    graphql,
+)
 
 
 def wait_for(condition, timeout_s: float):

@@ -15,6 +15,19 @@ mutation Launch($executionParams: ExecutionParams!) {
 }
 """
 
+LOCATION = {"repositoryLocationName": "sync_pipeline", "repositoryName": "__repository__"}
+
+PARTITION_TAGS = """
+query Tags($repo: RepositorySelector!, $set: String!, $partition: String!) {
+  partitionSetOrError(repositorySelector: $repo, partitionSetName: $set) {
+    __typename
+    ... on PartitionSet { partition(partitionName: $partition) { tagsOrError {
+      __typename ... on PartitionTags { results { key value } } } } }
+  }
+}
+"""
+"""The tags the launchpad gives a run of one partition (its partitioned config's)."""
+
 RUN_STATUS = """
 query Status($runId: ID!) {
   runOrError(runId: $runId) { __typename ... on Run { status tags { key value } } }

@@ -2,12 +2,17 @@
 own stores directly (not through the pipeline) when counting duplicates."""
 
 from collections import Counter
+from contextlib import contextmanager
 
+import dagster as dg
 import requests
 import sqlalchemy as sa
 
 from sync_pipeline.definitions import build_definitions
+from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
+from sync_pipeline.sandbox.runner import start_sandbox
+from sync_pipeline.settings import Settings
 from sync_pipeline.store.engine import make_engine
 from sync_pipeline.sync.extract import extract_crm, extract_metakocka
 from sync_pipeline.sync.planning import plan_sync
@@ -166,3 +171,19 @@ def new_metakocka_document(
         },
     )  # fmt: skip
     return str(answer["mk_id"])
+
+
+@contextmanager
+def profile_sandbox(tmp_path, profile: str, documents: int = 20):
+    """A sandbox whose CRM has the `profile` schema, the pipeline's environment pointed at it
+    (a SQLite sync database in `tmp_path`) and a Dagster instance: (sandbox, settings,
+    database_url, instance)."""
+    with (
+        start_sandbox(
+            tmp_path / "sandbox", documents_per_org=documents, reset=True, crm_profile=profile
+        ) as sandbox,
+        dg.instance_for_test() as instance,
+    ):
+        database_url = f"sqlite:///{tmp_path / 'sync.db'}"
+        with patched_environ(sandbox_environment(sandbox, database_url, tmp_path)):
+            yield sandbox, Settings.from_env(), database_url, instance

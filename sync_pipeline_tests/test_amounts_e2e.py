@@ -19,13 +19,11 @@ import dagster as dg
 import pytest
 
 from sync_pipeline.assets.validate import CHECK_METAKOCKA_TOTALS
-from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
-from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 
 from .edits import Users, pushes, run
-from .helpers import CrmHttp, MetakockaHttp, status_rows
+from .helpers import CrmHttp, MetakockaHttp, profile_sandbox, status_rows
 from .on_demand_helpers import new_crm_order
 
 
@@ -74,15 +72,13 @@ class Lab:
 
 @pytest.fixture(params=("sm60", "fixed10"))
 def lab(request, tmp_path):
-    with (
-        start_sandbox(
-            tmp_path / "sandbox", documents_per_org=4, reset=True, crm_profile=request.param
-        ) as sandbox,
-        dg.instance_for_test() as instance,
+    with profile_sandbox(tmp_path, request.param, documents=4) as (
+        sandbox,
+        settings,
+        database_url,
+        instance,
     ):
-        database_url = f"sqlite:///{tmp_path / 'sync.db'}"
-        with patched_environ(sandbox_environment(sandbox, database_url, tmp_path)):
-            yield Lab(sandbox, Settings.from_env(), database_url, instance, request.param)
+        yield Lab(sandbox, settings, database_url, instance, request.param)
 
 
 def money(value) -> Decimal:

@@ -10,34 +10,23 @@ status 'error', entity_type 'sales_document' and the organization. On both publi
 import json
 from contextlib import contextmanager
 
-import dagster as dg
 import pytest
 import requests
 
 from sync_pipeline.adapters.crm_mirror import CRM_MAPPING_STATUS
-from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.faultlab import invalid_crm_ids
-from sync_pipeline.sandbox.runner import start_sandbox
-from sync_pipeline.settings import Settings
 from sync_pipeline.sync.crm_mirror import MIRROR_FAILED
 
 from .edits import report_metadata, run
-from .helpers import error_rows, status_rows
+from .helpers import error_rows, profile_sandbox, status_rows
 
 DOCUMENT_KEY = {"sm60": "document_id", "fixed10": "sales_document_id"}
 
 
 @contextmanager
 def lab_for(profile: str, tmp_path):
-    with (
-        start_sandbox(
-            tmp_path / "sandbox", documents_per_org=20, reset=True, crm_profile=profile
-        ) as sandbox,
-        dg.instance_for_test() as instance,
-    ):
-        database_url = f"sqlite:///{tmp_path / 'sync.db'}"
-        with patched_environ(sandbox_environment(sandbox, database_url, tmp_path)):
-            yield sandbox, Settings.from_env(), database_url, instance, profile
+    with profile_sandbox(tmp_path, profile) as (sandbox, settings, database_url, instance):
+        yield sandbox, settings, database_url, instance, profile
 
 
 @pytest.fixture(params=["sm60", "fixed10"])

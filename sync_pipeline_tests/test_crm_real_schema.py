@@ -28,7 +28,7 @@ from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.cli import main
-from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
+from sync_pipeline.demo import sandbox_crm_client
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.faultlab import audit, invalid_crm_ids
 from sync_pipeline.sandbox.runner import start_sandbox
@@ -38,7 +38,14 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.targeted import sync_documents
 
 from .edits import pushes, run, with_organization
-from .helpers import CrmHttp, MetakockaHttp, error_rows, new_metakocka_document, status_rows
+from .helpers import (
+    CrmHttp,
+    MetakockaHttp,
+    error_rows,
+    new_metakocka_document,
+    profile_sandbox,
+    status_rows,
+)
 from .on_demand_helpers import new_crm_order
 
 PROFILES = ("sm60", "fixed10")
@@ -76,15 +83,13 @@ class Lab:
 
 @pytest.fixture(params=PROFILES)
 def lab(request, tmp_path):
-    with (
-        start_sandbox(
-            tmp_path / "sandbox", documents_per_org=20, reset=True, crm_profile=request.param
-        ) as sandbox,
-        dg.instance_for_test() as instance,
+    with profile_sandbox(tmp_path, request.param, documents=20) as (
+        sandbox,
+        settings,
+        database_url,
+        instance,
     ):
-        database_url = f"sqlite:///{tmp_path / 'sync.db'}"
-        with patched_environ(sandbox_environment(sandbox, database_url, tmp_path)):
-            yield Lab(sandbox, Settings.from_env(), database_url, instance, request.param)
+        yield Lab(sandbox, settings, database_url, instance, request.param)
 
 
 def crm_stats(sandbox) -> dict:

@@ -26,20 +26,10 @@ from sync_pipeline.jobs import (
 )
 from sync_pipeline.settings import parse_organizations, slug
 
-from .graphql_helpers import LAUNCH, RUN_STATUS, free_port, graphql
+from .graphql_helpers import LAUNCH, LOCATION, PARTITION_TAGS, RUN_STATUS, free_port, graphql
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCATION = {"repositoryLocationName": "sync_pipeline", "repositoryName": "__repository__"}
 
-PARTITION_TAGS = """
-query Tags($repo: RepositorySelector!, $set: String!, $partition: String!) {
-  partitionSetOrError(repositorySelector: $repo, partitionSetName: $set) {
-    __typename
-    ... on PartitionSet { partition(partitionName: $partition) { tagsOrError {
-      __typename ... on PartitionTags { results { key value } } } } }
-  }
-}
-"""
 SENSOR_TICKS = """
 query Ticks($repo: RepositorySelector!) {
   sensorsOrError(repositorySelector: $repo) {
