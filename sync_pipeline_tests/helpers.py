@@ -3,6 +3,7 @@ own stores directly (not through the pipeline) when counting duplicates."""
 
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dagster as dg
 import requests
@@ -187,3 +188,18 @@ def profile_sandbox(tmp_path, profile: str, documents: int = 20):
         database_url = f"sqlite:///{tmp_path / 'sync.db'}"
         with patched_environ(sandbox_environment(sandbox, database_url, tmp_path)):
             yield sandbox, Settings.from_env(), database_url, instance
+
+
+@dataclass
+class ProfileLab:
+    """What `profile_sandbox` set up, for tests of one CRM schema profile."""
+
+    sandbox: object
+    settings: Settings
+    database_url: str
+    instance: dg.DagsterInstance
+    profile: str
+
+    @property
+    def org(self):
+        return self.sandbox.organizations[0]

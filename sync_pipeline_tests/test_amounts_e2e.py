@@ -12,7 +12,6 @@ kept in the CRM and in its totals; a negative line of a product that is not a se
 refused.
 """
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 import dagster as dg
@@ -20,25 +19,13 @@ import pytest
 
 from sync_pipeline.assets.validate import CHECK_METAKOCKA_TOTALS
 from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
-from sync_pipeline.settings import Settings
 
 from .edits import Users, pushes, run
-from .helpers import CrmHttp, MetakockaHttp, profile_sandbox, status_rows
+from .helpers import CrmHttp, MetakockaHttp, ProfileLab, profile_sandbox, status_rows
 from .on_demand_helpers import new_crm_order
 
 
-@dataclass
-class Lab:
-    sandbox: object
-    settings: Settings
-    database_url: str
-    instance: dg.DagsterInstance
-    profile: str
-
-    @property
-    def org(self):
-        return self.sandbox.organizations[0]
-
+class Lab(ProfileLab):
     def run(self, **kwargs):
         return run(self.settings, self.instance, self.org.id, **kwargs)
 

@@ -15,10 +15,9 @@ and a line without a Metakocka product code quarantined before any call.
 """
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 
-import dagster as dg
 import pytest
 import requests
 from click.testing import CliRunner
@@ -41,6 +40,7 @@ from .edits import pushes, run, with_organization
 from .helpers import (
     CrmHttp,
     MetakockaHttp,
+    ProfileLab,
     error_rows,
     new_metakocka_document,
     profile_sandbox,
@@ -52,18 +52,7 @@ PROFILES = ("sm60", "fixed10")
 LINE_KEY = {"sm60": "document_id", "fixed10": "sales_document_id"}
 
 
-@dataclass
-class Lab:
-    sandbox: object
-    settings: Settings
-    database_url: str
-    instance: dg.DagsterInstance
-    profile: str
-
-    @property
-    def org(self):
-        return self.sandbox.organizations[0]
-
+class Lab(ProfileLab):
     @property
     def crm(self):
         return self.sandbox.crm_state
