@@ -5,6 +5,7 @@ document, and the request sensor evaluated against a real (test) Dagster instanc
 import json
 import os
 import uuid
+from contextlib import contextmanager
 
 import dagster as dg
 import pytest
@@ -54,8 +55,16 @@ def api_fixture(pipeline_env, api_tokens, supabase_auth):
     """The API on an ephemeral loopback port, on the same sync database as the pipeline,
     accepting the service tokens and the users' access tokens (legacy secret and JWKS; the
     `supabase_auth` fixture is in conftest.py)."""
+    with running_api(api_tokens, supabase_auth) as api:
+        yield api
+
+
+@contextmanager
+def running_api(api_tokens: dict[str, str], supabase_auth, **environ: str):
+    """The API served on a loopback port with these tokens (and `environ` over the process's
+    environment), stopped and its store closed afterwards."""
     config = ApiConfig.from_env(
-        {**os.environ, TOKENS_ENV: json.dumps(api_tokens), **supabase_auth.env()}
+        {**os.environ, TOKENS_ENV: json.dumps(api_tokens), **supabase_auth.env(), **environ}
     )
     server = serve_in_thread(create_app(config))
     try:

@@ -26,6 +26,7 @@ from .on_demand_helpers import (  # noqa: F401 (fixtures)
     api_fixture,
     api_tokens_fixture,
     new_crm_order,
+    running_api,
 )
 
 USER = "3f0a3c1e-8d5b-4a8e-9b7f-2c1d0e9f8a7b"
@@ -212,20 +213,8 @@ def test_users_act_only_for_their_organizations_as_themselves(sandbox, api, supa
 @pytest.fixture(name="fresh_api")
 def fresh_api_fixture(pipeline_env, api_tokens, supabase_auth):
     """The API re-reading organization membership on every call."""
-    config = ApiConfig.from_env(
-        {
-            **os.environ,
-            TOKENS_ENV: json.dumps(api_tokens),
-            **supabase_auth.env(),
-            "SYNC_API_MEMBERSHIP_SECONDS": "0",
-        }
-    )
-    server = serve_in_thread(create_app(config))
-    try:
-        yield Api(server.url, api_tokens)
-    finally:
-        server.stop()
-        config.store.dispose()
+    with running_api(api_tokens, supabase_auth, SYNC_API_MEMBERSHIP_SECONDS="0") as api:
+        yield api
 
 
 def test_a_user_of_two_organizations_and_a_membership_that_ends(sandbox, fresh_api, supabase_auth):
