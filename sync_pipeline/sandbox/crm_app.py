@@ -191,7 +191,9 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
     @app.post("/_sandbox/config")
     async def set_config(request: Request) -> Response:
         """``{"max_rows": n}`` (Supabase's db-max-rows), ``{"setup_installed": true}`` (run
-        ``docs/crm-setup.sql``: its triggers and its function)."""
+        ``docs/crm-setup.sql``: its triggers and its function), ``{"drop_columns":
+        ["sales_documents.customer_email"]}`` (a CRM without a column of its published schema:
+        ``CrmState.drop_column``)."""
         try:
             body = await request.json()
             with state.lock:
@@ -202,6 +204,11 @@ def create_crm_app(state: CrmState, faults: FaultInjector) -> FastAPI:
                     state.max_rows = max_rows
                 if body.get("setup_installed"):
                     state.install_setup()
+                for name in body.get("drop_columns", ()):
+                    table, _, column = str(name).partition(".")
+                    state.drop_column(table, column)
+        except PgError as exc:
+            return _error(exc)
         except (ValueError, TypeError, AttributeError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json(_config(state))

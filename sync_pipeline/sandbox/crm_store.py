@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from sync_pipeline.sandbox.amounts import line_net_cents, tax_cents, totals_cents
-from sync_pipeline.sandbox.crm_ddl import DEFAULT_PROFILE, PROFILES, Table
+from sync_pipeline.sandbox.crm_ddl import DEFAULT_PROFILE, PROFILES, AnyNotNull, Table
 from sync_pipeline.sandbox.crm_engine import Database, Row, Statement
 from sync_pipeline.sandbox.crm_values import PgError, coerce_payload
 
@@ -65,6 +66,8 @@ class CrmState(Database):
         self.setup_installed = False
         if setup_installed:
             self.install_setup()
+        self.dropped_columns: list[str] = []
+        """``table.column`` names dropped from the published schema (`drop_column`)."""
 
     # -- schema -------------------------------------------------------------------------------
     def public_table(self, name: str) -> Table:
@@ -84,6 +87,34 @@ class CrmState(Database):
         self.before.setdefault(DOCS, []).append(_stamp_now)
         self.before.setdefault(ITEMS, []).append(_stamp_now)
         self.after.setdefault(ITEMS, []).append(self._touch_parent)
+
+    def drop_column(self, table: str, column: str) -> None:
+        """``ALTER TABLE <table> DROP COLUMN <column>``, then PostgREST's schema cache reload
+        (``NOTIFY pgrst, 'reload schema'``): the column leaves the rows, every query and the
+        OpenAPI description (PostgREST docs, "Schema Cache"). A CRM that never ran one of the
+        published migrations looks like this. Only a column no constraint or index names can
+        go: PostgreSQL would drop those with it (or refuse, for a foreign key's target), which
+        the sandbox does not model."""
+        spec = self.public_table(table)
+        if column not in spec.by_name:
+            raise PgError(400, "42703", f'column "{column}" of relation "{table}" does not exist')
+        named = {name for unique in spec.uniques for name in unique.columns}
+        for check in spec.checks:
+            named |= set(check.columns) if isinstance(check, AnyNotNull) else {check.column}
+        named |= {fk.column for fk in spec.foreign_keys}
+        named |= {"updated_at", "organization_id", self.item_parent}  # the store's indexes
+        if column in named:
+            raise ValueError(
+                f"the sandbox does not drop {table}.{column}: a constraint or an index names it"
+            )
+        narrower = replace(spec, columns=tuple(c for c in spec.columns if c.name != column))
+        with self.lock:
+            self.specs[table] = narrower
+            self.tables[table].spec = narrower
+            for row in self.tables[table].rows.values():
+                row.pop(column, None)
+            self.dropped_columns.append(f"{table}.{column}")
+            self.version += 1
 
     def call(self, function: str, args: dict[str, Any]) -> Any:
         """``POST /rpc/<function>``: the setup's status function, when it is installed."""
@@ -257,6 +288,7 @@ class CrmState(Database):
                 "profile": self.profile,
                 "max_rows": self.max_rows,
                 "setup_installed": self.setup_installed,
+                "dropped_columns": list(self.dropped_columns),
                 "api_keys": sorted(self.api_keys),
                 "last_timestamp": self._last_now,
                 "tables": tables,
@@ -275,6 +307,8 @@ class CrmState(Database):
             max_rows=data.get("max_rows", DEFAULT_MAX_ROWS),
             setup_installed=data.get("setup_installed", False),
         )
+        for dropped in data.get("dropped_columns", ()):
+            state.drop_column(*dropped.split(".", 1))
         for key, blob in data["tables"].items():
             cols = blob["columns"]
             state.load(key, (dict(zip(cols, values, strict=True)) for values in blob["rows"]))

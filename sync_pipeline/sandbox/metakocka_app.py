@@ -61,6 +61,9 @@ class CallStats:
         with getattr(self, "_lock", threading.Lock()):
             self.calls: defaultdict[str, Counter[str]] = defaultdict(Counter)
             self.writes: defaultdict[str, Counter[str]] = defaultdict(Counter)
+            self.write_calls: Counter[str] = Counter()
+            """Calls to a write endpoint, whatever the answer (a refused write was still
+            attempted: what a test of a read-only client counts)."""
             self.opr_codes: Counter[str] = Counter()
             self.faults: Counter[str] = Counter()
             self.rejected_over_cap: Counter[str] = Counter()
@@ -68,6 +71,8 @@ class CallStats:
     def call(self, endpoint: str, company: str) -> None:
         with self._lock:
             self.calls[endpoint][company] += 1
+            if endpoint in WRITE_ENDPOINTS:
+                self.write_calls[company] += 1
 
     def answered(self, endpoint: str, company: str, opr_code: str) -> None:
         with self._lock:
@@ -94,6 +99,7 @@ class CallStats:
                 "calls_by_company": dict(by_company),
                 "writes_total": sum(sum(c.values()) for c in self.writes.values()),
                 "writes": {cid: dict(c) for cid, c in self.writes.items()},
+                "write_calls_total": sum(self.write_calls.values()),
                 "opr_codes": dict(self.opr_codes),
                 "faults": dict(self.faults),
                 "rejected_over_concurrency_cap": dict(self.rejected_over_cap),
