@@ -7,6 +7,7 @@ variable's name, never its value. Deployments differ by these resources, never b
 import json
 
 import dagster as dg
+import requests
 from pydantic import Field, PrivateAttr
 
 from sync_pipeline.adapters.crm import CrmClient
@@ -73,7 +74,9 @@ class CrmResource(dg.ConfigurableResource):
         "service product code) travel with its client.",
     )
 
-    def client(self) -> CrmClient:
+    def client(self, session: requests.Session | None = None) -> CrmClient:
+        """`session`: the HTTP session to send through (default: the client's own; the
+        preflight passes one that refuses writes)."""
         return CrmClient(
             self.base_url,
             self.api_key,
@@ -82,6 +85,7 @@ class CrmResource(dg.ConfigurableResource):
             max_concurrent_requests=self.max_concurrent_requests,
             retry_policy=self.retry.policy(),
             tenants=crm_tenants(parse_organizations(self.organizations_json)),
+            session=session,
         )
 
 
@@ -122,7 +126,8 @@ class MetakockaResource(dg.ConfigurableResource):
     def all_secrets(self) -> list[str]:
         return list(json.loads(self.secret_keys or "{}").values())
 
-    def client(self, company_id: str) -> MetakockaClient:
+    def client(self, company_id: str, session: requests.Session | None = None) -> MetakockaClient:
+        """`session`: as `CrmResource.client`'s."""
         return MetakockaClient(
             self.base_url,
             company_id,
@@ -134,6 +139,7 @@ class MetakockaResource(dg.ConfigurableResource):
             max_concurrent_requests=self.max_concurrent_requests,
             max_concurrent_searches=self.max_concurrent_searches,
             retry_policy=self.retry.policy(),
+            session=session,
         )
 
 

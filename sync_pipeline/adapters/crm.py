@@ -302,6 +302,20 @@ class CrmClient:
             yield page
             after = page[-1]["id"]
 
+    def page_with_count(self, table: str, params: list[tuple[str, str]]) -> tuple[list[dict], int]:
+        """One request for the rows the filter selects, with ``Prefer: count=exact``: the rows
+        the server sent (as many as ``max-rows`` lets through) and how many there are in all
+        (``Content-Range: 0-99/250``)."""
+        page, response = self.json("GET", table, expect=list, params=params, prefer="count=exact")
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+        if not total.isdigit():
+            raise MalformedResponseError(
+                f"CRM GET {table}: unusable Content-Range "
+                f"{response.headers.get('Content-Range')!r}",
+                details={"call": f"GET {table}"},
+            )
+        return page, int(total)
+
     def counted(self, table: str, params: list[tuple[str, str]]) -> list[dict]:
         """Every row the filter selects, by id, asking for an exact count: done when the rows
         received add up to it (one request when ``max-rows`` allows), never on a guess."""
@@ -311,18 +325,9 @@ class CrmClient:
             page_params = [*params, ("order", "id.asc")]
             if after is not None:
                 page_params.append(("id", f"gt.{after}"))
-            page, response = self.json(
-                "GET", table, expect=list, params=page_params, prefer="count=exact"
-            )
-            total = response.headers.get("Content-Range", "").rpartition("/")[2]
-            if not total.isdigit():
-                raise MalformedResponseError(
-                    f"CRM GET {table}: unusable Content-Range "
-                    f"{response.headers.get('Content-Range')!r}",
-                    details={"call": f"GET {table}"},
-                )
+            page, total = self.page_with_count(table, page_params)
             out += page
-            if len(page) >= int(total):
+            if len(page) >= total:
                 return out
             if not page:  # rows counted but none sent: the server is not paging as promised
                 raise MalformedResponseError(

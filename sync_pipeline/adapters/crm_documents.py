@@ -19,6 +19,7 @@ never none (the CRM's own editor deletes first: one bad line leaves a document e
 push's claim on the document makes the next run finish it (`sync/push.py`).
 """
 
+import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .crm_profiles import DOCS, ITEMS, CrmSchema
-from .crm_query import chunks, in_filter, iso
+from .crm_query import IDS_PER_QUERY, chunks, in_filter, iso
 from .crm_tenancy import Tenancy
 from .errors import MalformedResponseError, NotFoundError
 
@@ -192,6 +193,18 @@ def write_documents(client: "CrmClient", organization_id: str, writes: list[CrmD
     for write in updates:
         _update(client, tenancy, write, now)
     _replace_lines(client, schema, writes)
+
+
+def write_requests(writes: list[CrmDocumentWrite], replaced_lines: int = 0) -> int:
+    """The write requests `write_documents` sends for `writes` when all goes well: an insert
+    per column set of the new documents, a PATCH per updated one, an upsert per column set of
+    the lines, and a DELETE per hundred of the `replaced_lines` (the updated documents' lines
+    that are not among the new ones). What the preflight prices a run's CRM writes with."""
+    creates = [w for w in writes if w.create]
+    inserts = _by_columns([w.header for w in creates])
+    upserts = _by_columns([line for w in writes for line in w.lines])
+    deletes = math.ceil(replaced_lines / IDS_PER_QUERY)
+    return len(inserts) + len(writes) - len(creates) + len(upserts) + deletes
 
 
 def _insert_new(client, organization_id: str, creates: list[CrmDocumentWrite], now: str) -> set:

@@ -12,13 +12,20 @@ API's allowance (`RequestSlots`) hand a freed slot over at once.
 
 import threading
 import time
+from collections.abc import Callable
 
 import requests
 from requests.adapters import HTTPAdapter
 
 
-def new_session(base_url: str, pool_size: int) -> requests.Session:
-    session = requests.Session()
+def new_session(
+    base_url: str,
+    pool_size: int,
+    factory: Callable[[], requests.Session] = requests.Session,
+) -> requests.Session:
+    """`factory`: what makes the bare session, e.g. one that watches every request (the
+    preflight's read-only guard, `preflight/read_only.py`)."""
+    session = factory()
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -209,6 +209,26 @@ def _in_written_order(document_id: str, items: list, profile: CrmProfile) -> lis
     return sorted(items, key=rank)
 
 
+def line_product_code(item: dict, ctx: CrmContext) -> tuple[str | None, bool]:
+    """A CRM line's Metakocka product code by the rules (module docstring), and whether it is a
+    service product's; ``(None, False)`` when no rule gives one."""
+    metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+    ours = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
+    code = ctx.lookups.product_code(_text(item.get("product_id"))) or _text(ours.get("code"))
+    if code is None and ctx.service_product_code:
+        return ctx.service_product_code, True
+    return code, bool(ours.get("service"))
+
+
+def lines_without_product_code(row: dict, ctx: CrmContext) -> int:
+    """How many lines of a CRM row (read with its lines) have no Metakocka product code: the
+    mapping stops at the first, an operator wants to know them all."""
+    items = row.get(LINES_KEY) if isinstance(row, dict) else None
+    if not isinstance(items, list):
+        return 0
+    return sum(isinstance(item, dict) and line_product_code(item, ctx)[0] is None for item in items)
+
+
 def _line(item, number: int, ctx: CrmContext) -> DocumentLine:
     where = f"sales_document_items line {number}"
     if not isinstance(item, dict):
@@ -218,10 +238,7 @@ def _line(item, number: int, ctx: CrmContext) -> DocumentLine:
     ours = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
     product_id = _text(item.get("product_id"))
     product = ctx.lookups.product(product_id)
-    code = ctx.lookups.product_code(product_id) or _text(ours.get("code"))
-    service = bool(ours.get("service"))
-    if code is None and ctx.service_product_code:
-        code, service = ctx.service_product_code, True
+    code, service = line_product_code(item, ctx)
     if code is None:
         description = _text(item.get("description")) or ""
         why = (

@@ -21,7 +21,12 @@ from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
 from sync_pipeline.domain.interning import TextInterner
-from sync_pipeline.mappers.crm import CrmContext, MissingProductCode, crm_row_to_canonical
+from sync_pipeline.mappers.crm import (
+    CrmContext,
+    MissingProductCode,
+    crm_row_to_canonical,
+    lines_without_product_code,
+)
 from sync_pipeline.mappers.metakocka import MappingError, metakocka_to_canonical
 
 if TYPE_CHECKING:
@@ -75,6 +80,10 @@ class Extraction:
     """What the reconciliation covers (`sync.incremental`): None reads as a full sweep."""
     precision: Precision = DEFAULT_PRECISION
     """What the CRM keeps of a number: both sides are compared at it (`domain.hashing`)."""
+    lines_without_product_code: dict[str, int] = field(default_factory=dict)
+    """CRM side: {document id: its lines with no Metakocka product code}, for the unmappable
+    documents that have any (a document's reason names only the first; the preflight counts
+    them all)."""
 
 
 def change_detection(schema: CrmSchema) -> str:
@@ -121,6 +130,7 @@ def extract_crm(
     )
     texts = TextInterner(CRM_UNIQUE_KEYS)
     found: dict[str, SalesDocument | Quarantined] = {}
+    uncoded: dict[str, int] = {}
     for row in read_ahead(rows):
         row = texts.record(row) if isinstance(row, dict) else row
         key = str(row.get("id"))
@@ -131,8 +141,10 @@ def extract_crm(
                     "several organizations: set the document's organization_id in the CRM"
                 )
             found[key] = crm_row_to_canonical(row, context)
+            uncoded.pop(key, None)  # read again after an edit: the later copy counts
         except (MappingError, KeyError, TypeError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, MissingProductCode) else None
+            uncoded[key] = lines_without_product_code(row, context)
             found[key] = Quarantined(
                 side=CRM,
                 crm_document_id=str(row.get("id")) if row.get("id") else None,
@@ -141,7 +153,12 @@ def extract_crm(
                 document_number=row.get("document_number"),
                 reasons=(reason or f"cannot read CRM document: {exc}",),
             )
-    extraction = Extraction(CRM, organization_id, precision=context.precision)
+    extraction = Extraction(
+        CRM,
+        organization_id,
+        precision=context.precision,
+        lines_without_product_code={key: n for key, n in uncoded.items() if n},
+    )
     for item in found.values():
         if isinstance(item, SalesDocument):
             extraction.documents.append(item)

@@ -236,7 +236,7 @@ def push_to_crm(
         with setup_lock:
             if "context" not in setup:
                 read = crm_context(client, organization_id)
-                _prefetch_metakocka_references(client, organization_id, rows)
+                prefetch_metakocka_references(client, organization_id, rows)
                 setup["context"] = read
             return setup["context"]
 
@@ -276,24 +276,7 @@ def push_to_crm(
         return ok(row, crm_id, attempted_at)
 
     def crm_write(row) -> tuple[str, CrmDocumentWrite]:
-        """The CRM id and the whole-document write (`mappers/crm.py`: a create gets the
-        organization's integration user, the derived id and Metakocka's number; an update keeps
-        the CRM's owner, number and its own metadata)."""
-        doc: SalesDocument = row.metakocka_document
-        create = row.action == "create_in_crm"
-        crm_id = (
-            crm_id_for_metakocka_document(organization_id, str(row.metakocka_id))
-            if create
-            else str(row.crm_document_id)
-        )
-        write = canonical_to_crm_write(
-            doc,
-            context(),
-            crm_document_id=crm_id,
-            create=create,
-            current=None if create else _document_or_none(row, "crm_document"),
-        )
-        return crm_id, write
+        return crm_document_write(row, context(), organization_id)
 
     def link_of(row, crm_id: str, write: CrmDocumentWrite) -> dict:
         doc: SalesDocument = row.metakocka_document
@@ -636,7 +619,31 @@ def _document_or_none(row, side: str = "metakocka_document") -> SalesDocument | 
     return doc if isinstance(doc, SalesDocument) else None
 
 
-def _prefetch_metakocka_references(client: CrmClient, organization_id: str, rows) -> None:
+def crm_document_write(
+    row, context: CrmContext, organization_id: str
+) -> tuple[str, CrmDocumentWrite]:
+    """The CRM id and the whole-document write of a plan row bound for the CRM
+    (`mappers/crm.py`: a create gets the organization's integration user, the derived id and
+    Metakocka's number; an update keeps the CRM's owner, number and its own metadata).
+    `MappingError` when the CRM cannot hold the document."""
+    doc: SalesDocument = row.metakocka_document
+    create = row.action == "create_in_crm"
+    crm_id = (
+        crm_id_for_metakocka_document(organization_id, str(row.metakocka_id))
+        if create
+        else str(row.crm_document_id)
+    )
+    write = canonical_to_crm_write(
+        doc,
+        context,
+        crm_document_id=crm_id,
+        create=create,
+        current=None if create else _document_or_none(row, "crm_document"),
+    )
+    return crm_id, write
+
+
+def prefetch_metakocka_references(client: CrmClient, organization_id: str, rows) -> None:
     """What the Metakocka documents to write refer to (partners, product codes), read from the
     CRM's mapping tables in a few requests before the writes (`CrmDirectory`)."""
     docs = [d for d in rows.get("metakocka_document", ()) if isinstance(d, SalesDocument)]
