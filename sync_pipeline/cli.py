@@ -8,6 +8,7 @@ from sync_pipeline.cli_migrate import migrate
 from sync_pipeline.cli_on_demand import register as register_on_demand_commands
 from sync_pipeline.commands.conflicts import conflicts
 from sync_pipeline.commands.errors import errors
+from sync_pipeline.commands.preflight import preflight
 from sync_pipeline.settings import DEFAULT_DATA_DIR
 
 
@@ -122,6 +123,7 @@ def sandbox(
 main.add_command(migrate)
 main.add_command(errors)
 main.add_command(conflicts)
+main.add_command(preflight)
 register_on_demand_commands(main)
 
 if __name__ == "__main__":

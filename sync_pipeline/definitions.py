@@ -22,6 +22,7 @@ from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.io_managers import ReconciliationIOManager
 from sync_pipeline.jobs import build_nightly_job
 from sync_pipeline.maintenance import run_retention_job, run_retention_schedule
+from sync_pipeline.ops.preflight import build_preflight_job
 from sync_pipeline.ops.sync_documents import build_sync_documents_job
 from sync_pipeline.resources import (
     CrmResource,
@@ -80,7 +81,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=[reconciled_within_26_hours],
-        jobs=[nightly, on_demand, run_retention_job, freshness_job],
+        jobs=[
+            nightly,
+            on_demand,
+            run_retention_job,
+            freshness_job,
+            build_preflight_job(partitions, settings.organizations),
+        ],
         schedules=[
             build_nightly_schedule(nightly, settings),
             run_retention_schedule,
