@@ -798,3 +798,30 @@ def test_admin_faults_config_stats_and_ui_edit(sandbox, api):
         f"{admin}/edit", json={"id": str(uuid.uuid4()), "changes": {}}, timeout=10
     )
     assert missing.status_code == 404
+
+
+def test_a_dropped_column_leaves_rows_queries_and_the_description_and_stays_dropped(tmp_path):
+    """``{"drop_columns": [...]}``: the CRM as if one published column had never been added (its
+    own sandbox: the module's is shared)."""
+    with start_sandbox(tmp_path, documents_per_org=5, reset=True) as sb:
+        admin = sb.crm_url + "/_sandbox"
+        rest = Api(sb.crm_rest_url, sb.organizations[0].crm_api_key)
+        refused = requests.post(
+            f"{admin}/config", json={"drop_columns": [f"{DOCS}.organization_id"]}, timeout=10
+        )
+        assert refused.status_code == 400  # a foreign key names it: not modelled
+        unknown = requests.post(
+            f"{admin}/config", json={"drop_columns": [f"{DOCS}.nope"]}, timeout=10
+        )
+        assert unknown.status_code == 400 and unknown.json()["code"] == "42703"
+        dropped = requests.post(
+            f"{admin}/config", json={"drop_columns": [f"{DOCS}.customer_email"]}, timeout=10
+        )
+        assert dropped.status_code == 200
+        described = rest.get("").json()["definitions"][DOCS]["properties"]
+        assert "customer_email" not in described and "customer_name" in described
+        r = rest.get(DOCS, {"select": "id,customer_email"})
+        assert r.status_code == 400 and r.json()["code"] == "42703"
+        assert all("customer_email" not in row for row in rest.get(DOCS).json())
+    with start_sandbox(tmp_path) as resumed:  # the saved state keeps the column dropped
+        assert "customer_email" not in resumed.crm_state.specs[DOCS].by_name
