@@ -94,11 +94,6 @@ class ReadOnlySession(requests.Session):
             with self._lock:
                 self._seconds.append(elapsed)
 
-    @property
-    def requests_sent(self) -> int:
-        with self._lock:
-            return len(self._seconds)
-
     def median_latency_s(self) -> float | None:
         """The median time of one exchange so far (None before the first)."""
         with self._lock:
