@@ -103,7 +103,7 @@ def warned(tmp_path):
             acme.metakocka_company_id,
             {"Novo naročilo": "new_order", "Čaka na plačilo": "awaiting_payment"},
         )
-        waiting = entered(mk, "WAIT", status="Čaka na plačilo")
+        entered(mk, "WAIT", status="Čaka na plačilo")
         copied = CrmHttp(sandbox).insert_document(*new_crm_order(acme, "SO-COPIED"))["id"]
         entered(mk, "COPY", buyer_order=crm_id_to_external_ref(copied))
         entered(mk, "WEB-A", buyer_order="WEB-1001")
@@ -113,7 +113,7 @@ def warned(tmp_path):
         orgs[1]["service_product_code"] = None
         env["SYNC_ORGANIZATIONS"] = json.dumps(orgs)
         reset_counters(sandbox)
-        yield sandbox, env, {"waiting": waiting, "copied": copied}
+        yield sandbox, env
 
 
 def entered(mk: MetakockaHttp, label: str, *, status: str | None = None, **fields) -> str:
@@ -141,7 +141,7 @@ def entered(mk: MetakockaHttp, label: str, *, status: str | None = None, **field
 
 
 def test_warnings_name_each_misconfiguration_and_nothing_is_written(warned, tmp_path):
-    sandbox, env, made = warned
+    sandbox, env = warned
     acme, borovnica = sandbox.organizations
 
     code, output, reports = preflight(env, tmp_path)
@@ -181,14 +181,18 @@ def test_warnings_name_each_misconfiguration_and_nothing_is_written(warned, tmp_
     assert shared["buyer_order"] == "WEB-1001"
     assert sorted(shared["documents"]) == ["MK-WEB-A", "MK-WEB-B"]
 
-    copies = finding(report, "existing copies")["data"]
+    # the seeded pairs of an earlier sync, and MK-COPY of SO-COPIED: each adopted, none created
+    # again; the copy and its original were both written just now, too close to tell which is
+    # newer (sync/change_order.py), so that pair is held as a conflict for an operator
+    copies = finding(report, "existing copies")
     carrying = [
         d
         for d in sandbox.metakocka_state.documents(acme.metakocka_company_id)
         if str(d.get("buyer_order", "")).startswith("FC")
     ]
-    assert copies["carry_crm_id"] == len(carrying)
-    assert copies["adopted"] + copies["not_adopted"] == len(carrying)
+    assert copies["data"]["carry_crm_id"] == copies["data"]["adopted"] == len(carrying) > 1
+    assert (copies["status"], copies["data"]["conflicts"]) == ("warn", 1)
+    assert "conflicts resolve" in copies["fix"]
 
     # Borovnica has no service product code: every line without a product has no code either
     other = reports[borovnica.id]
@@ -278,6 +282,22 @@ def test_blockers_stop_the_first_run_with_their_fix_and_nothing_is_written(tmp_p
         text = output + json.dumps(reports)
         assert "mk_sk_not_the_secret" not in text
         assert not any(secret in text for secret in secrets_of(sandbox))
+
+
+def test_a_refused_crm_key_is_a_blocker_and_stops_the_rest(sandbox, tmp_path):
+    env = {**environment(sandbox, tmp_path), "CRM_API_KEY": "crm_sk_not_the_key"}
+    reset_counters(sandbox)
+
+    code, output, reports = preflight(env, tmp_path)
+
+    assert code == 1, output
+    assert write_attempts(sandbox) == {"crm": 0, "metakocka": 0}
+    for report in reports.values():
+        refused = finding(report, "connection", "CRM")
+        assert refused["status"] == "blocker" and "refused the key" in refused["detail"]
+        assert "service-role key" in refused["fix"]
+        assert "the first run was not planned" in report["skipped"]
+    assert "crm_sk_not_the_key" not in output + json.dumps(reports)
 
 
 def test_trigger_installed_and_duplicate_check_on_still_unknown_missing_owner_blocks(tmp_path):

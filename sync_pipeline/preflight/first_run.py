@@ -241,12 +241,16 @@ def adoption_finding(run: FirstRun) -> Finding:
     )
     if not rest and not held:
         return Finding(DATA, check, OK, found, data=data)
+    if rest:
+        found += (
+            f"; {rest} not adopted (their CRM document is gone or quarantined, or the claim is "
+            "shared): reported, never created again"
+        )
     return Finding(
         DATA,
         check,
         WARN,
-        f"{found}; {rest} not adopted (their CRM document is gone or quarantined, or the claim "
-        "is shared): reported, never created again",
+        found,
         "After the first run, `sync-pipeline conflicts list` shows the held and shared ones; "
         "pick a side with `sync-pipeline conflicts resolve`",
         data,
