@@ -2,17 +2,19 @@
 
 Calls:
 - reads: the first run extracts both systems whole and asks Metakocka which side changed last
-  for undecided pairs, as the preflight has just done through the same code, so its reads are
-  the preflight's own (counted by the clients, `CallStats`); the CRM writes are read back too
-  (the lines of every hundred documents, `crm_documents._replace_lines`);
+  for undecided pairs, as the preflight has just done through the same code, so it reads at
+  least what the preflight read for that (counted by the clients, `CallStats`), and the lines of
+  every hundred documents it writes to the CRM (`crm_documents._replace_lines`). More in fact:
+  each step of a run reads the CRM's schema and tenancy again;
 - Metakocka writes: one ``put_document`` per create and per update (`sync/push.py`). A first
   run's creates skip their look-up search: its full read proves them absent
   (`sync/incremental.mark_known_absent`);
-- CRM writes (`adapters/crm_documents.py`): whole documents go a hundred to a batch
-  (`push.CRM_BATCH`), each batch one insert of the new documents, one PATCH per updated one and
-  one upsert of the lines; a write of only Metakocka's fields is one PATCH; then the CRM's
-  mapping table and error log (`sync/crm_mirror.py`), an upsert per 500 rows each. Lines an
-  update leaves behind are deleted too (not counted: the CRM does not say which will be).
+- CRM writes: whole documents, mapped as the push maps them (`first_run.crm_writes`), go a
+  hundred to a batch (`push.CRM_BATCH`), each batch the requests `crm_documents.write_requests`
+  counts (inserts and line upserts per column set, a PATCH per updated document, a DELETE per
+  hundred of the lines an update replaces: on a first run all of them); a write of only
+  Metakocka's fields is one PATCH; then the CRM's mapping table and error log
+  (`sync/crm_mirror.py`), an upsert per 500 rows each.
 
 Time: the least the calls need at the median latency of the preflight's own requests, under the
 allowances the clients keep (Metakocka: 2 requests and 1 search in flight per company; the CRM:
@@ -24,18 +26,14 @@ put_document took up to 40 s in its documentation).
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 from sync_pipeline.adapters.crm_documents import write_requests
 from sync_pipeline.adapters.crm_mirror import WRITES_PER_REQUEST
 from sync_pipeline.preflight.findings import DATA, OK, Finding
-from sync_pipeline.preflight.first_run import fields_only
+from sync_pipeline.preflight.first_run import FirstRun, fields_only
 from sync_pipeline.sync.push import CRM_BATCH, TO_CRM_ACTIONS, TO_METAKOCKA_ACTIONS
 from sync_pipeline.sync.record import INVALID, NO_CRM_TYPE
 from sync_pipeline.sync.statuses import UNMAPPED_STATUS
-
-if TYPE_CHECKING:
-    from sync_pipeline.preflight.first_run import FirstRun
 
 REPORTED = ("conflict", "deleted_in_crm", "deleted_in_metakocka", INVALID, NO_CRM_TYPE)
 """Plan actions that leave an error row about their document (mirrored to the CRM's log)."""
@@ -64,7 +62,7 @@ class FirstRunCalls:
 
 
 def first_run_calls(
-    run: "FirstRun",
+    run: FirstRun,
     *,
     crm_reads: int,
     metakocka_reads: int,
@@ -137,15 +135,15 @@ def estimate_finding(
         "total_calls": calls.total,
         "metakocka_latency_ms": round(metakocka_latency_s * 1000, 1),
         "crm_latency_ms": round(crm_latency_s * 1000, 1),
-        **{key: round(value, 1) for key, value in seconds.items()},
+        **{key: round(value, 3) for key, value in seconds.items()},
     }
     return Finding(
         DATA,
         "calls and time",
         OK,
-        f"about {calls.total} calls: Metakocka {calls.metakocka_reads} reads and "
-        f"{calls.metakocka_writes} writes (put_document), the CRM {calls.crm_reads} reads and "
-        f"{calls.crm_writes} writes; at the latency seen here (Metakocka "
+        f"at least {calls.total} calls: Metakocka {calls.metakocka_reads} reads and "
+        f"{calls.metakocka_writes} writes (put_document), the CRM {calls.crm_reads} reads or "
+        f"more and {calls.crm_writes} writes; at the latency seen here (Metakocka "
         f"{data['metakocka_latency_ms']:g} ms, the CRM {data['crm_latency_ms']:g} ms a call) "
         f"at least {_duration(seconds['total_s'])} (reads {_duration(seconds['reads_s'])}, "
         f"writes {_duration(seconds['writes_s'])}); Metakocka's writes are often slower than "

@@ -14,7 +14,9 @@ nor creates it. Nothing is pushed and nothing recorded. From that plan come:
   integration), and what the plan does with them: adopted as a pair (same content: linked as it
   is; different: the newer side wins; undecided: a conflict), or not (the CRM document is gone,
   or the claim is ambiguous);
-- the plan's counts: creates and updates each way, conflicts, and what is never pushed.
+- the plan's counts: creates and updates each way, conflicts, and what is never pushed;
+- the whole-document writes its push would send to the CRM, mapped as the push maps them and
+  not sent, which `estimate.py` counts requests with.
 """
 
 import re
