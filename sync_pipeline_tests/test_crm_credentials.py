@@ -59,7 +59,7 @@ def lab(tmp_path):
     """Two sandbox organizations; the first takes its credentials from the CRM."""
     db_url = f"sqlite:///{tmp_path / 'sync.db'}"
     with (
-        start_sandbox(tmp_path / "sandbox", documents_per_org=20, reset=True) as sandbox,
+        start_sandbox(tmp_path / "sandbox", documents_per_org=10, reset=True) as sandbox,
         dg.instance_for_test() as instance,
     ):
         environment = crm_credentials_environment(sandbox, db_url, tmp_path)
