@@ -179,8 +179,10 @@ def _remote_unsynced(store, organization: str) -> list[dict]:
     import os
 
     from sync_pipeline.adapters.crm import CrmClient
+    from sync_pipeline.adapters.errors import SyncError
     from sync_pipeline.adapters.metakocka import MetakockaClient
     from sync_pipeline.settings import crm_tenants
+    from sync_pipeline.sync.credentials import metakocka_credentials
     from sync_pipeline.sync.extract import Quarantined, extract_crm, extract_metakocka
     from sync_pipeline.sync.targeted import unsynced_documents
 
@@ -192,10 +194,15 @@ def _remote_unsynced(store, organization: str) -> list[dict]:
         os.environ["CRM_API_KEY"],
         tenants=crm_tenants(settings.organizations),
     )
+    try:
+        found = metakocka_credentials(org, env_secrets=secrets, crm=crm)
+    except (SyncError, KeyError) as exc:  # a readable line, not a traceback
+        raise click.ClickException(str(exc)) from None
     mk = MetakockaClient(
         os.environ["METAKOCKA_BASE_URL"],
-        org.metakocka_company_id,
-        secrets[org.metakocka_company_id],
+        found.company_id,
+        found.secret_key,
+        credentials_origin=found.origin,
     )
     links = store.links_frame(organization)
     rows = []

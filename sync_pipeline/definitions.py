@@ -44,9 +44,12 @@ def build_resources(settings: Settings) -> dict:
             api_key=dg.EnvVar("CRM_API_KEY"),
             organizations_json=organizations,
         ),
+        # Unset only where every organization takes its credentials from the CRM.
         "metakocka": MetakockaResource(
             base_url=dg.EnvVar("METAKOCKA_BASE_URL"),
-            secret_keys=dg.EnvVar("METAKOCKA_SECRET_KEYS"),
+            secret_keys=dg.EnvVar("METAKOCKA_SECRET_KEYS")
+            if settings.metakocka_secret_keys_from_env
+            else "{}",
         ),
         # The URL may carry a password, so it is passed by variable name when it is set.
         "sync_store": SyncStoreResource(

@@ -20,8 +20,13 @@ meanings."""
 
 
 def metakocka_company_tags(organization) -> dict[str, str]:
-    """The run tags that name an organization's Metakocka company (an `Organization`)."""
-    return {METAKOCKA_COMPANY_TAG: organization.metakocka_company_id}
+    """The run tags that name an organization's Metakocka company (an `Organization`).
+
+    Tags are fixed when the code location loads, which never calls the CRM: an organization
+    whose credentials come from the CRM (read at run start) and that names no
+    `metakocka_company_id` is counted under `crm:<organization id>`, i.e. on its own."""
+    company = organization.metakocka_company_id or f"crm:{organization.id}"
+    return {METAKOCKA_COMPANY_TAG: company}
 
 
 def organization_run_tags(organization) -> dict[str, str]:

@@ -11,6 +11,7 @@ import requests
 from pydantic import Field, PrivateAttr
 
 from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.crm_credentials import MetakockaCredentials
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.adapters.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from sync_pipeline.settings import (
@@ -22,6 +23,7 @@ from sync_pipeline.settings import (
 )
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.sync.credentials import metakocka_credentials
 
 
 class RetryConfig(dg.Config):
@@ -90,11 +92,17 @@ class CrmResource(dg.ConfigurableResource):
 
 
 class MetakockaResource(dg.ConfigurableResource):
-    """Metakocka's JSON API; `secret_keys` is a JSON object {company_id: secret_key}."""
+    """Metakocka's JSON API. Each organization's company id and secret come from
+    `secret_keys` (a JSON object {company_id: secret_key}) or, for an organization with
+    `"metakocka_credentials": "crm"`, from the CRM when a run first needs them
+    (sync/credentials.py); the latter are kept for this resource's life (one run, or one
+    sensor tick) only."""
 
     base_url: str = Field(description="Metakocka's host (METAKOCKA_BASE_URL).")
     secret_keys: str = Field(
-        description="JSON {company_id: secret_key} (METAKOCKA_SECRET_KEYS); never shown."
+        default="{}",
+        description="JSON {company_id: secret_key} (METAKOCKA_SECRET_KEYS); never shown. "
+        "Not needed for organizations whose credentials come from the CRM.",
     )
     read_timeout_s: float = Field(default=30.0, description="Timeout of a read, seconds.")
     write_timeout_s: float = Field(
@@ -116,22 +124,43 @@ class MetakockaResource(dg.ConfigurableResource):
     retry: RetryConfig = Field(
         default=RetryConfig(), description="Retry budget of Metakocka calls (adapters/retry.py)."
     )
-
-    def secret_for(self, company_id: str) -> str:
-        keys = json.loads(self.secret_keys or "{}")
-        if company_id not in keys:
-            raise KeyError(f"no Metakocka secret key configured for company {company_id}")
-        return keys[company_id]
+    _from_crm: dict[str, MetakockaCredentials] = PrivateAttr(default_factory=dict)
 
     def all_secrets(self) -> list[str]:
-        return list(json.loads(self.secret_keys or "{}").values())
+        """Every secret this resource knows: METAKOCKA_SECRET_KEYS' and those read from the
+        CRM so far (for redaction)."""
+        known = json.loads(self.secret_keys or "{}").values()
+        return [*known, *(c.secret_key for c in self._from_crm.values())]
 
-    def client(self, company_id: str, session: requests.Session | None = None) -> MetakockaClient:
-        """`session`: as `CrmResource.client`'s."""
+    def credentials(self, organization: Organization, crm: CrmClient) -> MetakockaCredentials:
+        """The organization's company id and secret (sync/credentials.py). Those from the CRM
+        are read once per resource, so every step of an in-process run uses one company."""
+        if organization.id in self._from_crm:
+            return self._from_crm[organization.id]
+        found = metakocka_credentials(
+            organization, env_secrets=json.loads(self.secret_keys or "{}"), crm=crm
+        )
+        if organization.credentials_from_crm:
+            self._from_crm[organization.id] = found
+        return found
+
+    def client_for(
+        self,
+        organization: Organization,
+        crm: CrmClient,
+        *,
+        store: SyncStore | None = None,
+        session: requests.Session | None = None,
+    ) -> MetakockaClient:
+        """The organization's company client. A secret read from the CRM is added to `store`'s
+        redaction, like the secrets it was opened with. `session`: as `CrmResource.client`'s."""
+        found = self.credentials(organization, crm)
+        if store is not None:
+            store.add_secrets([found.secret_key])
         return MetakockaClient(
             self.base_url,
-            company_id,
-            self.secret_for(company_id),
+            found.company_id,
+            found.secret_key,
             read_timeout_s=self.read_timeout_s,
             write_timeout_s=self.write_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
@@ -140,6 +169,7 @@ class MetakockaResource(dg.ConfigurableResource):
             max_concurrent_searches=self.max_concurrent_searches,
             retry_policy=self.retry.policy(),
             session=session,
+            credentials_origin=found.origin,
         )
 
 

@@ -21,6 +21,13 @@ from sync_pipeline.mappers.metakocka_status import STANDARD, StatusMap
 DEFAULT_DATA_DIR = ".sync_pipeline"
 DEFAULT_PUSH_CONCURRENCY = 4
 
+CREDENTIALS_FROM_ENV = "env"
+"""`metakocka_credentials` default: the secret is METAKOCKA_SECRET_KEYS[metakocka_company_id]."""
+CREDENTIALS_FROM_CRM = "crm"
+"""`metakocka_credentials: crm`: company id and secret are the CRM's `metakocka_credentials` row
+of the organization, read at run start (sync/credentials.py, docs/crm.md)."""
+CREDENTIAL_SOURCES = (CREDENTIALS_FROM_ENV, CREDENTIALS_FROM_CRM)
+
 
 @dataclass(frozen=True)
 class Organization:
@@ -33,11 +40,16 @@ class Organization:
     CRM line with neither a product mapping nor a SKU is sent as (docs/crm.md).
     `metakocka_statuses` maps the company's Metakocka statuses to the CRM's over the standard
     register's map (docs/metakocka.md).
+
+    `metakocka_credentials` says where the company id and secret come from: `env` (default:
+    `metakocka_company_id` here, its secret in METAKOCKA_SECRET_KEYS) or `crm` (the CRM's
+    `metakocka_credentials` table, read when a run starts; `metakocka_company_id` is then
+    optional, and when given the CRM's row must name the same company).
     """
 
     id: str
     name: str
-    metakocka_company_id: str
+    metakocka_company_id: str | None
     conflict_policy: str = "manual"
     propagate_deletes: bool = False
     crm_integration_user_id: str | None = None
@@ -46,6 +58,7 @@ class Organization:
     """Its Dagster partition key: what the UI shows for the organization (partition picker, run
     headers, plots). Default: its name, lower case, with dashes (`Acme d.o.o.` -> `acme-d-o-o`)."""
     metakocka_statuses: StatusMap = STANDARD
+    metakocka_credentials: str = CREDENTIALS_FROM_ENV
 
     def __post_init__(self):
         if self.conflict_policy not in CONFLICT_POLICIES:
@@ -53,8 +66,28 @@ class Organization:
                 f"organization {self.id}: conflict_policy must be one of "
                 f"{', '.join(CONFLICT_POLICIES)}, got {self.conflict_policy!r}"
             )
+        if self.metakocka_credentials not in CREDENTIAL_SOURCES:
+            raise ValueError(
+                f"organization {self.id}: metakocka_credentials must be "
+                f'"{CREDENTIALS_FROM_ENV}" (METAKOCKA_SECRET_KEYS) or "{CREDENTIALS_FROM_CRM}" '
+                f"(the CRM's metakocka_credentials table), got {self.metakocka_credentials!r}"
+            )
+        if not self.metakocka_company_id and not self.credentials_from_crm:
+            raise ValueError(
+                f"organization {self.id}: metakocka_company_id is required, unless its "
+                f'credentials come from the CRM ("metakocka_credentials": "crm")'
+            )
         key = slug(self.key or self.name) or self.id
         object.__setattr__(self, "key", key)
+
+    @property
+    def credentials_from_crm(self) -> bool:
+        return self.metakocka_credentials == CREDENTIALS_FROM_CRM
+
+    @property
+    def label(self) -> str:
+        """How messages name the organization: its name and CRM id."""
+        return f"{self.name} ({self.id})"
 
 
 def slug(text: str) -> str:
@@ -78,6 +111,9 @@ class Settings:
     """True when SYNC_DATABASE_URL is set: resources read it by name (it may hold a password)."""
     database_schema: str | None = None
     """SYNC_DATABASE_SCHEMA: the sync tables' PostgreSQL schema (None: `sync`; store/engine.py)."""
+    metakocka_secret_keys_from_env: bool = True
+    """False when METAKOCKA_SECRET_KEYS is not set: allowed when every organization takes its
+    credentials from the CRM (the resource then has no secret of its own)."""
 
     @property
     def organization_ids(self) -> list[str]:
@@ -106,6 +142,7 @@ class Settings:
             push_concurrency=int(env.get("SYNC_PUSH_CONCURRENCY", DEFAULT_PUSH_CONCURRENCY)),
             database_url_from_env=bool(env.get("SYNC_DATABASE_URL")),
             database_schema=env.get("SYNC_DATABASE_SCHEMA"),
+            metakocka_secret_keys_from_env="METAKOCKA_SECRET_KEYS" in env,
         )
 
 
@@ -119,7 +156,8 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
     Each item: {"id": "<crm organization uuid>", "name": "...", "metakocka_company_id": "16",
     "conflict_policy": "manual", "propagate_deletes": false, "crm_integration_user_id":
     "<crm user uuid>", "service_product_code": "STORITEV", "key": "acme",
-    "metakocka_statuses": {"awaiting_payment": "sent"}}. No secrets belong here.
+    "metakocka_statuses": {"awaiting_payment": "sent"}, "metakocka_credentials": "env"}. No
+    secrets belong here.
     """
     value = value.strip()
     if not value:
@@ -131,7 +169,7 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
         Organization(
             id=str(item["id"]),
             name=str(item.get("name", item["id"])),
-            metakocka_company_id=str(item["metakocka_company_id"]),
+            metakocka_company_id=_optional(item.get("metakocka_company_id")),
             conflict_policy=str(item.get("conflict_policy") or "manual"),
             propagate_deletes=_flag(item.get("propagate_deletes", False)),
             crm_integration_user_id=_optional(item.get("crm_integration_user_id")),
@@ -140,6 +178,7 @@ def parse_organizations(value: str) -> tuple[Organization, ...]:
             metakocka_statuses=StatusMap.from_config(
                 item.get("metakocka_statuses"), f"organization {item['id']}"
             ),
+            metakocka_credentials=str(item.get("metakocka_credentials") or CREDENTIALS_FROM_ENV),
         )
         for item in items
     )
@@ -176,6 +215,7 @@ def organizations_to_json(organizations: list[Organization] | tuple[Organization
                 "service_product_code": org.service_product_code,
                 "key": org.key,
                 "metakocka_statuses": org.metakocka_statuses.as_config(),
+                "metakocka_credentials": org.metakocka_credentials,
             }
             for org in organizations
         ]

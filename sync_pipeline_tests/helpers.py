@@ -1,6 +1,7 @@
 """Test helpers: run the nightly job the way the demo and the daemon do, and inspect the sandbox's
 own stores directly (not through the pipeline) when counting duplicates."""
 
+import json
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,6 +121,56 @@ class CrmHttp:
         response.raise_for_status()
         rows = response.json()
         return rows[0] if rows else None
+
+
+def crm_credentials_environment(sandbox, database_url: str, data_dir, *, company=None) -> dict:
+    """The pipeline's environment on the sandbox, its first organization taking its Metakocka
+    credentials from the CRM (`"metakocka_credentials": "crm"`, naming its company only when
+    `company` is given) and its secret left out of METAKOCKA_SECRET_KEYS: the CRM is the only
+    place to find it."""
+    environment = sandbox_environment(sandbox, database_url, data_dir)
+    first = sandbox.organizations[0]
+    organizations = json.loads(environment["SYNC_ORGANIZATIONS"])
+    organizations[0].update(metakocka_credentials="crm", metakocka_company_id=company)
+    secrets = json.loads(environment["METAKOCKA_SECRET_KEYS"])
+    del secrets[first.metakocka_company_id]
+    environment["SYNC_ORGANIZATIONS"] = json.dumps(organizations)
+    environment["METAKOCKA_SECRET_KEYS"] = json.dumps(secrets)
+    return environment
+
+
+class CrmCredentials:
+    """The CRM's `metakocka_credentials` rows, edited over PostgREST (as the CRM's settings page
+    and its administrators do)."""
+
+    def __init__(self, sandbox):
+        self.url = sandbox.crm_url + "/rest/v1/metakocka_credentials"
+        key = sandbox.organizations[0].crm_api_key
+        self.headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+
+    def of_user(self, user_id: str) -> dict:
+        response = requests.get(
+            self.url, params={"user_id": f"eq.{user_id}"}, headers=self.headers, timeout=10
+        )
+        response.raise_for_status()
+        (row,) = response.json()
+        return row
+
+    def add(self, **row) -> dict:
+        response = requests.post(
+            self.url,
+            json=row,
+            headers={**self.headers, "Prefer": "return=representation"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()[0]
+
+    def update(self, row_id: str, **fields) -> None:
+        response = requests.patch(
+            self.url, params={"id": f"eq.{row_id}"}, json=fields, headers=self.headers, timeout=10
+        )
+        response.raise_for_status()
 
 
 class MetakockaHttp:

@@ -7,7 +7,8 @@ quotes the key in its exception). Afterwards every place a secret could leak is 
 sandbox secret (the Metakocka secret keys, the CRM API keys): the captured Python log records and
 everything written to stdout/stderr, every Dagster event of every run, and every row of every
 table in the sync database. The API's own secrets (the Supabase JWT secret, the users' access
-tokens) are checked the same way after a user's calls and the run they asked for.
+tokens) are checked the same way after a user's calls and the run they asked for, and so is a
+Metakocka secret the pipeline reads from the CRM's `metakocka_credentials` at run time.
 """
 
 import logging
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
 from sync_pipeline.api.config import ApiConfig
-from sync_pipeline.demo import patched_environ, sandbox_environment
+from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
 from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
     external_ref_to_crm_id,
@@ -35,13 +36,14 @@ from sync_pipeline.faultlab import (
     nightly_job,
     run_nightly,
 )
+from sync_pipeline.resources import MetakockaResource
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.engine import make_engine
 from sync_pipeline.store.repository import SyncStore
 
 from .auth_helpers import a_member
-from .helpers import error_rows
+from .helpers import CrmCredentials, crm_credentials_environment, error_rows
 from .on_demand_helpers import (  # noqa: F401 (fixtures)
     Dagster,
     api_fixture,
@@ -227,3 +229,78 @@ def test_the_jwt_secret_and_users_tokens_never_leak(
         for token in tokens + refused:
             signature = token.rsplit(".", 1)[1]
             assert token not in text and signature not in text, f"a token leaked into {place}"
+
+
+def test_a_secret_read_from_the_crm_never_leaks(tmp_path, caplog, capfd):
+    """An organization whose Metakocka secret is only in the CRM's `metakocka_credentials` is
+    reconciled under injected 5xx pages and dropped connections, then with a wrong secret in
+    its row (Metakocka refuses it: an `auth` row and an error line quoting where the secret
+    came from). Neither secret reaches a log line, stdout/stderr, a Dagster event, a row of the
+    sync database or the refusal's exception text; and where a text does quote the secret (a
+    library echoing a request), the run's store and the API's store mask it: each registers
+    the secret the moment it reads it from the CRM."""
+    caplog.set_level(logging.DEBUG)
+    db_url = f"sqlite:///{tmp_path / 'sync.db'}"
+    with start_sandbox(tmp_path / "sandbox", documents_per_org=20) as sandbox:
+        org = sandbox.organizations[0]
+        environment = crm_credentials_environment(sandbox, db_url, tmp_path)
+        settings = Settings.from_env(environment)
+        organization = settings.organizations[0]
+        credentials = CrmCredentials(sandbox)
+        row = credentials.of_user(org.integration_user_id)
+        wrong = "mk_sk_an_old_secret_still_in_the_crm"
+        secrets = [org.metakocka_secret_key, wrong]
+        cases = {case.name: case for case in fault_cases(rate=0.1, cap=6)}
+        rules = {
+            system: cases["error_5xx_html"].rules[system] + cases["connection_reset"].rules[system]
+            for system in ("crm", "metakocka")
+        }
+        instance = dg.DagsterInstance.ephemeral()
+        job = nightly_job(settings, CONFIG, environment=environment)
+        configure_case(sandbox, FaultCase("mixed", rules, "transient"))
+        runs = [run_nightly(job, instance, org.id)]
+        configure_case(sandbox, None)
+        credentials.update(row["id"], secret_key=wrong)
+        runs.append(run_nightly(job, instance, org.id))
+        (refused,) = [
+            r
+            for r in error_log(db_url, org.id)
+            if r["run_id"] == runs[-1].run_id and r["error_type"] == "auth"
+        ]
+        assert row["id"] in refused["message"]  # says where the refused secret came from
+        credentials.update(row["id"], secret_key=org.metakocka_secret_key)
+
+        echoed = {
+            "organization_id": org.id,
+            "error_type": "internal",
+            "message": f"a library quoted the request: secret {org.metakocka_secret_key}",
+            "details": {"echo": org.metakocka_secret_key},
+            "stack_trace": f"body={org.metakocka_secret_key}",
+        }
+        store = SyncStore(db_url)
+        resource = MetakockaResource(
+            base_url=sandbox.metakocka_url, secret_keys=environment["METAKOCKA_SECRET_KEYS"]
+        )
+        client = resource.client_for(organization, sandbox_crm_client(sandbox), store=store)
+        assert client.company_id == org.metakocka_company_id
+        store.log_errors([echoed])
+        store.dispose()
+        api = ApiConfig.from_env(environment)
+        try:
+            assert api.metakocka(organization).company_id == org.metakocka_company_id
+            api.store.log_errors([echoed])
+        finally:
+            api.store.dispose()
+        assert all(org.metakocka_secret_key not in repr(x) for x in (client, resource, api))
+
+    events = [serialize_value(e) for run in runs for e in instance.all_logs(run.run_id)]
+    places = {
+        "python logging": "\n".join(record.getMessage() for record in caplog.records),
+        "stdout/stderr": "".join(capfd.readouterr()),
+        "dagster events": "\n".join(events),
+        "sync tables": "\n".join(repr(row) for row in all_rows(db_url)),
+    }
+    assert places["sync tables"].count("secret ***") == 2  # both echoes, masked
+    for place, text in places.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret read from the CRM leaked into {place}"

@@ -221,10 +221,13 @@ class MetakockaClient:
         max_concurrent_searches: int = 1,
         session: requests.Session | None = None,
         create_settle_s: float | None = None,
+        credentials_origin: str | None = None,
     ):
         """`create_settle_s`: how long after a create was sent Metakocka may still store it
         (default: `write_timeout_s`). A create whose outcome is unknown is looked up again only
-        after that, so a slow create still being processed cannot be sent a second time."""
+        after that, so a slow create still being processed cannot be sent a second time.
+        `credentials_origin`: where the company id and secret come from (METAKOCKA_SECRET_KEYS,
+        a CRM row); a refusal of them names it, so the error says what to correct."""
         self._api_url = base_url.rstrip("/") + API_PATH
         self.company_id = str(company_id)
         self._secret_key = secret_key
@@ -237,6 +240,7 @@ class MetakockaClient:
         self._search_slots = RequestSlots(max_concurrent_searches)
         self._session = session or new_session(self._api_url, max_concurrent_requests)
         self.stats = CallStats()
+        self.credentials_origin = credentials_origin
 
     def __repr__(self) -> str:
         return f"MetakockaClient({self._api_url!r}, company_id={self.company_id!r})"
@@ -269,14 +273,23 @@ class MetakockaClient:
                 response = self._session.post(self._api_url + call, json=request, timeout=timeout)
         except requests.RequestException as exc:
             raise transport_error(call, exc, creates=creates, secrets=secrets) from None
-        return parse_answer(
-            call,
-            response.status_code,
-            response.text,
-            creates=creates,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            secrets=secrets,
-        )
+        try:
+            return parse_answer(
+                call,
+                response.status_code,
+                response.text,
+                creates=creates,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                secrets=secrets,
+            )
+        except AuthError as exc:
+            if not self.credentials_origin:
+                raise
+            raise AuthError(
+                f"{exc.message} (company {self.company_id}: its id and secret come from "
+                f"{self.credentials_origin})",
+                details={**exc.details, "credentials": self.credentials_origin},
+            ) from None
 
     def _call(self, call: str, body: dict, *, timeout=None) -> dict:
         """A call that is safe to repeat (a read, a replace, a field update), with the policy."""

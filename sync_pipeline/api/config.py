@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.crm_credentials import MetakockaCredentials
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.api.auth import UserTokenVerifier
 from sync_pipeline.settings import Organization, Settings, crm_tenants
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.sync.credentials import metakocka_credentials
 
 TOKENS_ENV = "SYNC_API_TOKENS"
 JWT_SECRET_ENV = "SUPABASE_JWT_SECRET"
@@ -78,14 +80,17 @@ class ApiConfig:
     organizations: dict[str, Organization]
     store: SyncStore
     crm_client: Callable[[], CrmClient]
-    metakocka_client: Callable[[str], MetakockaClient]
-    """company id -> client of that Metakocka company."""
+    metakocka_client: Callable[[MetakockaCredentials], MetakockaClient]
+    """A company's id and secret -> its client."""
     users: UserTokenVerifier | None = None
     """Verifies CRM users' access tokens; None: only service tokens are accepted."""
     membership_seconds: float = DEFAULT_MEMBERSHIP_SECONDS
     """The CRM client (with what it read of organization_members) is renewed this often."""
     cors_origins: tuple[str, ...] = ()
     """Origins whose pages may call the API from the browser."""
+    metakocka_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    """METAKOCKA_SECRET_KEYS: company id -> secret (organizations whose credentials are not
+    the CRM's)."""
     _clients: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -115,10 +120,20 @@ class ApiConfig:
         return self.crm().directory(organization_id).tenancy().members
 
     def metakocka(self, organization: Organization) -> MetakockaClient:
-        key = ("mk", organization.metakocka_company_id)
-        if key not in self._clients:
-            self._clients[key] = self.metakocka_client(organization.metakocka_company_id)
-        return self._clients[key]
+        """The organization's Metakocka client (sync/credentials.py): one per company of
+        METAKOCKA_SECRET_KEYS; for an organization whose credentials are the CRM's, read again
+        every `membership_seconds` (a secret changed in the CRM counts here within that time),
+        its secret redacted by the API's store like the others."""
+        from_crm = organization.credentials_from_crm
+        key = ("mk-crm", organization.id) if from_crm else ("mk", organization.metakocka_company_id)
+        made = self._clients.get(key)
+        if made is None or (from_crm and time.monotonic() - made[1] >= self.membership_seconds):
+            found = metakocka_credentials(
+                organization, env_secrets=self.metakocka_secrets, crm=self.crm()
+            )
+            self.store.add_secrets([found.secret_key])
+            made = self._clients[key] = (self.metakocka_client(found), time.monotonic())
+        return made[0]
 
     @classmethod
     def from_env(cls, environ=None) -> "ApiConfig":
@@ -140,10 +155,13 @@ class ApiConfig:
         )
         store.create_schema()
 
-        def metakocka_client(company_id: str) -> MetakockaClient:
-            if company_id not in secrets:
-                raise KeyError(f"no Metakocka secret key configured for company {company_id}")
-            return MetakockaClient(env["METAKOCKA_BASE_URL"], company_id, secrets[company_id])
+        def metakocka_client(found: MetakockaCredentials) -> MetakockaClient:
+            return MetakockaClient(
+                env["METAKOCKA_BASE_URL"],
+                found.company_id,
+                found.secret_key,
+                credentials_origin=found.origin,
+            )
 
         return cls(
             tokens=tokens,
@@ -153,6 +171,7 @@ class ApiConfig:
                 env["CRM_BASE_URL"], crm_key, tenants=crm_tenants(settings.organizations)
             ),
             metakocka_client=metakocka_client,
+            metakocka_secrets=secrets,
             users=users,
             membership_seconds=float(env.get(MEMBERSHIP_SECONDS_ENV) or DEFAULT_MEMBERSHIP_SECONDS),
             cors_origins=tuple(

@@ -1,10 +1,16 @@
-"""Small helpers the assets share: opening the store with every secret known to it for redaction."""
+"""Small helpers the assets share: opening the store with every secret known to it for redaction,
+and the organization's Metakocka client."""
 
 import dagster as dg
 import sqlalchemy as sa
 
+from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.crm_credentials import CredentialsError
+from sync_pipeline.adapters.errors import SyncError
+from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.adapters.redact import redact
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.settings import Organization
 from sync_pipeline.store.repository import SyncStore
 
 PARTITION_TAG_REQUESTED_BY = "sync_pipeline/requested_by"
@@ -28,6 +34,27 @@ def open_store(
             ),
             metadata={"database": where},
         ) from None
+
+
+def metakocka_client(
+    metakocka: MetakockaResource, crm: CrmClient, store: SyncStore, organization: Organization
+) -> MetakockaClient:
+    """The organization's Metakocka client, or a `Failure` whose first line is why its
+    credentials cannot be had (the organization and what to fix). The extraction, the first
+    step, logs that case as an error row instead (assets/extract.py); a later step meets it
+    only if the credentials changed in the CRM meanwhile."""
+    try:
+        return metakocka.client_for(organization, crm, store=store)
+    except (SyncError, KeyError) as exc:
+        raise dg.Failure(description=redact(credentials_problem(organization, exc))) from None
+
+
+def credentials_problem(organization: Organization, exc: SyncError | KeyError) -> str:
+    """Why the organization has no Metakocka client, in one line that names it."""
+    if isinstance(exc, CredentialsError):
+        return str(exc)  # names the organization and the fix already
+    text = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+    return f"{organization.label}: its Metakocka credentials cannot be read: {text}"
 
 
 def requested_by(context: dg.AssetExecutionContext) -> str:

@@ -6,7 +6,7 @@ Reported always; propagated (counterpart deleted, link dropped) only for an orga
 
 import dagster as dg
 
-from sync_pipeline.assets.common import open_store, requested_by
+from sync_pipeline.assets.common import metakocka_client, open_store, requested_by
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
@@ -40,10 +40,11 @@ def build_deletion_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         store = open_store(sync_store, crm, metakocka)
         outcomes = []
         if org.propagate_deletes and not deleted_rows(sync_plan).empty:
+            crm_client = crm.client()
             outcomes = propagate_deletions(
                 sync_plan,
-                crm=crm.client(),
-                metakocka=metakocka.client(org.metakocka_company_id),
+                crm=crm_client,
+                metakocka=metakocka_client(metakocka, crm_client, store, org),
                 store=store,
                 organization_id=org.id,
             )

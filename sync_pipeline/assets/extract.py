@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import Field
 
 from sync_pipeline.adapters.errors import SyncError
-from sync_pipeline.assets.common import open_store, requested_by
+from sync_pipeline.assets.common import credentials_problem, open_store, requested_by
 from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.resources import (
     CrmResource,
@@ -47,6 +47,7 @@ from sync_pipeline.sync.incremental import (
 from sync_pipeline.sync.run_errors import retried_failure_rows, step_failure_row
 
 GROUP = "extract"
+CREDENTIALS_SYSTEM = "the CRM's metakocka_credentials"
 
 
 class ExtractionConfig(dg.Config):
@@ -104,12 +105,22 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         org = organizations.for_partition(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         crm_client = crm.client()
-        mk_client = metakocka.client(org.metakocka_company_id)
         schema = _attempt(crm_client.schema)  # which published schema; refuse to run on none
         if isinstance(schema, SyncError):
             _log_failure(context, store, org.id, "the CRM", schema)
             return
         context.log.info(crm_schema_summary(schema))
+        try:  # from METAKOCKA_SECRET_KEYS, or the CRM's metakocka_credentials (run start)
+            mk_client = metakocka.client_for(org, crm_client, store=store)
+        except SyncError as exc:  # none, several, unusable, or unreadable: one row, skip
+            _log_failure(context, store, org.id, CREDENTIALS_SYSTEM, exc)
+            return
+        except KeyError as exc:
+            raise dg.Failure(description=credentials_problem(org, exc)) from None
+        context.log.info(
+            f"Metakocka company {mk_client.company_id}, credentials from "
+            f"{mk_client.credentials_origin}"
+        )
         window = choose_window(
             read_cursor(store.engine, org.id),
             full_sweep=config.full_sweep,
@@ -172,6 +183,8 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                         "api_calls": client.stats.snapshot()["total_calls"],
                         "retries": client.stats.snapshot()["total_retries"],
                         "crm_schema": schema.profile.name,
+                        "metakocka_company": mk_client.company_id,
+                        "metakocka_credentials": mk_client.credentials_origin,
                         "crm_change_detection": change_detection(schema),
                         **scope.metadata(),
                     },

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from sync_pipeline.assets.common import open_store, requested_by
+from sync_pipeline.assets.common import metakocka_client, open_store, requested_by
 from sync_pipeline.assets.validate import ValidatedDocuments
 from sync_pipeline.domain.plan import ACTIONS
 from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
@@ -81,7 +81,8 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 raise dg.Failure(f"resolve_conflicts: {exc}") from None
         resolutions = pending_resolutions(store.engine, org_id)
         scope = validated_sales_documents.scope
-        mk_client = metakocka.client(org.metakocka_company_id)  # asks which side changed last
+        # asks which side changed last
+        mk_client = metakocka_client(metakocka, crm.client(), store, org)
         plan = plan_sync(
             org_id,
             validated_sales_documents.crm,

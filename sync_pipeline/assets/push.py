@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from sync_pipeline.assets.common import open_store, requested_by
+from sync_pipeline.assets.common import metakocka_client, open_store, requested_by
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
@@ -66,8 +66,8 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         org = organizations.for_partition(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         bind_unchanged_pairs(sync_plan, store=store, organization_id=org.id)
-        mk_client = metakocka.client(org.metakocka_company_id)
         crm_client = crm.client()
+        mk_client = metakocka_client(metakocka, crm_client, store, org)
         common = {
             "store": store,
             "organization_id": org.id,

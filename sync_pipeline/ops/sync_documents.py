@@ -13,6 +13,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from sync_pipeline.adapters.crm_credentials import CredentialsError
+from sync_pipeline.adapters.errors import AuthError
 from sync_pipeline.assets.common import open_store
 from sync_pipeline.domain.sync_request import split_document_ids
 from sync_pipeline.resources import (
@@ -113,6 +115,7 @@ def sync_documents_op(
             f"of {org.name} ({direction})"
         )
         crm_client = crm.client()
+        mk_client = metakocka.client_for(org, crm_client, store=store)
         result = sync_documents(
             org.id,
             direction,
@@ -120,7 +123,7 @@ def sync_documents_op(
             metakocka_ids=mk_ids,
             all_unsynced=config.all_unsynced,
             crm=crm_client,
-            metakocka=metakocka.client(org.metakocka_company_id),
+            metakocka=mk_client,
             store=store,
             dry_run=config.dry_run,
             run_id=run_id,
@@ -133,6 +136,10 @@ def sync_documents_op(
     except (KeyError, ValueError) as exc:
         queue.finish(config.request_ids, error=str(exc))
         raise dg.Failure(description=str(exc)) from None
+    except AuthError as exc:  # unusable or refused credentials: say what to fix, no traceback
+        message = str(exc) if isinstance(exc, CredentialsError) else f"{org.label}: {exc}"
+        queue.finish(config.request_ids, error=message)
+        raise dg.Failure(description=message) from None
     except Exception as exc:
         queue.finish(config.request_ids, error=f"{type(exc).__name__}: {exc}")
         raise

@@ -9,6 +9,7 @@ counted reads; either system unreadable: no plan), and the report says what was 
 from dataclasses import dataclass, field
 
 from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.adapters.crm_credentials import CredentialsError
 from sync_pipeline.adapters.crm_tenancy import Tenancy
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.adapters.metakocka import MetakockaClient
@@ -44,6 +45,12 @@ class CrmFacts:
         return self.tenancy is not None
 
 
+def _credentials_problem(org: Organization, exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"METAKOCKA_SECRET_KEYS has no key for company {org.metakocka_company_id}"
+    return str(exc)
+
+
 def preflight_organization(
     org: Organization, crm_resource: CrmResource, metakocka_resource: MetakockaResource
 ) -> OrganizationReport:
@@ -59,16 +66,18 @@ def preflight_organization(
         facts = check_crm(crm, crm_resource.base_url, org)
         report.findings += facts.findings
         try:
-            mk = metakocka_resource.client(org.metakocka_company_id, session=mk_session)
-        except KeyError:
+            mk = metakocka_resource.client_for(org, crm, session=mk_session)
+        except (KeyError, CredentialsError) as exc:
             mk_session.close()
             report.add(
                 Finding(
                     METAKOCKA,
                     metakocka_checks.CONNECTION,
                     BLOCKER,
-                    f"METAKOCKA_SECRET_KEYS has no key for company {org.metakocka_company_id}",
-                    "Add the company's id and secret key to METAKOCKA_SECRET_KEYS",
+                    _credentials_problem(org, exc),
+                    "Add the company's id and secret key to METAKOCKA_SECRET_KEYS"
+                    if isinstance(exc, KeyError)
+                    else "Give the organization one active row in the CRM's metakocka_credentials",
                 )
             )
             return _unplanned(report, org, facts, "Metakocka cannot be asked")

@@ -7,6 +7,9 @@ proportions, identical for the same seed. Everything is drawn from ``random.Rand
 organization; timestamps are back-dated from a fixed anchor, so the same seed gives the same data
 and the same keys on every machine.
 
+Each organization's integration user has its Metakocka credentials in the CRM's
+``metakocka_credentials``, as the CRM's settings page stores them (``credentials_row``).
+
 A "linked" document carries the link only on the Metakocka side, as the pipeline writes it:
 ``buyer_order`` = :func:`metakocka_link` of the CRM id and ``title`` = the CRM id. Half of the
 customers Metakocka knows as partners get a ``metakocka_contact_mappings`` row in the CRM.
@@ -90,6 +93,19 @@ def make_organizations(count: int = 2, seed: int = 7) -> list[SandboxOrganizatio
     ]
 
 
+def credentials_row(org: SandboxOrganization) -> dict[str, Any]:
+    """The organization's Metakocka credentials as the CRM's own settings save them
+    (aware88/fresh-ai-crm, src/lib/integrations/metakocka/service.ts, saveCredentials): one
+    row per user (sql-migrations/57: UNIQUE(user_id)), here the integration user's, active, its
+    organization_id left NULL (the CRM's code never writes it), api_endpoint its default."""
+    return {
+        "user_id": org.integration_user_id,
+        "company_id": org.metakocka_company_id,
+        "secret_key": org.metakocka_secret_key,
+        "is_active": True,
+    }
+
+
 def metakocka_link(crm_id: str) -> str:
     """The external id put in Metakocka's ``buyer_order`` (28 chars, under MK's limit of 30)."""
     return "FC" + base64.b32encode(bytes.fromhex(crm_id.replace("-", ""))).decode().rstrip("=")
@@ -140,6 +156,7 @@ def seed_sandbox(
             factory = organization_factory(org, seed)
             for table, rows in factory.catalog_rows(org.name):
                 crm.insert(table, rows)
+            crm.insert("metakocka_credentials", [credentials_row(org)])
             summary["organizations"][org.id] = _seed_organization(
                 crm, mk, org, factory, documents_per_org
             )

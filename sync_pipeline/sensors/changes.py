@@ -164,7 +164,7 @@ def _poll(side: str, org, since: datetime, crm: CrmResource, metakocka: Metakock
     crm_client = crm.client()
     if side == "crm":
         return extract_crm(crm_client, org.id, updated_since=since)
-    client = metakocka.client(org.metakocka_company_id)
+    client = metakocka.client_for(org, crm_client)  # the CRM's credentials: a SyncError too
     precision = crm_context(crm_client, org.id).precision  # both sides compare at the CRM's
     return extract_metakocka(client, org.id, changed_since=since, precision=precision)
 

@@ -55,6 +55,11 @@ class SyncStore:
         self.engine = make_engine(url, self.schema)
         self._secrets = tuple(s for s in secrets if s)
 
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Redact these too from now on (a secret learned after opening: the CRM's
+        `metakocka_credentials`)."""
+        self._secrets = tuple(dict.fromkeys([*self._secrets, *(s for s in secrets if s)]))
+
     def create_schema(self) -> None:
         """Bring the database to the newest migration (cheap when it is already there)."""
         upgrade(self.url, schema=self.schema or "")
