@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
 from sync_pipeline.adapters.crm_profiles import DOCS
+from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.cli import main
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import patched_environ, sandbox_environment
@@ -30,7 +31,7 @@ from sync_pipeline.preflight.read_only import (
     read_only_session,
 )
 from sync_pipeline.preflight.run import READ_ONLY_NOTICE
-from sync_pipeline.resources import CrmResource, MetakockaResource
+from sync_pipeline.resources import CrmResource
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 
@@ -338,13 +339,14 @@ def test_the_preflight_sessions_refuse_every_write_before_sending_it(sandbox):
     sandboxes do not even see the request. Reads go through."""
     org = sandbox.organizations[0]
     crm_resource = CrmResource(base_url=sandbox.crm_url, api_key=org.crm_api_key)
-    mk_resource = MetakockaResource(
-        base_url=sandbox.metakocka_url,
-        secret_keys=json.dumps({org.metakocka_company_id: org.metakocka_secret_key}),
-    )
     crm = crm_resource.client(session=read_only_session(sandbox.crm_url, CRM_READS, 4))
     mk_session = read_only_session(sandbox.metakocka_url, METAKOCKA_READS, 2)
-    mk = mk_resource.client(org.metakocka_company_id, session=mk_session)
+    mk = MetakockaClient(
+        sandbox.metakocka_url,
+        org.metakocka_company_id,
+        org.metakocka_secret_key,
+        session=mk_session,
+    )
     reset_counters(sandbox)
     doc_id = sandbox.crm_state.documents(org.id)[0]["id"]
     write = CrmDocumentWrite(doc_id, {"notes": "never"}, owner={"organization_id": org.id})
