@@ -1,6 +1,7 @@
 """What an operator sees in the launchpad, through the GraphQL the UI uses: every resource field
-says what it is; the launchpad opens with the fields an operator sets and nothing else; and a
-launch with an empty organization or document id is refused before any run exists."""
+says what it is; the launchpad opens with the fields an operator sets and nothing else; a launch
+with an empty organization or document id is refused before any run exists; and a run launched
+by hand carries its organization's tags, so the run queue's limits apply to it."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,15 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from sync_pipeline.definitions import build_definitions
-from sync_pipeline.jobs import NIGHTLY_JOB_NAME
-from sync_pipeline.ops.launch import JOB_NAME, OP_NAME
+from sync_pipeline.jobs import (
+    METAKOCKA_COMPANY_TAG,
+    NIGHTLY_JOB_NAME,
+    ORGANIZATION_ID_TAG,
+    ORGANIZATION_NAME_TAG,
+)
+from sync_pipeline.ops.launch import JOB_NAME, OP_NAME, TAG_ORGANIZATION
 
-from .graphql_helpers import LAUNCH
+from .graphql_helpers import LAUNCH, RUN_STATUS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_YAML = """
@@ -134,3 +140,15 @@ def test_a_launch_naming_an_empty_id_is_refused_before_any_run_exists(launchpad,
         assert answer["__typename"] == "PythonError"
         assert f"{JOB_NAME} not launched: " in answer["message"] and reason in answer["message"]
     assert launchpad.instance.get_runs_count() == 0
+
+
+def test_a_run_launched_by_hand_carries_its_organization_tags(launchpad, sandbox):
+    org = sandbox.organizations[0]
+    launched = launchpad.launch(JOB_NAME, on_demand(organization_id=org.id, all_unsynced=True))
+    assert launched["__typename"] == "LaunchRunSuccess"
+    run = launchpad.query(RUN_STATUS, {"runId": launched["run"]["runId"]})["runOrError"]
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    assert run["status"] == "QUEUED"  # waiting in the queue, already tagged
+    assert tags[TAG_ORGANIZATION] == tags[ORGANIZATION_ID_TAG] == org.id  # one run per organization
+    assert tags[ORGANIZATION_NAME_TAG] == org.name
+    assert tags[METAKOCKA_COMPANY_TAG] == org.metakocka_company_id  # two per Metakocka company

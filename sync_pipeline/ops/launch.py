@@ -1,10 +1,12 @@
 """What launches a `sync_documents` run: its names, the config an operator (or the request sensor)
-gives it, and the check that refuses a launch with bad ids.
+gives it, the check that refuses a launch with bad ids, and the tags of a run launched by hand.
 
-Light on purpose (Dagster, pydantic and the pure request rules only): the sync code behind the
-job itself is in `ops/sync_documents.py`.
+Light on purpose (Dagster, pydantic and the pure request rules only): the instance's run
+coordinator (`sync_pipeline.run_queue`) imports it in the webserver and the daemon, which have no
+use for pandas or the sync code behind the job itself (`ops/sync_documents.py`).
 """
 
+from collections.abc import Mapping
 from enum import Enum
 
 import dagster as dg
@@ -12,6 +14,7 @@ import pydantic
 from pydantic import Field
 
 from sync_pipeline.domain.sync_request import split_document_ids
+from sync_pipeline.jobs import organization_run_tags
 
 JOB_NAME = "sync_documents"
 OP_NAME = "sync_requested_documents"
@@ -104,3 +107,22 @@ def launch_config() -> dg.ConfigMapping:
         # the op's schema validates the values again; the mapping passes them on as given
         receive_processed_config_values=False,
     )
+
+
+def launch_tags(
+    job_name: str, run_config: Mapping, tags: Mapping[str, str], organizations
+) -> dict[str, str]:
+    """The organization's tags a `sync_documents` run lacks (one launched from the launchpad):
+    `sync_pipeline/organization` from its config, and its name, id and Metakocka company when
+    `organizations` (the configured `Organization`s) knows it. Empty for any other run."""
+    if job_name != JOB_NAME:
+        return {}
+    config = ((run_config.get("ops") or {}).get(OP_NAME) or {}).get("config") or {}
+    organization_id = config.get("organization_id")
+    if not isinstance(organization_id, str) or not organization_id:
+        return {}
+    wanted = {TAG_ORGANIZATION: organization_id}
+    for organization in organizations:
+        if organization.id == organization_id:
+            wanted.update(organization_run_tags(organization))
+    return {key: value for key, value in wanted.items() if key not in tags}
