@@ -4,8 +4,9 @@
 
 Starts the sandbox (in this process) and `dagster dev` against it (the repo's dagster.yaml, a
 temporary DAGSTER_HOME), launches one organization's nightly run through GraphQL the way the
-launchpad does, waits for it, and saves three pages as PNG: the asset graph, the run's page and
-the `sync_report` asset of that organization's partition. Needs Debian's `chromium` package.
+launchpad does, waits for it, and saves four pages as PNG: the asset graph (every group
+expanded), the run's page, the `sync_report` asset of that organization's partition (tall enough
+for all its metadata) and the `sync_documents` launchpad. Needs Debian's `chromium` package.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -24,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sync_pipeline.demo import sandbox_environment  # noqa: E402
-from sync_pipeline.jobs import NIGHTLY_JOB_NAME  # noqa: E402
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME, RECONCILIATION_GROUPS  # noqa: E402
+from sync_pipeline.ops.launch import JOB_NAME  # noqa: E402
 from sync_pipeline.sandbox.runner import start_sandbox  # noqa: E402
 from sync_pipeline.settings import slug  # noqa: E402
 from sync_pipeline_tests.graphql_helpers import (  # noqa: E402
@@ -50,13 +53,20 @@ def wait_for(condition, timeout_s: float):
     raise TimeoutError("the UI did not get there in time")
 
 
-def screenshot(url: str, path: Path) -> None:
+def screenshot(url: str, path: Path, size: str = "1600,1000") -> None:
+    """`size` is the window's, width,height: the page is drawn for it and cut at its height."""
     subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--window-size=1600,1000", "--virtual-time-budget=20000", f"--screenshot={path}", url],
+         f"--window-size={size}", "--virtual-time-budget=20000", f"--screenshot={path}", url],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     print(f"saved {path} ({url})")
+
+
+def expanded_groups() -> str:
+    """The asset graph's `expanded` parameter (ui-core AssetGraphExplorer: group ids are
+    `global@global:<group>`): the graph shows every asset, not five closed group boxes."""
+    return quote(",".join(f"global@global:{group}" for group in RECONCILIATION_GROUPS))
 
 
 def main() -> None:
@@ -115,12 +125,24 @@ def main() -> None:
                 ),
                 300,
             )
+            # The global lineage page: the job page opens its info panel over a graph laid out
+            # for the full width, and the graph's right half was cut off.
             screenshot(
-                f"{url}/locations/sync_pipeline/jobs/{NIGHTLY_JOB_NAME}",
+                f"{url}/asset-groups?expanded={expanded_groups()}",
                 args.out / "asset-graph.png",
+                "2400,1200",
             )
-            screenshot(f"{url}/runs/{run_id}", args.out / "run.png")
-            screenshot(f"{url}/assets/sync_report?partition={key}", args.out / "sync-report.png")
+            # 1500 px: the step chart gets room above its floating search box
+            screenshot(f"{url}/runs/{run_id}", args.out / "run.png", "1600,1500")
+            screenshot(
+                f"{url}/assets/sync_report?partition={key}",
+                args.out / "sync-report.png",
+                "1600,2300",
+            )
+            screenshot(
+                f"{url}/locations/sync_pipeline/jobs/{JOB_NAME}/playground",
+                args.out / "launchpad.png",
+            )
         finally:
             os.killpg(ui.pid, signal.SIGTERM)
             ui.wait(timeout=30)

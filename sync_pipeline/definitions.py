@@ -29,6 +29,7 @@ from sync_pipeline.resources import (
     MetakockaResource,
     OrganizationsResource,
     SyncStoreResource,
+    configured_in_code,
 )
 from sync_pipeline.schedules import build_nightly_schedule
 from sync_pipeline.sensors import build_on_demand_sensors
@@ -37,8 +38,10 @@ from sync_pipeline.settings import Settings, organizations_to_json
 
 
 def build_resources(settings: Settings) -> dict:
+    """Every resource configured here, from the settings and `EnvVar`s: the launchpad does not
+    offer their config (`configured_in_code`)."""
     organizations = organizations_to_json(settings.organizations)
-    return {
+    resources = {
         "crm": CrmResource(
             base_url=dg.EnvVar("CRM_BASE_URL"),
             api_key=dg.EnvVar("CRM_API_KEY"),
@@ -62,6 +65,9 @@ def build_resources(settings: Settings) -> dict:
             organizations_json=organizations,
             push_concurrency=settings.push_concurrency,
         ),
+    }
+    return {
+        **{key: configured_in_code(resource) for key, resource in resources.items()},
         # The reconciliation's documents go from step to step in memory (io_managers.py).
         RECONCILIATION_IO_MANAGER: ReconciliationIOManager(),
     }

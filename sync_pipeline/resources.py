@@ -26,6 +26,23 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.credentials import metakocka_credentials
 
 
+def configured_in_code(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
+    """`resource` with its configuration fixed where it is built: same class, fields and values
+    (an `EnvVar` stays a variable name, read by the run worker), but no run config.
+
+    Why: Dagster puts every resource's config, defaults included, into each job's run config,
+    and the launchpad opens with all of it: some 55 lines of timeouts, retry budgets and the
+    organizations' JSON above the few fields an operator sets. Deployments differ by environment
+    variables (the settings), not by launchpad edits, so the resources take none; the Resources
+    page still lists every field with its description.
+    """
+    definition = resource.get_resource_definition()
+    return definition.configured(
+        definition.config_schema.default_value,
+        description=f"{type(resource).__name__}: {definition.description}",
+    )
+
+
 class RetryConfig(dg.Config):
     """The retry budget of one API client (see `adapters/retry.py`): attempts include the first
     one; waits are jittered exponential between 0 and `initial_wait_s * 2**n`, at most

@@ -1,6 +1,7 @@
 """The production wiring that needs no server: run tags for the queued run coordinator's limits,
 the selectable executor, run retention, and deploy/dagster.yaml as a valid instance config."""
 
+import importlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def test_production_instance_config_limits_runs_per_organization_and_company():
     assert postgres["scheme"] == "postgresql+psycopg2"  # psycopg 3 breaks dagster-postgres
     assert all(isinstance(postgres[k], dict) for k in ("hostname", "username", "db_name"))
     coordinator = config["run_coordinator"]
-    assert coordinator["class"] == "QueuedRunCoordinator"
+    # Dagster's queued coordinator (ours adds the organization's tags to launchpad runs)
+    module = importlib.import_module(coordinator["module"])
+    assert issubclass(getattr(module, coordinator["class"]), dg.QueuedRunCoordinator)
     limits = {
         limit["key"]: (limit["limit"], limit["value"])
         for limit in coordinator["config"]["tag_concurrency_limits"]

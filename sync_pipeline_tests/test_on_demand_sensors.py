@@ -47,6 +47,13 @@ def test_request_queue_on_postgresql(pg_url):
     assert queue.get(first.id).state == "failed" and queue.get(first.id).error == "boom"
     assert queue.get(first.id, "another-org") is None
     assert queue.counts(ORG) == {"failed": 1, "queued": 1}
+    # a batch that lost requests to another evaluation launches the rest under a key of its own:
+    # its run finds them by that key; a claimed request keeps its run
+    assert queue.mark_launched([second.id], "batch-key") == [second.id]
+    assert queue.rekey([second.id], "smaller-batch-key") == 1
+    assert [r.id for r in queue.for_run(run_key="smaller-batch-key")] == [second.id]
+    assert queue.claim([second.id], "run-2") == 1
+    assert queue.rekey([second.id], "another-key") == 0
     store.dispose()
 
 
@@ -188,11 +195,7 @@ def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(
     queue = SyncRequestQueue(store.engine)
     request, _ = queue.enqueue(org.id, "crm_to_metakocka", [document["id"]])
     queue.mark_launched([request.id], request.id)
-    config = {
-        "organization_id": "nope",
-        "document_ids": [document["id"]],
-        "request_ids": [request.id],
-    }
+    config = {"organization_id": "nope", "document_ids": [document["id"]]}
     failed = dagster.job.execute_in_process(
         run_config={"ops": {OP_NAME: {"config": config}}},
         instance=dagster_instance,
@@ -216,13 +219,14 @@ def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(
     cursor = tick(None)
     other, _ = queue.enqueue(org.id, "crm_to_metakocka", [DOC])
     queue.mark_launched([other.id], "key-of-a-crashed-run")
-    crashed = dagster.job.execute_in_process(
-        run_config={"ops": {OP_NAME: {"config": {**config, "request_ids": []}}}},
-        instance=dagster_instance,
+    # the run's worker died before the op started (as run monitoring reports it)
+    crashed = dagster_instance.create_run_for_job(
+        dagster.job,
+        run_config={"ops": {OP_NAME: {"config": config}}},
         tags={"dagster/run_key": "key-of-a-crashed-run"},
-        raise_on_error=False,
     )
-    assert not crashed.success and queue.get(other.id).state != "failed"
+    dagster_instance.report_run_failed(crashed, message="run worker for nope died")
+    assert queue.get(other.id).state != "failed"
     tick(cursor)
     assert queue.get(other.id).state == "failed" and "nope" in queue.get(other.id).error
 
@@ -236,9 +240,12 @@ def test_an_on_demand_sync_of_an_invalid_document_says_why(sandbox, pipeline_env
     store.create_schema()
     queue = SyncRequestQueue(store.engine)
     request, _ = queue.enqueue(org.id, "crm_to_metakocka", [invalid_id])
-    config = {"organization_id": org.id, "document_ids": [invalid_id], "request_ids": [request.id]}
+    queue.mark_launched([request.id], request.id)
+    config = {"organization_id": org.id, "document_ids": [invalid_id]}
     result = Dagster(pipeline_env, dagster_instance).job.execute_in_process(
-        run_config={"ops": {OP_NAME: {"config": config}}}, instance=dagster_instance
+        run_config={"ops": {OP_NAME: {"config": config}}},
+        instance=dagster_instance,
+        tags={"dagster/run_key": request.id},
     )
     assert result.success
     error = queue.get(request.id).error

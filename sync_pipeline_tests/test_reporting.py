@@ -3,9 +3,10 @@ run-failure sensor."""
 
 import base64
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -16,6 +17,8 @@ from sync_pipeline.sensors.run_failures import sync_run_failure_sensor
 from sync_pipeline.settings import Organization
 from sync_pipeline.store.error_log import resolve_run_failures
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.store.tables import SYNC_STATUSES
+from sync_pipeline.sync.reporting import history_sparklines
 
 from .edits import report_metadata, run
 from .helpers import status_rows
@@ -38,17 +41,24 @@ def test_the_report_shows_status_direction_errors_and_history(
     table = metadata["by_status_and_direction"]
     synced_line = next(line for line in table.splitlines() if line.startswith("| synced |"))
     assert synced_line.endswith(f"| {counts['synced']} |")
-    assert "crm_to_metakocka" in table.splitlines()[0]
+    assert "to Metakocka" in table.splitlines()[0]
     assert metadata["ok_crm_to_metakocka"] + metadata["ok_metakocka_to_crm"] > 0
     assert "| crm_to_metakocka | create_in_metakocka | ok |" in metadata["this_run"]
-    assert "| validation |" in metadata["top_errors"]
+    # the top errors are a table entry (the UI draws it in place, however long)
+    top_errors = [record.data for record in metadata["top_errors"].records]
+    assert any(error["type"] == "validation" for error in top_errors)
     # each error names a document it is about, by number and id
     invalid = [r for r in rows if r["status"] == "invalid" and r["crm_document_id"]]
+    documents = [error["document"] for error in top_errors]
     assert any(
-        f"crm {r['crm_document_id']}" in metadata["top_errors"]
-        and f"{r['crm_document_number']}: crm {r['crm_document_id']}" in metadata["top_errors"]
-        for r in invalid
-    ), metadata["top_errors"]
+        f"{r['crm_document_number']}: crm {r['crm_document_id']}" in documents for r in invalid
+    ), documents
+    # the last 30 days on the page: Markdown short enough to be drawn in place (under 1000
+    # characters), one sparkline per status that has documents, ending with today's count
+    history = metadata["last_30_days"]
+    assert len(history) < 1000
+    synced_bars = next(line for line in history.splitlines() if line.startswith("| synced |"))
+    assert synced_bars.endswith(f"█` | {counts['synced']} |")  # today is the highest bar
     image = re.fullmatch(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)",
                          metadata["status_history"])  # fmt: skip
     assert image and base64.b64decode(image.group(1)).startswith(b"\x89PNG")
@@ -87,6 +97,28 @@ def test_the_report_shows_status_direction_errors_and_history(
         if e.check_name == "reconciled_within_26_hours"
     ]
     assert own.passed and own.description == f"reconciled within 26 h: {org.name}"
+
+
+def test_the_last_30_days_are_sparklines_short_enough_for_the_page():
+    today = date(2026, 12, 4)
+    days = [today - timedelta(days=29), today - timedelta(days=1), today]
+    history = pd.DataFrame(
+        {status: [0, 0, 0] for status in SYNC_STATUSES}
+        | {"synced": [10, 20, 40], "invalid": [4, 0, 2]},
+        index=pd.Index(days, name="snapshot_date"),
+    )
+    lines = history_sparklines(history, today).splitlines()
+    # bars from 0 to the status's highest count; `·` is a day without a snapshot; statuses
+    # without documents are left out
+    assert lines[2:] == [
+        f"| synced | `▃{'·' * 27}▅█` | 40 |",
+        f"| invalid | `█{'·' * 27}▁▅` | 2 |",
+    ]
+    busiest = pd.DataFrame(
+        {status: [100_000] * 30 for status in SYNC_STATUSES},
+        index=pd.Index([today - timedelta(days=i) for i in range(29, -1, -1)]),
+    )
+    assert len(history_sparklines(busiest, today)) < 1000  # drawn in place, not in a dialog
 
 
 def test_freshness_fails_after_26_hours():

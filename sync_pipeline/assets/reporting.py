@@ -1,11 +1,16 @@
 """The sync report of each reconciliation, and the freshness check on sync_status.
 
 `sync_report` (per organization, last step of the nightly job) shows in the Dagster UI what the
-organization's sync looks like now: documents by status and direction, this run's pushes, the top
-open errors, the Metakocka statuses with no CRM status (documents per status: what to add to the
-organization's `metakocka_statuses`), and a 30-day plot of the status counts (from the daily
-`sync_status_history` snapshot it writes). It also records the finished reconciliation in
-`reconciliation_runs`, which the freshness check reads.
+organization's sync looks like now: documents by status and direction, the status counts of the
+last 30 days (sparklines on the page, and a plot, from the daily `sync_status_history` snapshot it
+writes), the top open errors naming their documents, this run's pushes, and the Metakocka statuses
+with no CRM status (documents per status: what to add to the organization's
+`metakocka_statuses`). It also records the finished reconciliation in `reconciliation_runs`,
+which the freshness check reads.
+
+Why sparklines and not Dagster's plots alone: the asset is partitioned by organization, and
+Dagster's "Plots" view graphs numeric metadata by partition (each organization's latest value) or
+by event (every organization's runs on one line), not one organization's days.
 
 `reconciled_within_26_hours` fails when an organization has not finished a reconciliation for 26
 hours (the nightly run plus two hours of grace). It runs every hour from its own schedule, so a
@@ -39,11 +44,13 @@ from sync_pipeline.store.resolutions import APPLIED, consume_resolutions
 from sync_pipeline.store.tables import SYNC_STATUSES
 from sync_pipeline.sync.push import OK, PushOutcome
 from sync_pipeline.sync.reporting import (
+    TOP_ERROR_COLUMNS,
     history_markdown,
+    history_sparklines,
     markdown_table,
     run_outcome_table,
     status_direction_table,
-    top_errors_table,
+    top_error_rows,
     unmapped_statuses_table,
 )
 from sync_pipeline.sync.statuses import unmapped_status_counts
@@ -62,11 +69,12 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         partitions_def=partitions_def,
         group_name=GROUP,
         deps=["sync_status", "sync_error_log"],
-        description="The organization's sync at the end of the reconciliation: documents by "
-        "status and direction, this run's pushes, the top open errors, the Metakocka statuses "
-        "its status map does not know (Markdown tables) and the status counts of the last 30 "
-        "days (plot). Writes the day's snapshot to "
-        "sync_status_history and the finished run to reconciliation_runs.",
+        description="The organization's sync after the reconciliation: documents by status and "
+        "last push direction, the last 30 days (a sparkline per status, bars from 0 to its "
+        "highest count; the plot is in status_history), the top open errors with their "
+        "documents, this run's pushes, the Metakocka statuses no map knows; then the counts as "
+        "numbers. Writes the day's snapshot to sync_status_history and the finished run to "
+        "reconciliation_runs.",
     )
     def sync_report(
         context: dg.AssetExecutionContext,
@@ -106,18 +114,22 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         record_reconciliation(engine, org_id, run_id, summary)
         history = status_history(engine, org_id, since=today - timedelta(days=HISTORY_DAYS - 1))
         errors = top_open_errors(engine, org_id)
+        # In the order the page tells it (the UI keeps it): the tables, then the numbers.
         return dg.MaterializeResult(
             metadata={
+                "by_status_and_direction": dg.MetadataValue.md(status_direction_table(counts)),
+                "last_30_days": dg.MetadataValue.md(
+                    history_sparklines(history, today, HISTORY_DAYS)
+                ),
+                "top_errors": _top_errors(errors),
+                "this_run": dg.MetadataValue.md(runs_table),
+                "unmapped_statuses": dg.MetadataValue.md(unmapped_statuses_table(unmapped)),
                 "documents": int(sum(by_status.values())),
                 **{f"status_{s}": int(by_status.get(s, 0)) for s in SYNC_STATUSES},
                 **{key: int(n) for key, n in sorted(run_counts.items())},
                 "conflict_resolutions_applied": applied,
                 "open_errors": int(errors["errors"].sum()) if not errors.empty else 0,
                 "unmapped_metakocka_statuses": summary["unmapped_metakocka_statuses"],
-                "unmapped_statuses": dg.MetadataValue.md(unmapped_statuses_table(unmapped)),
-                "by_status_and_direction": dg.MetadataValue.md(status_direction_table(counts)),
-                "this_run": dg.MetadataValue.md(runs_table),
-                "top_errors": dg.MetadataValue.md(top_errors_table(errors)),
                 "status_history": dg.MetadataValue.md(
                     history_markdown(history, today, HISTORY_DAYS)
                 ),
@@ -125,6 +137,16 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         )
 
     return [sync_report]
+
+
+def _top_errors(errors: pd.DataFrame) -> dg.MetadataValue:
+    """A table entry (drawn in place, however many errors), or a line saying there are none."""
+    if errors.empty:
+        return dg.MetadataValue.md("_no open errors_")
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(row) for row in top_error_rows(errors)],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name) for name in TOP_ERROR_COLUMNS]),
+    )
 
 
 def _applied_resolutions(plan: pd.DataFrame, outcomes: list[PushOutcome]) -> list:

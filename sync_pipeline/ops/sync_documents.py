@@ -7,16 +7,19 @@ The op runs the nightly path's use cases on the named documents only (`sync.targ
 upserts their sync_status rows; it does not re-materialise the organization's assets.
 """
 
-from enum import Enum
-
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
 from sync_pipeline.adapters.crm_credentials import CredentialsError
 from sync_pipeline.adapters.errors import AuthError
 from sync_pipeline.assets.common import open_store
-from sync_pipeline.domain.sync_request import split_document_ids
+from sync_pipeline.ops.launch import (
+    JOB_NAME,
+    OP_NAME,
+    TAG_REQUESTED_BY,
+    SyncDocumentsConfig,
+    launch_config,
+)
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
@@ -29,44 +32,8 @@ from sync_pipeline.sync.extract import Quarantined
 from sync_pipeline.sync.push import OK
 from sync_pipeline.sync.targeted import TargetedSyncResult, sync_documents
 
-JOB_NAME = "sync_documents"
-OP_NAME = "sync_requested_documents"
-TAG_REQUESTED_BY = "sync_pipeline/requested_by"
-TAG_ORGANIZATION = "sync_pipeline/organization"
 PLAN_ROWS_SHOWN = 100
-
-
-class SyncDirection(Enum):
-    crm_to_metakocka = "crm_to_metakocka"
-    metakocka_to_crm = "metakocka_to_crm"
-    both = "both"
-
-
-class SyncDocumentsConfig(dg.Config):
-    """What to sync. Filled in by the request sensor, or by hand in the launchpad."""
-
-    organization_id: str = Field(
-        min_length=1, description="CRM organization uuid (one of SYNC_ORGANIZATIONS)."
-    )
-    direction: SyncDirection = Field(
-        default=SyncDirection.crm_to_metakocka,
-        description="crm_to_metakocka: document_ids are CRM ids (uuids); metakocka_to_crm: "
-        "Metakocka ids (mk_id digits); both: either kind. Only pushes in this direction run.",
-    )
-    document_ids: list[str] = Field(
-        default=[], description="Documents to sync (their counterparts are read too)."
-    )
-    all_unsynced: bool = Field(
-        default=False,
-        description="Also every document of the source side whose content is not synced yet.",
-    )
-    dry_run: bool = Field(
-        default=False, description="Plan only: push and record nothing, show the plan."
-    )
-    request_ids: list[str] = Field(
-        default=[], description="sync_requests this run serves (set by the request sensor)."
-    )
-    requested_by: str = Field(default="", description="Who asked (API caller, webhook, user).")
+RUN_KEY_TAG = "dagster/run_key"
 
 
 def _progress_logger(context: dg.OpExecutionContext):
@@ -96,19 +63,16 @@ def sync_documents_op(
     run_id = context.run.run_id
     store = open_store(sync_store, crm, metakocka)
     queue = SyncRequestQueue(store.engine)
-    queue.claim(config.request_ids, run_id)
+    request_ids = served_requests(queue, context.run.tags)
+    if request_ids:
+        context.log.info(f"serving sync request(s) {', '.join(request_ids[:20])}")
+    queue.claim(request_ids, run_id)
     try:
         org = organizations.get(config.organization_id)
         direction = config.direction.value
-        crm_ids, mk_ids = split_document_ids(direction, config.document_ids)
-        if not (crm_ids or mk_ids or config.all_unsynced):
-            raise ValueError("name at least one document id, or set all_unsynced")
-        requested_by = (
-            config.requested_by
-            or context.run.tags.get(TAG_REQUESTED_BY)
-            or context.run.tags.get("dagster/user")
-            or "operator"
-        )
+        crm_ids, mk_ids = config.document_ids_by_system()
+        tags = context.run.tags
+        requested_by = tags.get(TAG_REQUESTED_BY) or tags.get("dagster/user") or "operator"
         context.log.info(
             f"{'planning' if config.dry_run else 'syncing'} {len(crm_ids) + len(mk_ids)} "
             f"document(s){' and every unsynced one' if config.all_unsynced else ''} "
@@ -134,14 +98,14 @@ def sync_documents_op(
             statuses=org.metakocka_statuses,
         )
     except (KeyError, ValueError) as exc:
-        queue.finish(config.request_ids, error=str(exc))
+        queue.finish(request_ids, error=str(exc))
         raise dg.Failure(description=str(exc)) from None
     except AuthError as exc:  # unusable or refused credentials: say what to fix, no traceback
         message = str(exc) if isinstance(exc, CredentialsError) else f"{org.label}: {exc}"
         queue.finish(config.request_ids, error=message)
         raise dg.Failure(description=message) from None
     except Exception as exc:
-        queue.finish(config.request_ids, error=f"{type(exc).__name__}: {exc}")
+        queue.finish(request_ids, error=f"{type(exc).__name__}: {exc}")
         raise
     for invalid in result.quarantined:
         context.log.warning(f"not synced, invalid: {invalid_text(invalid)}")
@@ -159,8 +123,15 @@ def sync_documents_op(
         if mirrored.failed:
             context.log.warning(f"the CRM's mapping table was not updated: {mirrored.failed}")
         metadata.update(mirrored.metadata())
-        queue.finish(config.request_ids, error=request_error(result))
+        queue.finish(request_ids, error=request_error(result))
     return dg.Output(summary(result), metadata=metadata)
+
+
+def served_requests(queue: SyncRequestQueue, tags) -> list[str]:
+    """The sync requests a run serves: those the request sensor put in a run under this run's
+    key (`mark_launched`). A run launched by hand has no key and serves none."""
+    run_key = tags.get(RUN_KEY_TAG)
+    return [request.id for request in queue.for_run(run_key=run_key)] if run_key else []
 
 
 def invalid_text(invalid: Quarantined) -> str:
@@ -244,8 +215,10 @@ def build_sync_documents_job() -> dg.JobDefinition:
         executor_def=dg.in_process_executor,
         description="On-demand sync of one document or a list, in either direction (the CRM's "
         "Sync buttons). Run config: organization_id, direction, document_ids, all_unsynced, "
-        "dry_run. Upserts the sync_status rows of those documents only.",
+        "dry_run (a launch with an empty or malformed id is refused). Upserts the sync_status "
+        "rows of those documents only.",
         tags={"sync_pipeline/kind": "on_demand"},
+        config=launch_config(),
     )
     def sync_documents_job():
         sync_documents_op()

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from sync_pipeline.ops.sync_documents import OP_NAME, TAG_ORGANIZATION, TAG_REQUESTED_BY
+from sync_pipeline.ops.launch import OP_NAME, TAG_ORGANIZATION, TAG_REQUESTED_BY
 from sync_pipeline.resources import SyncStoreResource
 from sync_pipeline.store.requests import SyncRequest, SyncRequestQueue
 
@@ -66,15 +66,14 @@ class Batch:
         return who[0] if len(who) == 1 else f"{who[0]} and {len(who) - 1} more"
 
     def run_request(self, extra_tags: dict[str, str] | None = None) -> dg.RunRequest:
-        """The run for this batch; `extra_tags` are the organization's (its Metakocka company)."""
+        """The run for this batch; `extra_tags` are the organization's (its Metakocka company).
+        The run finds its requests by its run key (`mark_launched`), and who asked by its tag."""
         config = {
             "organization_id": self.organization_id,
             "direction": self.direction,
             "document_ids": self.document_ids,
             "all_unsynced": self.all_unsynced,
             "dry_run": False,
-            "request_ids": self.request_ids,
-            "requested_by": self.requested_by,
         }
         return dg.RunRequest(
             run_key=self.run_key,
@@ -190,7 +189,7 @@ def build_request_sensor(
                 )
                 if not batch.requests:
                     continue
-                queue.mark_launched(batch.request_ids, batch.run_key)
+                queue.rekey(batch.request_ids, batch.run_key)  # the run finds them by its key
             run_requests.append(batch.run_request(tags_of.get(batch.organization_id)))
             cursor.launched_total += len(batch.requests)
             newest = max(r.created_at for r in batch.requests).isoformat()

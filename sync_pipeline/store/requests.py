@@ -185,8 +185,15 @@ class SyncRequestQueue:
                 )
         return moved
 
+    def rekey(self, request_ids: Iterable[str], run_key: str) -> int:
+        """Launched requests not yet claimed move to the run named `run_key` (a batch that lost
+        some of its requests to another evaluation gets a key of its own)."""
+        return self._transition(
+            request_ids, (LAUNCHED,), sync_requests.c.run_id.is_(None), run_key=run_key
+        )
+
     def claim(self, request_ids: Iterable[str], run_id: str) -> int:
-        """The run has started: record its id (a request launched from the UI moves too)."""
+        """The run has started: record its id."""
         return self._transition(
             request_ids,
             OPEN_STATES,
@@ -227,7 +234,7 @@ class SyncRequestQueue:
                 )
             ).rowcount
 
-    def _transition(self, request_ids: Iterable[str], from_states, **values) -> int:
+    def _transition(self, request_ids: Iterable[str], from_states, *conditions, **values) -> int:
         ids = list(request_ids)
         if not ids:
             return 0
@@ -236,7 +243,9 @@ class SyncRequestQueue:
         with self.engine.begin() as conn:
             return conn.execute(
                 sync_requests.update()
-                .where(sync_requests.c.id.in_(ids), sync_requests.c.state.in_(from_states))
+                .where(
+                    sync_requests.c.id.in_(ids), sync_requests.c.state.in_(from_states), *conditions
+                )
                 .values(updated_at=datetime.now(UTC), **values)
             ).rowcount
 

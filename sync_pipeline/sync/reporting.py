@@ -1,5 +1,11 @@
-"""The sync report's pieces as the Dagster UI shows them: Markdown tables and a PNG plot embedded
-as a data URI (Dagster renders `MetadataValue.md`, images included). No Dagster imports here."""
+"""The sync report's pieces as the Dagster UI shows them: Markdown tables, rows for a table
+entry, sparklines and a PNG plot embedded as a data URI. No Dagster imports here.
+
+What the UI does with them (dagster-webserver 1.13, ui-core `MetadataEntry.tsx`): a Markdown
+entry shorter than 1000 characters is drawn in place, a longer one behind "[Show Markdown]" (a
+dialog); a table entry (`MetadataValue.table`) is always drawn in place. The value column of the
+asset page is about 480 px wide in a 1600 px window, so a table in place has a few short columns.
+"""
 
 import base64
 import importlib
@@ -38,6 +44,15 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+DIRECTION_HEADERS = {
+    "crm_to_metakocka": "to Metakocka",
+    "metakocka_to_crm": "to CRM",
+    NO_DIRECTION: "none",
+}
+"""Short column headers of the last push direction (`sync_status.last_direction`), so the
+status table fits the page."""
+
+
 def status_direction_table(counts: pd.DataFrame) -> str:
     """Documents by status (rows) and last push direction (columns), with totals."""
     directions = [*DIRECTIONS, NO_DIRECTION]
@@ -48,7 +63,7 @@ def status_direction_table(counts: pd.DataFrame) -> str:
         rows.append([status, *values, sum(values)])
     totals = [sum(row[i + 1] for row in rows) for i in range(len(directions) + 1)]
     rows.append(["**total**", *totals])
-    return markdown_table(["status", *directions, "total"], rows)
+    return markdown_table(["status", *(DIRECTION_HEADERS[d] for d in directions), "total"], rows)
 
 
 def run_outcome_table(outcomes: list[PushOutcome]) -> tuple[str, dict[str, int]]:
@@ -62,20 +77,23 @@ def run_outcome_table(outcomes: list[PushOutcome]) -> tuple[str, dict[str, int]]
     return (table if rows else "_nothing was pushed in this run_"), dict(flat)
 
 
-def top_errors_table(errors: pd.DataFrame, width: int = 160) -> str:
-    if errors.empty:
-        return "_no open errors_"
-    rows = [
-        [
-            r.errors,
-            r.error_type,
-            _document(r),
-            r.message if len(r.message) <= width else r.message[: width - 1] + "…",
-            pd.Timestamp(r.last_seen).strftime("%Y-%m-%d %H:%M"),
-        ]
+TOP_ERROR_COLUMNS = ("open", "type", "document", "message", "last seen")
+
+
+def top_error_rows(errors: pd.DataFrame, width: int = 160) -> list[dict]:
+    """The top open errors as rows of a table entry (`TOP_ERROR_COLUMNS`): a table entry is drawn
+    in place however many errors there are, where Markdown this long would hide in a dialog.
+    Short cells: a message cut at `width`, the last time seen as `dd.mm. HH:MM` (UTC)."""
+    return [
+        {
+            "open": int(r.errors),
+            "type": r.error_type,
+            "document": _document(r),
+            "message": r.message if len(r.message) <= width else r.message[: width - 1] + "…",
+            "last seen": pd.Timestamp(r.last_seen).strftime("%d.%m. %H:%M"),
+        }
         for r in errors.itertuples(index=False)
     ]
-    return markdown_table(["open", "type", "document", "message", "last seen (UTC)"], rows)
 
 
 def _document(error) -> str:
@@ -100,6 +118,38 @@ def unmapped_statuses_table(counts: pd.DataFrame) -> str:
         return "_every Metakocka status maps to a CRM status_"
     rows = [[r.status_code, r.status_desc, r.documents] for r in counts.itertuples(index=False)]
     return markdown_table(["status_code (label)", "status_desc", "documents"], rows)
+
+
+BARS = "▁▂▃▄▅▆▇█"
+NO_SNAPSHOT = "·"
+
+
+def history_sparklines(history: pd.DataFrame, today: date, days: int = 30) -> str:
+    """The last `days` days of status counts as one sparkline per status, oldest day first, with
+    today's count: short enough (under 1000 characters) to be drawn on the page, where the plot
+    (`history_markdown`) opens in a dialog. Bars are scaled from 0 to the status's highest count
+    in the window; `·` is a day without a snapshot. Statuses with no documents in the window are
+    left out."""
+    if history.empty:
+        return "_no history yet_"
+    start = today - timedelta(days=days - 1)
+    index = pd.Index([start + timedelta(days=i) for i in range(days)], name="snapshot_date")
+    frame = history.reindex(index)
+    rows = []
+    for status in SYNC_STATUSES:
+        values = frame[status] if status in frame else pd.Series(dtype=float)
+        top = values.max(skipna=True)
+        if pd.isna(top) or top == 0:
+            continue
+        bars = "".join(
+            NO_SNAPSHOT if pd.isna(v) else BARS[round(float(v) / top * (len(BARS) - 1))]
+            for v in values
+        )
+        last = values.iloc[-1]
+        rows.append([status, f"`{bars}`", "" if pd.isna(last) else int(last)])
+    if not rows:
+        return f"_no documents in the last {days} days_"
+    return markdown_table(["status", f"last {days} days", "today"], rows)
 
 
 def history_markdown(history: pd.DataFrame, today: date, days: int = 30) -> str:
