@@ -278,7 +278,9 @@ def test_the_code_location_loads_without_the_crm_or_metakocka_secret_keys():
         for key in job.partitions_def.get_partition_keys()
     }
     assert tags == {"a": "crm:org-a", "b": "17"}  # a configured company is shared with others
-    assert defs.resources["metakocka"].secret_keys == "{}"
+    with patched_environ({"METAKOCKA_BASE_URL": "http://127.0.0.1:9"}):
+        with dg.build_resources({"metakocka": defs.resources["metakocka"]}) as built:
+            assert built.metakocka.secret_keys == "{}"
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ def sync_documents_op(
         raise dg.Failure(description=str(exc)) from None
     except AuthError as exc:  # unusable or refused credentials: say what to fix, no traceback
         message = str(exc) if isinstance(exc, CredentialsError) else f"{org.label}: {exc}"
-        queue.finish(config.request_ids, error=message)
+        queue.finish(request_ids, error=message)
         raise dg.Failure(description=message) from None
     except Exception as exc:
         queue.finish(request_ids, error=f"{type(exc).__name__}: {exc}")
