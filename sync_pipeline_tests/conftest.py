@@ -13,6 +13,7 @@ from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
 
+from . import tiers
 from .auth_helpers import SupabaseAuth
 
 PG_URL = os.environ.get(
@@ -93,3 +94,11 @@ def supabase_auth():
         yield auth
     finally:
         auth.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `unit` / `http` / `slow` tiers (tiers.py)."""
+    tiers.mark(items)
+    stale = tiers.unknown_slow_tests(items)
+    if stale:
+        raise pytest.UsageError(f"tiers.SLOW names tests that do not exist: {', '.join(stale)}")
