@@ -2,7 +2,11 @@
 
 Fires every tick (the daemon evaluates sensors about every 5 s; `minimum_interval_seconds` is
 lower so no tick is skipped) when requests are queued. The requests of one tick are batched per
-organization and direction, so a burst of clicks costs one run, not one run each.
+organization and direction, so a burst of clicks costs one run, not one run each. A request the
+API took out of the queue to submit its run itself (api/dagster_runs.py) is not queued any more;
+the sensor launches the rest: requests of the CLI and the change sensor, those the API left
+queued (a run of the organization still waiting to start, or Dagster not reachable), and
+every request when the API runs without Dagster.
 
 A request runs once, however often the sensor is evaluated:
 - it leaves the `queued` state in the same evaluation that asks for its run (`mark_launched`, a
@@ -10,8 +14,9 @@ A request runs once, however often the sensor is evaluated:
 - the run's `run_key` is the request id (a batch: a digest of its request ids), so a tick that
   Dagster resumes after a crash cannot create the run twice.
 A request that left the queue but whose run was never created (a tick that failed after marking
-it) would wait forever; the sensor sweeps for those once a minute and fails them with a clear
-error. The cursor records when it last swept and the newest request it launched.
+it, an API submission whose answer was lost) would wait forever; the sensor sweeps for those once
+a minute and fails them with a clear error. The cursor records when it last swept and the newest
+request it launched.
 """
 
 import json
@@ -75,8 +80,8 @@ def sweep_lost_launches(queue: SyncRequestQueue, instance: dg.DagsterInstance, n
         if not runs:
             failed += queue.fail_run(
                 run_key=request.run_key,
-                error="no run was created for this request (the sensor tick failed); "
-                "post the request again",
+                error="no run was created for this request (the sensor's tick or the API's "
+                "submission failed); post the request again",
             )
     return failed
 
