@@ -1,10 +1,13 @@
 """Latency of an on-demand sync under `dagster dev`: from `POST .../sync` to status `synced`.
 
-Starts the sandbox, the sync API (in this process) and `dagster dev` (webserver + daemon, with
-the project's dagster.yaml, in its own process group), then for each of N new CRM documents:
-POST /sync, poll GET /sync?documentId= every 100 ms until it says `synced`. Two rounds:
+Starts the sandbox, `dagster dev` (webserver + daemon, with the project's dagster.yaml, in its own
+process group) and the sync API (in this process; it submits each request's run through the
+webserver, or with `--via-sensor` leaves every run to the request sensor), then for each of N new
+CRM documents: POST /sync, poll GET /sync?documentId= every 100 ms until it says `synced`. Two
+rounds:
 - sequential: one request at a time (what one user clicking sees);
-- burst: N requests posted at once (the request sensor batches one tick's requests in one run).
+- burst: N requests posted at once (the API submits the first at once; the request sensor batches
+  the rest, one run per tick).
 Each sequential sample is split into phases from the run's own event log (timestamps written by
 the webserver, the daemon and the run worker):
 - `accept`: POST -> request queued (authentication, the document's look-up);
@@ -22,7 +25,7 @@ Absolute times drift on a shared machine, so the baseline of the same run is the
 done in this process without Dagster (`sync.targeted.sync_documents` on one new document): the
 ratio says how much of the latency is orchestration.
 
-    uv run python benchmarks/on_demand_latency.py [--requests 20] [--skip-burst]
+    uv run python benchmarks/on_demand_latency.py [--requests 20] [--skip-burst] [--via-sensor]
 """
 
 import argparse
@@ -43,7 +46,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from sync_pipeline.adapters.metakocka import MetakockaClient  # noqa: E402
 from sync_pipeline.api.app import PREFIX, create_app  # noqa: E402
-from sync_pipeline.api.config import TOKENS_ENV, ApiConfig  # noqa: E402
+from sync_pipeline.api.config import DAGSTER_URL_ENV, TOKENS_ENV, ApiConfig  # noqa: E402
 from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment  # noqa: E402
 from sync_pipeline.ops.sync_documents import JOB_NAME  # noqa: E402
 from sync_pipeline.sandbox.runner import start_sandbox  # noqa: E402
@@ -133,6 +136,7 @@ def phases(dagster_url: str, client: Client, request_id: str, posted: float, lat
 def baseline(sandbox, org, database_url: str, crm: CrmHttp, samples: int = 5) -> float:
     """Median time of the sync itself, in process, without Dagster."""
     store = SyncStore(database_url)
+    store.create_schema()
     crm_client = sandbox_crm_client(sandbox, org.crm_api_key)
     mk = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key)
     times = []
@@ -164,7 +168,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--skip-burst", action="store_true")
+    parser.add_argument(
+        "--via-sensor",
+        action="store_true",
+        help=f"the API without {DAGSTER_URL_ENV}: every run launched by the request sensor",
+    )
     args = parser.parse_args()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="on-demand-latency-"))
     database_url = f"sqlite:///{work / 'sync.db'}"
@@ -179,13 +189,14 @@ def main() -> None:
             CHANGE_INTERVAL_ENV: "0",
         }
         with patched_environ(env):
-            config = ApiConfig.from_env()
-            server = serve_in_thread(create_app(config))
             crm = CrmHttp(sandbox)
-            client = Client(server.url, token, org.id)
             base = baseline(sandbox, org, database_url, crm)
-            try:
-                with dagster_dev(dict(os.environ), work / "dagster_home") as dagster_url:
+            with dagster_dev(dict(os.environ), work / "dagster_home") as dagster_url:
+                api_env = {} if args.via_sensor else {DAGSTER_URL_ENV: dagster_url}
+                config = ApiConfig.from_env({**os.environ, **api_env})
+                server = serve_in_thread(create_app(config))
+                client = Client(server.url, token, org.id)
+                try:
                     print("warming up (code location, daemon, first run)...", flush=True)
                     one_sync(client, crm, org, "SO-WARMUP")
                     sequential, parts = [], []
@@ -207,12 +218,16 @@ def main() -> None:
                         burst_runs = (
                             len(runs(dagster_url, pipelineName=JOB_NAME)) - args.requests - 1
                         )
-            finally:
-                server.stop()
-                config.store.dispose()
+                finally:
+                    server.stop()
+                    config.store.dispose()
 
+    path = "the request sensor" if args.via_sensor else f"the API ({DAGSTER_URL_ENV})"
     print()
-    print(f"on-demand latency, POST .../sync -> status synced ({args.requests} requests each)")
+    print(
+        f"on-demand latency, POST .../sync -> status synced ({args.requests} requests each), "
+        f"runs launched by {path}"
+    )
     print(summary("sequential", sequential))
     if burst:
         print(summary("burst", burst) + f"  ({burst_runs} run(s) for {args.requests} requests)")
@@ -224,6 +239,7 @@ def main() -> None:
     print(f"ratio p50 / baseline: {percentile(sequential, 50) / base:.1f}x")
     target = percentile(sequential, 50) <= 2
     print(f"target p50 <= 2 s (issue 20): {'met' if target else 'NOT met'}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
