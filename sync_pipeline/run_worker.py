@@ -2,16 +2,17 @@
 
 `python -m sync_pipeline.run_worker [--modules-file FILE]` is started by the launcher with, as its
 first line on stdin, the serialized `ExecuteRunArgs` of a run of the job, and warms up: imports
-every module the job's last run had imported by its end (FILE), builds the job from that run's
-code location and opens its instance. Then, for every further line (the `ExecuteRunArgs` of a run
-to execute) it forks a child, answers the child's pid on stdout, and waits for the next line. The
-child executes the run with Dagster's own `dagster api execute_run` (the command Dagster's Docker
-and Kubernetes launchers start per run: it reports the run worker's start, executes the run,
-records every event, turns SIGTERM into a cancelation), writes the modules it ended with to FILE,
-and exits: one process per run, as with every launcher, but started in milliseconds with
-everything imported. End of input ends the warm process; running children finish on their own.
+every module the job's runs had imported by their end (FILE), builds the job from that run's code
+location and opens its instance. Then, for every further line (the `ExecuteRunArgs` of a run to
+execute) it forks a child, answers the child's pid on stdout, and waits for the next line, while
+idle importing what the children have since written to FILE. The child executes the run with
+Dagster's own `dagster api execute_run` (the command Dagster's Docker and Kubernetes launchers
+start per run: it reports the run worker's start, executes the run, records every event, turns
+SIGTERM into a cancelation), writes the modules it ended with to FILE, and exits: one process per
+run, as with every launcher, but started in milliseconds with everything imported. End of input
+ends the warm process; running children finish on their own.
 
-Why the last run's modules: much of what a run imports is imported on first use, after the run
+Why the runs' modules: much of what a run imports is imported on first use, after the run
 has begun (Dagster's storage and executor, pandera's validation backends, ...), a second or more
 on a small machine; imported ahead, they cost the run nothing. Why fork: a new interpreter
 importing all that takes seconds; a fork of one that has, milliseconds (the idea of Python's
@@ -23,6 +24,7 @@ import argparse
 import importlib
 import json
 import os
+import select
 import signal
 import sys
 import tempfile
@@ -35,24 +37,63 @@ from dagster._cli.api import api_cli  # the `dagster api` command group
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._utils.hosted_user_process import recon_job_from_origin
 
+LEARN_EVERY_S = 1.0
+"""How often an idle warm process looks for modules its children imported that it has not."""
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modules-file", type=Path, default=None)
     args = parser.parse_args(argv)
-    sample = sys.stdin.readline().strip()
+    lines = Lines(sys.stdin.fileno())
+    sample = lines.next()
     if not sample:
         return
-    preload(remembered(args.modules_file))
+    learned = learn(args.modules_file, None)
     warm_up(deserialize_value(sample, ExecuteRunArgs))
-    if threading.active_count() > 1:
-        raise SystemExit("the warm-up left threads running: forking would not be safe")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
-    for line in sys.stdin:
+    while (line := lines.next(timeout=LEARN_EVERY_S)) != "":
+        if line is None:  # idle
+            learned = learn(args.modules_file, learned)
+            continue
+        if threading.active_count() > 1:
+            raise SystemExit("threads are running in the warm process: forking would not be safe")
         pid = os.fork()
         if pid == 0:
-            execute_and_exit(line.strip(), args.modules_file)
+            execute_and_exit(line, args.modules_file)
         print(pid, flush=True)
+
+
+class Lines:
+    """Lines read from a pipe, with a timeout. Read from the descriptor itself: a line waiting in
+    Python's own read-ahead buffer would be invisible to `select`."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buffer = fd, b""
+
+    def next(self, timeout: float | None = None) -> str | None:
+        """The next line; None when none came within `timeout`; "" at the end of input."""
+        while b"\n" not in self.buffer:
+            if not select.select([self.fd], [], [], timeout)[0]:
+                return None
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return ""
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode().strip()
+
+
+def learn(path: Path | None, seen: float | None) -> float | None:
+    """Import the modules listed in `path` if it changed since `seen` (its modification time);
+    returns the time now seen."""
+    try:
+        changed = path.stat().st_mtime if path is not None else None
+    except OSError:
+        return seen
+    if changed != seen:
+        preload(remembered(path))
+    return changed
 
 
 def execute_and_exit(execute_run_args: str, modules_file: Path | None) -> None:
