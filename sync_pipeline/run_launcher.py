@@ -173,6 +173,8 @@ class PrestartedRunLauncher(DefaultRunLauncher):
         worker = json.loads(run.tags[WORKER_TAG])
         if run.is_finished or worker["host"] != socket.gethostname():
             return False
+        if not _is_a_run_worker(worker["pid"]):
+            return False
         self._instance.report_run_canceling(run)
         try:
             os.kill(worker["pid"], signal.SIGTERM)
@@ -201,3 +203,12 @@ def _server_id(context: LaunchRunContext) -> str | None:
     """The id of the code server the run's location is loaded from: new on every reload."""
     name = context.dagster_run.remote_job_origin.location_name
     return getattr(context.workspace.get_code_location(name), "server_id", None)
+
+
+def _is_a_run_worker(pid: int) -> bool:
+    """Whether `pid` is still a run worker (not another process given a dead worker's pid); taken
+    as yes where /proc cannot tell."""
+    try:
+        return b"sync_pipeline.run_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
