@@ -2,42 +2,11 @@
 
 import dagster as dg
 
+from sync_pipeline.runs import ORGANIZATION_ID_TAG, organization_run_tags
+
 RECONCILIATION_GROUPS = ("extract", "validate", "plan", "push", "report")
 
 NIGHTLY_JOB_NAME = "nightly_reconciliation"
-
-# Every run that talks to Metakocka carries its company id under this tag, so the queued run
-# coordinator can bound the runs in flight per company (deploy/dagster.yaml,
-# `tag_concurrency_limits`). Schedules and sensors set it with `metakocka_company_tags`.
-METAKOCKA_COMPANY_TAG = "sync_pipeline/metakocka_company"
-
-
-ORGANIZATION_NAME_TAG = "sync_pipeline/organization_name"
-ORGANIZATION_ID_TAG = "sync_pipeline/organization_id"
-"""The CRM organization uuid behind a run's readable partition key."""
-"""The organization's name on its runs: the run list and run page show tags, not partitions'
-meanings."""
-
-
-def metakocka_company_tags(organization) -> dict[str, str]:
-    """The run tags that name an organization's Metakocka company (an `Organization`).
-
-    Tags are fixed when the code location loads, which never calls the CRM: an organization
-    whose credentials come from the CRM (read at run start) and that names no
-    `metakocka_company_id` is counted under `crm:<organization id>`, i.e. on its own."""
-    company = organization.metakocka_company_id or f"crm:{organization.id}"
-    return {METAKOCKA_COMPANY_TAG: company}
-
-
-def organization_run_tags(organization) -> dict[str, str]:
-    """Every run of an organization's reconciliation, however launched (schedule, launchpad,
-    backfill), is named and counted against its company's limit by these tags."""
-    return {
-        ORGANIZATION_NAME_TAG: organization.name,
-        ORGANIZATION_ID_TAG: organization.id,
-        **metakocka_company_tags(organization),
-    }
-
 
 # In process unless the run config says otherwise: the steps are sequential by nature (each needs
 # the previous one) and in-process saves ~2 s per step on a small machine, but a deployment can ask

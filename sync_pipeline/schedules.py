@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_pipeline.jobs import organization_run_tags
+from sync_pipeline.runs import organization_run_tags
 from sync_pipeline.settings import Settings
 
 

@@ -94,3 +94,29 @@ def runs(url: str, **run_filter) -> list[dict]:
     if "errors" in body:
         raise RuntimeError(body["errors"])
     return body["data"]["runsOrError"]["results"]
+
+
+RUN_EVENTS = """
+query Events($runId: ID!) {
+  logsForRun(runId: $runId, limit: 1000) {
+    __typename
+    ... on EventConnection { events { __typename
+      ... on MessageEvent { eventType message timestamp } } }
+  }
+}
+"""
+
+
+def run_events(url: str, run_id: str) -> list[dict]:
+    """The run's event log, oldest first: `eventType` (None for a plain log message),
+    `message`, `timestamp` (milliseconds since the epoch, as a string)."""
+    response = requests.post(
+        f"{url}/graphql",
+        json={"query": RUN_EVENTS, "variables": {"runId": run_id}},
+        timeout=30,
+    )
+    response.raise_for_status()
+    body = response.json()
+    if "errors" in body:
+        raise RuntimeError(body["errors"])
+    return body["data"]["logsForRun"]["events"]

@@ -34,7 +34,8 @@ from sync_pipeline.faultlab import (
     nightly_job,
     run_nightly,
 )
-from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG, NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.runs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.sensors.changes import SENSOR_NAME as CHANGE_SENSOR
 from sync_pipeline.settings import Settings, parse_organizations

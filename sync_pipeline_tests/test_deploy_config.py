@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from sync_pipeline.definitions import build_definitions
-from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG, NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 from sync_pipeline.maintenance import run_retention_job
+from sync_pipeline.runs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.settings import Organization, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.demo import patched_environ, sandbox_environment
-from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG, NIGHTLY_JOB_NAME
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.runs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import slug
 

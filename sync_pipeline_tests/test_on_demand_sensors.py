@@ -9,8 +9,8 @@ import pytest
 from sync_pipeline.definitions import build_resources
 from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
 from sync_pipeline.faultlab import invalid_crm_ids
-from sync_pipeline.jobs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.ops.sync_documents import OP_NAME
+from sync_pipeline.runs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.sensors.changes import SENSOR_NAME as CHANGE_SENSOR
 from sync_pipeline.sensors.requests import batch_requests
 from sync_pipeline.sensors.run_status import build_run_status_sensors

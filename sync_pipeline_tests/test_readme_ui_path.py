@@ -18,12 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from sync_pipeline.jobs import (
-    METAKOCKA_COMPANY_TAG,
-    NIGHTLY_JOB_NAME,
-    ORGANIZATION_ID_TAG,
-    ORGANIZATION_NAME_TAG,
-)
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.runs import METAKOCKA_COMPANY_TAG, ORGANIZATION_ID_TAG, ORGANIZATION_NAME_TAG
 from sync_pipeline.settings import parse_organizations, slug
 
 from .graphql_helpers import LAUNCH, LOCATION, PARTITION_TAGS, RUN_STATUS, free_port, graphql

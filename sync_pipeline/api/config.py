@@ -10,6 +10,9 @@
   organization membership (who may act for an organization, and whose documents are its own).
 - `SYNC_API_CORS_ORIGINS`: comma-separated origins whose pages may call the API from the browser
   (the CRM's own URL); default none.
+- `SYNC_DAGSTER_URL`: the Dagster webserver (e.g. `http://127.0.0.1:3000` under `dagster dev`).
+  Set: the API submits a request's run itself, at once (`dagster_runs.py`); unset, or the
+  webserver unreachable: the request sensor launches it on its next tick.
 
 Token values and the JWT secret are never logged or echoed; the secret is redacted like the
 other secrets wherever the API's store writes text.
@@ -27,6 +30,7 @@ from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.crm_credentials import MetakockaCredentials
 from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.api.auth import UserTokenVerifier
+from sync_pipeline.api.dagster_runs import DagsterRuns
 from sync_pipeline.settings import Organization, Settings, crm_tenants
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.credentials import metakocka_credentials
@@ -38,6 +42,7 @@ JWT_AUDIENCE_ENV = "SUPABASE_JWT_AUDIENCE"
 JWT_ISSUER_ENV = "SUPABASE_JWT_ISSUER"
 MEMBERSHIP_SECONDS_ENV = "SYNC_API_MEMBERSHIP_SECONDS"
 CORS_ORIGINS_ENV = "SYNC_API_CORS_ORIGINS"
+DAGSTER_URL_ENV = "SYNC_DAGSTER_URL"
 DEFAULT_MEMBERSHIP_SECONDS = 60.0
 
 
@@ -91,6 +96,8 @@ class ApiConfig:
     metakocka_secrets: dict[str, str] = field(default_factory=dict, repr=False)
     """METAKOCKA_SECRET_KEYS: company id -> secret (organizations whose credentials are not
     the CRM's)."""
+    dagster: DagsterRuns | None = None
+    """Submits each request's run at once; None: the request sensor launches every run."""
     _clients: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -179,4 +186,5 @@ class ApiConfig:
                 for origin in env.get(CORS_ORIGINS_ENV, "").split(",")
                 if origin.strip()
             ),
+            dagster=DagsterRuns(env[DAGSTER_URL_ENV]) if env.get(DAGSTER_URL_ENV) else None,
         )

@@ -11,6 +11,7 @@ from fastapi import HTTPException, Response
 from sync_pipeline.api.access import Access
 from sync_pipeline.api.config import ApiConfig
 from sync_pipeline.api.crm_shapes import crm_mapping, document_mappings, iso, linked_pairs
+from sync_pipeline.api.dagster_runs import submit_request
 from sync_pipeline.api.models import (
     BulkSyncAccepted,
     DocumentStatus,
@@ -31,7 +32,12 @@ from sync_pipeline.store.document_queries import (
     out_of_sync_counts,
     status_for,
 )
-from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest, SyncRequestQueue
+from sync_pipeline.store.requests import (
+    LAUNCHED,
+    IdempotencyKeyReused,
+    SyncRequest,
+    SyncRequestQueue,
+)
 from sync_pipeline.sync.extract import Quarantined, extract_metakocka
 from sync_pipeline.sync.metakocka_reads import read_metakocka_document
 from sync_pipeline.sync.targeted import unsynced_documents
@@ -95,7 +101,8 @@ class Desk:
         who: str,
         all_unsynced: bool = False,
     ) -> dict:
-        """Queue the request (or find its twin); the fields of `RequestAccepted`."""
+        """Queue the request (or find its twin) and, when the API knows the Dagster webserver,
+        submit its run at once (dagster_runs.py); the fields of `RequestAccepted`."""
         try:
             request, created = self.queue.enqueue(
                 org.id,
@@ -107,11 +114,15 @@ class Desk:
             )
         except IdempotencyKeyReused as exc:
             raise HTTPException(409, str(exc)) from None
+        state = request.state
+        if created and self.config.dagster is not None:
+            if submit_request(self.config.dagster, self.queue, request, org):
+                state = LAUNCHED
         status_url = f"{PREFIX}/requests/{request.id}"
         response.headers["Location"] = status_url
         return RequestAccepted(
             requestId=request.id,
-            state=request.state,
+            state=state,
             deduplicated=not created,
             statusUrl=status_url,
         ).model_dump()

@@ -14,13 +14,9 @@ import pydantic
 from pydantic import Field
 
 from sync_pipeline.domain.sync_request import split_document_ids
-from sync_pipeline.jobs import organization_run_tags
-
-JOB_NAME = "sync_documents"
-OP_NAME = "sync_requested_documents"
-TAG_REQUESTED_BY = "sync_pipeline/requested_by"
-TAG_ORGANIZATION = "sync_pipeline/organization"
-"""The on-demand run's organization id: the run queue runs one such run per organization."""
+from sync_pipeline.runs import SYNC_DOCUMENTS_JOB as JOB_NAME
+from sync_pipeline.runs import SYNC_DOCUMENTS_OP as OP_NAME
+from sync_pipeline.runs import TAG_ORGANIZATION, organization_run_tags
 
 
 class SyncDirection(Enum):

@@ -8,11 +8,11 @@ the run list shows at a glance which organizations are not ready.
 
 import dagster as dg
 
-from sync_pipeline.jobs import organization_run_tags
 from sync_pipeline.preflight.findings import BLOCKER, WARN
 from sync_pipeline.preflight.render import report_markdown
 from sync_pipeline.preflight.run import READ_ONLY_NOTICE, preflight_organization
 from sync_pipeline.resources import CrmResource, MetakockaResource, OrganizationsResource
+from sync_pipeline.runs import organization_run_tags
 
 JOB_NAME = "preflight"
 OP_NAME = "preflight_checks"

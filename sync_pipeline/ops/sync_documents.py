@@ -13,19 +13,16 @@ import pandas as pd
 from sync_pipeline.adapters.crm_credentials import CredentialsError
 from sync_pipeline.adapters.errors import AuthError
 from sync_pipeline.assets.common import open_store
-from sync_pipeline.ops.launch import (
-    JOB_NAME,
-    OP_NAME,
-    TAG_REQUESTED_BY,
-    SyncDocumentsConfig,
-    launch_config,
-)
+from sync_pipeline.ops.launch import SyncDocumentsConfig, launch_config
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
     OrganizationsResource,
     SyncStoreResource,
 )
+from sync_pipeline.runs import SYNC_DOCUMENTS_JOB as JOB_NAME
+from sync_pipeline.runs import SYNC_DOCUMENTS_OP as OP_NAME
+from sync_pipeline.runs import TAG_REQUESTED_BY
 from sync_pipeline.store.requests import SyncRequestQueue
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
 from sync_pipeline.sync.extract import Quarantined

@@ -9,7 +9,7 @@ import os
 
 import dagster as dg
 
-from sync_pipeline.jobs import organization_run_tags
+from sync_pipeline.runs import organization_run_tags
 from sync_pipeline.sensors.changes import build_change_sensor
 from sync_pipeline.sensors.requests import build_request_sensor
 from sync_pipeline.sensors.run_status import build_run_status_sensors

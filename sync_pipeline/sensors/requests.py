@@ -2,7 +2,11 @@
 
 Fires every tick (the daemon evaluates sensors about every 5 s; `minimum_interval_seconds` is
 lower so no tick is skipped) when requests are queued. The requests of one tick are batched per
-organization and direction, so a burst of clicks costs one run, not one run each.
+organization and direction, so a burst of clicks costs one run, not one run each. A request the
+API took out of the queue to submit its run itself (api/dagster_runs.py) is not queued any more;
+the sensor launches the rest: requests of the CLI and the change sensor, those the API left
+queued (a run of the organization still waiting to start, or Dagster not reachable), and
+every request when the API runs without Dagster.
 
 A request runs once, however often the sensor is evaluated:
 - it leaves the `queued` state in the same evaluation that asks for its run (`mark_launched`, a
@@ -10,104 +14,32 @@ A request runs once, however often the sensor is evaluated:
 - the run's `run_key` is the request id (a batch: a digest of its request ids), so a tick that
   Dagster resumes after a crash cannot create the run twice.
 A request that left the queue but whose run was never created (a tick that failed after marking
-it) would wait forever; the sensor sweeps for those once a minute and fails them with a clear
-error. The cursor records when it last swept and the newest request it launched.
+it, an API submission whose answer was lost) would wait forever; the sensor sweeps for those once
+a minute and fails them with a clear error. The cursor records when it last swept and the newest
+request it launched.
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from sync_pipeline.ops.launch import OP_NAME, TAG_ORGANIZATION, TAG_REQUESTED_BY
 from sync_pipeline.resources import SyncStoreResource
-from sync_pipeline.store.requests import SyncRequest, SyncRequestQueue
+from sync_pipeline.runs import TAG_REQUEST_COUNT, Batch, batch_requests
+from sync_pipeline.store.requests import SyncRequestQueue
 
 SENSOR_NAME = "sync_requests_sensor"
-MAX_IDS_PER_RUN = 200
 QUEUED_PER_TICK = 1000
 STALE_AFTER = timedelta(minutes=10)
 SWEEP_EVERY = timedelta(minutes=1)
-TAG_REQUEST_COUNT = "sync_pipeline/requests"
 
 
-@dataclass
-class Batch:
-    """Requests that one run serves: one organization, one direction."""
-
-    organization_id: str
-    direction: str
-    requests: list[SyncRequest]
-
-    @property
-    def request_ids(self) -> list[str]:
-        return [r.id for r in self.requests]
-
-    @property
-    def document_ids(self) -> list[str]:
-        return list(dict.fromkeys(i for r in self.requests for i in r.document_ids))
-
-    @property
-    def all_unsynced(self) -> bool:
-        return any(r.all_unsynced for r in self.requests)
-
-    @property
-    def run_key(self) -> str:
-        if len(self.requests) == 1:
-            return self.requests[0].id
-        digest = hashlib.sha256(",".join(sorted(self.request_ids)).encode()).hexdigest()
-        return f"batch-{digest[:32]}"
-
-    @property
-    def requested_by(self) -> str:
-        who = list(dict.fromkeys(r.requested_by or "unknown" for r in self.requests))
-        return who[0] if len(who) == 1 else f"{who[0]} and {len(who) - 1} more"
-
-    def run_request(self, extra_tags: dict[str, str] | None = None) -> dg.RunRequest:
-        """The run for this batch; `extra_tags` are the organization's (its Metakocka company).
-        The run finds its requests by its run key (`mark_launched`), and who asked by its tag."""
-        config = {
-            "organization_id": self.organization_id,
-            "direction": self.direction,
-            "document_ids": self.document_ids,
-            "all_unsynced": self.all_unsynced,
-            "dry_run": False,
-        }
-        return dg.RunRequest(
-            run_key=self.run_key,
-            run_config={"ops": {OP_NAME: {"config": config}}},
-            tags={
-                TAG_ORGANIZATION: self.organization_id,
-                TAG_REQUESTED_BY: self.requested_by[:200],
-                TAG_REQUEST_COUNT: str(len(self.requests)),
-                # Someone is waiting for this one: ahead of scheduled runs in the run queue.
-                "dagster/priority": "10",
-                **(extra_tags or {}),
-            },
-        )
-
-
-def batch_requests(requests: list[SyncRequest], max_ids: int = MAX_IDS_PER_RUN) -> list[Batch]:
-    """Group requests per (organization, direction), oldest first, at most `max_ids` ids a run.
-
-    A request is never split. Requests for every unsynced document ride along with the others of
-    their group (the run reads the unsynced ones anyway).
-    """
-    groups: dict[tuple[str, str], list[Batch]] = {}
-    for request in sorted(requests, key=lambda r: (r.created_at, r.id)):
-        batches = groups.setdefault((request.organization_id, request.direction), [])
-        current = batches[-1] if batches else None
-        if (
-            current is None
-            or len(current.document_ids) + len(request.document_ids) > max_ids
-            and current.requests
-        ):
-            current = Batch(request.organization_id, request.direction, [])
-            batches.append(current)
-        current.requests.append(request)
-    return [batch for batches in groups.values() for batch in batches]
+def run_request(batch: Batch, organization_tags: dict[str, str] | None = None) -> dg.RunRequest:
+    """The batch's run (runs.py: the same run the API submits), keyed by its run key."""
+    return dg.RunRequest(
+        run_key=batch.run_key, run_config=batch.run_config(), tags=batch.tags(organization_tags)
+    )
 
 
 @dataclass
@@ -148,8 +80,8 @@ def sweep_lost_launches(queue: SyncRequestQueue, instance: dg.DagsterInstance, n
         if not runs:
             failed += queue.fail_run(
                 run_key=request.run_key,
-                error="no run was created for this request (the sensor tick failed); "
-                "post the request again",
+                error="no run was created for this request (the sensor's tick or the API's "
+                "submission failed); post the request again",
             )
     return failed
 
@@ -190,7 +122,7 @@ def build_request_sensor(
                 if not batch.requests:
                     continue
                 queue.rekey(batch.request_ids, batch.run_key)  # the run finds them by its key
-            run_requests.append(batch.run_request(tags_of.get(batch.organization_id)))
+            run_requests.append(run_request(batch, tags_of.get(batch.organization_id)))
             cursor.launched_total += len(batch.requests)
             newest = max(r.created_at for r in batch.requests).isoformat()
             cursor.newest_launched = max(cursor.newest_launched or newest, newest)

@@ -10,8 +10,8 @@ reconciliation (`sync_report`), or by an operator (`sync-pipeline errors resolve
 
 import dagster as dg
 
-from sync_pipeline.jobs import ORGANIZATION_ID_TAG
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.runs import ORGANIZATION_ID_TAG
 from sync_pipeline.sensors.finished_runs import handle_runs
 from sync_pipeline.settings import organization_for_partition, parse_organizations
 from sync_pipeline.store.error_log import record_run_failure

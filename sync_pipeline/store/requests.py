@@ -1,14 +1,16 @@
 """The durable queue of on-demand sync requests (`sync_requests`).
 
 Life of a request: `queued` (written by the API, the CLI, a webhook or the change sensor) ->
-`launched` (the request sensor put it in a run; `run_key` names the run, and the run writes its
-`run_id` when it starts) -> `done` or `failed` (the job, or the run-failure sensor when the run
-dies). Every transition is one short transaction, guarded by the state it leaves, so two writers
-can never move a request backwards.
+`launched` (the request sensor put it in a run, or the API submitted its run; `run_key` names the
+run, and the run writes its `run_id` when it starts) -> `done` or `failed` (the job, or the
+run-failure sensor when the run dies). Every transition is one short transaction, guarded by the
+state it leaves, so two writers can never move a request backwards, and only one of the request
+sensor and the API can take a request out of the queue: it runs once.
 
 Duplicates are refused by the database, not by a read-then-write race: `(organization_id,
 idempotency_key)` is unique, and so is `(organization_id, queued_fingerprint)`, a column that holds
-the request's content fingerprint only while it is queued.
+the request's content fingerprint only while it is queued (a request the API submits: until its
+run starts).
 """
 
 import uuid
@@ -191,6 +193,60 @@ class SyncRequestQueue:
         return self._transition(
             request_ids, (LAUNCHED,), sync_requests.c.run_id.is_(None), run_key=run_key
         )
+
+    def take_for_submission(self, request_id: str, organization_id: str) -> bool:
+        """queued -> launched, under its own id as run key, for the API to submit its run at once.
+
+        False, and nothing changes, when the request is no longer queued (the request sensor took
+        it) or when another request of the organization is still waiting for its run to start:
+        this one waits for that run anyway (one on-demand run per organization at a time), so it
+        stays queued and the sensor batches it with whatever else comes meanwhile, a run for
+        them all instead of a run each. Unlike `mark_launched` the request keeps its fingerprint
+        until its run starts (`claim`), so the same documents posted again meanwhile are still
+        this request.
+        """
+        waiting = sync_requests.alias("waiting")
+        someone_waits = (
+            sa.select(waiting.c.id)
+            .where(
+                waiting.c.organization_id == organization_id,
+                waiting.c.state == LAUNCHED,
+                waiting.c.run_id.is_(None),
+            )
+            .exists()
+        )
+        with self.engine.begin() as conn:
+            return (
+                conn.execute(
+                    sync_requests.update()
+                    .where(
+                        sync_requests.c.id == request_id,
+                        sync_requests.c.organization_id == organization_id,
+                        sync_requests.c.state == QUEUED,
+                        ~someone_waits,
+                    )
+                    .values(state=LAUNCHED, run_key=request_id, updated_at=datetime.now(UTC))
+                ).rowcount
+                == 1
+            )
+
+    def return_to_queue(self, request_id: str) -> bool:
+        """launched -> queued again, for a request taken for submission whose run Dagster
+        certainly did not create (unreachable, or it refused): the sensor launches it instead."""
+        with self.engine.begin() as conn:
+            return (
+                conn.execute(
+                    sync_requests.update()
+                    .where(
+                        sync_requests.c.id == request_id,
+                        sync_requests.c.state == LAUNCHED,
+                        sync_requests.c.run_key == request_id,
+                        sync_requests.c.run_id.is_(None),
+                    )
+                    .values(state=QUEUED, run_key=None, updated_at=datetime.now(UTC))
+                ).rowcount
+                == 1
+            )
 
     def claim(self, request_ids: Iterable[str], run_id: str) -> int:
         """The run has started: record its id."""
