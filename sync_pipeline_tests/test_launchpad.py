@@ -14,13 +14,14 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from sync_pipeline.definitions import build_definitions
-from sync_pipeline.jobs import (
+from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.ops.launch import JOB_NAME, OP_NAME
+from sync_pipeline.runs import (
     METAKOCKA_COMPANY_TAG,
-    NIGHTLY_JOB_NAME,
     ORGANIZATION_ID_TAG,
     ORGANIZATION_NAME_TAG,
+    TAG_ORGANIZATION,
 )
-from sync_pipeline.ops.launch import JOB_NAME, OP_NAME, TAG_ORGANIZATION
 
 from .graphql_helpers import LAUNCH, RUN_STATUS
 
