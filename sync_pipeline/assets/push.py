@@ -83,6 +83,7 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 # flight within Metakocka's allowance
                 concurrency=organizations.push_concurrency,
                 on_progress=_progress_logger(context, "Metakocka"),
+                crm=crm_client,  # reads again what a full sweep summarised (sync/rereads.py)
                 **common,
             )
             to_crm = pool.submit(
@@ -92,6 +93,7 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 # the CRM is another API with its own allowance: as many as its client sends
                 concurrency=crm.max_concurrent_requests,
                 on_progress=_progress_logger(context, "CRM"),
+                metakocka=mk_client,
                 **common,
             )
         pushes = Pushes()

@@ -6,12 +6,14 @@ since been linked, fixed or deleted. The attempt counter and last sync time carr
 previous materialisation.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from sync_pipeline.domain.conflicts import conflict_details
-from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES, SalesDocument
+from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
+from sync_pipeline.domain.summary import was_read
 from sync_pipeline.mappers.metakocka_status import status_of
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.push import (
@@ -63,7 +65,7 @@ def mark_no_crm_type(plan: pd.DataFrame) -> pd.DataFrame:
     if plan.empty or "metakocka_document" not in plan:
         return plan
     hit = plan["metakocka_document"].map(
-        lambda doc: isinstance(doc, SalesDocument) and doc.document_type not in CRM_DOCUMENT_TYPES
+        lambda doc: was_read(doc) and doc.document_type not in CRM_DOCUMENT_TYPES
     ).astype(bool) & (plan["action"] != INVALID)
     if not hit.any():
         return plan
@@ -86,8 +88,11 @@ def error_rows(
     quarantined: list[Quarantined] = (),
     plan: pd.DataFrame | None = None,
     requested_by: str | None = None,
+    read_again: Callable[[object, object], tuple] | None = None,
 ) -> list[dict]:
-    """One row per failure of this run; validation and conflict rows only when not already open."""
+    """One row per failure of this run; validation and conflict rows only when not already open.
+    `read_again`: (CRM version, Metakocka version) of a new conflict -> the same, whole where a
+    full sweep summarised them (`sync.rereads.WholeDocuments.for_differences`)."""
     rows: list[dict] = []
     for outcome in outcomes:
         if outcome.result != FAILED:
@@ -138,6 +143,8 @@ def error_rows(
             continue
         crm_doc = getattr(row, "crm_document", None)
         mk_doc = getattr(row, "metakocka_document", None)
+        if read_again is not None:
+            crm_doc, mk_doc = read_again(crm_doc, mk_doc)
         rows.append(
             {
                 "organization_id": organization_id,
@@ -253,7 +260,7 @@ def _metakocka_status(row, prev, mk_id: str | None) -> str | None:
     """Metakocka's status label as this run read it; as last read when this run did not read
     the document (an incremental run's unchanged counterpart, an unreadable document)."""
     doc = getattr(row, "metakocka_document", None)
-    if isinstance(doc, SalesDocument):
+    if was_read(doc):
         return status_of(doc).label
     return _text(prev.get("metakocka_status")) if mk_id else None
 

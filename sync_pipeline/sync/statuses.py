@@ -20,7 +20,8 @@ from dataclasses import replace
 import pandas as pd
 import sqlalchemy as sa
 
-from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES, SalesDocument
+from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
+from sync_pipeline.domain.summary import was_read
 from sync_pipeline.mappers.metakocka_status import (
     STANDARD,
     StatusMap,
@@ -49,7 +50,7 @@ def with_organization_statuses(side: ValidatedSide, statuses: StatusMap) -> Vali
 
 
 def _read_with(doc, statuses: StatusMap):
-    if not isinstance(doc, SalesDocument):  # an incremental run's unread counterpart
+    if not was_read(doc):  # an incremental run's unread counterpart
         return doc
     status = statuses.crm_status(status_of(doc))
     return doc if status == doc.status else replace(doc, status=status)
@@ -61,7 +62,7 @@ def mark_unmapped_statuses(plan: pd.DataFrame, statuses: StatusMap) -> pd.DataFr
     documents = plan["metakocka_document"] if "metakocka_document" in plan else [None] * len(plan)
     reasons = [
         unmapped_reason(status_of(doc))
-        if isinstance(doc, SalesDocument)
+        if was_read(doc)
         and doc.document_type in CRM_DOCUMENT_TYPES  # a credit note's status reaches no CRM
         and statuses.is_unmapped(status_of(doc))
         else None
@@ -107,7 +108,7 @@ def record_status_warnings(
 
 
 def _warning_row(row, organization_id: str, run_id: str | None, requested_by: str | None) -> dict:
-    doc: SalesDocument = row.metakocka_document
+    doc = row.metakocka_document  # whole or summarised
     status = status_of(doc)
     return {
         "organization_id": organization_id,
@@ -137,7 +138,7 @@ def _current_warnings(plan: pd.DataFrame) -> dict[str, str | None]:
         for mk_id, doc, reason in zip(
             plan["metakocka_id"], plan["metakocka_document"], plan[UNMAPPED_STATUS], strict=True
         )
-        if isinstance(doc, SalesDocument)
+        if was_read(doc)
     }
 
 
