@@ -47,6 +47,7 @@ from sync_pipeline.sync.incremental import (
     next_cursor,
 )
 from sync_pipeline.sync.lean import lean_sides
+from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS
 from sync_pipeline.sync.run_errors import retried_failure_rows, step_failure_row
 
 GROUP = "extract"
@@ -122,7 +123,9 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         context.log.info(f"{'full sweep' if window.full else 'incremental run'}: {window.reason}")
         precision = crm_context(crm_client, org.id).precision
         # A full sweep keeps what the plan needs of each document as it reads (sync/lean.py).
-        lean = lean_sides(store.links_frame(org.id), precision) if window.full else {}
+        links = store.links_frame(org.id, PLAN_LINK_COLUMNS) if window.full else None
+        lean = lean_sides(links, precision) if window.full else {}
+        del links
         reads = {
             "the CRM": (
                 crm_client,

@@ -10,6 +10,7 @@ from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.sync.extract import Extraction, Quarantined
 from sync_pipeline.sync.incremental import SyncScope
+from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS
 from sync_pipeline.sync.record import error_rows
 from sync_pipeline.sync.validate import ValidatedSide, synced_hashes, validate_extraction
 
@@ -120,7 +121,9 @@ def _validated(store, org_id, scope, *extractions: Extraction) -> list[Validated
         return [e.lean.validated for e in extractions]
     # Documents whose content is exactly what was last synced were checked back then.
     known = synced_hashes(
-        scope.links if scope is not None and scope.incremental else store.links_frame(org_id)
+        scope.links
+        if scope is not None and scope.incremental
+        else store.links_frame(org_id, PLAN_LINK_COLUMNS)
     )
     return [validate_extraction(e, synced_hashes=known[e.side]) for e in extractions]
 

@@ -15,7 +15,7 @@ field differences of a conflict) must have the document read again first.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sync_pipeline.domain.document import SalesDocument
+from sync_pipeline.domain.document import SalesDocument, crm_id_to_external_ref
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
 
 
@@ -36,9 +36,18 @@ class DocumentSummary:
     source_extra: dict
     """The side-specific fields the plan reads (the CRM's owner; Metakocka's status as read,
     whether a bill is issued). Shared between summaries where equal: read it, never change it."""
-    buyer_order: str | None = None
-    """Metakocka's `buyer_order` as read (it narrows the search that orders a conflict's edits)."""
+    buyer_order_as_read: str | None = None
+    """Metakocka's `buyer_order` as read, when it is not the reference `crm_document_id` was
+    read from (that one is derived again: `buyer_order`)."""
     precision: Precision = DEFAULT_PRECISION
+
+    @property
+    def buyer_order(self) -> str | None:
+        """Metakocka's `buyer_order` as read (it narrows the search that orders a conflict's
+        edits: `sync/change_order.py`)."""
+        if self.buyer_order_as_read is not None or self.metakocka_id is None:
+            return self.buyer_order_as_read
+        return crm_id_to_external_ref(self.crm_document_id) if self.crm_document_id else None
 
 
 def was_read(doc) -> bool:

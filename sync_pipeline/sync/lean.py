@@ -26,6 +26,7 @@ from datetime import datetime
 import pandas as pd
 
 from sync_pipeline.domain.document import SalesDocument
+from sync_pipeline.domain.document import crm_id_to_external_ref as reference
 from sync_pipeline.domain.frames import plan_frame
 from sync_pipeline.domain.hashing import Precision, content_hash
 from sync_pipeline.domain.summary import DocumentSummary
@@ -153,7 +154,10 @@ class LeanSide:
 
     def _summary(self, doc: SalesDocument, digest: str) -> DocumentSummary:
         extra = {key: doc.source_extra[key] for key in SUMMARY_KEYS if key in doc.source_extra}
-        extra = self._shared_extras.setdefault(_frozen(extra), extra)
+        extra = self._shared_extras.setdefault(_key(extra), extra)
+        buyer_order = (doc.source_extra.get(PASSTHROUGH_KEY) or {}).get("buyer_order")
+        if buyer_order is not None and doc.crm_document_id:  # kept only if not derivable
+            buyer_order = None if buyer_order == reference(doc.crm_document_id) else buyer_order
         return DocumentSummary(
             content_hash=digest,
             document_type=doc.document_type,
@@ -165,7 +169,7 @@ class LeanSide:
             status=doc.status,
             updated_at=doc.updated_at,
             source_extra=extra,
-            buyer_order=(doc.source_extra.get(PASSTHROUGH_KEY) or {}).get("buyer_order"),
+            buyer_order_as_read=buyer_order,
             precision=self.precision,
         )
 
@@ -174,15 +178,15 @@ def lean_sides(links: pd.DataFrame, precision: Precision) -> dict[str, LeanSide]
     """Both sides of a full sweep, against the organization's links (`SyncStore.links_frame`)."""
     known = synced_hashes(links)
     return {
-        CRM: LeanSide(CRM, precision, known[CRM], last_read_wins=True),
-        METAKOCKA: LeanSide(METAKOCKA, precision, known[METAKOCKA]),
+        CRM: LeanSide(CRM, precision, known[CRM], held_whole=HELD_WHOLE, last_read_wins=True),
+        METAKOCKA: LeanSide(METAKOCKA, precision, known[METAKOCKA], held_whole=HELD_WHOLE),
     }
 
 
-def _frozen(value):
-    """A hashable stand-in for a JSON-like value (equal values, equal stand-ins)."""
-    if isinstance(value, dict):
-        return tuple(sorted((key, _frozen(item)) for key, item in value.items()))
-    if isinstance(value, list):
-        return tuple(_frozen(item) for item in value)
-    return value
+def _key(extra: dict) -> tuple:
+    """A hashable stand-in for a summary's `source_extra` (its values: the CRM's owner, a dict of
+    two texts; Metakocka's status, and a flag)."""
+    return tuple(
+        (key, tuple(value.items()) if isinstance(value, dict) else value)
+        for key, value in extra.items()
+    )

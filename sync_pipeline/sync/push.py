@@ -738,7 +738,7 @@ def bind_unchanged_pairs(plan: pd.DataFrame, *, store: SyncStore, organization_i
     """
     flags = plan.get("link_missing", False) | plan.get("refresh_link", False)
     rows = plan.loc[(plan["action"] == "unchanged") & flags]
-    pairs = [
+    pairs = (
         {
             "crm_document_id": str(row.crm_document_id),
             "metakocka_id": str(row.metakocka_id),
@@ -749,6 +749,7 @@ def bind_unchanged_pairs(plan: pd.DataFrame, *, store: SyncStore, organization_i
             "metakocka_count_code": row.metakocka_document.metakocka_count_code,
         }
         for row in rows.itertuples(index=False)
-    ]
-    # A first run against documents the old integration linked binds them all: in bulk.
+    )
+    # A first run against documents the old integration linked binds them all: in bulk, a
+    # chunk at a time.
     return bind_many(store.engine, organization_id, pairs, bind_one=store.bind)
