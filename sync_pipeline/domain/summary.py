@@ -19,27 +19,55 @@ from sync_pipeline.domain.document import SalesDocument, crm_id_to_external_ref
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
 
 
+@dataclass(frozen=True, slots=True)
+class SummaryKind:
+    """What many summaries have in common (a few distinct values over 100,000 documents): one
+    object for all of them."""
+
+    document_type: str
+    metakocka_doc_type: str | None
+    status: str | None
+    source_extra: dict
+    """The side-specific fields the plan reads (the CRM's owner; Metakocka's status as read,
+    whether a bill is issued): read it, never change it."""
+    precision: Precision = DEFAULT_PRECISION
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class DocumentSummary:
     """A document as read by this run, without its content (module docstring)."""
 
     content_hash: str
     """The document's content hash as read, at `precision`."""
-    document_type: str
     crm_document_id: str | None
     metakocka_id: str | None
     document_number: str | None
     metakocka_count_code: str | None
-    metakocka_doc_type: str | None
-    status: str | None
     updated_at: datetime | None
-    source_extra: dict
-    """The side-specific fields the plan reads (the CRM's owner; Metakocka's status as read,
-    whether a bill is issued). Shared between summaries where equal: read it, never change it."""
+    kind: SummaryKind
     buyer_order_as_read: str | None = None
     """Metakocka's `buyer_order` as read, when it is not the reference `crm_document_id` was
     read from (that one is derived again: `buyer_order`)."""
-    precision: Precision = DEFAULT_PRECISION
+
+    @property
+    def document_type(self) -> str:
+        return self.kind.document_type
+
+    @property
+    def metakocka_doc_type(self) -> str | None:
+        return self.kind.metakocka_doc_type
+
+    @property
+    def status(self) -> str | None:
+        return self.kind.status
+
+    @property
+    def source_extra(self) -> dict:
+        return self.kind.source_extra
+
+    @property
+    def precision(self) -> Precision:
+        return self.kind.precision
 
     @property
     def buyer_order(self) -> str | None:

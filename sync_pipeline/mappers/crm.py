@@ -143,7 +143,7 @@ def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
     ours = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
     return SalesDocument(
         organization_id=ctx.organization_id,
-        document_type=document_type,
+        document_type=sys.intern(document_type),  # four words over every document
         document_date=_date(row, "document_date"),
         due_date=_date(row, "due_date"),
         customer=_customer(row, ctx, ours.get("partner") or {}),

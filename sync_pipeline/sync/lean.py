@@ -29,7 +29,7 @@ from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.document import crm_id_to_external_ref as reference
 from sync_pipeline.domain.frames import plan_frame
 from sync_pipeline.domain.hashing import Precision, content_hash
-from sync_pipeline.domain.summary import DocumentSummary
+from sync_pipeline.domain.summary import DocumentSummary, SummaryKind
 from sync_pipeline.mappers.crm import CRM_OWNER
 from sync_pipeline.mappers.metakocka import ISSUED_KEY, PASSTHROUGH_KEY
 from sync_pipeline.mappers.metakocka_status import STATUS_KEY
@@ -83,7 +83,7 @@ class LeanSide:
         """Each document's key, in read order (only with `last_read_wins`)."""
         self._count = 0
         self._differences: dict[str, list[str]] = {}
-        self._shared_extras: dict = {}
+        self._kinds: dict[tuple, SummaryKind] = {}
         self.documents_read = 0
         self.unmappable = 0
         self.held = 0
@@ -154,23 +154,23 @@ class LeanSide:
 
     def _summary(self, doc: SalesDocument, digest: str) -> DocumentSummary:
         extra = {key: doc.source_extra[key] for key in SUMMARY_KEYS if key in doc.source_extra}
-        extra = self._shared_extras.setdefault(_key(extra), extra)
+        kind = SummaryKind(
+            doc.document_type, doc.metakocka_doc_type, doc.status, extra, self.precision
+        )
+        key = (doc.document_type, doc.metakocka_doc_type, doc.status, _key(extra))
+        kind = self._kinds.setdefault(key, kind)
         buyer_order = (doc.source_extra.get(PASSTHROUGH_KEY) or {}).get("buyer_order")
         if buyer_order is not None and doc.crm_document_id:  # kept only if not derivable
             buyer_order = None if buyer_order == reference(doc.crm_document_id) else buyer_order
         return DocumentSummary(
             content_hash=digest,
-            document_type=doc.document_type,
             crm_document_id=doc.crm_document_id,
             metakocka_id=doc.metakocka_id,
             document_number=doc.document_number,
             metakocka_count_code=doc.metakocka_count_code,
-            metakocka_doc_type=doc.metakocka_doc_type,
-            status=doc.status,
             updated_at=doc.updated_at,
-            source_extra=extra,
+            kind=kind,
             buyer_order_as_read=buyer_order,
-            precision=self.precision,
         )
 
 

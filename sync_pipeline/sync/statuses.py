@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
-from sync_pipeline.domain.summary import was_read
+from sync_pipeline.domain.summary import DocumentSummary, SummaryKind, was_read
 from sync_pipeline.mappers.metakocka_status import (
     STANDARD,
     StatusMap,
@@ -44,16 +44,24 @@ def with_organization_statuses(side: ValidatedSide, statuses: StatusMap) -> Vali
     """Metakocka's side with each document's CRM status read with the organization's map."""
     if statuses == STANDARD or side.valid.empty:
         return side
-    documents = [_read_with(doc, statuses) for doc in side.valid["document"]]
+    kinds: dict[int, SummaryKind] = {}
+    documents = [_read_with(doc, statuses, kinds) for doc in side.valid["document"]]
     valid = side.valid.assign(document=pd.Series(documents, index=side.valid.index, dtype=object))
     return ValidatedSide(side.side, valid, side.quarantined)
 
 
-def _read_with(doc, statuses: StatusMap):
+def _read_with(doc, statuses: StatusMap, kinds: dict):
     if not was_read(doc):  # an incremental run's unread counterpart
         return doc
     status = statuses.crm_status(status_of(doc))
-    return doc if status == doc.status else replace(doc, status=status)
+    if status == doc.status:
+        return doc
+    if isinstance(doc, DocumentSummary):  # still one kind for all its summaries
+        kind = kinds.get(id(doc.kind))
+        if kind is None:
+            kind = kinds[id(doc.kind)] = replace(doc.kind, status=status)
+        return replace(doc, kind=kind)
+    return replace(doc, status=status)
 
 
 def mark_unmapped_statuses(plan: pd.DataFrame, statuses: StatusMap) -> pd.DataFrame:
