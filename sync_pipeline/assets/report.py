@@ -18,12 +18,13 @@ from sync_pipeline.resources import (
 )
 from sync_pipeline.store.cursors import save_cursor
 from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
-from sync_pipeline.store.status_diff import STATUS_CONTENT, changed_status_rows, diff_status
+from sync_pipeline.store.status_diff import changed_status_rows
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.store.tables import sync_error_log as error_log_table
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
-from sync_pipeline.sync.record import STATUS_LINK_COLUMNS, each_status_row, status_rows
+from sync_pipeline.sync.record import status_rows
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
+from sync_pipeline.sync.status_sweep import sweep_status
 
 GROUP = "report"
 CHECK_NO_DUPLICATE_LINKS = "no_duplicate_links"
@@ -80,19 +81,16 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             changed = changed_status_rows(tally.through(rows), previous)
             upsert_status(store.engine, org_id, changed)
         else:
-            # Every document's row, compared one at a time with its current row: only the
-            # differences are kept and written (store/status_diff.py).
-            previous = store.status_frame(org_id, ["id", *STATUS_CONTENT])
-            rows = each_status_row(
-                organization_id=org_id,
-                plan=sync_plan,
+            # Every document's row, made and compared with its current row a slice at a time:
+            # only the differences are kept and written (sync/status_sweep.py).
+            changed, gone = sweep_status(
+                store.engine,
+                org_id,
+                sync_plan,
                 outcomes=outcomes,
                 quarantined=validated_sales_documents.quarantined,
-                links=store.links_frame(org_id, STATUS_LINK_COLUMNS),
-                previous=previous,
+                through=tally.through,
             )
-            changed, gone = diff_status(tally.through(rows), previous)
-            del previous
             store.write_status(org_id, changed, gone=gone)
         if scope is not None and scope.next_cursor is not None:
             save_cursor(store.engine, org_id, scope.next_cursor, run_id=context.run.run_id)

@@ -291,9 +291,9 @@ class SyncStore:
         return resolved
 
     # ----------------------------------------------------------------- status
-    def status_frame(self, organization_id: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """The organization's sync_status rows (`columns` of them, default all)."""
-        columns = columns or [c.name for c in sync_status.columns]
+    def status_frame(self, organization_id: str) -> pd.DataFrame:
+        """The organization's sync_status rows."""
+        columns = [c.name for c in sync_status.columns]
         query = sa.select(*[sync_status.c[name] for name in columns]).where(
             sync_status.c.organization_id == organization_id
         )

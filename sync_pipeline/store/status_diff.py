@@ -38,6 +38,15 @@ def changed_status_rows(rows: list[dict], previous: pd.DataFrame) -> list[dict]:
 def diff_status(rows: Iterable[dict], previous: pd.DataFrame) -> tuple[list[dict], list[int]]:
     """(the rows that differ from the document's current row, the ids of the current rows that
     no row names any more), in one pass over `rows`, of which nothing else is kept."""
+    changed, kept = compare_status(rows, previous)
+    if previous.empty:
+        return changed, []
+    return changed, [int(row_id) for row_id in previous["id"] if int(row_id) not in kept]
+
+
+def compare_status(rows: Iterable[dict], previous: pd.DataFrame) -> tuple[list[dict], set[int]]:
+    """(the rows that differ from the document's current row, the ids of the current rows that
+    some row names: by the same two ids), in one pass over `rows`."""
     columns = {} if previous.empty else {name: previous[name].array for name in STATUS_CONTENT}
     at: dict[tuple, int] = {}
     if columns:
@@ -46,8 +55,7 @@ def diff_status(rows: Iterable[dict], previous: pd.DataFrame) -> tuple[list[dict
     named = [False] * len(previous)
     changed = []
     for row in rows:
-        key = (row["crm_document_id"], row["metakocka_id"])
-        position = at.get(key)
+        position = at.get((row["crm_document_id"], row["metakocka_id"]))
         if position is None:
             changed.append(row)
             continue
@@ -57,17 +65,17 @@ def diff_status(rows: Iterable[dict], previous: pd.DataFrame) -> tuple[list[dict
             for name, values in columns.items()
         ):
             changed.append(row)
-    gone = []
+    kept: set[int] = set()
     if columns:
         pairs = zip(
             previous["id"], columns["crm_document_id"], columns["metakocka_id"], strict=True
         )
-        gone = [
+        kept = {
             int(row_id)
             for row_id, crm_id, mk_id in pairs
-            if not named[at[(_text(crm_id), _text(mk_id))]]
-        ]
-    return changed, gone
+            if named[at[(_text(crm_id), _text(mk_id))]]
+        }
+    return changed, kept
 
 
 def _comparable(value):

@@ -176,18 +176,6 @@ def _open_keys(open_errors: pd.DataFrame) -> set[tuple]:
     }
 
 
-STATUS_LINK_COLUMNS = [
-    "crm_document_id",
-    "metakocka_id",
-    "state",
-    "document_type",
-    "crm_document_number",
-    "metakocka_count_code",
-    "last_synced_at",
-]
-"""What the status rows read of the links (`SyncStore.links_frame`)."""
-
-
 def status_rows(**arguments) -> list[dict]:
     """One sync_status row per document known on either side, after this run's pushes (the
     arguments of `each_status_row`)."""
@@ -203,9 +191,12 @@ def each_status_row(
     links: pd.DataFrame,
     previous: pd.DataFrame,
     now: datetime | None = None,
+    seen: set | None = None,
 ) -> Iterator[dict]:
     """`status_rows` one at a time: a full sweep compares each with the document's current row
-    and keeps only the differences (`store/status_diff.py`), never 100,000 rows at once."""
+    and keeps only the differences (`sync/status_sweep.py`), never 100,000 rows at once. `seen`:
+    the (CRM id, Metakocka id) of the rows made so far, when the plan comes in slices (a row is
+    made once per pair)."""
     now = now or datetime.now(UTC)
     by_crm = {o.crm_document_id: o for o in outcomes if o.crm_document_id}
     by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
@@ -227,7 +218,7 @@ def each_status_row(
     prev_rows = _Lookup(previous)
     prev_at = prev_rows.positions(crm_ids, mk_ids)
 
-    seen: set[tuple] = set()
+    seen = set() if seen is None else seen
     for i, row in enumerate(plan.itertuples(index=False)):
         crm_id, mk_id, outcome = crm_ids[i], mk_ids[i], found[i]
         key = (crm_id, mk_id)
