@@ -1,6 +1,6 @@
 """The measurements behind `benchmarks/run.py`, one per process (so each peak RSS is its own).
 
-    uv run python -m benchmarks.items plan|changed|steady [--quick]
+    uv run python -m benchmarks.items plan|changed|steady|million [--quick]
 
 Each prints its figures as one JSON object on the last line of stdout.
 """
@@ -22,6 +22,7 @@ SIZES = {
     "changed_base": (10_000, 1_000),
     "changed_per_side": (2_000, 100),
     "steady_per_side": (100_000, 8_000),
+    "million_per_side": (1_000_000, 30_000),
 }
 LATENCY_MS = 20
 METAKOCKA_CAP = {"max_concurrent": 2, "max_concurrent_searches": 1}
@@ -317,7 +318,36 @@ def _raw_read(sandbox, n: int) -> dict:
     }
 
 
-ITEMS = {"plan": measure_plan, "changed": measure_changed, "steady": measure_steady}
+# -- 6. a million per side ----------------------------------------------------------------------
+
+
+def measure_million(quick: bool) -> dict:
+    """A full sweep at 1,000,000 documents per side (`run.py --full`): the organization's first
+    run (every pair adopted: its links and status rows written), then a full sweep of it in
+    sync, each in a process of its own; peak RSS, and wall and CPU time per document (item 4's
+    at 100,000 per side is the baseline: linear growth)."""
+    from benchmarks.reconcile import Reconciler
+    from benchmarks.remote_sandbox import RemoteSandbox
+
+    n = size("million_per_side", quick)
+    out: dict = {"documents_per_side": n}
+    with RemoteSandbox(n, in_sync=True) as sandbox:
+        out["sandbox_seed_s"] = sandbox.seed_seconds
+        reconciler = Reconciler(sandbox, fresh_process=True)
+        try:
+            out["first"] = _figures(reconciler.run(_sweep(True)), n)
+            out["full_0ms"] = _figures(reconciler.run(_sweep(True)), n)
+        finally:
+            reconciler.close()
+    return out
+
+
+ITEMS = {
+    "plan": measure_plan,
+    "changed": measure_changed,
+    "steady": measure_steady,
+    "million": measure_million,
+}
 
 
 def main() -> None:

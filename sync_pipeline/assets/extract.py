@@ -29,6 +29,8 @@ from sync_pipeline.resources import (
 )
 from sync_pipeline.store.cursors import read_cursor
 from sync_pipeline.sync.extract import (
+    CRM,
+    METAKOCKA,
     Extraction,
     change_detection,
     crm_context,
@@ -44,6 +46,8 @@ from sync_pipeline.sync.incremental import (
     close_over_changes,
     next_cursor,
 )
+from sync_pipeline.sync.lean import lean_sides
+from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS
 from sync_pipeline.sync.run_errors import retried_failure_rows, step_failure_row
 
 GROUP = "extract"
@@ -129,15 +133,25 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         )
         context.log.info(f"{'full sweep' if window.full else 'incremental run'}: {window.reason}")
         precision = crm_context(crm_client, org.id).precision
+        # A full sweep keeps what the plan needs of each document as it reads (sync/lean.py).
+        links = store.links_frame(org.id, PLAN_LINK_COLUMNS) if window.full else None
+        lean = lean_sides(links, precision) if window.full else {}
+        del links
         reads = {
             "the CRM": (
                 crm_client,
-                lambda: extract_crm(crm_client, org.id, updated_since=window.crm_since),
+                lambda: extract_crm(
+                    crm_client, org.id, updated_since=window.crm_since, lean=lean.get(CRM)
+                ),
             ),
             "Metakocka": (
                 mk_client,
                 lambda: extract_metakocka(
-                    mk_client, org.id, changed_since=window.metakocka_since, precision=precision
+                    mk_client,
+                    org.id,
+                    changed_since=window.metakocka_since,
+                    precision=precision,
+                    lean=lean.get(METAKOCKA),
                 ),
             ),
         }
@@ -178,8 +192,9 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                     extraction,
                     output_name=name,
                     metadata={
-                        "documents": len(extraction.documents),
-                        "unreadable": len(extraction.unmappable),
+                        "documents": extraction.documents_read,
+                        "unreadable": extraction.unreadable,
+                        **_lean_metadata(extraction),
                         "api_calls": client.stats.snapshot()["total_calls"],
                         "retries": client.stats.snapshot()["total_retries"],
                         "crm_schema": schema.profile.name,
@@ -203,6 +218,13 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                 )
 
     return [extract_sales_documents]
+
+
+def _lean_metadata(extraction: Extraction) -> dict:
+    """How many documents a full sweep kept whole (the rest: summaries, sync/lean.py)."""
+    if extraction.lean is None:
+        return {}
+    return {"documents_held_whole": extraction.lean.held}
 
 
 def _attempt(read) -> Extraction | SyncError:

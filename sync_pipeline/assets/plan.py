@@ -23,8 +23,9 @@ from sync_pipeline.store.resolutions import (
 )
 from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.incremental import mark_known_absent
-from sync_pipeline.sync.planning import plan_sync
+from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS, plan_sync
 from sync_pipeline.sync.record import INVALID, error_rows
+from sync_pipeline.sync.rereads import WholeDocuments
 from sync_pipeline.sync.run_errors import retried_failure_rows
 from sync_pipeline.sync.statuses import UNMAPPED_STATUS, record_status_warnings
 
@@ -89,12 +90,31 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             validated_sales_documents.metakocka,
             # An incremental run plans its documents against their own links only: any other
             # link would look like a deletion (sync/incremental.py).
-            scope.links if scope is not None and scope.incremental else store.links_frame(org_id),
+            scope.links
+            if scope is not None and scope.incremental
+            else store.links_frame(org_id, PLAN_LINK_COLUMNS),
             conflict_policy=org.conflict_policy,
             resolutions=resolutions,
             change_order=metakocka_change_order(mk_client),
             statuses=org.metakocka_statuses,
         )
+        plan = mark_known_absent(plan, scope, store, org_id)  # creates that need no look-up
+        settle_unused_resolutions(store.engine, plan, resolutions, run_id=context.run.run_id)
+        # A new conflict's error row lists its differences: what a full sweep summarised is
+        # read again for it (sync/rereads.py).
+        with WholeDocuments(
+            org_id, engine=store.engine, crm=crm.client(), metakocka=mk_client
+        ) as whole:
+            store.log_errors(
+                error_rows(
+                    organization_id=org_id,
+                    run_id=context.run.run_id,
+                    plan=plan,
+                    open_errors=store.open_errors(org_id, "conflict"),
+                    requested_by=requested_by(context),
+                    read_again=whole.for_differences,
+                )
+            )
         store.log_errors(  # the failures its retries absorbed (sync/run_errors.py)
             retried_failure_rows(
                 mk_client.stats,
@@ -102,17 +122,6 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 run_id=context.run.run_id,
                 system="Metakocka",
                 step="planning",
-                requested_by=requested_by(context),
-            )
-        )
-        plan = mark_known_absent(plan, scope, store, org_id)  # creates that need no look-up
-        settle_unused_resolutions(store.engine, plan, resolutions, run_id=context.run.run_id)
-        store.log_errors(
-            error_rows(
-                organization_id=org_id,
-                run_id=context.run.run_id,
-                plan=plan,
-                open_errors=store.open_errors(org_id, "conflict"),
                 requested_by=requested_by(context),
             )
         )

@@ -1,6 +1,9 @@
 """Reporting assets: sync_status re-materialised for the organization, and this run's error
 summary."""
 
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
@@ -21,6 +24,7 @@ from sync_pipeline.store.tables import sync_error_log as error_log_table
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
 from sync_pipeline.sync.record import status_rows
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
+from sync_pipeline.sync.status_sweep import sweep_status
 
 GROUP = "report"
 CHECK_NO_DUPLICATE_LINKS = "no_duplicate_links"
@@ -58,6 +62,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         store = open_store(sync_store, crm, metakocka)
         outcomes = [*metakocka_push, *crm_push, *propagated_deletions]
         scope = validated_sales_documents.scope
+        tally = _StatusTally(store.open_errors(org_id))
         if scope is not None and scope.incremental:
             # Only the documents this run looked at: every other row stays as it was.
             crm_ids = {*sync_plan["crm_document_id"].dropna()}
@@ -73,23 +78,23 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
                 links=links_for(store.engine, org_id, crm_ids, mk_ids),
                 previous=previous,
             )
-            changed = changed_status_rows(rows, previous)
+            changed = changed_status_rows(tally.through(rows), previous)
             upsert_status(store.engine, org_id, changed)
         else:
-            previous = store.status_frame(org_id)
-            rows = status_rows(
-                organization_id=org_id,
-                plan=sync_plan,
+            # Every document's row, made and compared with its current row a slice at a time:
+            # only the differences are kept and written (sync/status_sweep.py).
+            changed, gone = sweep_status(
+                store.engine,
+                org_id,
+                sync_plan,
                 outcomes=outcomes,
                 quarantined=validated_sales_documents.quarantined,
-                links=store.links_frame(org_id),
-                previous=previous,
+                through=tally.through,
             )
-            changed = changed_status_rows(rows, previous)
-            store.replace_status(org_id, rows, previous=previous)  # writes the differences
+            store.write_status(org_id, changed, gone=gone)
         if scope is not None and scope.next_cursor is not None:
             save_cursor(store.engine, org_id, scope.next_cursor, run_id=context.run.run_id)
-        _resolve_errors_of_synced(store, org_id, rows, context.run.run_id)
+        tally.resolve_errors_of_synced(store, org_id, context.run.run_id)
         resolve_earlier_step_failures(
             store.engine, org_id, context.run.run_id, f"run {context.run.run_id} got through"
         )
@@ -104,14 +109,13 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         )
         if mirrored.failed:
             context.log.warning(f"the CRM's mapping table was not updated: {mirrored.failed}")
-        counts = pd.Series([r["status"] for r in rows], dtype="object").value_counts()
         mode = "incremental" if scope is not None and scope.incremental else "full sweep"
         yield dg.Output(
             None,
             metadata={
                 "mode": mode,
-                "documents": len(rows),
-                **{k: int(v) for k, v in counts.items()},
+                "documents": tally.rows,
+                **dict(tally.counts),
                 **mirrored.metadata(),
             },
         )
@@ -158,20 +162,41 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
     return [sync_status, sync_error_log]
 
 
-def _resolve_errors_of_synced(store, org_id: str, rows: list[dict], run_id: str) -> None:
-    """Close open errors of documents that are now `synced` (e.g. a conflict an operator fixed)."""
-    open_errors = store.open_errors(org_id)
-    if open_errors.empty:
-        return
-    synced = [r for r in rows if r["status"] == "synced"]
-    open_crm = set(open_errors["crm_document_id"].dropna())
-    open_mk = set(open_errors["metakocka_id"].dropna())
-    store.resolve_errors(
-        org_id,
-        crm_document_ids=[r["crm_document_id"] for r in synced if r["crm_document_id"] in open_crm],
-        metakocka_ids=[r["metakocka_id"] for r in synced if r["metakocka_id"] in open_mk],
-        note=f"document in sync as of run {run_id}",
-    )
+class _StatusTally:
+    """What the step reports of its status rows, gathered as they go by (a full sweep does not
+    keep them): the count per status, and the documents now `synced` that have open errors."""
+
+    def __init__(self, open_errors: pd.DataFrame):
+        self.rows = 0
+        self.counts: Counter[str] = Counter()
+        self._open = not open_errors.empty
+        self._open_crm = set(open_errors["crm_document_id"].dropna()) if self._open else set()
+        self._open_mk = set(open_errors["metakocka_id"].dropna()) if self._open else set()
+        self._synced_crm: list[str] = []
+        self._synced_mk: list[str] = []
+
+    def through(self, rows: Iterable[dict]) -> Iterator[dict]:
+        for row in rows:
+            self.rows += 1
+            self.counts[row["status"]] += 1
+            if row["status"] == "synced":
+                if row["crm_document_id"] in self._open_crm:
+                    self._synced_crm.append(row["crm_document_id"])
+                if row["metakocka_id"] in self._open_mk:
+                    self._synced_mk.append(row["metakocka_id"])
+            yield row
+
+    def resolve_errors_of_synced(self, store, org_id: str, run_id: str) -> None:
+        """Close open errors of documents that are now `synced` (e.g. a conflict an operator
+        fixed)."""
+        if not self._open:
+            return
+        store.resolve_errors(
+            org_id,
+            crm_document_ids=self._synced_crm,
+            metakocka_ids=self._synced_mk,
+            note=f"document in sync as of run {run_id}",
+        )
 
 
 def _no_duplicate_links(store, org_id: str) -> dg.AssetCheckResult:

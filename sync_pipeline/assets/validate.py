@@ -8,8 +8,9 @@ import dagster as dg
 from sync_pipeline.assets.common import open_store, requested_by
 from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
-from sync_pipeline.sync.extract import CRM, METAKOCKA, Extraction, Quarantined
+from sync_pipeline.sync.extract import Extraction, Quarantined
 from sync_pipeline.sync.incremental import SyncScope
+from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS
 from sync_pipeline.sync.record import error_rows
 from sync_pipeline.sync.validate import ValidatedSide, synced_hashes, validate_extraction
 
@@ -66,15 +67,8 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         org_id = crm_sales_documents.organization_id
         store = open_store(sync_store, crm, metakocka)
         scope = crm_sales_documents.scope
-        # Documents whose content is exactly what was last synced were checked back then.
-        known = synced_hashes(
-            scope.links if scope is not None and scope.incremental else store.links_frame(org_id)
-        )
         validated = ValidatedDocuments(
-            crm=validate_extraction(crm_sales_documents, synced_hashes=known[CRM]),
-            metakocka=validate_extraction(
-                metakocka_sales_documents, synced_hashes=known[METAKOCKA]
-            ),
+            *_validated(store, org_id, scope, crm_sales_documents, metakocka_sales_documents),
             scope=scope,
         )
         rows = error_rows(
@@ -119,6 +113,19 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
         )
 
     return [validated_sales_documents]
+
+
+def _validated(store, org_id, scope, *extractions: Extraction) -> list[ValidatedSide]:
+    """Each side validated: a full sweep's already were, as they were read (sync/lean.py)."""
+    if all(e.lean is not None for e in extractions):
+        return [e.lean.validated for e in extractions]
+    # Documents whose content is exactly what was last synced were checked back then.
+    known = synced_hashes(
+        scope.links
+        if scope is not None and scope.incremental
+        else store.links_frame(org_id, PLAN_LINK_COLUMNS)
+    )
+    return [validate_extraction(e, synced_hashes=known[e.side]) for e in extractions]
 
 
 def _every_invalid_reported(store, org_id, quarantined) -> dg.AssetCheckResult:

@@ -39,6 +39,7 @@ from sync_pipeline.domain.policies import (  # noqa: F401 - re-exported
     WINNER_METAKOCKA,
     WINNERS,
 )
+from sync_pipeline.domain.summary import was_read
 
 ChangeOrder = Callable[[SalesDocument, SalesDocument], tuple[str | None, str]]
 """(CRM version, Metakocka version) -> (the side changed last, or None when unknown; why)."""
@@ -69,7 +70,7 @@ def resolvable(plan: pd.DataFrame) -> np.ndarray:
     if plan.empty or "crm_document" not in plan or "metakocka_document" not in plan:
         return np.zeros(len(plan), dtype=bool)
     both = [
-        isinstance(c, SalesDocument) and isinstance(m, SalesDocument)
+        was_read(c) and was_read(m)
         for c, m in zip(plan["crm_document"], plan["metakocka_document"], strict=True)
     ]
     return (plan["action"].to_numpy(dtype=object) == "conflict") & np.asarray(both, dtype=bool)

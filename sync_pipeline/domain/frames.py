@@ -55,24 +55,15 @@ LINE_COLUMNS = {
 }
 
 
-def documents_frame(
-    docs: list[SalesDocument], *, hashes: list[str] | None = None, totals: bool = True
-) -> pd.DataFrame:
-    """One row per document, in the order given (the columns of `DOCUMENT_COLUMNS`).
-
-    `hashes`: the documents' content hashes when already known. `totals=False` leaves subtotal,
-    tax and total empty (NaN): they are only needed to validate a document, and computing them
-    (decimal arithmetic per line) is most of this frame's cost. The `stated_*` columns are the
-    sums Metakocka sent with a document (NaN for none), for validation to compare.
+def documents_frame(docs: list[SalesDocument], *, hashes: list[str] | None = None) -> pd.DataFrame:
+    """One row per document, in the order given (the columns of `DOCUMENT_COLUMNS`): what
+    validation checks. `hashes`: the documents' content hashes when already known. The `stated_*`
+    columns are the sums Metakocka sent with a document (NaN for none), for validation to compare.
     """
-    nan = float("nan")
-    if totals:
-        derived = [doc.totals for doc in docs]
-        subtotals = [float(t.subtotal) for t in derived]
-        taxes = [float(t.tax) for t in derived]
-        sums = [float(t.total) for t in derived]
-    else:
-        subtotals = taxes = sums = [nan] * len(docs)
+    derived = [doc.totals for doc in docs]
+    subtotals = [float(t.subtotal) for t in derived]
+    taxes = [float(t.tax) for t in derived]
+    sums = [float(t.total) for t in derived]
     stated = [doc.stated_totals for doc in docs]
     columns = {
         "crm_document_id": [doc.crm_document_id for doc in docs],
@@ -101,40 +92,29 @@ def documents_frame(
     return _frame(columns, DOCUMENT_COLUMNS)
 
 
-def known_by_link_frame(counterparts: list) -> pd.DataFrame:
-    """Rows (the columns of `DOCUMENT_COLUMNS`) for documents known only by their link
-    (`sync.counterparts.LinkedCounterpart`): ids, types, number and content hash; the content
-    itself is empty, and `document` holds the stand-in."""
-    names = (
-        "crm_document_id",
-        "metakocka_id",
-        "metakocka_doc_type",
-        "document_type",
-        "metakocka_count_code",
-        "content_hash",
-    )
-    columns: dict = {name: [getattr(c, name) for c in counterparts] for name in names}
-    n = len(counterparts)
-    nothing = [None] * n
-    columns |= {
-        "document_number": nothing,
-        "document_date": pd.to_datetime(nothing),
-        "currency": nothing,
-        "customer_name": nothing,
-        "customer_country": nothing,
-        "discount_percent": [float("nan")] * n,
-        "discount_value": [float("nan")] * n,
-        "subtotal": [float("nan")] * n,
-        "tax_amount": [float("nan")] * n,
-        "total": [float("nan")] * n,
-        "stated_subtotal": [float("nan")] * n,
-        "stated_tax": [float("nan")] * n,
-        "stated_total": [float("nan")] * n,
-        "line_count": [0] * n,
-        "updated_at": pd.to_datetime(nothing, utc=True),
-        "document": _objects(counterparts),
+PLAN_COLUMNS = {
+    "crm_document_id": TEXT,
+    "metakocka_id": TEXT,
+    "content_hash": TEXT,
+    "updated_at": "datetime64[us, UTC]",
+    "document": object,
+}
+"""What the plan reads of a side's documents (`sync/planning.py`)."""
+
+
+def plan_frame(docs: list, hashes: list[str]) -> pd.DataFrame:
+    """One row per document with what the plan reads (the columns of `PLAN_COLUMNS`): its ids,
+    content hash and change time, and the document itself, whole or summarised
+    (`domain/summary.py`), or known only by its link (`sync.counterparts.LinkedCounterpart`,
+    which has no change time)."""
+    columns = {
+        "crm_document_id": [doc.crm_document_id for doc in docs],
+        "metakocka_id": [doc.metakocka_id for doc in docs],
+        "content_hash": hashes,
+        "updated_at": pd.to_datetime([getattr(doc, "updated_at", None) for doc in docs], utc=True),
+        "document": _objects(docs),
     }
-    return _frame(columns, DOCUMENT_COLUMNS)
+    return _frame(columns, PLAN_COLUMNS)
 
 
 def lines_frame(docs: list[SalesDocument]) -> pd.DataFrame:

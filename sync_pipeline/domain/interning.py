@@ -13,9 +13,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from functools import wraps
 
-MAX_SHARED = 200_000
+MAX_SHARED = 20_000
 """Values remembered per cache; past that, new values are simply not shared (memory stays
-bounded whatever the data)."""
+bounded whatever the data: a full sweep keeps few documents whole, `sync/lean.py`, so a cache
+of every price and sum it read would outweigh what it shares)."""
 
 
 def shared_decimals(parse: Callable[..., Decimal | None]) -> Callable[..., Decimal | None]:

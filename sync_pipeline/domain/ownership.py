@@ -26,6 +26,7 @@ import pandas as pd
 
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
 from sync_pipeline.domain.plan import ACTIONS, CHANGED_IN_METAKOCKA, CONFLICT, UPDATE_IN_CRM
+from sync_pipeline.domain.summary import was_read
 
 CRM = "crm"
 METAKOCKA = "metakocka"
@@ -102,7 +103,7 @@ def apply_ownership(plan: pd.DataFrame, organization_id: str) -> pd.DataFrame:
     mk_docs = plan["metakocka_document"].to_numpy(dtype=object)
     for i in np.flatnonzero(action == "unchanged"):
         crm, mk = crm_docs[i], mk_docs[i]
-        if not (isinstance(crm, SalesDocument) and isinstance(mk, SalesDocument)):
+        if not (was_read(crm) and was_read(mk)):
             continue
         if mk.status in (None, crm.status) and mk.metakocka_count_code in (
             None,

@@ -147,6 +147,7 @@ def _linked_pairs(sides: _Sides, link_crm, link_mk, link_hash):
     both = crm_present & mk_present
     crm_changed = _differs(crm_hash, link_hash)
     mk_changed = _differs(mk_hash, link_hash)
+    link_hash = np.where(crm_present & ~crm_changed, crm_hash, link_hash)  # equal: one object
     converged = both & crm_changed & mk_changed & ~_differs(crm_hash, mk_hash)
     outcomes = [
         (both & ~crm_changed & ~mk_changed, UNCHANGED, NO_CHANGE),
@@ -395,9 +396,11 @@ def _unique_index(ids: np.ndarray, name: str) -> pd.Index:
 
 
 def _ids_of(explicit: np.ndarray, ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The explicit id, else the id of the document at that position."""
-    fill = _is_none(explicit) & (positions >= 0)
-    explicit[fill] = ids[positions[fill]]
+    """The id of the document at that position, else the explicit id. (The same value where
+    both are there: a link's id is the document's; the document's own object is kept, so a
+    million links' copies of the ids are not.)"""
+    at = positions >= 0
+    explicit[at] = ids[positions[at]]
     return explicit
 
 

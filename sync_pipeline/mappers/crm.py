@@ -33,6 +33,8 @@ twice updates the same rows, and reading it back restores the line order (the CR
 sm60: lines the pipeline did not write follow in ``sort_order`` (fixed10), creation, id order).
 """
 
+import hashlib
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -99,7 +101,24 @@ class MissingProductCode(MappingError):
 
 def crm_line_id(document_id: str, index: int) -> str:
     """The id of the `index`-th (0-based) line the pipeline writes for a document."""
-    return str(uuid.uuid5(uuid.UUID(document_id), str(index)))
+    return crm_line_ids(document_id, index + 1)[index]
+
+
+def crm_line_ids(document_id: str, count: int) -> list[str]:
+    """`crm_line_id` of the first `count` lines: `uuid5(document id, str(index))`, with the
+    document's id parsed once (a full sweep computes them for every CRM document)."""
+    namespace = uuid.UUID(document_id).bytes
+    return [_uuid5_text(namespace, str(index).encode()) for index in range(count)]
+
+
+def _uuid5_text(namespace: bytes, name: bytes) -> str:
+    """`str(uuid.uuid5(...))` without the `UUID` objects: the SHA-1 of namespace and name, its
+    version and variant bits set (RFC 4122), in the 8-4-4-4-12 hex form."""
+    raw = bytearray(hashlib.sha1(namespace + name).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -124,7 +143,7 @@ def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
     ours = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
     return SalesDocument(
         organization_id=ctx.organization_id,
-        document_type=document_type,
+        document_type=sys.intern(document_type),  # four words over every document
         document_date=_date(row, "document_date"),
         due_date=_date(row, "due_date"),
         customer=_customer(row, ctx, ours.get("partner") or {}),
@@ -163,7 +182,8 @@ def crm_status(value) -> str | None:
     """The CRM's status in its CHECK vocabulary (``canceled`` read as ``cancelled``); other
     values the CRM's code writes (``pending``, ``confirmed``) are kept as they are."""
     text = _text(value)
-    return STATUS_SPELLINGS.get(text.lower(), text.lower()) if text else None
+    # a handful of words over every document: one object each (sys.intern)
+    return sys.intern(STATUS_SPELLINGS.get(text.lower(), text.lower())) if text else None
 
 
 def _customer(row: dict, ctx: CrmContext, kept: dict) -> Customer:
@@ -193,7 +213,9 @@ def _customer(row: dict, ctx: CrmContext, kept: dict) -> Customer:
 def _in_written_order(document_id: str, items: list, profile: CrmProfile) -> list:
     """The pipeline's own lines by position; others after them by ``sort_order`` (fixed10),
     creation time and id (the CRM keeps no order of its own in sm60)."""
-    written = {crm_line_id(document_id, index): index for index in range(len(items))}
+    written = {
+        line_id: index for index, line_id in enumerate(crm_line_ids(document_id, len(items)))
+    }
 
     def rank(item) -> tuple:
         if not isinstance(item, dict):

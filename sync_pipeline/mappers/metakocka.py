@@ -94,11 +94,15 @@ METAKOCKA_OWNED_FIELDS = ("status_code",)
 sent back unchanged by a full replace, like the passthrough fields."""
 
 
+_DOC_TYPES = {doc_type: doc_type for doc_type in METAKOCKA_TO_DOC_TYPE}
+
+
 def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
     """Read a Metakocka document; `MappingError` names the field when it cannot be read."""
     if not isinstance(doc, dict):
         raise MappingError(f"document: expected a JSON object, got {type(doc).__name__}")
     mk_doc_type = _text(doc.get("doc_type"))
+    mk_doc_type = _DOC_TYPES.get(mk_doc_type, mk_doc_type)  # one object per type, not per document
     document_type = METAKOCKA_TO_DOC_TYPE.get(mk_doc_type)
     if document_type is None:
         raise MappingError(f"doc_type: unsupported document type {mk_doc_type!r}")
@@ -108,8 +112,9 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
     document_date = _read(parse_mk_date, doc, "doc_date")
     if document_date is None:
         raise MappingError("doc_date: missing")
-    status = read_status(doc)  # the organization's own map applies when planning (sync/statuses)
     stated_totals = read_stated_totals(doc)
+    # the organization's own map applies when planning (sync/statuses)
+    status = read_status(doc, stated_totals)
     return SalesDocument(
         organization_id=organization_id,
         document_type=document_type,

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from sync_pipeline.domain.amounts import StatedTotals
 from sync_pipeline.domain.document import CRM_STATUSES, SalesDocument
 from sync_pipeline.mappers.metakocka_amounts import paid_in_full, read_stated_totals
 
@@ -78,9 +79,12 @@ class MetakockaStatus:
 NO_STATUS = MetakockaStatus(None, None)
 
 
-def read_status(doc: dict) -> MetakockaStatus:
-    """The status of a document as `get_document` / `search` returns it."""
-    return MetakockaStatus(_text(doc.get("status_code")), _text(doc.get("status_desc")), _paid(doc))
+def read_status(doc: dict, stated: StatedTotals | None = None) -> MetakockaStatus:
+    """The status of a document as `get_document` / `search` returns it (`stated`: its sums,
+    when already read: `read_stated_totals`). Paid: Metakocka's payments cover its total (both
+    read in every decimal form; an unreadable sum is a MappingError, never "unpaid")."""
+    paid = paid_in_full(stated if stated is not None else read_stated_totals(doc))
+    return MetakockaStatus(_text(doc.get("status_code")), _text(doc.get("status_desc")), paid)
 
 
 def status_of(doc: SalesDocument) -> MetakockaStatus:
@@ -158,9 +162,3 @@ def unmapped_reason(status: MetakockaStatus) -> str:
 def _text(value) -> str | None:
     text = "" if value is None else str(value).strip()
     return text or None
-
-
-def _paid(doc: dict) -> bool:
-    """Metakocka's payments cover its total (mappers/metakocka_amounts.py reads both, in every
-    decimal form; an unreadable sum is a MappingError, never "unpaid")."""
-    return paid_in_full(read_stated_totals(doc))

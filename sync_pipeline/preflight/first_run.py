@@ -123,7 +123,7 @@ def crm_writes(client: CrmClient, organization_id: str, plan: pd.DataFrame) -> l
     if rows.empty:
         return []
     context = crm_context(client, organization_id)
-    prefetch_metakocka_references(client, organization_id, rows)
+    prefetch_metakocka_references(client, organization_id, rows.get("metakocka_document", ()))
     out = []
     for row in rows.itertuples(index=False):
         current = getattr(row, "crm_document", None)

@@ -7,8 +7,9 @@ one transaction: one select, one executemany update, one executemany insert. The
 same as calling `bind` for each pair in turn.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from itertools import islice
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -22,19 +23,20 @@ OPTIONAL = ("document_type", "metakocka_doc_type", "crm_document_number", "metak
 def bind_many(
     engine: Engine,
     organization_id: str,
-    pairs: list[dict],
+    pairs: Iterable[dict],
     *,
     bind_one: Callable[..., None],
 ) -> int:
     """Link each pair (`crm_document_id`, `metakocka_id`, `content_hash` and the `OPTIONAL`
     fields, which never overwrite a known value with None). A pair whose two ids are on two
     different existing links is handed to `bind_one` (`SyncStore.bind`), which says what is
-    wrong with it."""
-    for start in range(0, len(pairs), CHUNK):
-        chunk = pairs[start : start + CHUNK]
+    wrong with it. `pairs` may be a generator: it is read a chunk at a time."""
+    pairs, bound = iter(pairs), 0
+    while chunk := list(islice(pairs, CHUNK)):
         for pair in _bind_chunk(engine, organization_id, chunk):
             bind_one(organization_id, **pair)
-    return len(pairs)
+        bound += len(chunk)
+    return bound
 
 
 def _bind_chunk(engine: Engine, organization_id: str, pairs: list[dict]) -> list[dict]:

@@ -39,7 +39,8 @@ def _rows_for(
     organization_id: str,
     crm_ids: Iterable[str],
     mk_ids: Iterable[str],
-) -> list[dict]:
+) -> list[tuple]:
+    """The rows naming any of the ids, once each (`columns` start with the table's `id`)."""
     crm_chunks, mk_chunks = _chunks(crm_ids), _chunks(mk_ids)
     rows: dict = {}
     with engine.connect() as conn:
@@ -47,8 +48,8 @@ def _rows_for(
             query = sa.select(*columns).where(
                 table.c.organization_id == organization_id, _either(table, crm_chunk, mk_chunk)
             )
-            for row in conn.execute(query).mappings():
-                rows[row["id"]] = dict(row)
+            for row in conn.execute(query):  # tuples: a mapping per row costs 20x more
+                rows[row[0]] = tuple(row)
     return list(rows.values())
 
 
@@ -58,7 +59,7 @@ def links_for(
     """The link rows that name any of the ids (the columns of `SyncStore.links_frame`)."""
     columns = [document_links.c.id, *[document_links.c[name] for name in LINK_COLUMNS]]
     rows = _rows_for(engine, document_links, columns, organization_id, crm_ids, mk_ids)
-    return pd.DataFrame(rows, columns=["id", *LINK_COLUMNS]).drop(columns="id")
+    return pd.DataFrame.from_records(rows, columns=["id", *LINK_COLUMNS]).drop(columns="id")
 
 
 def status_for(
@@ -66,7 +67,7 @@ def status_for(
 ) -> pd.DataFrame:
     """The sync_status rows that name any of the ids."""
     rows = _rows_for(engine, sync_status, [sync_status], organization_id, crm_ids, mk_ids)
-    return pd.DataFrame(rows, columns=[c.name for c in sync_status.columns])
+    return pd.DataFrame.from_records(rows, columns=[c.name for c in sync_status.columns])
 
 
 def upsert_status(engine: Engine, organization_id: str, rows: list[dict]) -> int:

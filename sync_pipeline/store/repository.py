@@ -14,9 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from sync_pipeline.adapters.redact import redact
 from sync_pipeline.store.engine import database_schema, make_engine
+from sync_pipeline.store.frames import read_frame
 from sync_pipeline.store.locks import lock_organization_status
 from sync_pipeline.store.migrate import upgrade
-from sync_pipeline.store.status_diff import changed_status_rows
+from sync_pipeline.store.status_diff import diff_status
 from sync_pipeline.store.tables import (
     LINK_LINKED,
     WARNING,
@@ -38,6 +39,21 @@ LINK_COLUMNS = [
     "metakocka_count_code",
     "last_synced_at",
 ]
+
+
+REPEATED_TEXTS = frozenset(
+    {
+        "organization_id",
+        "state",
+        "document_type",
+        "metakocka_doc_type",
+        "status",
+        "last_direction",
+        "last_error",
+        "metakocka_status",
+    }
+)
+"""Columns of links and sync_status rows that hold a few words over many rows (`read_frame`)."""
 
 
 def utcnow() -> datetime:
@@ -68,13 +84,12 @@ class SyncStore:
         self.engine.dispose()
 
     # ----------------------------------------------------------------- links (the binder)
-    def links_frame(self, organization_id: str) -> pd.DataFrame:
-        query = sa.select(*[document_links.c[name] for name in LINK_COLUMNS]).where(
+    def links_frame(self, organization_id: str, columns: list[str] = LINK_COLUMNS) -> pd.DataFrame:
+        """The organization's links (`columns` of them: the plan reads four)."""
+        query = sa.select(*[document_links.c[name] for name in columns]).where(
             document_links.c.organization_id == organization_id
         )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()  # tuples: a mapping per row costs 20x more
-        return pd.DataFrame.from_records(rows, columns=LINK_COLUMNS)
+        return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS)
 
     def find_link(
         self,
@@ -282,13 +297,15 @@ class SyncStore:
 
     # ----------------------------------------------------------------- status
     def status_frame(self, organization_id: str) -> pd.DataFrame:
-        query = sa.select(sync_status).where(sync_status.c.organization_id == organization_id)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()  # tuples: a mapping per row costs 20x more
-        return pd.DataFrame.from_records(rows, columns=[c.name for c in sync_status.columns])
+        """The organization's sync_status rows."""
+        columns = [c.name for c in sync_status.columns]
+        query = sa.select(*[sync_status.c[name] for name in columns]).where(
+            sync_status.c.organization_id == organization_id
+        )
+        return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS)
 
     def replace_status(
-        self, organization_id: str, rows: list[dict], previous: pd.DataFrame | None = None
+        self, organization_id: str, rows: Iterable[dict], previous: pd.DataFrame | None = None
     ) -> int:
         """Re-materialise one organization's sync_status in a single transaction.
 
@@ -297,31 +314,34 @@ class SyncStore:
         theirs, and an unchanged row is left alone (a full sweep of an organization in sync then
         writes next to nothing). Returns the number of rows written.
         """
+        if previous is None:
+            return self.write_status(organization_id, list(rows), everything=True)
+        changed, gone = diff_status(rows, previous)
+        return self.write_status(organization_id, changed, gone=gone)
+
+    def write_status(
+        self,
+        organization_id: str,
+        changed: list[dict],
+        *,
+        gone: Iterable[int] = (),
+        everything: bool = False,
+    ) -> int:
+        """Write `changed` rows in place of the rows naming their ids, and delete the rows of
+        `gone` (their ids), or with `everything` every row of the organization first; in a
+        single transaction. Returns the number of rows written."""
         with self.engine.begin() as conn:
             lock_organization_status(conn, organization_id)  # one status writer at a time
-            if previous is None:
+            if everything:
                 conn.execute(
                     sync_status.delete().where(sync_status.c.organization_id == organization_id)
                 )
-                changed = rows
             else:
-                changed = changed_status_rows(rows, previous)
-                keep = {(r["crm_document_id"], r["metakocka_id"]) for r in rows}
-                gone = [
-                    int(row_id)
-                    for row_id, crm_id, mk_id in zip(
-                        previous["id"],
-                        previous["crm_document_id"].array,
-                        previous["metakocka_id"].array,
-                        strict=True,
-                    )
-                    if (_text(crm_id), _text(mk_id)) not in keep
-                ]
                 named = [
                     (column, [r[column.name] for r in changed if r[column.name]])
                     for column in (sync_status.c.crm_document_id, sync_status.c.metakocka_id)
                 ]
-                for column, ids in [(sync_status.c.id, gone), *named]:
+                for column, ids in [(sync_status.c.id, list(gone)), *named]:
                     for start in range(0, len(ids), 500):
                         conn.execute(
                             sync_status.delete().where(
@@ -332,9 +352,3 @@ class SyncStore:
             for start in range(0, len(changed), 5000):
                 conn.execute(sync_status.insert(), changed[start : start + 5000])
         return len(changed)
-
-
-def _text(value) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return str(value)

@@ -3,9 +3,11 @@
 Most documents of a nightly run end exactly as they were (in sync, and in sync before), so their
 rows would be rewritten with the same content. Comparing first and writing only the differences
 makes re-materialising 100,000 rows of an organization in sync a no-op instead of deleting and
-inserting them all.
+inserting them all. The comparison takes the run's rows one at a time (`diff_status`): a full
+sweep never holds 100,000 of them, only the differences.
 """
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -30,18 +32,50 @@ STATUS_CONTENT = (
 def changed_status_rows(rows: list[dict], previous: pd.DataFrame) -> list[dict]:
     """The rows that differ from the document's current sync_status row (`previous`: the rows as
     they are, in the columns of the table)."""
-    before = {}
-    if not previous.empty:
-        columns = [previous[name].array for name in STATUS_CONTENT]
-        for values in zip(*columns, strict=True):
-            key = tuple(map(_comparable, values))
-            before[(_text(values[0]), _text(values[1]))] = key
-    return [
-        row
-        for row in rows
-        if before.get((row["crm_document_id"], row["metakocka_id"]))
-        != tuple(_comparable(row.get(name)) for name in STATUS_CONTENT)
-    ]
+    return diff_status(rows, previous)[0]
+
+
+def diff_status(rows: Iterable[dict], previous: pd.DataFrame) -> tuple[list[dict], list[int]]:
+    """(the rows that differ from the document's current row, the ids of the current rows that
+    no row names any more), in one pass over `rows`, of which nothing else is kept."""
+    changed, kept = compare_status(rows, previous)
+    if previous.empty:
+        return changed, []
+    return changed, [int(row_id) for row_id in previous["id"] if int(row_id) not in kept]
+
+
+def compare_status(rows: Iterable[dict], previous: pd.DataFrame) -> tuple[list[dict], set[int]]:
+    """(the rows that differ from the document's current row, the ids of the current rows that
+    some row names: by the same two ids), in one pass over `rows`."""
+    columns = {} if previous.empty else {name: previous[name].array for name in STATUS_CONTENT}
+    at: dict[tuple, int] = {}
+    if columns:
+        pairs = zip(columns["crm_document_id"], columns["metakocka_id"], strict=True)
+        at = {(_text(crm_id), _text(mk_id)): i for i, (crm_id, mk_id) in enumerate(pairs)}
+    named = [False] * len(previous)
+    changed = []
+    for row in rows:
+        position = at.get((row["crm_document_id"], row["metakocka_id"]))
+        if position is None:
+            changed.append(row)
+            continue
+        named[position] = True
+        if any(
+            _comparable(values[position]) != _comparable(row.get(name))
+            for name, values in columns.items()
+        ):
+            changed.append(row)
+    kept: set[int] = set()
+    if columns:
+        pairs = zip(
+            previous["id"], columns["crm_document_id"], columns["metakocka_id"], strict=True
+        )
+        kept = {
+            int(row_id)
+            for row_id, crm_id, mk_id in pairs
+            if named[at[(_text(crm_id), _text(mk_id))]]
+        }
+    return changed, kept
 
 
 def _comparable(value):

@@ -38,7 +38,9 @@ def metakocka_change_order(client: MetakockaClient) -> ChangeOrder:
             return None, "the CRM's version has no updated_at, so the newer side is unknown"
         if not metakocka.metakocka_doc_type or not metakocka.metakocka_id:
             return None, "the Metakocka version has no id to ask about"
-        buyer_order = metakocka.source_extra.get(PASSTHROUGH_KEY, {}).get("buyer_order")
+        buyer_order = getattr(metakocka, "buyer_order", None) or metakocka.source_extra.get(
+            PASSTHROUGH_KEY, {}
+        ).get("buyer_order")  # a summary's own (domain/summary.py), else as read
 
         def changed_since(moment) -> bool:
             return client.changed_since(

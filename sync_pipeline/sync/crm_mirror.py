@@ -18,7 +18,8 @@ from sync_pipeline.adapters.crm_mirror import (
     write_mappings,
 )
 from sync_pipeline.adapters.errors import SyncError
-from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
+from sync_pipeline.domain.document import crm_id_for_metakocka_document
+from sync_pipeline.domain.summary import was_read
 from sync_pipeline.mappers.crm import CRM_OWNER
 from sync_pipeline.store.document_queries import links_for, status_for
 from sync_pipeline.store.error_log import document_errors, open_errors_of_kind, resolve_error_ids
@@ -104,7 +105,7 @@ def owners_in_plan(plan, outcomes, organization) -> dict[str, str]:
     owners = {
         doc.crm_document_id: doc.source_extra[CRM_OWNER]["user_id"]
         for doc in plan.get("crm_document", ())
-        if isinstance(doc, SalesDocument) and (doc.source_extra.get(CRM_OWNER) or {}).get("user_id")
+        if was_read(doc) and (doc.source_extra.get(CRM_OWNER) or {}).get("user_id")
     }
     if organization.crm_integration_user_id:
         owners.update(

@@ -32,6 +32,7 @@ from sync_pipeline.mappers.metakocka import MappingError, metakocka_to_canonical
 if TYPE_CHECKING:
     from sync_pipeline.sync.counterparts import LinkedCounterpart
     from sync_pipeline.sync.incremental import SyncScope
+    from sync_pipeline.sync.lean import LeanSide
 
 METAKOCKA_SALES_DOC_TYPES = (
     "sales_offer",
@@ -84,6 +85,25 @@ class Extraction:
     """CRM side: {document id: its lines with no Metakocka product code}, for the unmappable
     documents that have any (a document's reason names only the first; the preflight counts
     them all)."""
+    lean: "LeanSide | None" = None
+    """A full sweep's side, validated and reduced as it was read (`sync/lean.py`): its documents
+    are in `lean.validated`, not in `documents` or `unmappable`."""
+
+    @property
+    def documents_read(self) -> int:
+        """Documents read and mapped (whole, summarised, or found invalid)."""
+        return self.lean.documents_read if self.lean is not None else len(self.documents)
+
+    @property
+    def unreadable(self) -> int:
+        """Documents that could not be mapped at all."""
+        return self.lean.unmappable if self.lean is not None else len(self.unmappable)
+
+    def newest_updated_at(self) -> datetime | None:
+        """The newest change time among the documents read (None: they show none)."""
+        if self.lean is not None:
+            return self.lean.newest_updated_at
+        return max((d.updated_at for d in self.documents if d.updated_at is not None), default=None)
 
 
 def change_detection(schema: CrmSchema) -> str:
@@ -120,19 +140,22 @@ def extract_crm(
     *,
     ids: Iterable[str] | None = None,
     updated_since: datetime | None = None,
+    lean: "LeanSide | None" = None,
 ) -> Extraction:
     """The organization's CRM documents (all, those changed since ``updated_since``, or those of
-    ``ids``), mapped; a document the read met twice (edited meanwhile) counts once, as last read."""
+    ``ids``), mapped; a document the read met twice (edited meanwhile) counts once, as last read.
+    With `lean` (a full sweep), each is handed to it as it is read (`sync/lean.py`)."""
     context = crm_context(client, organization_id)
     tenancy = client.directory(organization_id).tenancy()
     rows = client.list_documents(
         organization_id, ids=list(ids) if ids is not None else None, updated_since=updated_since
     )
-    texts = TextInterner(CRM_UNIQUE_KEYS)
+    # Shared texts only pay off in documents held whole: a lean read holds few.
+    texts = TextInterner(CRM_UNIQUE_KEYS) if lean is None else None
     found: dict[str, SalesDocument | Quarantined] = {}
     uncoded: dict[str, int] = {}
     for row in read_ahead(rows):
-        row = texts.record(row) if isinstance(row, dict) else row
+        row = texts.record(row) if texts is not None and isinstance(row, dict) else row
         key = str(row.get("id"))
         try:
             if tenancy.is_ambiguous(row):
@@ -140,12 +163,12 @@ def extract_crm(
                     f"organization_id is empty and its owner {row.get('user_id')} belongs to "
                     "several organizations: set the document's organization_id in the CRM"
                 )
-            found[key] = crm_row_to_canonical(row, context)
+            doc = crm_row_to_canonical(row, context)
             uncoded.pop(key, None)  # read again after an edit: the later copy counts
         except (MappingError, KeyError, TypeError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, MissingProductCode) else None
             uncoded[key] = lines_without_product_code(row, context)
-            found[key] = Quarantined(
+            doc = Quarantined(
                 side=CRM,
                 crm_document_id=str(row.get("id")) if row.get("id") else None,
                 metakocka_id=None,
@@ -153,12 +176,21 @@ def extract_crm(
                 document_number=row.get("document_number"),
                 reasons=(reason or f"cannot read CRM document: {exc}",),
             )
+        if lean is None:
+            found[key] = doc
+        elif isinstance(doc, SalesDocument):
+            lean.add(doc, key)
+        else:
+            lean.add_unmappable(doc, key)
     extraction = Extraction(
         CRM,
         organization_id,
         precision=context.precision,
+        lean=lean,
         lines_without_product_code={key: n for key, n in uncoded.items() if n},
     )
+    if lean is not None:
+        lean.finish()
     for item in found.values():
         if isinstance(item, SalesDocument):
             extraction.documents.append(item)
@@ -174,9 +206,13 @@ def extract_metakocka(
     doc_types: Iterable[str] = METAKOCKA_SALES_DOC_TYPES,
     changed_since: datetime | None = None,
     precision: Precision = DEFAULT_PRECISION,
+    lean: "LeanSide | None" = None,
 ) -> Extraction:
-    extraction = Extraction(METAKOCKA, organization_id, precision=precision)
-    texts = TextInterner(METAKOCKA_UNIQUE_KEYS)
+    """The company's Metakocka documents (all, or those changed since ``changed_since``),
+    mapped. With `lean` (a full sweep), each is handed to it as it is read (`sync/lean.py`)."""
+    extraction = Extraction(METAKOCKA, organization_id, precision=precision, lean=lean)
+    # Shared texts only pay off in documents held whole: a lean read holds few.
+    texts = TextInterner(METAKOCKA_UNIQUE_KEYS) if lean is None else None
     pages = (
         (doc_type, raw)
         for doc_type in doc_types
@@ -184,21 +220,30 @@ def extract_metakocka(
     )
     # Documents already fetched (an on-demand run maps them through here) need no read-ahead.
     for doc_type, raw in read_ahead(pages) if isinstance(client, MetakockaClient) else pages:
-        raw = texts.record(raw) if isinstance(raw, dict) else raw
+        raw = texts.record(raw) if texts is not None and isinstance(raw, dict) else raw
         raw.setdefault("doc_type", doc_type)
         try:
-            extraction.documents.append(metakocka_to_canonical(raw, organization_id))
+            doc = metakocka_to_canonical(raw, organization_id)
         except (MappingError, KeyError, TypeError, ValueError) as exc:
-            extraction.unmappable.append(
-                Quarantined(
-                    side=METAKOCKA,
-                    crm_document_id=external_ref_to_crm_id(_text(raw.get("buyer_order"))),
-                    metakocka_id=_text(raw.get("mk_id")),
-                    document_type=doc_type,
-                    document_number=_text(raw.get("count_code")),
-                    reasons=(f"cannot read Metakocka document: {exc}",),
-                )
+            entry = Quarantined(
+                side=METAKOCKA,
+                crm_document_id=external_ref_to_crm_id(_text(raw.get("buyer_order"))),
+                metakocka_id=_text(raw.get("mk_id")),
+                document_type=doc_type,
+                document_number=_text(raw.get("count_code")),
+                reasons=(f"cannot read Metakocka document: {exc}",),
             )
+            if lean is None:
+                extraction.unmappable.append(entry)
+            else:
+                lean.add_unmappable(entry, "")
+            continue
+        if lean is None:
+            extraction.documents.append(doc)
+        else:
+            lean.add(doc, "")
+    if lean is not None:
+        lean.finish()
     return extraction
 
 

@@ -158,11 +158,8 @@ def _since(
 ) -> datetime:
     """The run's start minus `OVERLAP`, or earlier from the newest change time `extraction`
     shows (None: the side shows none); never behind the `previous` cursor."""
-    newest = max(
-        (d.updated_at for d in extraction.documents if d.updated_at is not None)
-        if extraction is not None
-        else (),
-        default=window.started_at,
+    newest = (extraction.newest_updated_at() if extraction is not None else None) or (
+        window.started_at
     )
     since = min(window.started_at, newest) - OVERLAP
     return since if previous is None else max(since, previous)

@@ -24,6 +24,8 @@ from sync_pipeline.sync.statuses import mark_unmapped_statuses, with_organizatio
 from sync_pipeline.sync.validate import ValidatedSide
 
 INVALID_HASH = "invalid"
+PLAN_LINK_COLUMNS = ["crm_document_id", "metakocka_id", "content_hash", "state"]
+"""What the plan reads of the links (`plan_links`; `SyncStore.links_frame`)."""
 CRM_COLUMNS = ["crm_document_id", "content_hash", "updated_at", "document"]
 METAKOCKA_COLUMNS = ["metakocka_id", "crm_document_id", "content_hash", "updated_at", "document"]
 

@@ -29,6 +29,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -43,6 +44,7 @@ from sync_pipeline.domain.document import (
     SalesDocument,
     crm_id_for_metakocka_document,
 )
+from sync_pipeline.domain.summary import DocumentSummary, was_read
 from sync_pipeline.mappers.crm import CRM_OWNER, CrmContext, canonical_to_crm_write
 from sync_pipeline.mappers.metakocka import (
     ISSUED_BILL,
@@ -54,8 +56,9 @@ from sync_pipeline.store.bulk_links import bind_many
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims, claim_owner
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
-from sync_pipeline.sync.counterparts import CounterpartReader, LinkedCounterpart
+from sync_pipeline.sync.counterparts import LinkedCounterpart
 from sync_pipeline.sync.extract import crm_context
+from sync_pipeline.sync.rereads import WholeDocuments
 
 KNOWN_ABSENT = "metakocka_absent"
 """Plan column (sync/incremental.py): a create in Metakocka that may skip its first look-up."""
@@ -118,18 +121,22 @@ def push_to_metakocka(
     on_progress: Callable[[int, int], None] | None = None,
     run_id: str | None = None,
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
+    crm: CrmClient | None = None,
 ) -> list[PushOutcome]:
     """Create or update in Metakocka every plan row whose action points there.
 
-    An update whose Metakocka side is known only by its link (`sync/counterparts.py`) reads that
-    side first and goes last, so the reads overlap the other writes."""
+    An update whose Metakocka side is known only by its link (`sync/counterparts.py`) or by its
+    summary (`sync/lean.py`) reads that side first and goes last, so the reads overlap the other
+    writes; a CRM document known by its summary is read again from `crm` (`sync/rereads.py`)."""
     rows = plan.loc[plan["action"].isin(TO_METAKOCKA_ACTIONS)]
-    by_link = _known_by_link(rows)
+    by_link = _read_before_replace(rows)
     rows = pd.concat([rows.loc[~by_link], rows.loc[by_link]])
     breaker = CircuitBreaker()
 
     def push_one(row) -> PushOutcome:
-        doc: SalesDocument = row.crm_document
+        doc, why = rereads.crm(row.crm_document)
+        if why:
+            return _pending(row, CRM_TO_METAKOCKA, f"not pushed: {why}; planned again")
         attempted_at = datetime.now(UTC)
         if row.action == "create_in_metakocka":
             store.record_intent(
@@ -157,12 +164,10 @@ def push_to_metakocka(
                 client.replace_document(mk_id, payload)
         else:
             mk_id = str(row.metakocka_id)
-            current = _document_or_none(row)
-            stand_in = getattr(row, "metakocka_document", None)
-            if isinstance(stand_in, LinkedCounterpart):
-                current, why = counterparts.unchanged(stand_in)
-                if current is None:
-                    return _pending(row, CRM_TO_METAKOCKA, f"not pushed: {why}; planned again")
+            current, why = rereads.metakocka(getattr(row, "metakocka_document", None))
+            if why:
+                return _pending(row, CRM_TO_METAKOCKA, f"not pushed: {why}; planned again")
+            current = current if isinstance(current, SalesDocument) else None
             if is_issued_bill(current):  # never replaced (sync/planning.py, keep_issued_bills)
                 return PushOutcome(
                     row.action,
@@ -201,9 +206,15 @@ def push_to_metakocka(
     claims = DocumentClaims(
         store.engine, organization_id, owner=claim_owner(run_id), ttl_s=claim_ttl_s
     )
-    stand_ins = rows["metakocka_document"].loc[by_link] if by_link.any() else []
-    counterparts = CounterpartReader(client, organization_id, stand_ins, engine=store.engine)
-    with claims, counterparts:
+    rereads = WholeDocuments(
+        organization_id,
+        engine=store.engine,
+        crm=crm,
+        metakocka=client,
+        crm_summaries=rows["crm_document"] if len(rows) else (),
+        metakocka_stand_ins=rows["metakocka_document"].loc[by_link] if by_link.any() else (),
+    )
+    with claims, rereads:
         # A CRM document whose write to the CRM never finished is not pushed to Metakocka.
         held_back = set(claims.unfinished_writes(TO_CRM_ACTIONS))
         push_one = _claimed(push_one, claims, store, organization_id, CRM_TO_METAKOCKA, held_back)
@@ -221,8 +232,11 @@ def push_to_crm(
     on_progress: Callable[[int, int], None] | None = None,
     run_id: str | None = None,
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
+    metakocka: MetakockaClient | None = None,
 ) -> list[PushOutcome]:
-    """Create or update in the CRM every plan row whose action points there."""
+    """Create or update in the CRM every plan row whose action points there. A document known
+    by its summary (`sync/lean.py`) is read again first (from `metakocka`, or the CRM's own
+    for an update: `sync/rereads.py`)."""
     rows = plan.loc[plan["action"].isin(TO_CRM_ACTIONS)]
     breaker = CircuitBreaker()
     setup_lock = threading.Lock()
@@ -236,7 +250,9 @@ def push_to_crm(
         with setup_lock:
             if "context" not in setup:
                 read = crm_context(client, organization_id)
-                prefetch_metakocka_references(client, organization_id, rows)
+                prefetch_metakocka_references(
+                    client, organization_id, rows.get("metakocka_document", ())
+                )
                 setup["context"] = read
             return setup["context"]
 
@@ -248,8 +264,8 @@ def push_to_crm(
         if fields:
             # Only fields Metakocka owns changed (domain/ownership.py): write just those columns.
             crm_id = str(row.crm_document_id)
-            current = _document_or_none(row, "crm_document")
-            owner = current.source_extra.get(CRM_OWNER) if current is not None else None
+            current = getattr(row, "crm_document", None)  # whole or summarised: its owner
+            owner = current.source_extra.get(CRM_OWNER) if was_read(current) else None
             client.patch_document(organization_id, crm_id, fields, owner)
             store.bind(
                 organization_id,
@@ -280,8 +296,10 @@ def push_to_crm(
 
     def link_of(row, crm_id: str, write: CrmDocumentWrite) -> dict:
         doc: SalesDocument = row.metakocka_document
-        current = _document_or_none(row, "crm_document")
-        number = write.header.get("document_number") or (current and current.document_number)
+        current = getattr(row, "crm_document", None)
+        number = write.header.get("document_number") or (
+            current.document_number if was_read(current) else None
+        )
         return {
             "crm_document_id": crm_id,
             "metakocka_id": str(row.metakocka_id),
@@ -306,10 +324,21 @@ def push_to_crm(
     claims = DocumentClaims(
         store.engine, organization_id, owner=claim_owner(run_id), ttl_s=claim_ttl_s
     )
-    with claims:
+    with claims, ExitStack() as stack:
         resumed = _unfinished_crm_writes(plan, claims, store, organization_id)
         rows = pd.concat([resumed, rows]) if len(resumed) else rows
         push_one = _claimed(push_one, claims, store, organization_id, METAKOCKA_TO_CRM)
+        rereads = WholeDocuments(
+            organization_id,
+            engine=store.engine,
+            crm=client,
+            metakocka=metakocka,
+            crm_summaries=rows.loc[rows["action"] == "update_in_crm", "crm_document"]
+            if len(rows)
+            else (),
+            metakocka_stand_ins=rows["metakocka_document"] if len(rows) else (),
+        )
+        stack.enter_context(rereads)
         fields = rows["crm_fields"] if "crm_fields" in rows else pd.Series(None, index=rows.index)
         # a write of just Metakocka's fields goes alone; whole documents go in batches
         whole = ~fields.map(lambda value: isinstance(value, dict) and bool(value)).astype(bool)
@@ -326,7 +355,11 @@ def push_to_crm(
                 return [_guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker) for row in batch]
             done: dict[int, PushOutcome] = {}
             ready: list[tuple[int, object, str, CrmDocumentWrite]] = []
+            batch, read_again = _with_whole_documents(batch, rereads, done, breaker)
+            references = _References(client, organization_id, read_again)
             for index, row in enumerate(batch):
+                if index in done:
+                    continue
                 if breaker.is_open:
                     done[index] = _guarded_push(row, push_one, METAKOCKA_TO_CRM, breaker)
                     continue
@@ -344,6 +377,7 @@ def push_to_crm(
                     done[index] = _pending(row, METAKOCKA_TO_CRM, why)
                     continue
                 try:
+                    references.prefetch()
                     ready.append((index, row, *crm_write(row)))
                 except Exception as exc:  # nothing was sent: this document fails alone
                     claims.release(crm_id)
@@ -486,7 +520,7 @@ def _unfinished_crm_writes(plan, claims: DocumentClaims, store: SyncStore, organ
         plan["crm_document_id"].isin(list(unfinished))
         & ~plan["action"].isin(TO_CRM_ACTIONS)
         & plan["metakocka_id"].notna()
-        & plan["metakocka_document"].map(lambda doc: isinstance(doc, SalesDocument))
+        & plan["metakocka_document"].map(was_read)
     ].copy()
     actions = []
     pairs = zip(candidates["crm_document_id"], candidates["metakocka_id"], strict=True)
@@ -607,10 +641,13 @@ def _failure(
     )  # fmt: skip
 
 
-def _known_by_link(rows: pd.DataFrame) -> pd.Series:
+def _read_before_replace(rows: pd.DataFrame) -> pd.Series:
+    """Rows whose Metakocka side is known by its link or its summary: read before the replace."""
     if "metakocka_document" not in rows:
         return pd.Series(False, index=rows.index)
-    stands_in = rows["metakocka_document"].map(lambda doc: isinstance(doc, LinkedCounterpart))
+    stands_in = rows["metakocka_document"].map(
+        lambda doc: isinstance(doc, LinkedCounterpart | DocumentSummary)
+    )
     return stands_in.astype(bool)
 
 
@@ -643,15 +680,55 @@ def crm_document_write(
     return crm_id, write
 
 
-def prefetch_metakocka_references(client: CrmClient, organization_id: str, rows) -> None:
+def prefetch_metakocka_references(client: CrmClient, organization_id: str, docs) -> None:
     """What the Metakocka documents to write refer to (partners, product codes), read from the
     CRM's mapping tables in a few requests before the writes (`CrmDirectory`)."""
-    docs = [d for d in rows.get("metakocka_document", ()) if isinstance(d, SalesDocument)]
+    docs = [d for d in docs if isinstance(d, SalesDocument)]
     if docs:
         client.directory(organization_id).prefetch_metakocka_references(
             (d.customer.metakocka_partner_id for d in docs),
             (line.product_code for d in docs for line in d.lines),
         )
+
+
+def _with_whole_documents(batch: list, rereads: WholeDocuments, done: dict, breaker) -> tuple:
+    """The batch's rows with whole documents where they hold summaries (`sync/rereads.py`), and
+    the Metakocka documents so read. A document that changed since this run read it, or could
+    not be read, goes into `done` (pending, or failed) and is not written."""
+    rows, read_again = [], []
+    for index, row in enumerate(batch):
+        attempted_at = datetime.now(UTC)
+        try:
+            mk_doc, why = rereads.metakocka(row.metakocka_document)
+            crm_doc, crm_why = getattr(row, "crm_document", None), ""
+            if row.action == "update_in_crm":  # an update keeps what the CRM's copy holds
+                crm_doc, crm_why = rereads.crm(crm_doc)
+        except Exception as exc:  # nothing was sent: this document fails alone
+            done[index] = _failure(row, exc, METAKOCKA_TO_CRM, breaker, attempted_at)
+            rows.append(row)
+            continue
+        if why or crm_why:
+            why = f"not pushed: {why or crm_why}; planned again"
+            done[index] = _pending(row, METAKOCKA_TO_CRM, why)
+        elif mk_doc is not row.metakocka_document:
+            read_again.append(mk_doc)
+        documents = {"metakocka_document": mk_doc, "crm_document": crm_doc}
+        rows.append(row._replace(**{k: v for k, v in documents.items() if k in row._fields}))
+    return rows, read_again
+
+
+class _References:
+    """The references of documents read again (`prefetch_metakocka_references`), read once
+    per batch, inside the guard of the first write that needs them."""
+
+    def __init__(self, client: CrmClient, organization_id: str, docs: list):
+        self._args = (client, organization_id, docs)
+        self._done = not docs
+
+    def prefetch(self) -> None:
+        if not self._done:
+            prefetch_metakocka_references(*self._args)
+            self._done = True
 
 
 def _text(value) -> str | None:
@@ -668,7 +745,7 @@ def bind_unchanged_pairs(plan: pd.DataFrame, *, store: SyncStore, organization_i
     """
     flags = plan.get("link_missing", False) | plan.get("refresh_link", False)
     rows = plan.loc[(plan["action"] == "unchanged") & flags]
-    pairs = [
+    pairs = (
         {
             "crm_document_id": str(row.crm_document_id),
             "metakocka_id": str(row.metakocka_id),
@@ -679,6 +756,7 @@ def bind_unchanged_pairs(plan: pd.DataFrame, *, store: SyncStore, organization_i
             "metakocka_count_code": row.metakocka_document.metakocka_count_code,
         }
         for row in rows.itertuples(index=False)
-    ]
-    # A first run against documents the old integration linked binds them all: in bulk.
+    )
+    # A first run against documents the old integration linked binds them all: in bulk, a
+    # chunk at a time.
     return bind_many(store.engine, organization_id, pairs, bind_one=store.bind)

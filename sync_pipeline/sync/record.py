@@ -6,12 +6,15 @@ since been linked, fixed or deleted. The attempt counter and last sync time carr
 previous materialisation.
 """
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from sync_pipeline.domain.conflicts import conflict_details
-from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES, SalesDocument
+from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
+from sync_pipeline.domain.summary import was_read
 from sync_pipeline.mappers.metakocka_status import status_of
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.push import (
@@ -63,7 +66,7 @@ def mark_no_crm_type(plan: pd.DataFrame) -> pd.DataFrame:
     if plan.empty or "metakocka_document" not in plan:
         return plan
     hit = plan["metakocka_document"].map(
-        lambda doc: isinstance(doc, SalesDocument) and doc.document_type not in CRM_DOCUMENT_TYPES
+        lambda doc: was_read(doc) and doc.document_type not in CRM_DOCUMENT_TYPES
     ).astype(bool) & (plan["action"] != INVALID)
     if not hit.any():
         return plan
@@ -86,8 +89,11 @@ def error_rows(
     quarantined: list[Quarantined] = (),
     plan: pd.DataFrame | None = None,
     requested_by: str | None = None,
+    read_again: Callable[[object, object], tuple] | None = None,
 ) -> list[dict]:
-    """One row per failure of this run; validation and conflict rows only when not already open."""
+    """One row per failure of this run; validation and conflict rows only when not already open.
+    `read_again`: (CRM version, Metakocka version) of a new conflict -> the same, whole where a
+    full sweep summarised them (`sync.rereads.WholeDocuments.for_differences`)."""
     rows: list[dict] = []
     for outcome in outcomes:
         if outcome.result != FAILED:
@@ -138,6 +144,8 @@ def error_rows(
             continue
         crm_doc = getattr(row, "crm_document", None)
         mk_doc = getattr(row, "metakocka_document", None)
+        if read_again is not None:
+            crm_doc, mk_doc = read_again(crm_doc, mk_doc)
         rows.append(
             {
                 "organization_id": organization_id,
@@ -168,7 +176,13 @@ def _open_keys(open_errors: pd.DataFrame) -> set[tuple]:
     }
 
 
-def status_rows(
+def status_rows(**arguments) -> list[dict]:
+    """One sync_status row per document known on either side, after this run's pushes (the
+    arguments of `each_status_row`)."""
+    return list(each_status_row(**arguments))
+
+
+def each_status_row(
     *,
     organization_id: str,
     plan: pd.DataFrame,
@@ -177,71 +191,74 @@ def status_rows(
     links: pd.DataFrame,
     previous: pd.DataFrame,
     now: datetime | None = None,
-) -> list[dict]:
-    """One sync_status row per document known on either side, after this run's pushes."""
+    seen: set | None = None,
+) -> Iterator[dict]:
+    """`status_rows` one at a time: a full sweep compares each with the document's current row
+    and keeps only the differences (`sync/status_sweep.py`), never 100,000 rows at once. `seen`:
+    the (CRM id, Metakocka id) of the rows made so far, when the plan comes in slices (a row is
+    made once per pair)."""
     now = now or datetime.now(UTC)
     by_crm = {o.crm_document_id: o for o in outcomes if o.crm_document_id}
     by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
-    link_by_crm = _index(links, "crm_document_id")
-    link_by_mk = _index(links, "metakocka_id")
-    prev_by_crm = _index(previous, "crm_document_id")
-    prev_by_mk = _index(previous, "metakocka_id")
     reasons_by_crm = {q.crm_document_id: q for q in quarantined if q.crm_document_id}
     reasons_by_mk = {q.metakocka_id: q for q in quarantined if q.metakocka_id}
-
-    rows: list[dict] = []
-    seen: set[tuple] = set()
-    for row in plan.itertuples(index=False):
-        crm_id, mk_id = _text(row.crm_document_id), _text(row.metakocka_id)
-        outcome = by_crm.get(crm_id) or by_mk.get(mk_id)
+    crm_ids = [_text(value) for value in plan["crm_document_id"]]
+    mk_ids = [_text(value) for value in plan["metakocka_id"]]
+    found = [by_crm.get(c) or by_mk.get(m) for c, m in zip(crm_ids, mk_ids, strict=True)]
+    for i, outcome in enumerate(found):
         if outcome is not None:
-            crm_id = crm_id or outcome.crm_document_id
-            mk_id = mk_id or outcome.metakocka_id
-        link = link_by_crm.get(crm_id) or link_by_mk.get(mk_id) or {}
-        if link.get("state") == "linked":
-            mk_id = mk_id or _text(link.get("metakocka_id"))
-            crm_id = crm_id or _text(link.get("crm_document_id"))
-        prev = prev_by_crm.get(crm_id) or prev_by_mk.get(mk_id) or {}
+            crm_ids[i] = crm_ids[i] or outcome.crm_document_id
+            mk_ids[i] = mk_ids[i] or outcome.metakocka_id
+    link_rows = _Lookup(links)
+    link_at = link_rows.positions(crm_ids, mk_ids)
+    linked = [link_rows.get(p, "state") == "linked" for p in link_at]
+    for i in np.flatnonzero(linked):
+        mk_ids[i] = mk_ids[i] or _text(link_rows.get(link_at[i], "metakocka_id"))
+        crm_ids[i] = crm_ids[i] or _text(link_rows.get(link_at[i], "crm_document_id"))
+    prev_rows = _Lookup(previous)
+    prev_at = prev_rows.positions(crm_ids, mk_ids)
+
+    seen = set() if seen is None else seen
+    for i, row in enumerate(plan.itertuples(index=False)):
+        crm_id, mk_id, outcome = crm_ids[i], mk_ids[i], found[i]
+        key = (crm_id, mk_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        link, prev = link_rows.row(link_at[i]), prev_rows.row(prev_at[i])
         doc = _first_document(row)
         invalid = reasons_by_crm.get(crm_id) or reasons_by_mk.get(mk_id)  # its number, type
         status, direction, error = _status_of(
             row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id
         )
         attempted = outcome is not None and outcome.attempted_at is not None
-        key = (crm_id, mk_id)
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append(
-            {
-                "organization_id": organization_id,
-                "crm_document_id": crm_id,
-                "metakocka_id": mk_id,
-                "document_type": doc.document_type
-                if doc
-                else link.get("document_type") or (invalid.document_type if invalid else None),
-                "crm_document_number": _crm_number(row)
-                or link.get("crm_document_number")
-                or _quarantined_number(invalid, CRM),
-                "metakocka_count_code": (outcome.metakocka_count_code if outcome else None)
-                or _mk_count_code(row)
-                or link.get("metakocka_count_code")
-                or _quarantined_number(invalid, METAKOCKA),
-                "status": status,
-                "last_direction": direction or prev.get("last_direction"),
-                "last_synced_at": _ts(link.get("last_synced_at"))
-                if link.get("state") == "linked"
-                else _ts(prev.get("last_synced_at")),
-                "last_attempt_at": outcome.attempted_at
-                if attempted
-                else _ts(prev.get("last_attempt_at")),
-                "attempts": int(prev.get("attempts") or 0) + (1 if attempted else 0),
-                "last_error": error,
-                "updated_at": now,
-                "metakocka_status": _metakocka_status(row, prev, mk_id),
-            }
-        )
-    return rows
+        yield {
+            "organization_id": organization_id,
+            "crm_document_id": crm_id,
+            "metakocka_id": mk_id,
+            "document_type": doc.document_type
+            if doc
+            else link.get("document_type") or (invalid.document_type if invalid else None),
+            "crm_document_number": _crm_number(row)
+            or link.get("crm_document_number")
+            or _quarantined_number(invalid, CRM),
+            "metakocka_count_code": (outcome.metakocka_count_code if outcome else None)
+            or _mk_count_code(row)
+            or link.get("metakocka_count_code")
+            or _quarantined_number(invalid, METAKOCKA),
+            "status": status,
+            "last_direction": direction or prev.get("last_direction"),
+            "last_synced_at": _ts(link.get("last_synced_at"))
+            if linked[i]
+            else _ts(prev.get("last_synced_at")),
+            "last_attempt_at": outcome.attempted_at
+            if attempted
+            else _ts(prev.get("last_attempt_at")),
+            "attempts": int(prev.get("attempts") or 0) + (1 if attempted else 0),
+            "last_error": error,
+            "updated_at": now,
+            "metakocka_status": _metakocka_status(row, prev, mk_id),
+        }
 
 
 def _quarantined_number(invalid: Quarantined | None, side: str) -> str | None:
@@ -253,7 +270,7 @@ def _metakocka_status(row, prev, mk_id: str | None) -> str | None:
     """Metakocka's status label as this run read it; as last read when this run did not read
     the document (an incremental run's unchanged counterpart, an unreadable document)."""
     doc = getattr(row, "metakocka_document", None)
-    if isinstance(doc, SalesDocument):
+    if was_read(doc):
         return status_of(doc).label
     return _text(prev.get("metakocka_status")) if mk_id else None
 
@@ -307,31 +324,51 @@ def _mk_count_code(row):
     return getattr(doc, "metakocka_count_code", None) if doc is not None else None
 
 
-def _index(frame: pd.DataFrame, column: str) -> dict:
-    """Rows of `frame` by the id in `column`, each row read only when it is asked for (a dict per
-    row of 100,000 links or status rows would cost seconds and hundreds of MB)."""
-    if frame is None or frame.empty or column not in frame:
-        return {}
-    columns = {name: frame[name].array for name in frame.columns}
-    return {
-        key: _Record(columns, position)
-        for position, key in enumerate(map(_text, columns[column]))
-        if key
-    }
+class _Lookup:
+    """The rows of a frame (links, or the previous sync_status rows) found by a document's ids:
+    by its CRM id, else by its Metakocka id, the last row of each id (as a dict by id would),
+    located for all documents at once (hash lookups on the id columns) and read only when used."""
+
+    def __init__(self, frame: pd.DataFrame | None):
+        empty = frame is None or frame.empty
+        self._columns = {} if empty else {name: frame[name].array for name in frame.columns}
+
+    def positions(self, crm_ids: list, mk_ids: list) -> np.ndarray:
+        """Per document, the position of its row (-1: none)."""
+        at = self._by("crm_document_id", crm_ids)
+        missing = at < 0
+        if missing.any():
+            at[missing] = self._by("metakocka_id", [mk_ids[i] for i in np.flatnonzero(missing)])
+        return at
+
+    def _by(self, column: str, ids: list) -> np.ndarray:
+        values = self._columns.get(column)
+        if values is None:
+            return np.full(len(ids), -1, dtype=np.int64)
+        keys = pd.Index([_text(value) for value in values], dtype=object)
+        last = ~keys.duplicated(keep="last") & keys.notna() & (keys != "")
+        index, rows = keys[last], np.flatnonzero(last)
+        found = index.get_indexer(pd.Index(ids, dtype=object))
+        return np.where(found >= 0, rows[found], -1)
+
+    def get(self, position: int, name: str, default=None):
+        values = self._columns.get(name)
+        return default if values is None or position < 0 else values[position]
+
+    def row(self, position: int) -> "_Row":
+        return _Row(self, position)
 
 
-class _Record:
-    """One row of a frame, read lazily: `.get(column)` like the dict it stands for."""
+class _Row:
+    """One row of a `_Lookup`: `.get(column)` like the dict it stands for (empty at -1)."""
 
-    __slots__ = ("_columns", "_position")
+    __slots__ = ("_lookup", "_position")
 
-    def __init__(self, columns: dict, position: int):
-        self._columns = columns
-        self._position = position
+    def __init__(self, lookup: _Lookup, position: int):
+        self._lookup, self._position = lookup, position
 
     def get(self, name: str, default=None):
-        values = self._columns.get(name)
-        return default if values is None else values[self._position]
+        return self._lookup.get(self._position, name, default)
 
 
 def _ts(value):

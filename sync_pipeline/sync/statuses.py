@@ -20,7 +20,8 @@ from dataclasses import replace
 import pandas as pd
 import sqlalchemy as sa
 
-from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES, SalesDocument
+from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
+from sync_pipeline.domain.summary import DocumentSummary, SummaryKind, was_read
 from sync_pipeline.mappers.metakocka_status import (
     STANDARD,
     StatusMap,
@@ -43,16 +44,24 @@ def with_organization_statuses(side: ValidatedSide, statuses: StatusMap) -> Vali
     """Metakocka's side with each document's CRM status read with the organization's map."""
     if statuses == STANDARD or side.valid.empty:
         return side
-    documents = [_read_with(doc, statuses) for doc in side.valid["document"]]
+    kinds: dict[int, SummaryKind] = {}
+    documents = [_read_with(doc, statuses, kinds) for doc in side.valid["document"]]
     valid = side.valid.assign(document=pd.Series(documents, index=side.valid.index, dtype=object))
     return ValidatedSide(side.side, valid, side.quarantined)
 
 
-def _read_with(doc, statuses: StatusMap):
-    if not isinstance(doc, SalesDocument):  # an incremental run's unread counterpart
+def _read_with(doc, statuses: StatusMap, kinds: dict):
+    if not was_read(doc):  # an incremental run's unread counterpart
         return doc
     status = statuses.crm_status(status_of(doc))
-    return doc if status == doc.status else replace(doc, status=status)
+    if status == doc.status:
+        return doc
+    if isinstance(doc, DocumentSummary):  # still one kind for all its summaries
+        kind = kinds.get(id(doc.kind))
+        if kind is None:
+            kind = kinds[id(doc.kind)] = replace(doc.kind, status=status)
+        return replace(doc, kind=kind)
+    return replace(doc, status=status)
 
 
 def mark_unmapped_statuses(plan: pd.DataFrame, statuses: StatusMap) -> pd.DataFrame:
@@ -61,7 +70,7 @@ def mark_unmapped_statuses(plan: pd.DataFrame, statuses: StatusMap) -> pd.DataFr
     documents = plan["metakocka_document"] if "metakocka_document" in plan else [None] * len(plan)
     reasons = [
         unmapped_reason(status_of(doc))
-        if isinstance(doc, SalesDocument)
+        if was_read(doc)
         and doc.document_type in CRM_DOCUMENT_TYPES  # a credit note's status reaches no CRM
         and statuses.is_unmapped(status_of(doc))
         else None
@@ -107,7 +116,7 @@ def record_status_warnings(
 
 
 def _warning_row(row, organization_id: str, run_id: str | None, requested_by: str | None) -> dict:
-    doc: SalesDocument = row.metakocka_document
+    doc = row.metakocka_document  # whole or summarised
     status = status_of(doc)
     return {
         "organization_id": organization_id,
@@ -137,7 +146,7 @@ def _current_warnings(plan: pd.DataFrame) -> dict[str, str | None]:
         for mk_id, doc, reason in zip(
             plan["metakocka_id"], plan["metakocka_document"], plan[UNMAPPED_STATUS], strict=True
         )
-        if isinstance(doc, SalesDocument)
+        if was_read(doc)
     }
 
 
