@@ -7,7 +7,6 @@ background ignores SIGINT/SIGTERM for its children, which would otherwise keep p
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+
+from .graphql_helpers import free_port, graphql
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,12 +28,6 @@ query Runs($filter: RunsFilter) {
   }
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -84,16 +79,7 @@ def _answers(url: str) -> bool:
 
 def runs(url: str, **run_filter) -> list[dict]:
     """Runs matching a GraphQL RunsFilter, e.g. `runs(url, pipelineName="sync_documents")`."""
-    response = requests.post(
-        f"{url}/graphql",
-        json={"query": RUNS, "variables": {"filter": run_filter}},
-        timeout=30,
-    )
-    response.raise_for_status()
-    body = response.json()
-    if "errors" in body:
-        raise RuntimeError(body["errors"])
-    return body["data"]["runsOrError"]["results"]
+    return graphql(f"{url}/graphql", RUNS, {"filter": run_filter})["runsOrError"]["results"]
 
 
 RUN_EVENTS = """
@@ -110,13 +96,4 @@ query Events($runId: ID!) {
 def run_events(url: str, run_id: str) -> list[dict]:
     """The run's event log, oldest first: `eventType` (None for a plain log message),
     `message`, `timestamp` (milliseconds since the epoch, as a string)."""
-    response = requests.post(
-        f"{url}/graphql",
-        json={"query": RUN_EVENTS, "variables": {"runId": run_id}},
-        timeout=30,
-    )
-    response.raise_for_status()
-    body = response.json()
-    if "errors" in body:
-        raise RuntimeError(body["errors"])
-    return body["data"]["logsForRun"]["events"]
+    return graphql(f"{url}/graphql", RUN_EVENTS, {"runId": run_id})["logsForRun"]["events"]

@@ -16,8 +16,8 @@ from sync_pipeline.runs import METAKOCKA_COMPANY_TAG, RUN_KEY_TAG, TAG_ORGANIZAT
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.requests import SyncRequestQueue
 
-from .dagster_dev import free_port
 from .dagster_webserver import dagster_webserver, queued_instance
+from .graphql_helpers import free_port
 from .helpers import CrmHttp, MetakockaHttp, metakocka_duplicates
 from .on_demand_helpers import (  # noqa: F401 (api_tokens: a fixture)
     Dagster,
