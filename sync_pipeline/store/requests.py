@@ -215,38 +215,36 @@ class SyncRequestQueue:
             )
             .exists()
         )
-        with self.engine.begin() as conn:
-            return (
-                conn.execute(
-                    sync_requests.update()
-                    .where(
-                        sync_requests.c.id == request_id,
-                        sync_requests.c.organization_id == organization_id,
-                        sync_requests.c.state == QUEUED,
-                        ~someone_waits,
-                    )
-                    .values(state=LAUNCHED, run_key=request_id, updated_at=datetime.now(UTC))
-                ).rowcount
-                == 1
-            )
+        return self._moved_one(
+            sync_requests.c.id == request_id,
+            sync_requests.c.organization_id == organization_id,
+            sync_requests.c.state == QUEUED,
+            ~someone_waits,
+            state=LAUNCHED,
+            run_key=request_id,
+        )
 
     def return_to_queue(self, request_id: str) -> bool:
         """launched -> queued again, for a request taken for submission whose run Dagster
         certainly did not create (unreachable, or it refused): the sensor launches it instead."""
+        return self._moved_one(
+            sync_requests.c.id == request_id,
+            sync_requests.c.state == LAUNCHED,
+            sync_requests.c.run_key == request_id,
+            sync_requests.c.run_id.is_(None),
+            state=QUEUED,
+            run_key=None,
+        )
+
+    def _moved_one(self, *conditions, **values) -> bool:
+        """One guarded update of a single request: True when the guard held and it moved."""
         with self.engine.begin() as conn:
-            return (
-                conn.execute(
-                    sync_requests.update()
-                    .where(
-                        sync_requests.c.id == request_id,
-                        sync_requests.c.state == LAUNCHED,
-                        sync_requests.c.run_key == request_id,
-                        sync_requests.c.run_id.is_(None),
-                    )
-                    .values(state=QUEUED, run_key=None, updated_at=datetime.now(UTC))
-                ).rowcount
-                == 1
-            )
+            moved = conn.execute(
+                sync_requests.update()
+                .where(*conditions)
+                .values(**values, updated_at=datetime.now(UTC))
+            ).rowcount
+        return moved == 1
 
     def claim(self, request_ids: Iterable[str], run_id: str) -> int:
         """The run has started: record its id."""
