@@ -24,7 +24,7 @@ import urllib3
 
 from benchmarks.remote_sandbox import RemoteSandbox
 from sync_pipeline.adapters.http_session import new_session
-from sync_pipeline.adapters.metakocka import API_PATH, MetakockaClient
+from sync_pipeline.metakocka.client import API_PATH, MetakockaClient
 
 DOC_TYPE = "sales_order"
 

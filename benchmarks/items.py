@@ -182,7 +182,7 @@ def _bare_calls(sandbox, searches: int, writes: int) -> dict:
     with nothing else to do, all at once. What it loses against the bound is the cost of an HTTP
     call itself (client, server, loopback), which the pipeline's own figure also pays."""
     from benchmarks.remote_sandbox import api_calls
-    from sync_pipeline.adapters.metakocka import MetakockaClient
+    from sync_pipeline.metakocka.client import MetakockaClient
 
     org = sandbox.organizations[0]
     mk = MetakockaClient(sandbox.metakocka_url, org.metakocka_company_id, org.metakocka_secret_key)
@@ -283,8 +283,8 @@ def _raw_read(sandbox, n: int) -> dict:
     under tracemalloc for the size of what is held (tracemalloc slows the reading down)."""
     import tracemalloc
 
-    from sync_pipeline.adapters.metakocka import MetakockaClient
     from sync_pipeline.demo import sandbox_crm_client
+    from sync_pipeline.metakocka.client import MetakockaClient
     from sync_pipeline.sync.extract import METAKOCKA_SALES_DOC_TYPES
 
     org = sandbox.organizations[0]

@@ -44,10 +44,10 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from sync_pipeline.adapters.metakocka import MetakockaClient  # noqa: E402
 from sync_pipeline.api.app import PREFIX, create_app  # noqa: E402
 from sync_pipeline.api.config import DAGSTER_URL_ENV, TOKENS_ENV, ApiConfig  # noqa: E402
 from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment  # noqa: E402
+from sync_pipeline.metakocka.client import MetakockaClient  # noqa: E402
 from sync_pipeline.ops.sync_documents import JOB_NAME  # noqa: E402
 from sync_pipeline.sandbox.runner import start_sandbox  # noqa: E402
 from sync_pipeline.sandbox.serve import serve_in_thread  # noqa: E402

@@ -178,9 +178,9 @@ def _remote_unsynced(store, organization: str) -> list[dict]:
     """Documents of either system whose content is not on the other side yet (no status row)."""
     import os
 
-    from sync_pipeline.adapters.crm import CrmClient
     from sync_pipeline.adapters.errors import SyncError
-    from sync_pipeline.adapters.metakocka import MetakockaClient
+    from sync_pipeline.crm.client import CrmClient
+    from sync_pipeline.metakocka.client import MetakockaClient
     from sync_pipeline.settings import crm_tenants
     from sync_pipeline.sync.credentials import metakocka_credentials
     from sync_pipeline.sync.extract import Quarantined, extract_crm, extract_metakocka

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy.engine import make_url
 
-from sync_pipeline.adapters.crm import CrmClient
+from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 from sync_pipeline.sandbox.runner import Sandbox, env_values, start_sandbox

@@ -10,10 +10,10 @@ import dagster as dg
 import requests
 from pydantic import Field, PrivateAttr
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_credentials import MetakockaCredentials
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.adapters.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.credentials import MetakockaCredentials
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.settings import (
     DEFAULT_PUSH_CONCURRENCY,
     Organization,

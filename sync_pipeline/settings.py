@@ -14,9 +14,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.adapters.crm_tenancy import CrmTenant
+from sync_pipeline.crm.tenancy import CrmTenant
 from sync_pipeline.domain.policies import CONFLICT_POLICIES
-from sync_pipeline.mappers.metakocka_status import STANDARD, StatusMap
+from sync_pipeline.metakocka.statuses import STANDARD, StatusMap
 
 DEFAULT_DATA_DIR = ".sync_pipeline"
 DEFAULT_PUSH_CONCURRENCY = 4

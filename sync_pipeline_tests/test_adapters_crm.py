@@ -14,10 +14,6 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from sync_pipeline.adapters.crm import CrmClient, error_for_response
-from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
-from sync_pipeline.adapters.crm_query import IDS_PER_QUERY
-from sync_pipeline.adapters.crm_tenancy import CrmTenant
 from sync_pipeline.adapters.errors import (
     AuthError,
     MalformedResponseError,
@@ -28,6 +24,10 @@ from sync_pipeline.adapters.errors import (
     TransientError,
 )
 from sync_pipeline.adapters.retry import RetryPolicy
+from sync_pipeline.crm.client import CrmClient, error_for_response
+from sync_pipeline.crm.documents import CrmDocumentWrite
+from sync_pipeline.crm.query import IDS_PER_QUERY
+from sync_pipeline.crm.tenancy import CrmTenant
 
 FAST = RetryPolicy(initial_wait_s=0.01, max_wait_s=0.05)
 ONE_SHOT = RetryPolicy(max_attempts=1)

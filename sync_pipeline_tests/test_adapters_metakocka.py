@@ -27,8 +27,8 @@ from sync_pipeline.adapters.errors import (
     SyncError,
     TransientError,
 )
-from sync_pipeline.adapters.metakocka import MetakockaClient, as_list, mk_timestamp, parse_answer
 from sync_pipeline.adapters.retry import RetryPolicy
+from sync_pipeline.metakocka.client import MetakockaClient, as_list, mk_timestamp, parse_answer
 
 FAST = RetryPolicy(initial_wait_s=0.01, max_wait_s=0.05)
 ONE_SHOT = RetryPolicy(max_attempts=1)

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sync_pipeline.adapters.crm_mirror import CRM_MAPPING_STATUS
 from sync_pipeline.api.crm_shapes import crm_mapping
+from sync_pipeline.crm.mirror import CRM_MAPPING_STATUS
 from sync_pipeline.store.document_queries import out_of_sync_counts, upsert_status
 from sync_pipeline.store.tables import SYNC_STATUSES
 

@@ -15,7 +15,6 @@ import dagster as dg
 import pytest
 import requests
 
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
 from sync_pipeline.domain.document import crm_id_to_external_ref
 from sync_pipeline.faultlab import (
@@ -26,6 +25,7 @@ from sync_pipeline.faultlab import (
     nightly_job,
     start_child,
 )
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.ops.sync_documents import JOB_NAME as SYNC_DOCUMENTS_JOB
 from sync_pipeline.ops.sync_documents import OP_NAME as SYNC_DOCUMENTS_OP
 from sync_pipeline.sandbox.runner import start_sandbox

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 
 import requests
 
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
 from sync_pipeline.domain.document import crm_id_to_external_ref, external_ref_to_crm_id
 from sync_pipeline.faultlab import (
@@ -37,7 +36,8 @@ from sync_pipeline.faultlab import (
     start_child,
     wait_for,
 )
-from sync_pipeline.mappers.metakocka import canonical_to_metakocka
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.mapping import canonical_to_metakocka
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.claims import held_claims

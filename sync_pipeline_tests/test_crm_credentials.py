@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 import requests
 
-from sync_pipeline.adapters.crm_credentials import CredentialsError, read_metakocka_credentials
+from sync_pipeline.crm.credentials import CredentialsError, read_metakocka_credentials
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import patched_environ, sandbox_crm_client
 from sync_pipeline.domain.document import crm_id_for_metakocka_document

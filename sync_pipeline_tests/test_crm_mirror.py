@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from sync_pipeline.adapters.crm_mirror import CRM_MAPPING_STATUS
+from sync_pipeline.crm.mirror import CRM_MAPPING_STATUS
 from sync_pipeline.faultlab import invalid_crm_ids
 from sync_pipeline.sync.crm_mirror import MIRROR_FAILED
 

@@ -22,14 +22,14 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from sync_pipeline.adapters import crm_profiles
-from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
 from sync_pipeline.adapters.errors import SyncError
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.cli import main
+from sync_pipeline.crm import profiles as crm_profiles
+from sync_pipeline.crm.documents import CrmDocumentWrite
 from sync_pipeline.demo import sandbox_crm_client
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.faultlab import audit, invalid_crm_ids
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.sandbox.seed import organization_factory
 from sync_pipeline.settings import Settings

@@ -10,11 +10,11 @@ import dagster as dg
 import pytest
 import requests
 
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.domain.document import Customer, SalesDocument
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.cursors import SyncCursor, read_cursor

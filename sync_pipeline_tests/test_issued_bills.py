@@ -8,7 +8,7 @@ replace that still reaches Metakocka (a plan made before the bill was issued) is
 
 import pytest
 
-from sync_pipeline.mappers.metakocka import ISSUED_BILL
+from sync_pipeline.metakocka.mapping import ISSUED_BILL
 
 from .edits import Users, pushes, run, status_of, synced_pairs
 from .helpers import error_rows

@@ -10,13 +10,13 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import sandbox_crm_client
 from sync_pipeline.domain.document import Customer, DocumentLine, SalesDocument
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, content_hash
 from sync_pipeline.domain.summary import DocumentSummary
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync import lean
 from sync_pipeline.sync.extract import CRM, Extraction, Quarantined

@@ -16,7 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync_pipeline.adapters.crm_profiles import FIXED10, PROFILES, SM60, CrmSchema
+from sync_pipeline.crm.mapping import (
+    OURS,
+    CrmContext,
+    MissingProductCode,
+    canonical_to_crm_write,
+    crm_line_id,
+    crm_row_to_canonical,
+)
+from sync_pipeline.crm.profiles import FIXED10, PROFILES, SM60, CrmSchema
 from sync_pipeline.domain.amounts import net_from_gross
 from sync_pipeline.domain.document import (
     CRM_STATUSES,
@@ -29,17 +37,9 @@ from sync_pipeline.domain.document import (
     crm_id_to_external_ref,
 )
 from sync_pipeline.domain.hashing import Precision, content_hash
-from sync_pipeline.mappers.crm import (
-    OURS,
-    CrmContext,
-    MissingProductCode,
-    canonical_to_crm_write,
-    crm_line_id,
-    crm_row_to_canonical,
-)
-from sync_pipeline.mappers.metakocka import canonical_to_metakocka, metakocka_to_canonical
-from sync_pipeline.mappers.metakocka_status import KEEP, MetakockaStatus, StatusMap, status_of
-from sync_pipeline.mappers.metakocka_wire import format_decimal
+from sync_pipeline.metakocka.mapping import canonical_to_metakocka, metakocka_to_canonical
+from sync_pipeline.metakocka.statuses import KEEP, MetakockaStatus, StatusMap, status_of
+from sync_pipeline.metakocka.wire import format_decimal
 
 ORG = "0b7f6a36-7b43-4d8b-9a43-1f2a3c4d5e6f"
 CRM_ID = "3f1c2a9e-8d7b-4c6a-9e5f-1a2b3c4d5e6f"

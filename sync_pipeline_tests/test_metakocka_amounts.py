@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from sync_pipeline.adapters.crm_profiles import FIXED10, PROFILES
+from sync_pipeline.crm.mapping import OURS, canonical_to_crm_write, crm_row_to_canonical
+from sync_pipeline.crm.profiles import FIXED10, PROFILES
 from sync_pipeline.domain.amounts import StatedTotals, split_in_proportion
 from sync_pipeline.domain.document import MappingError, crm_id_for_metakocka_document
 from sync_pipeline.domain.frames import documents_frame, lines_frame
-from sync_pipeline.mappers.crm import OURS, canonical_to_crm_write, crm_row_to_canonical
-from sync_pipeline.mappers.metakocka import canonical_to_metakocka, metakocka_to_canonical
+from sync_pipeline.metakocka.mapping import canonical_to_metakocka, metakocka_to_canonical
 from sync_pipeline.schemas import validate_documents
 
 from .test_mappers import LOOKUPS, ORG, PRODUCT_A, Lookups, crm_context, document, line, mk_order

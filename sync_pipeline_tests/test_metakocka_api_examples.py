@@ -21,9 +21,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sync_pipeline.adapters.errors import DuplicateExternalIdError
-from sync_pipeline.adapters.metakocka import API_PATH, MetakockaClient
-from sync_pipeline.mappers.metakocka import metakocka_to_canonical
-from sync_pipeline.mappers.metakocka_status import status_of
+from sync_pipeline.metakocka.client import API_PATH, MetakockaClient
+from sync_pipeline.metakocka.mapping import metakocka_to_canonical
+from sync_pipeline.metakocka.statuses import status_of
 from sync_pipeline.sandbox.serve import ServerThread
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

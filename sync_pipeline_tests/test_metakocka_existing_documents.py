@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.crm.mapping import crm_row_to_canonical
 from sync_pipeline.demo import sandbox_crm_client
 from sync_pipeline.domain.document import crm_id_to_external_ref
-from sync_pipeline.mappers.crm import crm_row_to_canonical
-from sync_pipeline.mappers.metakocka import canonical_to_metakocka
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.mapping import canonical_to_metakocka
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.extract import crm_context
 from sync_pipeline.sync.incremental import KNOWN_ABSENT, SyncScope, SyncWindow, mark_known_absent

@@ -12,7 +12,7 @@ sync_status.metakocka_status. All over real HTTP, through the nightly job.
 import json
 
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
-from sync_pipeline.mappers.metakocka_status import StatusMap
+from sync_pipeline.metakocka.statuses import StatusMap
 
 from .edits import Users, report_metadata, run, status_of, with_organization
 from .helpers import MetakockaHttp, error_rows, new_metakocka_document

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync_pipeline.mappers.metakocka_wire import (
+from sync_pipeline.metakocka.wire import (
     as_list,
     format_decimal,
     format_mk_date,

@@ -15,14 +15,14 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
-from sync_pipeline.adapters.crm_profiles import DOCS
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.cli import main
+from sync_pipeline.crm.documents import CrmDocumentWrite
+from sync_pipeline.crm.profiles import DOCS
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.domain.document import crm_id_to_external_ref
 from sync_pipeline.jobs import partition_key_of
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.ops.preflight import JOB_NAME, OP_NAME
 from sync_pipeline.preflight.read_only import (
     CRM_READS,

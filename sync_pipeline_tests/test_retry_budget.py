@@ -16,9 +16,9 @@ import dagster as dg
 import pytest
 import requests
 
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.demo import sandbox_crm_client, sandbox_environment
 from sync_pipeline.faultlab import LabConfig, error_log, nightly_job, run_nightly
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore

@@ -28,7 +28,7 @@ from tenacity import (
 from tenacity.nap import sleep as tenacity_sleep
 from tenacity.wait import wait_base
 
-from .errors import SyncError
+from sync_pipeline.adapters.errors import SyncError
 
 logger = logging.getLogger("sync_pipeline.retry")
 

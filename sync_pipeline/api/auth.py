@@ -10,7 +10,7 @@ their Supabase access token.
   keys (`<project>/auth/v1/.well-known/jwks.json`, ES256/RS256; Supabase, "JWT Signing Keys"),
   then its expiry and audience (and issuer, when configured). The user's organizations are the
   configured ones whose `organization_members` include the user, read through the CRM client's
-  tenancy (`adapters/crm_tenancy.py`), the same read that scopes the documents. The user's id
+  tenancy (`crm/tenancy.py`), the same read that scopes the documents. The user's id
   is the request's `requested_by`; no header can name a user.
 
 The token's `alg` header only picks which *configured* key to try; each key is used with the

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_credentials import MetakockaCredentials
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.api.auth import UserTokenVerifier
 from sync_pipeline.api.dagster_runs import DagsterRuns
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.credentials import MetakockaCredentials
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.settings import Organization, Settings, crm_tenants
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.credentials import metakocka_credentials

@@ -4,14 +4,14 @@ The CRM counts a document as synced when its `metakocka_sales_document_mappings`
 shows that row's `sync_status` (`synced`, `pending`, `error`, `needs_review`: the CHECK of
 sql-migrations/61), `sync_error`, `last_synced_at` and `metakocka_id` (fresh-crm.md section 3).
 Here the row is the document's link (`document_links`, state `linked`) and its `sync_status`
-row; `CRM_MAPPING_STATUS` (adapters/crm_mirror.py) translates the pipeline's statuses into
+row; `CRM_MAPPING_STATUS` (crm/mirror.py) translates the pipeline's statuses into
 the CRM's four, as the mapping rows the pipeline writes into the CRM have them.
 """
 
 import pandas as pd
 
-from sync_pipeline.adapters.crm_mirror import CRM_MAPPING_STATUS
 from sync_pipeline.api.models import CrmMapping
+from sync_pipeline.crm.mirror import CRM_MAPPING_STATUS
 from sync_pipeline.domain.sync_request import is_crm_id
 from sync_pipeline.store.document_queries import links_for, status_for
 from sync_pipeline.store.requests import SyncRequest

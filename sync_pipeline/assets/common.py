@@ -4,11 +4,11 @@ and the organization's Metakocka client."""
 import dagster as dg
 import sqlalchemy as sa
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_credentials import CredentialsError
 from sync_pipeline.adapters.errors import SyncError
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.adapters.redact import redact
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.credentials import CredentialsError
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.settings import Organization
 from sync_pipeline.store.repository import SyncStore

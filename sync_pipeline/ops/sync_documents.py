@@ -10,9 +10,9 @@ upserts their sync_status rows; it does not re-materialise the organization's as
 import dagster as dg
 import pandas as pd
 
-from sync_pipeline.adapters.crm_credentials import CredentialsError
 from sync_pipeline.adapters.errors import AuthError
 from sync_pipeline.assets.common import open_store
+from sync_pipeline.crm.credentials import CredentialsError
 from sync_pipeline.ops.launch import SyncDocumentsConfig, launch_config
 from sync_pipeline.resources import (
     CrmResource,

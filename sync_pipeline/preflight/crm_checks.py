@@ -22,11 +22,11 @@
 import math
 from dataclasses import dataclass, field
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_profiles import DOCS, ITEMS, PROFILES, CrmSchema, CrmSchemaError
-from sync_pipeline.adapters.crm_query import in_filter
-from sync_pipeline.adapters.crm_tenancy import Tenancy
 from sync_pipeline.adapters.errors import AuthError, RejectedError, SyncError
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.profiles import DOCS, ITEMS, PROFILES, CrmSchema, CrmSchemaError
+from sync_pipeline.crm.query import in_filter
+from sync_pipeline.crm.tenancy import Tenancy
 from sync_pipeline.preflight.findings import BLOCKER, CRM, OK, WARN, Finding
 
 SUPABASE_DEFAULT_MAX_ROWS = 1000

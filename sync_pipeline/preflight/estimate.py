@@ -27,8 +27,8 @@ put_document took up to 40 s in its documentation).
 import math
 from dataclasses import asdict, dataclass
 
-from sync_pipeline.adapters.crm_documents import write_requests
-from sync_pipeline.adapters.crm_mirror import WRITES_PER_REQUEST
+from sync_pipeline.crm.documents import write_requests
+from sync_pipeline.crm.mirror import WRITES_PER_REQUEST
 from sync_pipeline.preflight.findings import DATA, OK, Finding
 from sync_pipeline.preflight.first_run import FirstRun, fields_only
 from sync_pipeline.sync.push import CRM_BATCH, TO_CRM_ACTIONS, TO_METAKOCKA_ACTIONS

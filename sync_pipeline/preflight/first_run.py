@@ -6,7 +6,7 @@ Metakocka asked which side changed last) exactly as the first nightly run will, 
 link table: before the first run the sync database links nothing, and the preflight neither opens
 nor creates it. Nothing is pushed and nothing recorded. From that plan come:
 
-- the lines with no Metakocka product code by the mapping rules (`mappers.crm`), which
+- the lines with no Metakocka product code by the mapping rules (`crm.mapping`), which
   quarantine their documents before any call;
 - the quarantined documents on each side, their reasons grouped into kinds (a reason with its
   document's numbers and values taken out), most frequent first, with example numbers;
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
-from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.documents import CrmDocumentWrite
 from sync_pipeline.domain.document import MappingError, SalesDocument
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.preflight.findings import DATA, OK, WARN, Finding
 from sync_pipeline.settings import Organization
 from sync_pipeline.store.repository import LINK_COLUMNS

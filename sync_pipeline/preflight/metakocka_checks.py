@@ -5,7 +5,7 @@
   secret (opr_code 3; 4 when the company allows the API only from some addresses: section 8).
 - **Statuses**: a status is an entry of the company's own register (section 5); the preflight
   reads the ones its documents carry (the first run's extraction) and says which the
-  organization's map does not know (`mappers/metakocka_status.py`): those documents keep the
+  organization's map does not know (`metakocka/statuses.py`): those documents keep the
   CRM's status and get a warning row, every run.
 - **The duplicate-buyer_order check** (section 10, option 2: "Preverjanje edinstvene številke
   naročila kupca") is a setting no read call returns; the only way to learn it through the API is
@@ -19,10 +19,10 @@ from collections import Counter, defaultdict
 import pandas as pd
 
 from sync_pipeline.adapters.errors import AuthError, RejectedError, SyncError
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument
-from sync_pipeline.mappers.metakocka import PASSTHROUGH_KEY
-from sync_pipeline.mappers.metakocka_status import (
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.mapping import PASSTHROUGH_KEY
+from sync_pipeline.metakocka.statuses import (
     KEEP,
     MetakockaStatus,
     StatusMap,

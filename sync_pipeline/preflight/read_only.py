@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from sync_pipeline.adapters.crm import API_PATH as CRM_API_PATH
-from sync_pipeline.adapters.crm_profiles import SETUP_FUNCTION
 from sync_pipeline.adapters.http_session import new_session
-from sync_pipeline.adapters.metakocka import API_PATH as METAKOCKA_API_PATH
+from sync_pipeline.crm.client import API_PATH as CRM_API_PATH
+from sync_pipeline.crm.profiles import SETUP_FUNCTION
+from sync_pipeline.metakocka.client import API_PATH as METAKOCKA_API_PATH
 
 
 class WriteRefused(RuntimeError):

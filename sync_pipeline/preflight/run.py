@@ -8,11 +8,11 @@ counted reads; either system unreadable: no plan), and the report says what was 
 
 from dataclasses import dataclass, field
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_credentials import CredentialsError
-from sync_pipeline.adapters.crm_tenancy import Tenancy
 from sync_pipeline.adapters.errors import SyncError
-from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.credentials import CredentialsError
+from sync_pipeline.crm.tenancy import Tenancy
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.preflight import crm_checks, estimate, first_run, metakocka_checks
 from sync_pipeline.preflight.findings import (
     BLOCKER,

@@ -19,11 +19,11 @@ conflicts are few.
 from datetime import timedelta
 
 from sync_pipeline.adapters.errors import SyncError
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.conflicts import ChangeOrder
 from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.policies import WINNER_CRM, WINNER_METAKOCKA
-from sync_pipeline.mappers.metakocka import PASSTHROUGH_KEY
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.mapping import PASSTHROUGH_KEY
 
 CLOCK_MARGIN = timedelta(seconds=2)
 """Edits closer than this are not ordered: Metakocka's times have whole seconds, and the CRM's

@@ -4,7 +4,7 @@ An incremental run plans a CRM edit against its Metakocka counterpart. When that
 not change since the cursor and the pair was left `synced`, its content is the one its link
 recorded: the plan needs nothing more to say `update_in_metakocka`. The document itself is still
 needed, because `put_document` replaces the whole document and the fields only Metakocka holds must
-be written back (mappers/metakocka.py). So it is read in the push step, just before its replace:
+be written back (metakocka/mapping.py). So it is read in the push step, just before its replace:
 - the read then overlaps the other writes instead of holding them all back. Metakocka runs one
   search at a time but allows two requests in flight; a full read of the company is one search
   per page, and while the extraction did it the second request slot stood idle;
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from sync_pipeline.adapters.metakocka import MAX_PAGE_SIZE, MetakockaClient
 from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, content_hash
+from sync_pipeline.metakocka.client import MAX_PAGE_SIZE, MetakockaClient
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.sync.extract import METAKOCKA_SALES_DOC_TYPES
 from sync_pipeline.sync.metakocka_reads import Found, map_metakocka, read_metakocka_document

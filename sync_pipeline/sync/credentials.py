@@ -2,7 +2,7 @@
 
 An organization's `metakocka_credentials` setting (settings.py) picks the source: `env` (its
 `metakocka_company_id`, the secret in METAKOCKA_SECRET_KEYS) or `crm` (its row of the CRM's
-`metakocka_credentials` table, `adapters/crm_credentials.py`, read with the service key when a
+`metakocka_credentials` table, `crm/credentials.py`, read with the service key when a
 run starts). The Dagster resource, the API and the CLI all ask here, so the company an
 organization writes to cannot differ by entry point.
 
@@ -14,8 +14,8 @@ organization's documents there.
 
 from collections.abc import Mapping
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_credentials import (
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.credentials import (
     CredentialsError,
     MetakockaCredentials,
     read_metakocka_credentials,

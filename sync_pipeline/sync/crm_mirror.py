@@ -1,4 +1,4 @@
-"""Mirror what a run recorded into the CRM's own tables (`adapters/crm_mirror.py`), in the step
+"""Mirror what a run recorded into the CRM's own tables (`crm/mirror.py`), in the step
 that records it: the nightly run's `sync_status` step, an on-demand run's recording.
 
 Only what changed is written: the sync_status rows this run wrote (new or different), and the
@@ -9,18 +9,18 @@ row naming what was not mirrored, and the next run mirrors that too and closes t
 
 from dataclasses import dataclass, field
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_mirror import (
+from sync_pipeline.adapters.errors import SyncError
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.mapping import CRM_OWNER
+from sync_pipeline.crm.mirror import (
     can_mirror,
     log_row,
     mapping_row,
     write_logs,
     write_mappings,
 )
-from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.domain.summary import was_read
-from sync_pipeline.mappers.crm import CRM_OWNER
 from sync_pipeline.store.document_queries import links_for, status_for
 from sync_pipeline.store.error_log import document_errors, open_errors_of_kind, resolve_error_ids
 from sync_pipeline.store.repository import SyncStore

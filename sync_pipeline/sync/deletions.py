@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.errors import NotFoundError, SyncError
-from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.sync.push import (

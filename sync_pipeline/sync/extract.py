@@ -15,19 +15,19 @@ from datetime import datetime
 from queue import Full, Queue
 from typing import TYPE_CHECKING
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_profiles import CrmSchema
-from sync_pipeline.adapters.metakocka import MetakockaClient
-from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
-from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
-from sync_pipeline.domain.interning import TextInterner
-from sync_pipeline.mappers.crm import (
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.mapping import (
     CrmContext,
     MissingProductCode,
     crm_row_to_canonical,
     lines_without_product_code,
 )
-from sync_pipeline.mappers.metakocka import MappingError, metakocka_to_canonical
+from sync_pipeline.crm.profiles import CrmSchema
+from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
+from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
+from sync_pipeline.domain.interning import TextInterner
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.mapping import MappingError, metakocka_to_canonical
 
 if TYPE_CHECKING:
     from sync_pipeline.sync.counterparts import LinkedCounterpart

@@ -45,10 +45,10 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
 from sync_pipeline.domain.hashing import Precision, content_hash
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.cursors import SyncCursor
 from sync_pipeline.store.document_queries import links_for, status_for
 from sync_pipeline.store.repository import LINK_COLUMNS, SyncStore

@@ -25,14 +25,14 @@ from datetime import datetime
 
 import pandas as pd
 
+from sync_pipeline.crm.mapping import CRM_OWNER
 from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.document import crm_id_to_external_ref as reference
 from sync_pipeline.domain.frames import plan_frame
 from sync_pipeline.domain.hashing import Precision, content_hash
 from sync_pipeline.domain.summary import DocumentSummary, SummaryKind
-from sync_pipeline.mappers.crm import CRM_OWNER
-from sync_pipeline.mappers.metakocka import ISSUED_KEY, PASSTHROUGH_KEY
-from sync_pipeline.mappers.metakocka_status import STATUS_KEY
+from sync_pipeline.metakocka.mapping import ISSUED_KEY, PASSTHROUGH_KEY
+from sync_pipeline.metakocka.statuses import STATUS_KEY
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.validate import (
     KEY_BY_SIDE,

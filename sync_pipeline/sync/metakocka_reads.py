@@ -3,9 +3,9 @@ them (same canonical form, same quarantine rule), for the runs that read a few d
 on-demand syncs, an incremental run's counterparts, and the push step's replaces."""
 
 from sync_pipeline.adapters.errors import NotFoundError
-from sync_pipeline.adapters.metakocka import MetakockaClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_to_external_ref
-from sync_pipeline.mappers.metakocka import METAKOCKA_TO_DOC_TYPE
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.mapping import METAKOCKA_TO_DOC_TYPE
 from sync_pipeline.sync.extract import (
     METAKOCKA_SALES_DOC_TYPES,
     Extraction,

@@ -15,8 +15,8 @@ from sync_pipeline.domain.conflicts import (
 )
 from sync_pipeline.domain.ownership import apply_ownership
 from sync_pipeline.domain.plan import build_sync_plan
-from sync_pipeline.mappers.metakocka import ISSUED_BILL, is_issued_bill
-from sync_pipeline.mappers.metakocka_status import STANDARD, StatusMap
+from sync_pipeline.metakocka.mapping import ISSUED_BILL, is_issued_bill
+from sync_pipeline.metakocka.statuses import STANDARD, StatusMap
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA, LINK_LINKED
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.record import mark_invalid_pairs, mark_no_crm_type

@@ -35,18 +35,18 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.crm_documents import CrmDocumentWrite
 from sync_pipeline.adapters.errors import AuthError, SyncError
-from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.crm.documents import CrmDocumentWrite
+from sync_pipeline.crm.mapping import CRM_OWNER, CrmContext, canonical_to_crm_write
 from sync_pipeline.domain.document import (
     MappingError,
     SalesDocument,
     crm_id_for_metakocka_document,
 )
 from sync_pipeline.domain.summary import DocumentSummary, was_read
-from sync_pipeline.mappers.crm import CRM_OWNER, CrmContext, canonical_to_crm_write
-from sync_pipeline.mappers.metakocka import (
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.mapping import (
     ISSUED_BILL,
     canonical_to_metakocka,
     is_issued_bill,
@@ -660,7 +660,7 @@ def crm_document_write(
     row, context: CrmContext, organization_id: str
 ) -> tuple[str, CrmDocumentWrite]:
     """The CRM id and the whole-document write of a plan row bound for the CRM
-    (`mappers/crm.py`: a create gets the organization's integration user, the derived id and
+    (`crm/mapping.py`: a create gets the organization's integration user, the derived id and
     Metakocka's number; an update keeps the CRM's owner, number and its own metadata).
     `MappingError` when the CRM cannot hold the document."""
     doc: SalesDocument = row.metakocka_document

@@ -15,7 +15,7 @@ import pandas as pd
 from sync_pipeline.domain.conflicts import conflict_details
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
 from sync_pipeline.domain.summary import was_read
-from sync_pipeline.mappers.metakocka_status import status_of
+from sync_pipeline.metakocka.statuses import status_of
 from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 from sync_pipeline.sync.push import (
     CRM_TO_METAKOCKA,

@@ -14,12 +14,12 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from sync_pipeline.adapters.crm import CrmClient
 from sync_pipeline.adapters.errors import SyncError
-from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.domain.summary import DocumentSummary, is_summary
+from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.sync.counterparts import CounterpartReader, LinkedCounterpart
 from sync_pipeline.sync.extract import extract_crm
 

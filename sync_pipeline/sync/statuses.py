@@ -1,6 +1,6 @@
 """The organization's Metakocka status map in a run, and every unmapped status reported.
 
-The mapper reads a document's status with the standard map (`mappers/metakocka_status.py`): it
+The mapper reads a document's status with the standard map (`metakocka/statuses.py`): it
 does not know the organization's settings, and sensors and listings map documents too. Before
 the plan compares Metakocka's status with the CRM's, `with_organization_statuses` re-reads them
 with the organization's own map (`metakocka_statuses` in SYNC_ORGANIZATIONS), so the nightly
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
 from sync_pipeline.domain.summary import DocumentSummary, SummaryKind, was_read
-from sync_pipeline.mappers.metakocka_status import (
+from sync_pipeline.metakocka.statuses import (
     STANDARD,
     StatusMap,
     status_of,

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sync_pipeline.adapters.crm import CrmClient
-from sync_pipeline.adapters.metakocka import MetakockaClient
+from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_document
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, content_hash
 from sync_pipeline.domain.sync_request import BOTH, CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
-from sync_pipeline.mappers.metakocka_status import STANDARD, StatusMap
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.statuses import STANDARD, StatusMap
 from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.resolutions import (

@@ -21,8 +21,8 @@ full record; these tables mirror it:
 import uuid
 from collections.abc import Iterable
 
-from sync_pipeline.adapters.crm_profiles import CrmSchema
-from sync_pipeline.adapters.crm_query import chunks
+from sync_pipeline.crm.profiles import CrmSchema
+from sync_pipeline.crm.query import chunks
 
 MAPPINGS = "metakocka_sales_document_mappings"
 LOGS = "metakocka_integration_logs"

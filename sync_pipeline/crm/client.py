@@ -29,18 +29,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from .crm_directory import CrmDirectory
-from .crm_documents import (
-    delete_document,
-    document_owners,
-    patch_document,
-    read_documents,
-    write_documents,
-)
-from .crm_profiles import SETUP_FUNCTION, CrmSchema, detect_schema, has_setup_function
-from .crm_query import MAX_REQUEST_LINE, quoted
-from .crm_tenancy import CrmTenant
-from .errors import (
+from sync_pipeline.adapters.errors import (
     AuthError,
     MalformedResponseError,
     NotFoundError,
@@ -49,15 +38,26 @@ from .errors import (
     SyncError,
     TransientError,
 )
-from .http_session import RequestSlots, new_session
-from .redact import redact, redact_details
-from .retry import (
+from sync_pipeline.adapters.http_session import RequestSlots, new_session
+from sync_pipeline.adapters.redact import redact, redact_details
+from sync_pipeline.adapters.retry import (
     DEFAULT_RETRY_POLICY,
     CallStats,
     RetryPolicy,
     build_retrying,
     parse_retry_after,
 )
+from sync_pipeline.crm.directory import CrmDirectory
+from sync_pipeline.crm.documents import (
+    delete_document,
+    document_owners,
+    patch_document,
+    read_documents,
+    write_documents,
+)
+from sync_pipeline.crm.profiles import SETUP_FUNCTION, CrmSchema, detect_schema, has_setup_function
+from sync_pipeline.crm.query import MAX_REQUEST_LINE, quoted
+from sync_pipeline.crm.tenancy import CrmTenant
 
 API_PATH = "/rest/v1/"
 PAGE_SIZE = 1000

@@ -16,12 +16,18 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .crm_profiles import CONTACT_MAPPINGS, CONTACTS, MEMBERS, PRODUCT_MAPPINGS, PRODUCTS
-from .crm_query import chunks, in_filter
-from .crm_tenancy import CrmTenant, Tenancy
+from sync_pipeline.crm.profiles import (
+    CONTACT_MAPPINGS,
+    CONTACTS,
+    MEMBERS,
+    PRODUCT_MAPPINGS,
+    PRODUCTS,
+)
+from sync_pipeline.crm.query import chunks, in_filter
+from sync_pipeline.crm.tenancy import CrmTenant, Tenancy
 
 if TYPE_CHECKING:
-    from .crm import CrmClient
+    from sync_pipeline.crm.client import CrmClient
 
 MAPPING_COLUMNS = "id,user_id,organization_id"
 

@@ -1,6 +1,6 @@
 """Metakocka's amounts on the wire: line prices (net or gross), its own sums, and payments.
 
-Why apart from `mappers/metakocka.py`: these are the values that were off by a cent or misread
+Why apart from `metakocka/mapping.py`: these are the values that were off by a cent or misread
 (issue 16, item 4), and each has a reading the docs leave open, so each rule and its reason
 sits here, once (docs/metakocka.md):
 
@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from sync_pipeline.domain.amounts import ZERO, StatedTotals, net_from_gross
 from sync_pipeline.domain.document import DocumentLine, MappingError, SalesDocument
-from sync_pipeline.mappers.metakocka_wire import as_list, format_decimal, parse_decimal
+from sync_pipeline.metakocka.wire import as_list, format_decimal, parse_decimal
 
 PAYMENT_FIELDS = ("mark_paid",)
 """Header fields with Metakocka's payments: sent back unchanged by a full replace."""

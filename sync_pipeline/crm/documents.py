@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .crm_profiles import DOCS, ITEMS, CrmSchema
-from .crm_query import IDS_PER_QUERY, chunks, in_filter, iso
-from .crm_tenancy import Tenancy
-from .errors import MalformedResponseError, NotFoundError
+from sync_pipeline.adapters.errors import MalformedResponseError, NotFoundError
+from sync_pipeline.crm.profiles import DOCS, ITEMS, CrmSchema
+from sync_pipeline.crm.query import IDS_PER_QUERY, chunks, in_filter, iso
+from sync_pipeline.crm.tenancy import Tenancy
 
 if TYPE_CHECKING:
-    from .crm import CrmClient
+    from sync_pipeline.crm.client import CrmClient
 
 LINES_KEY = ITEMS
 """Key under which a document row read here carries all of its lines."""

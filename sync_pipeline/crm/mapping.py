@@ -1,7 +1,7 @@
 """Fresh AI CRM rows (PostgREST JSON) <-> canonical `SalesDocument`, for either published schema.
 
 Read side: a ``sales_documents`` row with all of its ``sales_document_items`` (read by
-`adapters.crm_documents`), and the rows it refers to (`adapters.crm_directory`). Write side: a
+`crm.documents`), and the rows it refers to (`crm.directory`). Write side: a
 `CrmDocumentWrite`: the columns to set and every line, only ever columns the CRM's profile has.
 
 Where each canonical field lives in the CRM (docs/crm.md has the table):
@@ -41,8 +41,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
-from sync_pipeline.adapters.crm_documents import LINES_KEY, CrmDocumentWrite
-from sync_pipeline.adapters.crm_profiles import ITEMS, CrmProfile, CrmSchema
+from sync_pipeline.crm.documents import LINES_KEY, CrmDocumentWrite
+from sync_pipeline.crm.profiles import ITEMS, CrmProfile, CrmSchema
+from sync_pipeline.domain.countries import country_code
 from sync_pipeline.domain.document import (
     CRM_DOCUMENT_TYPES,
     CRM_STATUSES,
@@ -54,7 +55,6 @@ from sync_pipeline.domain.document import (
 )
 from sync_pipeline.domain.hashing import Precision
 from sync_pipeline.domain.interning import shared_decimals
-from sync_pipeline.mappers.countries import country_code
 
 OURS = "metakocka"
 """The key of ``metadata`` where the pipeline keeps what the CRM has no column for."""
@@ -66,7 +66,7 @@ CRM_METADATA = "crm_metadata"
 
 
 class CrmLookups(Protocol):
-    """The rows a document refers to (`adapters.crm_directory.CrmDirectory`)."""
+    """The rows a document refers to (`crm.directory.CrmDirectory`)."""
 
     def contact(self, contact_id: str | None) -> dict | None: ...
     def partner_of_contact(self, contact_id: str | None) -> dict | None: ...

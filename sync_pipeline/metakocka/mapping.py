@@ -13,6 +13,7 @@ Two rules keep the sync from echoing and from losing data:
 
 from decimal import Decimal
 
+from sync_pipeline.domain.countries import known_country_code
 from sync_pipeline.domain.document import (
     DEFAULT_UNIT,
     HOME_COUNTRY,
@@ -24,8 +25,7 @@ from sync_pipeline.domain.document import (
     crm_id_to_external_ref,
     external_ref_to_crm_id,
 )
-from sync_pipeline.mappers.countries import known_country_code
-from sync_pipeline.mappers.metakocka_amounts import (
+from sync_pipeline.metakocka.amounts import (
     PAYMENT_FIELDS,
     document_discount_fields,
     line_price_fields,
@@ -33,8 +33,8 @@ from sync_pipeline.mappers.metakocka_amounts import (
     read_line_price,
     read_stated_totals,
 )
-from sync_pipeline.mappers.metakocka_status import STANDARD, STATUS_KEY, read_status
-from sync_pipeline.mappers.metakocka_wire import (
+from sync_pipeline.metakocka.statuses import STANDARD, STATUS_KEY, read_status
+from sync_pipeline.metakocka.wire import (
     as_list,
     format_decimal,
     format_mk_date,

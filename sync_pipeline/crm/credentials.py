@@ -30,11 +30,11 @@ rows never enter the process; it is never formatted into a message.
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .crm_query import quoted
-from .errors import AuthError
+from sync_pipeline.adapters.errors import AuthError
+from sync_pipeline.crm.query import quoted
 
 if TYPE_CHECKING:
-    from .crm import CrmClient
+    from sync_pipeline.crm.client import CrmClient
 
 CREDENTIALS = "metakocka_credentials"
 COLUMNS = ("id", "user_id", "organization_id", "company_id", "secret_key", "is_active")

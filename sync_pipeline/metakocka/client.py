@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import requests
 import urllib3.exceptions
 
-from .errors import (
+from sync_pipeline.adapters.errors import (
     AmbiguousWriteError,
     AuthError,
     DuplicateExternalIdError,
@@ -34,9 +34,9 @@ from .errors import (
     SyncError,
     TransientError,
 )
-from .http_session import RequestSlots, new_session
-from .redact import redact, redact_details
-from .retry import (
+from sync_pipeline.adapters.http_session import RequestSlots, new_session
+from sync_pipeline.adapters.redact import redact, redact_details
+from sync_pipeline.adapters.retry import (
     DEFAULT_RETRY_POLICY,
     CallStats,
     RetryPolicy,
@@ -54,7 +54,7 @@ LJUBLJANA = ZoneInfo("Europe/Ljubljana")
 DOCUMENT_DETAIL = {"show_payment_detail": "true", "show_product_detail": "true"}
 """Opt-in parts of a document read in full (metakocka-api.md section 5): its payments
 (`mark_paid`), which a replace must send back, and each line's `type`, which says whether it is
-a service product's (mappers/metakocka_amounts.py, mappers/metakocka.py)."""
+a service product's (metakocka/amounts.py, metakocka/mapping.py)."""
 
 OPR_CODE_ERRORS: dict[str, type[SyncError]] = {
     "1": TransientError,  # unknown internal error: nothing was done, resending is what MK advises

@@ -19,7 +19,7 @@ never written (``CrmSchema.check_writable``).
 
 from dataclasses import dataclass, field
 
-from .errors import RejectedError
+from sync_pipeline.adapters.errors import RejectedError
 
 DOCS, ITEMS = "sales_documents", "sales_document_items"
 MEMBERS, CONTACTS, PRODUCTS = "organization_members", "contacts", "products"

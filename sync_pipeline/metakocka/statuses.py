@@ -23,7 +23,7 @@ from functools import cached_property
 
 from sync_pipeline.domain.amounts import StatedTotals
 from sync_pipeline.domain.document import CRM_STATUSES, SalesDocument
-from sync_pipeline.mappers.metakocka_amounts import paid_in_full, read_stated_totals
+from sync_pipeline.metakocka.amounts import paid_in_full, read_stated_totals
 
 STATUS_KEY = "metakocka_status"
 """`SalesDocument.source_extra` key of the document's `MetakockaStatus` as read."""
