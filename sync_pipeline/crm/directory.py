@@ -25,6 +25,7 @@ from sync_pipeline.crm.profiles import (
 )
 from sync_pipeline.crm.query import chunks, in_filter
 from sync_pipeline.crm.tenancy import CrmTenant, Tenancy
+from sync_pipeline.domain.text import stripped_or_none
 
 if TYPE_CHECKING:
     from sync_pipeline.crm.client import CrmClient
@@ -99,9 +100,15 @@ class CrmDirectory:
                 for product_id in products:
                     product = found.get(product_id, [None])[0]
                     self._products[product_id] = product
-                    coded = [m for m in mappings.get(product_id, ()) if _text(m["metakocka_code"])]
-                    code = _text(coded[0]["metakocka_code"]) if coded else None
-                    self._code_of_product[product_id] = code or _text((product or {}).get("sku"))
+                    coded = [
+                        m
+                        for m in mappings.get(product_id, ())
+                        if stripped_or_none(m["metakocka_code"])
+                    ]
+                    code = stripped_or_none(coded[0]["metakocka_code"]) if coded else None
+                    self._code_of_product[product_id] = code or stripped_or_none(
+                        (product or {}).get("sku")
+                    )
 
     def contact(self, contact_id: str | None) -> dict | None:
         return self._contacts.get(contact_id) if contact_id else None
@@ -197,10 +204,3 @@ class CrmDirectory:
 
 def _first(rows: list | None) -> dict | None:
     return rows[0] if rows else None
-
-
-def _text(value) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None

@@ -55,6 +55,7 @@ from sync_pipeline.domain.document import (
 )
 from sync_pipeline.domain.hashing import Precision
 from sync_pipeline.domain.interning import shared_decimals
+from sync_pipeline.domain.text import stripped_or_none
 
 OURS = "metakocka"
 """The key of ``metadata`` where the pipeline keeps what the CRM has no column for."""
@@ -130,7 +131,7 @@ def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
         raise MappingError(f"row: expected a JSON object, got {type(row).__name__}")
     profile = ctx.profile
     document_id = _uuid(row, "id")
-    document_type = _text(row.get("document_type"))
+    document_type = stripped_or_none(row.get("document_type"))
     if document_type not in CRM_DOCUMENT_TYPES:
         raise MappingError(
             f"document_type: {document_type!r} is not a CRM document type "
@@ -152,16 +153,16 @@ def crm_row_to_canonical(row: dict, ctx: CrmContext) -> SalesDocument:
             for number, item in enumerate(_in_written_order(document_id, items, profile), 1)
         ),
         **_document_discount(ours.get("discount")),
-        currency=(_text(row.get("currency")) or "EUR").upper(),
-        notes=_text(row.get("notes")),
+        currency=(stripped_or_none(row.get("currency")) or "EUR").upper(),
+        notes=stripped_or_none(row.get("notes")),
         status=crm_status(row.get("status")),
-        document_number=_text(row.get("document_number")),
+        document_number=stripped_or_none(row.get("document_number")),
         crm_document_id=document_id,
         updated_at=_timestamp(row, "updated_at"),
         source_extra={
             CRM_OWNER: {
-                "organization_id": _text(row.get("organization_id")),
-                "user_id": _text(row.get("user_id")),
+                "organization_id": stripped_or_none(row.get("organization_id")),
+                "user_id": stripped_or_none(row.get("user_id")),
             },
             CRM_METADATA: metadata,
         },
@@ -181,32 +182,37 @@ def _document_discount(kept) -> dict:
 def crm_status(value) -> str | None:
     """The CRM's status in its CHECK vocabulary (``canceled`` read as ``cancelled``); other
     values the CRM's code writes (``pending``, ``confirmed``) are kept as they are."""
-    text = _text(value)
+    text = stripped_or_none(value)
     # a handful of words over every document: one object each (sys.intern)
     return sys.intern(STATUS_SPELLINGS.get(text.lower(), text.lower())) if text else None
 
 
 def _customer(row: dict, ctx: CrmContext, kept: dict) -> Customer:
     columns = ctx.profile.customer
-    contact_id = _text(row.get(columns["contact"]))
+    contact_id = stripped_or_none(row.get(columns["contact"]))
     contact = ctx.lookups.contact(contact_id)
     if kept or contact is None:  # the document's own copy (written by the pipeline) first
-        post_code, city, country = (_text(kept.get(k)) for k in ("post_code", "city", "country"))
+        post_code, city, country = (
+            stripped_or_none(kept.get(k)) for k in ("post_code", "city", "country")
+        )
         partner = {"metakocka_id": kept.get("mk_id"), "metakocka_code": kept.get("code")}
     else:
-        post_code = _text(contact.get("postal_code") or contact.get("zip"))
-        city, country = _text(contact.get("city")), _text(contact.get("country"))
+        post_code = stripped_or_none(contact.get("postal_code") or contact.get("zip"))
+        city, country = (
+            stripped_or_none(contact.get("city")),
+            stripped_or_none(contact.get("country")),
+        )
         partner = ctx.lookups.partner_of_contact(contact_id) or {}
     return Customer(
-        name=_text(row.get(columns["name"])) or "",
-        email=_text(row.get(columns["email"])),
-        tax_id=_text(kept.get("tax_id")),
-        address=_text(row.get(columns["address"])),
+        name=stripped_or_none(row.get(columns["name"])) or "",
+        email=stripped_or_none(row.get(columns["email"])),
+        tax_id=stripped_or_none(kept.get("tax_id")),
+        address=stripped_or_none(row.get(columns["address"])),
         post_code=post_code,
         city=city,
         country=country_code(country) if country else None,
-        metakocka_partner_id=_text(partner.get("metakocka_id")),
-        metakocka_partner_code=_text(partner.get("metakocka_code")),
+        metakocka_partner_id=stripped_or_none(partner.get("metakocka_id")),
+        metakocka_partner_code=stripped_or_none(partner.get("metakocka_code")),
     )
 
 
@@ -236,7 +242,9 @@ def line_product_code(item: dict, ctx: CrmContext) -> tuple[str | None, bool]:
     service product's; ``(None, False)`` when no rule gives one."""
     metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
     ours = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
-    code = ctx.lookups.product_code(_text(item.get("product_id"))) or _text(ours.get("code"))
+    code = ctx.lookups.product_code(stripped_or_none(item.get("product_id"))) or stripped_or_none(
+        ours.get("code")
+    )
     if code is None and ctx.service_product_code:
         return ctx.service_product_code, True
     return code, bool(ours.get("service"))
@@ -258,11 +266,11 @@ def _line(item, number: int, ctx: CrmContext) -> DocumentLine:
     profile = ctx.profile
     metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
     ours = metadata.get(OURS) if isinstance(metadata.get(OURS), dict) else {}
-    product_id = _text(item.get("product_id"))
+    product_id = stripped_or_none(item.get("product_id"))
     product = ctx.lookups.product(product_id)
     code, service = line_product_code(item, ctx)
     if code is None:
-        description = _text(item.get("description")) or ""
+        description = stripped_or_none(item.get("description")) or ""
         why = (
             f"its product {product_id} has no Metakocka mapping and no SKU"
             if product_id
@@ -276,13 +284,13 @@ def _line(item, number: int, ctx: CrmContext) -> DocumentLine:
         item.get(profile.line_discount) if profile.line_discount else metadata.get("discount")
     )
     return DocumentLine(
-        description=_text(item.get("description")) or "",
+        description=stripped_or_none(item.get("description")) or "",
         quantity=_required_decimal(item, "quantity", where),
         unit_price=_required_decimal(item, "unit_price", where),
         tax_rate=_decimal_value(item.get("tax_rate"), "tax_rate", where) or Decimal(0),
         discount_percent=_decimal_value(discount, "discount", where) or Decimal(0),
         product_code=code,
-        unit=_text(ours.get("unit")) or _text((product or {}).get("unit")),
+        unit=stripped_or_none(ours.get("unit")) or stripped_or_none((product or {}).get("unit")),
         service=service,
         price_with_tax=_decimal_value(ours.get("price_with_tax"), "price_with_tax", where),
     )
@@ -415,8 +423,8 @@ def _line_row(
     ours = {}
     if product_id is None and line.product_code:
         ours["code"] = line.product_code
-    derived_unit = _text((product or {}).get("unit")) or DEFAULT_UNIT
-    if (_text(line.unit) or DEFAULT_UNIT) != derived_unit:
+    derived_unit = stripped_or_none((product or {}).get("unit")) or DEFAULT_UNIT
+    if (stripped_or_none(line.unit) or DEFAULT_UNIT) != derived_unit:
         ours["unit"] = line.unit
     if line.service:
         ours["service"] = True
@@ -444,13 +452,6 @@ def _totals(doc: SalesDocument, profile: CrmProfile) -> dict:
 
 
 # -- values ----------------------------------------------------------------------------------
-
-
-def _text(value) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def _uuid(row: dict, column: str) -> str:
@@ -485,7 +486,7 @@ def _required_decimal(record: dict, column: str, where: str) -> Decimal:
 
 
 def _date(row: dict, column: str) -> date | None:
-    text = _text(row.get(column))
+    text = stripped_or_none(row.get(column))
     if text is None:
         return None
     try:
@@ -495,7 +496,7 @@ def _date(row: dict, column: str) -> date | None:
 
 
 def _timestamp(row: dict, column: str) -> datetime | None:
-    text = _text(row.get(column))
+    text = stripped_or_none(row.get(column))
     if text is None:
         return None
     try:

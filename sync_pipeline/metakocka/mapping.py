@@ -25,6 +25,7 @@ from sync_pipeline.domain.document import (
     crm_id_to_external_ref,
     external_ref_to_crm_id,
 )
+from sync_pipeline.domain.text import stripped_or_none
 from sync_pipeline.metakocka.amounts import (
     PAYMENT_FIELDS,
     document_discount_fields,
@@ -101,12 +102,12 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
     """Read a Metakocka document; `MappingError` names the field when it cannot be read."""
     if not isinstance(doc, dict):
         raise MappingError(f"document: expected a JSON object, got {type(doc).__name__}")
-    mk_doc_type = _text(doc.get("doc_type"))
+    mk_doc_type = stripped_or_none(doc.get("doc_type"))
     mk_doc_type = _DOC_TYPES.get(mk_doc_type, mk_doc_type)  # one object per type, not per document
     document_type = METAKOCKA_TO_DOC_TYPE.get(mk_doc_type)
     if document_type is None:
         raise MappingError(f"doc_type: unsupported document type {mk_doc_type!r}")
-    mk_id = _text(doc.get("mk_id"))
+    mk_id = stripped_or_none(doc.get("mk_id"))
     if mk_id is None:
         raise MappingError("mk_id: missing")
     document_date = _read(parse_mk_date, doc, "doc_date")
@@ -126,12 +127,12 @@ def metakocka_to_canonical(doc: dict, organization_id: str) -> SalesDocument:
             for number, raw in enumerate(as_list(doc.get("product_list")), start=1)
         ),
         **read_document_discount(doc),
-        currency=(_text(doc.get("currency_code")) or "EUR").upper(),
-        notes=_text(doc.get("notes")),
+        currency=(stripped_or_none(doc.get("currency_code")) or "EUR").upper(),
+        notes=stripped_or_none(doc.get("notes")),
         status=STANDARD.crm_status(status),
-        crm_document_id=external_ref_to_crm_id(_text(doc.get("buyer_order"))),
+        crm_document_id=external_ref_to_crm_id(stripped_or_none(doc.get("buyer_order"))),
         metakocka_id=mk_id,
-        metakocka_count_code=_text(doc.get("count_code")),
+        metakocka_count_code=stripped_or_none(doc.get("count_code")),
         metakocka_doc_type=mk_doc_type,
         updated_at=None,  # Metakocka answers no change time: sync/change_order.py
         source_extra={
@@ -189,14 +190,6 @@ def canonical_to_metakocka(
 # -- reading -----------------------------------------------------------------------------
 
 
-def _text(value) -> str | None:
-    """A stripped string, or None for a missing or blank value."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _read(reader, record: dict, key: str, where: str | None = None):
     try:
         return reader(record.get(key))
@@ -216,25 +209,27 @@ def _customer(value) -> Customer:
         raise MappingError("partner: missing")
     partner = _one(value, "partner")
     contacts = [c for c in as_list(partner.get("partner_contact")) if isinstance(c, dict)]
-    street = " ".join(filter(None, (_text(partner.get(k)) for k in ("street", "street_number"))))
+    street = " ".join(
+        filter(None, (stripped_or_none(partner.get(k)) for k in ("street", "street_number")))
+    )
     return Customer(
-        name=_text(partner.get("customer")) or "",
-        email=_text(contacts[0].get("email")) if contacts else None,
-        tax_id=_text(partner.get("tax_id_number")),
+        name=stripped_or_none(partner.get("customer")) or "",
+        email=stripped_or_none(contacts[0].get("email")) if contacts else None,
+        tax_id=stripped_or_none(partner.get("tax_id_number")),
         address=street or None,
-        post_code=_text(partner.get("post_number")),
-        city=_text(partner.get("place")),
+        post_code=stripped_or_none(partner.get("post_number")),
+        city=stripped_or_none(partner.get("place")),
         country=_country(partner),
-        metakocka_partner_id=_text(partner.get("mk_id")),
-        metakocka_partner_code=_text(partner.get("count_code")),
+        metakocka_partner_id=stripped_or_none(partner.get("mk_id")),
+        metakocka_partner_code=stripped_or_none(partner.get("count_code")),
     )
 
 
 def _country(partner: dict) -> str | None:
-    iso = _text(partner.get("country_iso_2"))
+    iso = stripped_or_none(partner.get("country_iso_2"))
     if iso:
         return iso.upper()
-    name = _text(partner.get("country"))
+    name = stripped_or_none(partner.get("country"))
     if name is None:
         return None
     code = known_country_code(name)
@@ -252,15 +247,15 @@ def _line(raw, number: int) -> DocumentLine:
         raise MappingError(f"{where} amount: missing")
     tax_rate = _tax_rate(raw, where)
     price, price_with_tax = read_line_price(raw, tax_rate, where)
-    code = _text(raw.get("code"))
+    code = stripped_or_none(raw.get("code"))
     return DocumentLine(
-        description=_text(raw.get("name")) or "",
+        description=stripped_or_none(raw.get("name")) or "",
         quantity=quantity,
         unit_price=price,
         tax_rate=tax_rate,
         discount_percent=_discount(raw, where),
         product_code=code,
-        unit=_text(raw.get("unit")),
+        unit=stripped_or_none(raw.get("unit")),
         service=_says_service(raw, where),
         price_with_tax=price_with_tax,
     )
@@ -272,7 +267,7 @@ def _says_service(raw: dict, where: str) -> bool:
     only a service product's line may be negative (section 4), so a guess lets through a line
     Metakocka would refuse, or quarantines a coupon it took."""
     return bool(_read(parse_bool, raw, "service", f"{where} service")) or (
-        (_text(raw.get("type")) or "").lower() == "service"
+        (stripped_or_none(raw.get("type")) or "").lower() == "service"
     )
 
 
@@ -280,7 +275,7 @@ def _tax_rate(raw: dict, where: str) -> Decimal:
     factor = _read(parse_decimal, raw, "tax_factor", f"{where} tax_factor")
     if factor is not None:
         return factor * 100
-    code = _text(raw.get("tax"))
+    code = stripped_or_none(raw.get("tax"))
     if code is None:
         raise MappingError(f"{where} tax: missing (neither tax nor tax_factor)")
     rate = TAX_RATE_BY_CODE.get(code.upper())

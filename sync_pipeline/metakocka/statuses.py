@@ -23,6 +23,7 @@ from functools import cached_property
 
 from sync_pipeline.domain.amounts import StatedTotals
 from sync_pipeline.domain.document import CRM_STATUSES, SalesDocument
+from sync_pipeline.domain.text import stripped_or_none
 from sync_pipeline.metakocka.amounts import paid_in_full, read_stated_totals
 
 STATUS_KEY = "metakocka_status"
@@ -84,7 +85,9 @@ def read_status(doc: dict, stated: StatedTotals | None = None) -> MetakockaStatu
     when already read: `read_stated_totals`). Paid: Metakocka's payments cover its total (both
     read in every decimal form; an unreadable sum is a MappingError, never "unpaid")."""
     paid = paid_in_full(stated if stated is not None else read_stated_totals(doc))
-    return MetakockaStatus(_text(doc.get("status_code")), _text(doc.get("status_desc")), paid)
+    return MetakockaStatus(
+        stripped_or_none(doc.get("status_code")), stripped_or_none(doc.get("status_desc")), paid
+    )
 
 
 def status_of(doc: SalesDocument) -> MetakockaStatus:
@@ -157,8 +160,3 @@ def unmapped_reason(status: MetakockaStatus) -> str:
         f'SYNC_ORGANIZATIONS entry, e.g. "metakocka_statuses": {{"{key}": "sent"}} (one of '
         f"{', '.join((*CRM_STATUSES, KEEP))})"
     )
-
-
-def _text(value) -> str | None:
-    text = "" if value is None else str(value).strip()
-    return text or None

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from sync_pipeline.domain.text import text_or_none
+
 STATUS_CONTENT = (
     "crm_document_id",
     "metakocka_id",
@@ -51,7 +53,10 @@ def compare_status(rows: Iterable[dict], previous: pd.DataFrame) -> tuple[list[d
     at: dict[tuple, int] = {}
     if columns:
         pairs = zip(columns["crm_document_id"], columns["metakocka_id"], strict=True)
-        at = {(_text(crm_id), _text(mk_id)): i for i, (crm_id, mk_id) in enumerate(pairs)}
+        at = {
+            (text_or_none(crm_id), text_or_none(mk_id)): i
+            for i, (crm_id, mk_id) in enumerate(pairs)
+        }
     named = [False] * len(previous)
     changed = []
     for row in rows:
@@ -73,7 +78,7 @@ def compare_status(rows: Iterable[dict], previous: pd.DataFrame) -> tuple[list[d
         kept = {
             int(row_id)
             for row_id, crm_id, mk_id in pairs
-            if named[at[(_text(crm_id), _text(mk_id))]]
+            if named[at[(text_or_none(crm_id), text_or_none(mk_id))]]
         }
     return changed, kept
 
@@ -87,9 +92,3 @@ def _comparable(value):
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     return value
-
-
-def _text(value) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return str(value)
