@@ -43,13 +43,8 @@ from sync_pipeline.api.models import (
     SyncFromMetakockaBody,
     UnsyncedList,
 )
-from sync_pipeline.domain.sync_request import (
-    BOTH,
-    CRM_TO_METAKOCKA,
-    METAKOCKA_TO_CRM,
-    is_crm_id,
-    is_metakocka_id,
-)
+from sync_pipeline.domain.directions import BOTH, CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
+from sync_pipeline.domain.sync_request import is_crm_id, is_metakocka_id
 from sync_pipeline.settings import Organization
 
 HEADER_TEXT = r"^[\x21-\x7e]{1,200}$"

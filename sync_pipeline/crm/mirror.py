@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from sync_pipeline.crm.profiles import CrmSchema
 from sync_pipeline.crm.query import chunks
+from sync_pipeline.domain.directions import PUSH_DIRECTIONS
 
 MAPPINGS = "metakocka_sales_document_mappings"
 LOGS = "metakocka_integration_logs"
@@ -39,8 +40,6 @@ CRM_MAPPING_STATUS = {
     "no_crm_type": "needs_review",
 }
 """The pipeline's sync_status statuses in the four the CRM's CHECK allows (sm/61)."""
-CRM_DIRECTIONS = {"crm_to_metakocka": "crm_to_metakocka", "metakocka_to_crm": "metakocka_to_crm"}
-"""sync_direction (sm/61's CHECK); a pair never pushed either way is `bidirectional`."""
 WRITES_PER_REQUEST = 500
 
 
@@ -57,7 +56,7 @@ def mapping_row(status: dict, *, owner: str, organization_id: str, doc_type: str
         "metakocka_document_type": doc_type or "",
         "metakocka_document_number": status.get("metakocka_count_code"),
         "metakocka_status": status.get("metakocka_status"),
-        "sync_direction": CRM_DIRECTIONS.get(status.get("last_direction"), "bidirectional"),
+        "sync_direction": _crm_direction(status.get("last_direction")),
         "sync_status": CRM_MAPPING_STATUS.get(status["status"], "needs_review"),
         "sync_error": status.get("last_error"),
         "last_synced_at": last_synced.isoformat() if last_synced is not None else None,
@@ -137,3 +136,8 @@ def _in_variant(schema: CrmSchema, row: dict) -> dict:
     if extra and schema.has(MAPPINGS, "metadata"):
         out["metadata"] = {"sync_pipeline": extra}
     return out
+
+
+def _crm_direction(last_direction: str | None) -> str:
+    """sm/61's CHECK takes our push directions as they are; a pair never pushed is bidirectional."""
+    return last_direction if last_direction in PUSH_DIRECTIONS else "bidirectional"

@@ -14,10 +14,12 @@ import re
 import uuid
 from collections.abc import Iterable
 
-CRM_TO_METAKOCKA = "crm_to_metakocka"
-METAKOCKA_TO_CRM = "metakocka_to_crm"
-BOTH = "both"
-DIRECTIONS = (CRM_TO_METAKOCKA, METAKOCKA_TO_CRM, BOTH)
+from sync_pipeline.domain.directions import (
+    BOTH,
+    CRM_TO_METAKOCKA,
+    METAKOCKA_TO_CRM,
+    REQUEST_DIRECTIONS,
+)
 
 MAX_DOCUMENT_IDS = 500
 """Ids in one request; larger sets belong to the nightly reconciliation (or several requests)."""
@@ -44,8 +46,10 @@ def split_document_ids(direction: str, ids: Iterable[str]) -> tuple[list[str], l
     Raises ValueError for an unknown direction or an id that does not belong to the direction's
     source system (`both` takes ids of either system).
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    if direction not in REQUEST_DIRECTIONS:
+        raise ValueError(
+            f"direction must be one of {', '.join(REQUEST_DIRECTIONS)}, not {direction!r}"
+        )
     crm_ids: list[str] = []
     mk_ids: list[str] = []
     for raw in ids:

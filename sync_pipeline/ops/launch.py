@@ -13,6 +13,7 @@ import dagster as dg
 import pydantic
 from pydantic import Field
 
+from sync_pipeline.domain.directions import BOTH, CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.domain.sync_request import split_document_ids
 from sync_pipeline.runs import SYNC_DOCUMENTS_JOB as JOB_NAME
 from sync_pipeline.runs import SYNC_DOCUMENTS_OP as OP_NAME
@@ -20,9 +21,11 @@ from sync_pipeline.runs import TAG_ORGANIZATION, organization_run_tags
 
 
 class SyncDirection(Enum):
-    crm_to_metakocka = "crm_to_metakocka"
-    metakocka_to_crm = "metakocka_to_crm"
-    both = "both"
+    """The launchpad's choice of direction (Dagster config takes an Enum)."""
+
+    crm_to_metakocka = CRM_TO_METAKOCKA
+    metakocka_to_crm = METAKOCKA_TO_CRM
+    both = BOTH
 
 
 class SyncDocumentsConfig(dg.Config):

@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sync_pipeline.adapters.errors import SyncError
+from sync_pipeline.domain.directions import BOTH, PUSHES_FROM
 from sync_pipeline.domain.hashing import content_hash
-from sync_pipeline.domain.sync_request import BOTH
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
@@ -151,11 +151,10 @@ def changed_documents(extraction: Extraction, side_cursor: Cursor, engine, org_i
 def queued_document_ids(queue: SyncRequestQueue, organization_id: str, side: str) -> set[str]:
     """Ids named by requests still queued that push this side's changes (not yet read by a run,
     so their run will see this change too)."""
-    pushes_side = {"crm": ("crm_to_metakocka", BOTH), "metakocka": ("metakocka_to_crm", BOTH)}
     return {
         doc_id
         for request in queue.queued_for(organization_id)
-        if request.direction in pushes_side[side]
+        if request.direction in PUSHES_FROM[side]
         for doc_id in request.document_ids
     }
 

@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from sync_pipeline.domain.sync_request import DIRECTIONS, request_fingerprint
+from sync_pipeline.domain.directions import REQUEST_DIRECTIONS
+from sync_pipeline.domain.sync_request import request_fingerprint
 from sync_pipeline.store.tables import sync_requests
 
 QUEUED, LAUNCHED, DONE, FAILED = "queued", "launched", "done", "failed"
@@ -120,7 +121,7 @@ class SyncRequestQueue:
         and ids) or when `idempotency_key` was seen before: the earlier request is returned and
         nothing new will run. The same key with different content raises `IdempotencyKeyReused`.
         """
-        if direction not in DIRECTIONS:
+        if direction not in REQUEST_DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         ids = list(dict.fromkeys(str(i) for i in document_ids))
         if not ids and not all_unsynced:

@@ -49,7 +49,6 @@ SYNC_STATUSES = (
     "deleted_in_metakocka",
     "no_crm_type",
 )
-DIRECTIONS = ("crm_to_metakocka", "metakocka_to_crm")
 
 sync_status = sa.Table(
     "sync_status",
@@ -131,7 +130,6 @@ sync_error_log = sa.Table(
 # On-demand sync requests (the CRM's buttons, webhooks, the change sensor): a durable queue that
 # the request sensor turns into `sync_documents` runs. See sync_pipeline/store/requests.py.
 REQUEST_STATES = ("queued", "launched", "done", "failed")
-REQUEST_DIRECTIONS = (*DIRECTIONS, "both")
 
 sync_requests = sa.Table(
     "sync_requests",

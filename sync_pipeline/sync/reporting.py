@@ -16,8 +16,9 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM, PUSH_DIRECTIONS
 from sync_pipeline.store.reporting import NO_DIRECTION
-from sync_pipeline.store.tables import DIRECTIONS, SYNC_STATUSES
+from sync_pipeline.store.tables import SYNC_STATUSES
 from sync_pipeline.sync.push import PushOutcome
 
 STATUS_COLOURS = {
@@ -45,8 +46,8 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 
 DIRECTION_HEADERS = {
-    "crm_to_metakocka": "to Metakocka",
-    "metakocka_to_crm": "to CRM",
+    CRM_TO_METAKOCKA: "to Metakocka",
+    METAKOCKA_TO_CRM: "to CRM",
     NO_DIRECTION: "none",
 }
 """Short column headers of the last push direction (`sync_status.last_direction`), so the
@@ -55,7 +56,7 @@ status table fits the page."""
 
 def status_direction_table(counts: pd.DataFrame) -> str:
     """Documents by status (rows) and last push direction (columns), with totals."""
-    directions = [*DIRECTIONS, NO_DIRECTION]
+    directions = [*PUSH_DIRECTIONS, NO_DIRECTION]
     grid = {(r.status, r.direction): int(r.documents) for r in counts.itertuples(index=False)}
     rows = []
     for status in SYNC_STATUSES:
