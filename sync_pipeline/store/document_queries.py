@@ -7,6 +7,7 @@ their status rows here. Id lists are chunked to keep `IN (...)` lists small.
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -163,3 +164,20 @@ def out_of_sync_counts(engine: Engine, organization_id: str, source: str) -> tup
     with engine.connect() as conn:
         counts = {bool(alone): int(n) for alone, n in conn.execute(query).all()}
     return counts.get(True, 0), counts.get(False, 0)
+
+
+def status_row_ids(engine: Engine, organization_id: str) -> np.ndarray:
+    """The ids of the organization's sync_status rows, sorted."""
+    query = sa.select(sync_status.c.id).where(sync_status.c.organization_id == organization_id)
+    with engine.connect() as conn:
+        return np.sort(np.fromiter((row_id for (row_id,) in conn.execute(query)), np.int64))
+
+
+def linked_metakocka_count(engine: Engine, organization_id: str) -> int:
+    """How many of the organization's links name a Metakocka document."""
+    query = sa.select(sa.func.count()).where(
+        document_links.c.organization_id == organization_id,
+        document_links.c.metakocka_id.is_not(None),
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one()

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from sync_pipeline.adapters.redact import redact
 from sync_pipeline.store.repository import utcnow
-from sync_pipeline.store.tables import sync_error_log, sync_status
+from sync_pipeline.store.tables import WARNING, sync_error_log, sync_status
 
 OPEN, RESOLVED, ALL = "open", "resolved", "all"
 STILL_FAILING = ("failed", "invalid", "conflict")
@@ -311,3 +311,39 @@ def resolve_error_ids(engine: Engine, ids: Iterable[int], *, note: str) -> int:
             .where(sync_error_log.c.id.in_(ids), sync_error_log.c.resolved_at.is_(None))
             .values(resolved_at=utcnow(), resolution_note=note)
         ).rowcount
+
+
+def open_warning_details(engine: Engine, organization_id: str, kind: str) -> list[tuple]:
+    """(metakocka_id, details) of the organization's open `warning` rows whose `details.kind`
+    is `kind`."""
+    log = sync_error_log.c
+    query = sa.select(log.metakocka_id, log.details).where(
+        log.organization_id == organization_id,
+        log.error_type == WARNING,
+        log.resolved_at.is_(None),
+        log.details["kind"].as_string() == kind,
+    )
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query).all()]
+
+
+def resolve_run_errors_of_kind(
+    engine: Engine, organization_id: str, kind: str, *, except_run_id: str | None, note: str
+) -> int:
+    """Close the organization's open run-level rows (no document id) whose `details.kind` is
+    `kind`, except those of `except_run_id`."""
+    log = sync_error_log.c
+    query = (
+        sync_error_log.update()
+        .where(
+            log.organization_id == organization_id,
+            log.resolved_at.is_(None),
+            log.crm_document_id.is_(None),
+            log.metakocka_id.is_(None),
+            log.details["kind"].as_string() == kind,
+            sa.or_(log.run_id.is_(None), log.run_id != except_run_id),
+        )
+        .values(resolved_at=utcnow(), resolution_note=note)
+    )
+    with engine.begin() as conn:
+        return conn.execute(query).rowcount

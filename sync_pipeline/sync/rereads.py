@@ -12,8 +12,6 @@ for Metakocka's documents (one `get_document` each, or one full read when that i
 import threading
 from collections.abc import Iterable
 
-import sqlalchemy as sa
-
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.document import SalesDocument
@@ -81,7 +79,7 @@ class WholeDocuments:
         self,
         organization_id: str,
         *,
-        engine: sa.Engine,
+        engine,
         crm: CrmClient | None = None,
         metakocka: MetakockaClient | None = None,
         crm_summaries: Iterable = (),

@@ -18,12 +18,9 @@ Two kinds, both without a document id:
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.adapters.retry import CallStats
-from sync_pipeline.store.tables import sync_error_log
+from sync_pipeline.store.error_log import resolve_run_errors_of_kind
 
 RETRIED_NOTE = "absorbed by the retry policy within the run"
 STEP_FAILED = "step_failed"
@@ -108,20 +105,9 @@ def step_failure_row(
 
 
 def resolve_earlier_step_failures(
-    engine: Engine, organization_id: str, run_id: str | None, note: str
+    engine, organization_id: str, run_id: str | None, note: str
 ) -> int:
     """Close the open step failures of earlier runs: this run got through its steps."""
-    query = (
-        sync_error_log.update()
-        .where(
-            sync_error_log.c.organization_id == organization_id,
-            sync_error_log.c.resolved_at.is_(None),
-            sync_error_log.c.crm_document_id.is_(None),
-            sync_error_log.c.metakocka_id.is_(None),
-            sync_error_log.c.details["kind"].as_string() == STEP_FAILED,
-            sa.or_(sync_error_log.c.run_id.is_(None), sync_error_log.c.run_id != run_id),
-        )
-        .values(resolved_at=datetime.now(UTC), resolution_note=note)
+    return resolve_run_errors_of_kind(
+        engine, organization_id, STEP_FAILED, except_run_id=run_id, note=note
     )
-    with engine.begin() as conn:
-        return conn.execute(query).rowcount

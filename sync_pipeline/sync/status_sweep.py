@@ -11,11 +11,9 @@ deletion of the rows no document names any more.
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
-from sync_pipeline.store.document_queries import links_for, status_for
+from sync_pipeline.store.document_queries import links_for, status_for, status_row_ids
 from sync_pipeline.store.status_diff import compare_status
-from sync_pipeline.store.tables import sync_status
 from sync_pipeline.sync.extract import Quarantined
 from sync_pipeline.sync.push import PushOutcome
 from sync_pipeline.sync.record import each_status_row
@@ -25,7 +23,7 @@ SLICE = 5_000
 
 
 def sweep_status(
-    engine: sa.Engine,
+    engine,
     organization_id: str,
     plan: pd.DataFrame,
     *,
@@ -36,7 +34,7 @@ def sweep_status(
     """(the status rows that differ from the documents' current ones, the ids of the current
     rows no document names any more): what `SyncStore.write_status` writes. `through` sees every
     row as it goes by (the step's tally)."""
-    current = _current_ids(engine, organization_id)
+    current = status_row_ids(engine, organization_id)
     named = np.zeros(len(current), dtype=bool)
     by_crm = {o.crm_document_id: o for o in outcomes if o.crm_document_id}
     by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
@@ -66,12 +64,6 @@ def sweep_status(
         known[known] = current[at[known]] == kept[known]  # not a row made since `current`
         named[at[known]] = True
     return changed, [int(row_id) for row_id in current[~named]]
-
-
-def _current_ids(engine: sa.Engine, organization_id: str) -> np.ndarray:
-    query = sa.select(sync_status.c.id).where(sync_status.c.organization_id == organization_id)
-    with engine.connect() as conn:
-        return np.sort(np.fromiter((row_id for (row_id,) in conn.execute(query)), np.int64))
 
 
 def _ids(part: pd.DataFrame, by_crm: dict, by_mk: dict) -> tuple[list, list]:

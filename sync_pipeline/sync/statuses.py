@@ -18,7 +18,6 @@ Metakocka status of None changes nothing), and is never dropped silently:
 from dataclasses import replace
 
 import pandas as pd
-import sqlalchemy as sa
 
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
 from sync_pipeline.domain.summary import DocumentSummary, SummaryKind, was_read
@@ -28,8 +27,9 @@ from sync_pipeline.metakocka.statuses import (
     status_of,
     unmapped_reason,
 )
+from sync_pipeline.store.error_log import open_warning_details
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.tables import WARNING, sync_error_log
+from sync_pipeline.store.tables import WARNING
 from sync_pipeline.sync.push import METAKOCKA_TO_CRM
 from sync_pipeline.sync.validate import ValidatedSide
 
@@ -165,18 +165,10 @@ def _text(value) -> str | None:
 def unmapped_status_counts(engine, organization_id: str) -> pd.DataFrame:
     """The organization's open unmapped-status warnings by status: `status_code`,
     `status_desc`, `documents`, most documents first (what the sync report shows)."""
-    log = sync_error_log.c
-    query = sa.select(log.metakocka_id, log.details).where(
-        log.organization_id == organization_id,
-        log.error_type == WARNING,
-        log.resolved_at.is_(None),
-        log.details["kind"].as_string() == UNMAPPED_KIND,
-    )
-    with engine.connect() as conn:
-        rows = [
-            (mk_id, details.get("status_code"), details.get("status_desc"))
-            for mk_id, details in conn.execute(query).all()
-        ]
+    rows = [
+        (mk_id, details.get("status_code"), details.get("status_desc"))
+        for mk_id, details in open_warning_details(engine, organization_id, UNMAPPED_KIND)
+    ]
     columns = ["status_code", "status_desc"]
     frame = pd.DataFrame(rows, columns=["metakocka_id", *columns])
     counts = (
