@@ -285,7 +285,7 @@ def _raw_read(sandbox, n: int) -> dict:
 
     from sync_pipeline.demo import sandbox_crm_client
     from sync_pipeline.metakocka.client import MetakockaClient
-    from sync_pipeline.sync.extract import METAKOCKA_SALES_DOC_TYPES
+    from sync_pipeline.metakocka.reads import METAKOCKA_SALES_DOC_TYPES
 
     org = sandbox.organizations[0]
     crm = sandbox_crm_client(sandbox, org.crm_api_key)

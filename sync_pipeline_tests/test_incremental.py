@@ -15,12 +15,13 @@ from sync_pipeline.demo import patched_environ, sandbox_environment
 from sync_pipeline.domain.document import Customer, SalesDocument
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.reads import METAKOCKA_SALES_DOC_TYPES
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.cursors import SyncCursor, read_cursor
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.counterparts import LinkedCounterpart
-from sync_pipeline.sync.extract import CRM, METAKOCKA_SALES_DOC_TYPES, Extraction
+from sync_pipeline.sync.extract import CRM, Extraction
 from sync_pipeline.sync.incremental import OVERLAP, choose_window, next_cursor, sweep_run_config
 from sync_pipeline.sync.push import push_to_metakocka
 

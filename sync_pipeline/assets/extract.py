@@ -3,8 +3,9 @@
 One step reads both sides, side by side (two threads: the CRM and Metakocka are separate APIs),
 because what an incremental run must read on one side depends on what changed on the other
 (`sync/incremental.py`): a full sweep reads every document; an incremental run reads what changed
-since the organization's cursor, closed over links and claims. The two outputs are the two
-assets downstream steps know, each carrying the run's `SyncScope`.
+since the organization's cursor, closed over links and claims (`sync/document_set.py`). The
+two outputs are the two assets downstream steps know, each a `RunSide` carrying the run's
+`SyncScope`.
 
 A side that cannot be read (bad credentials, a forbidden IP, an answer that stays malformed after
 the retries) is not a crashed run: the step logs ONE open row for the organization in
@@ -41,6 +42,7 @@ from sync_pipeline.sync.extract import (
 from sync_pipeline.sync.incremental import (
     EXTRACT_OP,
     FULL_SWEEP_EVERY,
+    RunSide,
     SyncScope,
     choose_window,
     close_over_changes,
@@ -166,10 +168,12 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                 return
             crm_docs, mk_docs = results["the CRM"], results["Metakocka"]
             cursor = next_cursor(window, crm_docs)  # from what the window read, not counterparts
-            scope = SyncScope(window, next_cursor=cursor)
-            if not window.full:
+            if window.full:
+                scope = SyncScope(window, next_cursor=cursor)
+                crm_docs, mk_docs = RunSide.of(crm_docs, scope), RunSide.of(mk_docs, scope)
+            else:
                 try:
-                    crm_docs, mk_docs, scope = close_over_changes(
+                    crm_docs, mk_docs = close_over_changes(
                         org.id,
                         window,
                         crm_docs,
@@ -178,12 +182,12 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                         metakocka=mk_client,
                         store=store,
                         read_concurrency=metakocka.max_concurrent_requests,
+                        cursor=cursor,
                     )
                 except SyncError as exc:
                     _log_failure(context, store, org.id, "the changed documents' counterparts", exc)
                     return
-                scope.next_cursor = cursor
-            crm_docs.scope = mk_docs.scope = scope
+                scope = crm_docs.scope
             for name, extraction, client in (
                 ("crm_sales_documents", crm_docs, crm_client),
                 ("metakocka_sales_documents", mk_docs, mk_client),

@@ -8,8 +8,8 @@ import dagster as dg
 from sync_pipeline.assets.common import open_store, requested_by
 from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
-from sync_pipeline.sync.extract import Extraction, Quarantined
-from sync_pipeline.sync.incremental import SyncScope
+from sync_pipeline.sync.extract import Quarantined
+from sync_pipeline.sync.incremental import RunSide, SyncScope
 from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS
 from sync_pipeline.sync.record import error_rows
 from sync_pipeline.sync.validate import ValidatedSide, synced_hashes, validate_extraction
@@ -58,8 +58,8 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
     )
     def validated_sales_documents(
         context: dg.AssetExecutionContext,
-        crm_sales_documents: Extraction,
-        metakocka_sales_documents: Extraction,
+        crm_sales_documents: RunSide,
+        metakocka_sales_documents: RunSide,
         sync_store: SyncStoreResource,
         crm: CrmResource,
         metakocka: MetakockaResource,
@@ -115,7 +115,7 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
     return [validated_sales_documents]
 
 
-def _validated(store, org_id, scope, *extractions: Extraction) -> list[ValidatedSide]:
+def _validated(store, org_id, scope, *extractions: RunSide) -> list[ValidatedSide]:
     """Each side validated: a full sweep's already were, as they were read (sync/lean.py)."""
     if all(e.lean is not None for e in extractions):
         return [e.lean.validated for e in extractions]
@@ -125,7 +125,10 @@ def _validated(store, org_id, scope, *extractions: Extraction) -> list[Validated
         if scope is not None and scope.incremental
         else store.links_frame(org_id, PLAN_LINK_COLUMNS)
     )
-    return [validate_extraction(e, synced_hashes=known[e.side]) for e in extractions]
+    return [
+        validate_extraction(e, synced_hashes=known[e.side], known_by_link=e.known_by_link)
+        for e in extractions
+    ]
 
 
 def _every_invalid_reported(store, org_id, quarantined) -> dg.AssetCheckResult:

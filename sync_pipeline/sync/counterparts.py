@@ -16,19 +16,16 @@ The reads cost what the extraction's reads cost: one `get_document` per counterp
 read of the company when that takes fewer calls (`full_read_is_cheaper`).
 """
 
-import math
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, content_hash
-from sync_pipeline.metakocka.client import MAX_PAGE_SIZE, MetakockaClient
-from sync_pipeline.store.tables import document_links
-from sync_pipeline.sync.extract import METAKOCKA_SALES_DOC_TYPES
+from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.metakocka.reads import full_read_takes_fewer_calls, read_every_document
+from sync_pipeline.store.document_queries import linked_metakocka_count
 from sync_pipeline.sync.metakocka_reads import Found, map_metakocka, read_metakocka_document
 
 
@@ -46,38 +43,11 @@ class LinkedCounterpart:
     """The precision `content_hash` was computed at (the CRM's: `Extraction.precision`)."""
 
 
-def full_read_is_cheaper(engine: sa.Engine, organization_id: str, reads: int, concurrency: int):
-    """One `get_document` per id (`concurrency` at a time), or every document of the company by
-    search (100 per page, one search at a time)?"""
-    count = sa.select(sa.func.count()).where(
-        document_links.c.organization_id == organization_id,
-        document_links.c.metakocka_id.is_not(None),
-    )
-    with engine.connect() as conn:
-        documents = conn.execute(count).scalar_one()
-    pages = math.ceil(documents / MAX_PAGE_SIZE) + len(METAKOCKA_SALES_DOC_TYPES)
-    # A page also costs mapping 100 documents, about one more round trip: count it twice.
-    return 2 * pages < reads / max(1, concurrency)
-
-
-def read_every_metakocka_document(
-    client: MetakockaClient,
-    *,
-    keep: Collection[str] | None = None,
-    stop: threading.Event | None = None,
-) -> dict[str, dict]:
-    """Every sales document of the company as Metakocka sends it, by `mk_id` (a search per page,
-    one doc_type after another). `keep`: hold only these ids (the rest of the company is read,
-    not held); `stop` ends the read early (what was read so far is returned)."""
-    everything = {}
-    for doc_type in METAKOCKA_SALES_DOC_TYPES:
-        for raw in client.search(doc_type):
-            if stop is not None and stop.is_set():
-                return everything
-            mk_id = str(raw.get("mk_id") or "")
-            if mk_id and (keep is None or mk_id in keep):
-                everything[mk_id] = {**raw, "doc_type": raw.get("doc_type") or doc_type}
-    return everything
+def full_read_is_cheaper(engine, organization_id: str, reads: int, concurrency: int) -> bool:
+    """Cheaper to read the whole company than `reads` documents by id? Its size is what its
+    links count (`metakocka/reads.py`)."""
+    documents = linked_metakocka_count(engine, organization_id)
+    return full_read_takes_fewer_calls(documents, reads, concurrency)
 
 
 class CounterpartReader:
@@ -94,7 +64,7 @@ class CounterpartReader:
         organization_id: str,
         counterparts: Iterable[LinkedCounterpart],
         *,
-        engine: sa.Engine,
+        engine,
     ):
         self._client, self._org = client, organization_id
         self._stop = threading.Event()
@@ -115,7 +85,7 @@ class CounterpartReader:
 
     def _read_everything(self) -> None:
         try:
-            read = read_every_metakocka_document(self._client, keep=self._wanted, stop=self._stop)
+            read = read_every_document(self._client, keep=self._wanted, stop=self._stop)
             self._full.set_result(read)
         except BaseException as exc:  # raised to every push that waits on it
             self._full.set_exception(exc)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from queue import Full, Queue
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.crm.mapping import (
@@ -28,20 +28,7 @@ from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
 from sync_pipeline.domain.interning import TextInterner
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.mapping import MappingError, metakocka_to_canonical
-
-if TYPE_CHECKING:
-    from sync_pipeline.sync.counterparts import LinkedCounterpart
-    from sync_pipeline.sync.incremental import SyncScope
-    from sync_pipeline.sync.lean import LeanSide
-
-METAKOCKA_SALES_DOC_TYPES = (
-    "sales_offer",
-    "sales_order",
-    "sales_bill_domestic",
-    "sales_bill_foreign",
-    "sales_bill_credit_note",
-    "sales_bill_prepaid",
-)
+from sync_pipeline.metakocka.reads import METAKOCKA_SALES_DOC_TYPES
 
 CRM = "crm"
 METAKOCKA = "metakocka"
@@ -65,6 +52,21 @@ class Quarantined:
     reasons: tuple[str, ...]
 
 
+class SideReduction(Protocol):
+    """What a full sweep reduces one side to as it reads it (`sync/lean.py`'s `LeanSide`): the
+    extraction hands it each document instead of holding them all."""
+
+    documents_read: int
+    unmappable: int
+    newest_updated_at: datetime | None
+
+    def add(self, doc: SalesDocument, key: str) -> None: ...
+
+    def add_unmappable(self, entry: Quarantined, key: str) -> None: ...
+
+    def finish(self) -> object: ...
+
+
 @dataclass
 class Extraction:
     """What one side holds: the mapped documents and those that could not be mapped."""
@@ -73,19 +75,14 @@ class Extraction:
     organization_id: str
     documents: list[SalesDocument] = field(default_factory=list)
     unmappable: list[Quarantined] = field(default_factory=list)
-    known_by_link: list["LinkedCounterpart"] = field(default_factory=list)
-    """Metakocka side of an incremental run: unchanged counterparts, read by the push
-    (`sync.counterparts`)."""
     api_calls: int = 0
-    scope: "SyncScope | None" = None
-    """What the reconciliation covers (`sync.incremental`): None reads as a full sweep."""
     precision: Precision = DEFAULT_PRECISION
     """What the CRM keeps of a number: both sides are compared at it (`domain.hashing`)."""
     lines_without_product_code: dict[str, int] = field(default_factory=dict)
     """CRM side: {document id: its lines with no Metakocka product code}, for the unmappable
     documents that have any (a document's reason names only the first; the preflight counts
     them all)."""
-    lean: "LeanSide | None" = None
+    lean: SideReduction | None = None
     """A full sweep's side, validated and reduced as it was read (`sync/lean.py`): its documents
     are in `lean.validated`, not in `documents` or `unmappable`."""
 
@@ -140,7 +137,7 @@ def extract_crm(
     *,
     ids: Iterable[str] | None = None,
     updated_since: datetime | None = None,
-    lean: "LeanSide | None" = None,
+    lean: SideReduction | None = None,
 ) -> Extraction:
     """The organization's CRM documents (all, those changed since ``updated_since``, or those of
     ``ids``), mapped; a document the read met twice (edited meanwhile) counts once, as last read.
@@ -206,7 +203,7 @@ def extract_metakocka(
     doc_types: Iterable[str] = METAKOCKA_SALES_DOC_TYPES,
     changed_since: datetime | None = None,
     precision: Precision = DEFAULT_PRECISION,
-    lean: "LeanSide | None" = None,
+    lean: SideReduction | None = None,
 ) -> Extraction:
     """The company's Metakocka documents (all, or those changed since ``changed_since``),
     mapped. With `lean` (a full sweep), each is handed to it as it is read (`sync/lean.py`)."""

@@ -2,27 +2,10 @@
 them (same canonical form, same quarantine rule), for the runs that read a few documents at a time:
 on-demand syncs, an incremental run's counterparts, and the push step's replaces."""
 
-from sync_pipeline.adapters.errors import NotFoundError
 from sync_pipeline.domain.document import SalesDocument, crm_id_to_external_ref
 from sync_pipeline.metakocka.client import MetakockaClient
-from sync_pipeline.metakocka.mapping import METAKOCKA_TO_DOC_TYPE
-from sync_pipeline.sync.extract import (
-    METAKOCKA_SALES_DOC_TYPES,
-    Extraction,
-    Quarantined,
-    extract_metakocka,
-)
-
-PROBE_ORDER = (
-    "sales_order",
-    "sales_bill_domestic",
-    "sales_offer",
-    "sales_bill_foreign",
-    "sales_bill_credit_note",
-    "sales_bill_prepaid",
-)
-"""Metakocka types tried, most common first, for an id whose type no link records."""
-assert set(PROBE_ORDER) == set(METAKOCKA_SALES_DOC_TYPES)
+from sync_pipeline.metakocka.reads import get_raw_document, raw_documents_with_reference
+from sync_pipeline.sync.extract import Extraction, Quarantined, extract_metakocka
 
 Found = SalesDocument | Quarantined | None
 """A document as read: mapped, unreadable (quarantined), or absent (None)."""
@@ -50,31 +33,20 @@ def map_metakocka(raws: list[dict], organization_id: str) -> Extraction:
 def read_metakocka_document(
     client: MetakockaClient, organization_id: str, mk_id: str, doc_type: str | None = None
 ) -> Found:
-    """One Metakocka document by id, mapped; None when the company has no such document.
-
-    `get_document` needs the type: the link's, else each sales type in turn.
-    """
-    for candidate in (doc_type,) if doc_type else PROBE_ORDER:
-        try:
-            raw = client.get_document(candidate, mk_id)
-        except NotFoundError:
-            continue
-        raw = {**raw, "doc_type": raw.get("doc_type") or candidate}
-        extraction = map_metakocka([raw], organization_id)
-        return (extraction.documents or extraction.unmappable or [None])[0]
-    return None
+    """One Metakocka document by id, mapped; None when the company has no such document."""
+    raw = get_raw_document(client, mk_id, doc_type)
+    if raw is None:
+        return None
+    extraction = map_metakocka([raw], organization_id)
+    return (extraction.documents or extraction.unmappable or [None])[0]
 
 
 def find_metakocka_twins(
     client: MetakockaClient, organization_id: str, doc: SalesDocument
 ) -> list[Found]:
     """Metakocka documents whose `buyer_order` carries this CRM document's reference."""
-    ref = crm_id_to_external_ref(doc.crm_document_id)
-    raws = []
-    for mk_type, crm_type in METAKOCKA_TO_DOC_TYPE.items():
-        if crm_type == doc.document_type:
-            raws += [
-                {**raw, "doc_type": mk_type} for raw in client.find_by_external_ref(mk_type, ref)
-            ]
+    raws = raw_documents_with_reference(
+        client, doc.document_type, crm_id_to_external_ref(doc.crm_document_id)
+    )
     extraction = map_metakocka(raws, organization_id)
     return [*extraction.documents, *extraction.unmappable]

@@ -7,7 +7,7 @@ by batch while it reads them (`sync/lean.py`), everything else validates an extr
 (`validate_extraction`).
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -82,7 +82,10 @@ def check_documents(side: str, docs: list[SalesDocument], hashes: list[str]) -> 
 
 
 def validate_extraction(
-    extraction: Extraction, *, synced_hashes: Mapping[str, str] | None = None
+    extraction: Extraction,
+    *,
+    synced_hashes: Mapping[str, str] | None = None,
+    known_by_link: Sequence = (),
 ) -> ValidatedSide:
     """Check every document; quarantine the ones that fail, with every reason.
 
@@ -105,7 +108,7 @@ def validate_extraction(
     # Unchanged since they were synced (and checked): the push verifies that of a counterpart
     # known by its link before a write.
     unchanged = [i for i, k in enumerate(known) if k]
-    links = extraction.known_by_link
+    links = known_by_link  # `LinkedCounterpart`s of an incremental run (sync/counterparts.py)
     valid = plan_frame(
         [*(docs[i] for i in passed), *(docs[i] for i in unchanged), *links],
         [*(hashes[i] for i in passed), *(hashes[i] for i in unchanged)]
