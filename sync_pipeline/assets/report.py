@@ -17,14 +17,12 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.store.cursors import save_cursor
-from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
-from sync_pipeline.store.status_diff import changed_status_rows
 from sync_pipeline.store.tables import document_links
 from sync_pipeline.store.tables import sync_error_log as error_log_table
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
-from sync_pipeline.sync.record import status_rows
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
 from sync_pipeline.sync.status_sweep import sweep_status
+from sync_pipeline.sync.status_upserts import upsert_statuses
 
 GROUP = "report"
 CHECK_NO_DUPLICATE_LINKS = "no_duplicate_links"
@@ -65,21 +63,16 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         tally = _StatusTally(store.open_errors(org_id))
         if scope is not None and scope.incremental:
             # Only the documents this run looked at: every other row stays as it was.
-            crm_ids = {*sync_plan["crm_document_id"].dropna()}
-            crm_ids |= {o.crm_document_id for o in outcomes if o.crm_document_id}
-            mk_ids = {*sync_plan["metakocka_id"].dropna()}
-            mk_ids |= {o.metakocka_id for o in outcomes if o.metakocka_id}
-            previous = status_for(store.engine, org_id, crm_ids, mk_ids)
-            rows = status_rows(
-                organization_id=org_id,
+            _, changed = upsert_statuses(
+                store.engine,
+                org_id,
+                crm_ids=sync_plan["crm_document_id"].dropna(),
+                metakocka_ids=sync_plan["metakocka_id"].dropna(),
                 plan=sync_plan,
                 outcomes=outcomes,
                 quarantined=validated_sales_documents.quarantined,
-                links=links_for(store.engine, org_id, crm_ids, mk_ids),
-                previous=previous,
+                through=tally.through,
             )
-            changed = changed_status_rows(tally.through(rows), previous)
-            upsert_status(store.engine, org_id, changed)
         else:
             # Every document's row, made and compared with its current row a slice at a time:
             # only the differences are kept and written (sync/status_sweep.py).
