@@ -181,3 +181,22 @@ def linked_metakocka_count(engine: Engine, organization_id: str) -> int:
     )
     with engine.connect() as conn:
         return conn.execute(query).scalar_one()
+
+
+def delete_link(
+    engine: Engine, organization_id: str, *, crm_document_id: str | None, metakocka_id: str | None
+) -> int:
+    """Delete the organization's link naming these ids (nothing when neither is given)."""
+    conditions = []
+    if crm_document_id:
+        conditions.append(document_links.c.crm_document_id == crm_document_id)
+    if metakocka_id:
+        conditions.append(document_links.c.metakocka_id == metakocka_id)
+    if not conditions:
+        return 0
+    with engine.begin() as conn:
+        return conn.execute(
+            document_links.delete().where(
+                document_links.c.organization_id == organization_id, *conditions
+            )
+        ).rowcount

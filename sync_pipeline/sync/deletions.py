@@ -18,8 +18,8 @@ import pandas as pd
 from sync_pipeline.adapters.errors import NotFoundError, SyncError
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.store.document_queries import delete_link
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.tables import document_links
 from sync_pipeline.sync.push import (
     CRM_TO_METAKOCKA,
     FAILED,
@@ -76,7 +76,8 @@ def propagate_deletions(
             error_type = "rejected" if result == SKIPPED else None
             trace = None
         if result == OK:
-            drop_link(store, organization_id, crm_document_id=crm_id, metakocka_id=mk_id)
+            # Forget the pair: both documents are gone, nothing is left to sync.
+            delete_link(store.engine, organization_id, crm_document_id=crm_id, metakocka_id=mk_id)
         outcomes.append(
             PushOutcome(
                 f"delete_in_{'metakocka' if row.action == DELETED_IN_CRM else 'crm'}",
@@ -116,26 +117,6 @@ def _delete_in_crm(crm, metakocka, organization_id, crm_id, mk_id, doc_type):
         return SKIPPED, f"not deleted: Metakocka document {mk_id} exists after all"
     crm.delete_document(organization_id, crm_id)
     return OK, "deleted in Metakocka, so deleted in the CRM too (propagate_deletes)"
-
-
-def drop_link(
-    store: SyncStore, organization_id: str, *, crm_document_id: str | None, metakocka_id: str | None
-) -> int:
-    """Forget the pair: both documents are gone, nothing is left to sync."""
-    conditions = []
-    if crm_document_id:
-        conditions.append(document_links.c.crm_document_id == crm_document_id)
-    if metakocka_id:
-        conditions.append(document_links.c.metakocka_id == metakocka_id)
-    if not conditions:
-        return 0
-    with store.engine.begin() as conn:
-        return conn.execute(
-            document_links.delete().where(
-                document_links.c.organization_id == organization_id,
-                *conditions,
-            )
-        ).rowcount
 
 
 def deletion_error_rows(
