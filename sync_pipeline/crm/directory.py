@@ -14,7 +14,6 @@ do, the organization's own row wins over a member's, then the oldest id.
 
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from sync_pipeline.crm.profiles import (
     CONTACT_MAPPINGS,
@@ -24,11 +23,9 @@ from sync_pipeline.crm.profiles import (
     PRODUCTS,
 )
 from sync_pipeline.crm.query import chunks, in_filter
+from sync_pipeline.crm.session import CrmSession
 from sync_pipeline.crm.tenancy import CrmTenant, Tenancy
 from sync_pipeline.domain.text import stripped_or_none
-
-if TYPE_CHECKING:
-    from sync_pipeline.crm.client import CrmClient
 
 MAPPING_COLUMNS = "id,user_id,organization_id"
 
@@ -37,7 +34,7 @@ class CrmDirectory:
     """One organization's look-ups (thread-safe). `prefetch_*` reads what is not cached yet;
     the accessors answer from the cache (None when the CRM has nothing)."""
 
-    def __init__(self, client: "CrmClient", organization_id: str):
+    def __init__(self, client: CrmSession, organization_id: str):
         self.client = client
         self.organization_id = organization_id
         self.tenant: CrmTenant = client.tenant(organization_id)

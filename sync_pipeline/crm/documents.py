@@ -24,15 +24,21 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sync_pipeline.adapters.errors import MalformedResponseError, NotFoundError
+from sync_pipeline.crm.directory import CrmDirectory
 from sync_pipeline.crm.profiles import DOCS, ITEMS, CrmSchema
 from sync_pipeline.crm.query import IDS_PER_QUERY, chunks, in_filter, iso
+from sync_pipeline.crm.session import CrmSession
 from sync_pipeline.crm.tenancy import Tenancy
 
-if TYPE_CHECKING:
-    from sync_pipeline.crm.client import CrmClient
+
+class CrmDocumentsSession(CrmSession, Protocol):
+    """A client as the document helpers use it: its calls, and each organization's look-ups."""
+
+    def directory(self, organization_id: str) -> CrmDirectory: ...
+
 
 LINES_KEY = ITEMS
 """Key under which a document row read here carries all of its lines."""
@@ -66,7 +72,7 @@ def line_columns(schema: CrmSchema) -> str:
 
 
 def read_documents(
-    client: "CrmClient",
+    client: CrmDocumentsSession,
     organization_id: str,
     *,
     updated_since: datetime | None = None,
@@ -105,7 +111,9 @@ def read_documents(
         yield from page
 
 
-def document_owners(client: "CrmClient", organization_id: str, ids: list[str]) -> dict[str, str]:
+def document_owners(
+    client: CrmDocumentsSession, organization_id: str, ids: list[str]
+) -> dict[str, str]:
     """The owner (`user_id`) of each of the organization's documents among `ids` (one that is
     not the organization's, or no longer exists, is left out)."""
     tenancy = client.directory(organization_id).tenancy()
@@ -135,7 +143,7 @@ def _pages_by_ids(client, tenancy: Tenancy, select, ids: list[str]) -> Iterator[
         yield from pool.map(read, groups)
 
 
-def read_lines(client: "CrmClient", schema: CrmSchema, document_ids: list[str]) -> dict:
+def read_lines(client: CrmDocumentsSession, schema: CrmSchema, document_ids: list[str]) -> dict:
     """Every line of the documents, grouped by document id (100 documents per request, side by
     side up to the client's allowance, each complete by its exact count)."""
     parent = schema.profile.item_parent
@@ -163,7 +171,9 @@ def read_lines(client: "CrmClient", schema: CrmSchema, document_ids: list[str]) 
 # -- writing ---------------------------------------------------------------------------------
 
 
-def write_documents(client: "CrmClient", organization_id: str, writes: list[CrmDocumentWrite]):
+def write_documents(
+    client: CrmDocumentsSession, organization_id: str, writes: list[CrmDocumentWrite]
+):
     """Write up to a hundred documents of one organization (module docstring): creates, then
     updates, then their lines. Raises on the first failure; the caller writes one by one to
     learn which document is at fault."""
