@@ -20,6 +20,12 @@ METAKOCKA_SALES_DOC_TYPES = (
     "sales_bill_prepaid",
 )
 
+UNIQUE_TEXT_KEYS = frozenset(
+    {"mk_id", "count_code", "buyer_order", "title", "last_change", "created_ts", "mk_row_id"}
+)
+"""Fields of a document as Metakocka sends it whose texts never repeat between documents (not
+worth sharing: domain/interning.py)."""
+
 PROBE_ORDER = (
     "sales_order",
     "sales_bill_domestic",

@@ -28,16 +28,13 @@ from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
 from sync_pipeline.domain.interning import TextInterner
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.mapping import MappingError, metakocka_to_canonical
-from sync_pipeline.metakocka.reads import METAKOCKA_SALES_DOC_TYPES
+from sync_pipeline.metakocka.reads import METAKOCKA_SALES_DOC_TYPES, UNIQUE_TEXT_KEYS
 
 CRM = "crm"
 METAKOCKA = "metakocka"
 
 # Texts that never repeat between documents are not worth sharing (domain/interning.py).
 CRM_UNIQUE_KEYS = frozenset({"id", "document_id", "document_number", "created_at", "updated_at"})
-METAKOCKA_UNIQUE_KEYS = frozenset(
-    {"mk_id", "count_code", "buyer_order", "title", "last_change", "created_ts", "mk_row_id"}
-)
 
 
 @dataclass(frozen=True)
@@ -209,7 +206,7 @@ def extract_metakocka(
     mapped. With `lean` (a full sweep), each is handed to it as it is read (`sync/lean.py`)."""
     extraction = Extraction(METAKOCKA, organization_id, precision=precision, lean=lean)
     # Shared texts only pay off in documents held whole: a lean read holds few.
-    texts = TextInterner(METAKOCKA_UNIQUE_KEYS) if lean is None else None
+    texts = TextInterner(UNIQUE_TEXT_KEYS) if lean is None else None
     pages = (
         (doc_type, raw)
         for doc_type in doc_types

@@ -10,13 +10,14 @@ What is written: the pushes of the request's direction (the other direction's ac
 """
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.domain.sync_request import BOTH, CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
+from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.statuses import STANDARD, StatusMap
 from sync_pipeline.store.repository import SyncStore
@@ -60,11 +61,8 @@ class NamedDocuments:
 
     documents: DocumentSet
     links: pd.DataFrame
-    requested_crm: list[str] = field(default_factory=list)
-    requested_metakocka: list[str] = field(default_factory=list)
-
-    def extraction(self, side: str) -> Extraction:
-        return self.documents.extraction(side)
+    requested_crm: list[str]
+    requested_metakocka: list[str]
 
     @property
     def not_found(self) -> list[str]:
@@ -175,8 +173,8 @@ def sync_documents(
         known_metakocka=known_mk,
         known_crm=known_crm,
     )
-    crm_side = validate_extraction(docs.extraction(CRM))
-    mk_side = validate_extraction(docs.extraction(METAKOCKA))
+    crm_side = validate_extraction(docs.documents.extraction(CRM))
+    mk_side = validate_extraction(docs.documents.extraction(METAKOCKA))
     quarantined = [*crm_side.quarantined, *mk_side.quarantined]
     resolutions = pending_resolutions(store.engine, organization_id)
     plan = plan_sync(
@@ -267,7 +265,7 @@ def applied_resolutions(plan: pd.DataFrame, outcomes: list[PushOutcome]) -> list
     return [
         r.conflict_resolution_id
         for r in rows.itertuples(index=False)
-        if (_text(r.crm_document_id), _text(r.metakocka_id)) in written
+        if (text_or_none(r.crm_document_id), text_or_none(r.metakocka_id)) in written
     ]
 
 
@@ -306,9 +304,3 @@ def _overall_progress(plan: pd.DataFrame, allowed, on_progress):
         on_progress(state["done"], total)
 
     return report
-
-
-def _text(value) -> str | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
-        return None
-    return str(value)
