@@ -21,7 +21,7 @@ and pairs unlinked documents by the ids they claim, so
 Only the links among the documents read are handed to the plan.
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -55,7 +55,6 @@ Found = SalesDocument | Quarantined | LinkedCounterpart | None
 class Strategy:
     """How a run gathers what its plan needs around its seeds (module docstring)."""
 
-    name: str
     read_metakocka_changes: bool
     """The run read Metakocka's changes: twins of CRM documents no run has seen are among them."""
     read_concurrency: int = 1
@@ -66,16 +65,12 @@ class Strategy:
     after the other, in the order asked.)"""
 
 
-NAMED_IDS = Strategy("named ids", read_metakocka_changes=False)
+NAMED_IDS = Strategy(read_metakocka_changes=False)
 
 
 def since_cursor(read_concurrency: int) -> Strategy:
-    return Strategy(
-        "since cursor",
-        read_metakocka_changes=True,
-        read_concurrency=read_concurrency,
-        at_scale=True,
-    )
+    """The nightly's incremental run, with `read_concurrency` Metakocka reads in flight."""
+    return Strategy(read_metakocka_changes=True, read_concurrency=read_concurrency, at_scale=True)
 
 
 def found_by_id(extraction: Extraction) -> dict[str, Found]:
@@ -137,7 +132,7 @@ class DocumentSet:
         *,
         known_crm: dict[str, Found],
         known_mk: dict[str, Found],
-        by_link: set[str] = frozenset(),
+        by_link: Collection[str] = (),
     ) -> None:
         """Close the set over links and claims from the seeds; `known_*`: documents already
         read; `by_link`: CRM ids whose unchanged Metakocka counterpart stands in as its link
