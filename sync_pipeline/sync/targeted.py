@@ -37,6 +37,10 @@ from sync_pipeline.store.resolutions import (
 )
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.change_order import metakocka_change_order
+from sync_pipeline.sync.export.outcomes import OK, TO_CRM_ACTIONS, TO_METAKOCKA_ACTIONS, PushOutcome
+from sync_pipeline.sync.export.to_crm import push_to_crm
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
+from sync_pipeline.sync.export.unchanged_pairs import bind_unchanged_pairs
 from sync_pipeline.sync.extract import (
     CRM,
     METAKOCKA,
@@ -48,15 +52,6 @@ from sync_pipeline.sync.extract import (
 )
 from sync_pipeline.sync.metakocka_reads import Found, find_metakocka_twins, read_metakocka_document
 from sync_pipeline.sync.planning import plan_sync
-from sync_pipeline.sync.push import (
-    OK,
-    TO_CRM_ACTIONS,
-    TO_METAKOCKA_ACTIONS,
-    PushOutcome,
-    bind_unchanged_pairs,
-    push_to_crm,
-    push_to_metakocka,
-)
 from sync_pipeline.sync.record import error_rows, status_rows
 from sync_pipeline.sync.statuses import record_status_warnings
 from sync_pipeline.sync.validate import validate_extraction
