@@ -14,6 +14,7 @@ import dagster as dg
 from sqlalchemy.engine import make_url
 
 from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 from sync_pipeline.sandbox.runner import Sandbox, env_values, start_sandbox
@@ -23,7 +24,7 @@ from sync_pipeline.settings import (
     default_database_url,
     parse_organizations,
 )
-from sync_pipeline.sync.push import CRM_TO_METAKOCKA, FAILED, METAKOCKA_TO_CRM, OK
+from sync_pipeline.sync.export.outcomes import FAILED, OK
 from sync_pipeline.sync.record import INVALID
 
 SUMMARY_COLUMNS = ("created", "updated", "unchanged", "invalid", "failed")

@@ -69,7 +69,8 @@ def fault_cases(rate: float, *, cap: int | None = None, delay_s: float = 1.5) ->
         return {"fault": fault, "rate": rate, "count": cap, "endpoints": endpoints, **extra}
 
     # The CRM gets a few calls per hundred documents (whole documents are written in batches,
-    # sync/push.py), so at the same rate its faults would hardly ever fire: it gets a higher one.
+    # sync/export/to_crm.py), so at the same rate its faults would hardly ever fire: it gets
+    # a higher one.
     crm_rate = min(1.0, 4 * rate)
 
     def crm_rule(fault: str, endpoints: list[str] | None = None, **extra) -> dict:

@@ -31,7 +31,7 @@ from sync_pipeline.ops.sync_documents import OP_NAME as SYNC_DOCUMENTS_OP
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.sync.push import push_to_metakocka
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 
 from .helpers import plan_everything
 

@@ -44,7 +44,7 @@ from sync_pipeline.store.claims import held_claims
 from sync_pipeline.store.engine import make_engine
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
-from sync_pipeline.sync.push import push_to_metakocka
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 
 from .helpers import CrmHttp, MetakockaHttp, new_metakocka_document, plan_everything
 from .on_demand_helpers import new_crm_order

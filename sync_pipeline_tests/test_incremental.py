@@ -21,9 +21,9 @@ from sync_pipeline.settings import Settings
 from sync_pipeline.store.cursors import SyncCursor, read_cursor
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.counterparts import LinkedCounterpart
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 from sync_pipeline.sync.extract import CRM, Extraction
 from sync_pipeline.sync.incremental import OVERLAP, choose_window, next_cursor, sweep_run_config
-from sync_pipeline.sync.push import push_to_metakocka
 
 from .helpers import CrmHttp, MetakockaHttp, error_rows, metakocka_duplicates, status_rows
 from .on_demand_helpers import new_crm_order

@@ -19,9 +19,9 @@ from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync import lean
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 from sync_pipeline.sync.extract import CRM, Extraction, Quarantined
 from sync_pipeline.sync.incremental import sweep_run_config
-from sync_pipeline.sync.push import push_to_metakocka
 from sync_pipeline.sync.validate import validate_extraction
 
 from . import test_reconciliation_e2e as reconciliation

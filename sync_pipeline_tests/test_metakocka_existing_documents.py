@@ -17,9 +17,9 @@ from sync_pipeline.domain.document import crm_id_to_external_ref
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.mapping import canonical_to_metakocka
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 from sync_pipeline.sync.extract import crm_context
 from sync_pipeline.sync.incremental import KNOWN_ABSENT, SyncScope, SyncWindow, mark_known_absent
-from sync_pipeline.sync.push import push_to_metakocka
 
 from .helpers import CrmHttp, MetakockaHttp, plan_everything
 from .on_demand_helpers import new_crm_order

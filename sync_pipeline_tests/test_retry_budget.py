@@ -22,7 +22,9 @@ from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.sync.push import CRM_BATCH, FAILED, SKIPPED, push_to_crm, push_to_metakocka
+from sync_pipeline.sync.export.outcomes import FAILED, SKIPPED
+from sync_pipeline.sync.export.to_crm import CRM_BATCH, push_to_crm
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 from sync_pipeline.sync.record import error_rows
 
 from .helpers import plan_everything

@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from sync_pipeline.sync.push import FAILED, METAKOCKA_TO_CRM, OK, PushOutcome
+from sync_pipeline.domain.directions import METAKOCKA_TO_CRM
+from sync_pipeline.sync.export.outcomes import FAILED, OK, PushOutcome
 from sync_pipeline.sync.record import status_rows
 
 ORG = "00000000-0000-0000-0000-0000000000cc"

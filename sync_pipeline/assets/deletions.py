@@ -14,7 +14,7 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.sync.deletions import deleted_rows, deletion_error_rows, propagate_deletions
-from sync_pipeline.sync.push import FAILED, OK, SKIPPED
+from sync_pipeline.sync.export.outcomes import FAILED, OK, SKIPPED
 
 GROUP = "push"
 

@@ -12,23 +12,17 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from sync_pipeline.assets.common import metakocka_client, open_store, requested_by
+from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.resources import (
     CrmResource,
     MetakockaResource,
     OrganizationsResource,
     SyncStoreResource,
 )
-from sync_pipeline.sync.push import (
-    CRM_TO_METAKOCKA,
-    FAILED,
-    METAKOCKA_TO_CRM,
-    OK,
-    SKIPPED,
-    PushOutcome,
-    bind_unchanged_pairs,
-    push_to_crm,
-    push_to_metakocka,
-)
+from sync_pipeline.sync.export.outcomes import FAILED, OK, SKIPPED, PushOutcome
+from sync_pipeline.sync.export.to_crm import push_to_crm
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
+from sync_pipeline.sync.export.unchanged_pairs import bind_unchanged_pairs
 from sync_pipeline.sync.record import error_rows
 from sync_pipeline.sync.reporting import import_plotting_in_background
 from sync_pipeline.sync.run_errors import retried_failure_rows

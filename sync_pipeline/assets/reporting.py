@@ -42,7 +42,7 @@ from sync_pipeline.store.reporting import (
 )
 from sync_pipeline.store.resolutions import APPLIED, consume_resolutions
 from sync_pipeline.store.tables import SYNC_STATUSES
-from sync_pipeline.sync.push import OK, PushOutcome
+from sync_pipeline.sync.export.outcomes import OK, PushOutcome
 from sync_pipeline.sync.reporting import (
     TOP_ERROR_COLUMNS,
     history_markdown,

@@ -16,7 +16,7 @@ replaced without a moment with none: the new lines are upserted first (ids deriv
 document and the position, so a rewrite updates them in place), then the lines that are not
 among them are deleted by id. A failure in between leaves the old lines, or old and new ones,
 never none (the CRM's own editor deletes first: one bad line leaves a document empty); the
-push's claim on the document makes the next run finish it (`sync/push.py`).
+push's claim on the document makes the next run finish it (`sync/export/to_crm.py`).
 """
 
 import math

@@ -25,8 +25,8 @@ from sync_pipeline.runs import SYNC_DOCUMENTS_OP as OP_NAME
 from sync_pipeline.runs import TAG_REQUESTED_BY
 from sync_pipeline.store.requests import SyncRequestQueue
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
+from sync_pipeline.sync.export.outcomes import OK
 from sync_pipeline.sync.extract import Quarantined
-from sync_pipeline.sync.push import OK
 from sync_pipeline.sync.targeted import TargetedSyncResult, sync_documents
 
 PLAN_ROWS_SHOWN = 100

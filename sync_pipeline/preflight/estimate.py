@@ -6,7 +6,7 @@ Calls:
   least what the preflight read for that (counted by the clients, `CallStats`), and the lines of
   every hundred documents it writes to the CRM (`crm_documents._replace_lines`). More in fact:
   each step of a run reads the CRM's schema and tenancy again;
-- Metakocka writes: one ``put_document`` per create and per update (`sync/push.py`). A first
+- Metakocka writes: one ``put_document`` per create and per update (`sync/export/`). A first
   run's creates skip their look-up search: its full read proves them absent
   (`sync/incremental.mark_known_absent`);
 - CRM writes: whole documents, mapped as the push maps them (`first_run.crm_writes`), go a
@@ -31,7 +31,8 @@ from sync_pipeline.crm.documents import write_requests
 from sync_pipeline.crm.mirror import WRITES_PER_REQUEST
 from sync_pipeline.preflight.findings import DATA, OK, Finding
 from sync_pipeline.preflight.first_run import FirstRun, fields_only
-from sync_pipeline.sync.push import CRM_BATCH, TO_CRM_ACTIONS, TO_METAKOCKA_ACTIONS
+from sync_pipeline.sync.export.outcomes import TO_CRM_ACTIONS, TO_METAKOCKA_ACTIONS
+from sync_pipeline.sync.export.to_crm import CRM_BATCH
 from sync_pipeline.sync.record import INVALID, NO_CRM_TYPE
 from sync_pipeline.sync.statuses import UNMAPPED_STATUS
 

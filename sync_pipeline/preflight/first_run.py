@@ -33,6 +33,8 @@ from sync_pipeline.preflight.findings import DATA, OK, WARN, Finding
 from sync_pipeline.settings import Organization
 from sync_pipeline.store.repository import LINK_COLUMNS
 from sync_pipeline.sync.change_order import metakocka_change_order
+from sync_pipeline.sync.export.crm_writes import crm_document_write, prefetch_metakocka_references
+from sync_pipeline.sync.export.outcomes import TO_CRM_ACTIONS
 from sync_pipeline.sync.extract import (
     CRM,
     Extraction,
@@ -42,11 +44,6 @@ from sync_pipeline.sync.extract import (
     extract_metakocka,
 )
 from sync_pipeline.sync.planning import plan_sync
-from sync_pipeline.sync.push import (
-    TO_CRM_ACTIONS,
-    crm_document_write,
-    prefetch_metakocka_references,
-)
 from sync_pipeline.sync.record import INVALID, NO_CRM_TYPE
 from sync_pipeline.sync.validate import ValidatedSide, validate_extraction
 

@@ -18,7 +18,7 @@ document that is neither the old nor the new content, and the next run would tak
 edit. So such a claim is never simply dropped before the write is confirmed: a failed write
 `abandon`s it (kept, and stale at once), a killed run's lapses; `unfinished_writes` lists them, and
 the next push to the CRM rewrites those documents from Metakocka before anything else may push them
-the other way (`sync/push.py`).
+the other way (`sync/export/`).
 
 The document key is the CRM id, which every push knows (a document born in Metakocka gets a CRM id
 derived from its Metakocka id), so creates and updates in both directions share one namespace.

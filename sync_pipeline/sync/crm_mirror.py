@@ -24,7 +24,7 @@ from sync_pipeline.domain.summary import was_read
 from sync_pipeline.store.document_queries import links_for, status_for
 from sync_pipeline.store.error_log import document_errors, open_errors_of_kind, resolve_error_ids
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.sync.push import OK
+from sync_pipeline.sync.export.outcomes import OK
 
 MIRROR_FAILED = "crm_mirror"
 """`details.kind` of the open error row of a mirror that failed."""

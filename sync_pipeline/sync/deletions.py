@@ -17,17 +17,11 @@ import pandas as pd
 
 from sync_pipeline.adapters.errors import NotFoundError, SyncError
 from sync_pipeline.crm.client import CrmClient
+from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.document_queries import delete_link
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.sync.push import (
-    CRM_TO_METAKOCKA,
-    FAILED,
-    METAKOCKA_TO_CRM,
-    OK,
-    SKIPPED,
-    PushOutcome,
-)
+from sync_pipeline.sync.export.outcomes import FAILED, OK, SKIPPED, PushOutcome
 
 DELETED_IN_CRM = "deleted_in_crm"
 DELETED_IN_METAKOCKA = "deleted_in_metakocka"

@@ -13,19 +13,18 @@ import numpy as np
 import pandas as pd
 
 from sync_pipeline.domain.conflicts import conflict_details
+from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
 from sync_pipeline.domain.summary import was_read
 from sync_pipeline.metakocka.statuses import status_of
-from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
-from sync_pipeline.sync.push import (
-    CRM_TO_METAKOCKA,
+from sync_pipeline.sync.export.outcomes import (
     FAILED,
-    METAKOCKA_TO_CRM,
     OK,
     TO_CRM_ACTIONS,
     TO_METAKOCKA_ACTIONS,
     PushOutcome,
 )
+from sync_pipeline.sync.extract import CRM, METAKOCKA, Quarantined
 
 INVALID = "invalid"
 """Plan action for a document (or the counterpart of one) that failed validation: never pushed."""

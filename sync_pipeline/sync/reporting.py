@@ -19,7 +19,7 @@ import pandas as pd
 from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM, PUSH_DIRECTIONS
 from sync_pipeline.store.reporting import NO_DIRECTION
 from sync_pipeline.store.tables import SYNC_STATUSES
-from sync_pipeline.sync.push import PushOutcome
+from sync_pipeline.sync.export.outcomes import PushOutcome
 
 STATUS_COLOURS = {
     "synced": "#2e7d32",

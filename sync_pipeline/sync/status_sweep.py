@@ -14,8 +14,8 @@ import pandas as pd
 
 from sync_pipeline.store.document_queries import links_for, status_for, status_row_ids
 from sync_pipeline.store.status_diff import compare_status
+from sync_pipeline.sync.export.outcomes import PushOutcome
 from sync_pipeline.sync.extract import Quarantined
-from sync_pipeline.sync.push import PushOutcome
 from sync_pipeline.sync.record import each_status_row
 
 SLICE = 5_000

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+from sync_pipeline.domain.directions import METAKOCKA_TO_CRM
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
 from sync_pipeline.domain.summary import DocumentSummary, SummaryKind, was_read
 from sync_pipeline.metakocka.statuses import (
@@ -30,7 +31,6 @@ from sync_pipeline.metakocka.statuses import (
 from sync_pipeline.store.error_log import open_warning_details
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import WARNING
-from sync_pipeline.sync.push import METAKOCKA_TO_CRM
 from sync_pipeline.sync.validate import ValidatedSide
 
 UNMAPPED_STATUS = "unmapped_status"

@@ -30,6 +30,10 @@ from sync_pipeline.store.resolutions import (
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.document_set import NAMED_IDS, DocumentSet, Found
+from sync_pipeline.sync.export.outcomes import OK, TO_CRM_ACTIONS, TO_METAKOCKA_ACTIONS, PushOutcome
+from sync_pipeline.sync.export.to_crm import push_to_crm
+from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
+from sync_pipeline.sync.export.unchanged_pairs import bind_unchanged_pairs
 from sync_pipeline.sync.extract import (
     CRM,
     METAKOCKA,
@@ -40,15 +44,6 @@ from sync_pipeline.sync.extract import (
     extract_metakocka,
 )
 from sync_pipeline.sync.planning import plan_sync
-from sync_pipeline.sync.push import (
-    OK,
-    TO_CRM_ACTIONS,
-    TO_METAKOCKA_ACTIONS,
-    PushOutcome,
-    bind_unchanged_pairs,
-    push_to_crm,
-    push_to_metakocka,
-)
 from sync_pipeline.sync.record import error_rows
 from sync_pipeline.sync.status_upserts import upsert_statuses
 from sync_pipeline.sync.statuses import record_status_warnings
