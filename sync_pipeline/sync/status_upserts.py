@@ -13,8 +13,8 @@ import pandas as pd
 
 from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
 from sync_pipeline.store.status_diff import changed_status_rows
+from sync_pipeline.sync.export.outcomes import PushOutcome
 from sync_pipeline.sync.extract import Quarantined
-from sync_pipeline.sync.push import PushOutcome
 from sync_pipeline.sync.record import status_rows
 
 
