@@ -126,6 +126,7 @@ class EnvironmentSource(EnvSettingsSource):
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str]:
+        """pydantic-settings' hook for where the variables come from (default: `os.environ`)."""
         return self._environ
 
     def __call__(self) -> dict[str, Any]:
