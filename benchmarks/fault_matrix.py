@@ -19,15 +19,18 @@ The last line is `duplicates=D lost=L` over the whole matrix.
 """
 
 import argparse
+import sys
 import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_pipeline.faultlab import FaultCase, LabConfig, fault_cases, run_case
-from sync_pipeline.sandbox.seed import category_counts
-from sync_pipeline.store.repository import SyncStore
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness is in the tests
+
+from sync_pipeline.sandbox.seed import category_counts  # noqa: E402
+from sync_pipeline.store.repository import SyncStore  # noqa: E402
+from sync_pipeline_tests.faultlab import FaultCase, LabConfig, fault_cases, run_case  # noqa: E402
 
 SLOW_S = 3.0
 """How long the sandbox holds a `slow` answer or a `timeout_after_commit` one: longer than the

@@ -1,12 +1,6 @@
 """`sync-pipeline migrate`: bring the sync database to the newest migration (or write a new one)."""
 
-import os
-from pathlib import Path
-
 import click
-from sqlalchemy.engine import make_url
-
-from sync_pipeline.settings import DEFAULT_DATA_DIR, default_database_url
 
 
 @click.command()
@@ -32,20 +26,17 @@ def migrate(
     db_url: str | None, schema: str | None, revision: str, sql: bool, autogenerate: str | None
 ) -> None:
     """Create or upgrade the sync database's tables and report views (Alembic)."""
+    from sync_pipeline.settings import Settings
     from sync_pipeline.store import migrate as migrations
+    from sync_pipeline.store.urls import printable_url
 
     if autogenerate:
         path = migrations.new_revision(autogenerate)
         click.echo(f"wrote {path}: review it, then run the tests (test_migrations.py)")
         return
-    data_dir = Path(os.environ.get("SYNC_DATA_DIR", DEFAULT_DATA_DIR))
-    url = db_url or os.environ.get("SYNC_DATABASE_URL") or default_database_url(data_dir)
+    url = db_url or Settings.from_env().database_url
     if sql:
         migrations.upgrade_sql(url, schema=schema, revision=revision)
         return
-    database = make_url(url).database
-    if make_url(url).get_backend_name() == "sqlite" and database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    at = migrations.upgrade(url, schema=schema, revision=revision)
-    shown = make_url(url).render_as_string(hide_password=True)
-    click.echo(f"sync database {shown} is at revision {at}")
+    at = migrations.upgrade(url, schema=schema, revision=revision)  # creates a SQLite's folder
+    click.echo(f"sync database {printable_url(url)} is at revision {at}")

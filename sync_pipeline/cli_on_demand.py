@@ -176,34 +176,21 @@ def unsynced(
 
 def _remote_unsynced(store, organization: str) -> list[dict]:
     """Documents of either system whose content is not on the other side yet (no status row)."""
-    import os
-
     from sync_pipeline.adapters.errors import SyncError
-    from sync_pipeline.crm.client import CrmClient
-    from sync_pipeline.metakocka.client import MetakockaClient
-    from sync_pipeline.settings import crm_tenants
+    from sync_pipeline.resources import resources_with_values
     from sync_pipeline.sync.credentials import metakocka_credentials
     from sync_pipeline.sync.extract import Quarantined, extract_crm, extract_metakocka
     from sync_pipeline.sync.targeted import unsynced_documents
 
     settings = _settings()
     org = settings.organization(organization)
-    secrets = json.loads(os.environ.get("METAKOCKA_SECRET_KEYS") or "{}")
-    crm = CrmClient(
-        os.environ["CRM_BASE_URL"],
-        os.environ["CRM_API_KEY"],
-        tenants=crm_tenants(settings.organizations),
-    )
+    crm_resource, metakocka_resource = resources_with_values(settings)
+    crm = crm_resource.client()
     try:
-        found = metakocka_credentials(org, env_secrets=secrets, crm=crm)
+        found = metakocka_credentials(org, env_secrets=settings.metakocka_secrets(), crm=crm)
     except (SyncError, KeyError) as exc:  # a readable line, not a traceback
         raise click.ClickException(str(exc)) from None
-    mk = MetakockaClient(
-        os.environ["METAKOCKA_BASE_URL"],
-        found.company_id,
-        found.secret_key,
-        credentials_origin=found.origin,
-    )
+    mk = metakocka_resource.client(found)
     links = store.links_frame(organization)
     rows = []
     crm_side = extract_crm(crm, organization)

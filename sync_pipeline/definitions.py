@@ -1,7 +1,8 @@
 """The code location: every asset, check, job, schedule and resource, wired in one place.
 
 Reading this file tells the whole code location. Resources are fed by environment variables
-(`EnvVar`), so no secret lives in code or config and the UI shows variable names only.
+(`EnvVar`), so no secret lives in code or config and the UI shows variable names only. A caller
+with other numbers (the fault lab's short timeouts) hands `build_definitions` its own resources.
 """
 
 import dagster as dg
@@ -21,7 +22,7 @@ from sync_pipeline.assets.validate import build_validate_assets
 from sync_pipeline.io_managers import RESOURCE_KEY as RECONCILIATION_IO_MANAGER
 from sync_pipeline.io_managers import ReconciliationIOManager
 from sync_pipeline.jobs import build_nightly_job
-from sync_pipeline.maintenance import run_retention_job, run_retention_schedule
+from sync_pipeline.maintenance import build_run_retention_job, build_run_retention_schedule
 from sync_pipeline.ops.preflight import build_preflight_job
 from sync_pipeline.ops.sync_documents import build_sync_documents_job
 from sync_pipeline.resources import (
@@ -73,7 +74,8 @@ def build_resources(settings: Settings) -> dict:
     }
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: Settings, resources: dict | None = None) -> dg.Definitions:
+    """`resources`: every resource by key (default: `build_resources(settings)`)."""
     partitions = organization_partitions(settings)
     assets = [
         *build_extract_assets(partitions),
@@ -87,6 +89,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     nightly = build_nightly_job(partitions, settings.organizations)
     freshness_job, freshness_schedule = build_freshness_job_and_schedule()
     on_demand = build_sync_documents_job()
+    run_retention_job = build_run_retention_job(settings.run_retention_days)
     return dg.Definitions(
         assets=assets,
         asset_checks=[reconciled_within_26_hours],
@@ -99,14 +102,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ],
         schedules=[
             build_nightly_schedule(nightly, settings),
-            run_retention_schedule,
+            build_run_retention_schedule(run_retention_job),
             freshness_schedule,
         ],
         sensors=[
-            *build_on_demand_sensors(on_demand, organizations=settings.organizations),
+            *build_on_demand_sensors(on_demand, settings),
             sync_run_failure_sensor,
         ],
-        resources=build_resources(settings),
+        resources=build_resources(settings) if resources is None else resources,
     )
 
 

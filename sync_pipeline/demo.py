@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from sqlalchemy.engine import make_url
 
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
@@ -24,6 +23,7 @@ from sync_pipeline.settings import (
     default_database_url,
     parse_organizations,
 )
+from sync_pipeline.store.urls import printable_url
 from sync_pipeline.sync.export.outcomes import FAILED, OK
 from sync_pipeline.sync.record import INVALID
 
@@ -154,7 +154,7 @@ def run_demo(
             settings = Settings.from_env()
             instance = (
                 dg.DagsterInstance.get()
-                if os.environ.get("DAGSTER_HOME")
+                if settings.dagster_home
                 else (dg.DagsterInstance.ephemeral())
             )
             runs = run_reconciliation(settings, instance)
@@ -164,5 +164,5 @@ def run_demo(
     )
     if all(run.success for run in runs) and pushed == 0:
         echo("nothing needed pushing: both systems were already in sync")
-    echo(f"sync database: {make_url(database_url).render_as_string(hide_password=True)}")
+    echo(f"sync database: {printable_url(database_url)}")
     return 0 if all(run.success for run in runs) else 1

@@ -7,7 +7,6 @@ Schedule and sensor tick history is purged by the instance itself (`retention:` 
 deploy/dagster.yaml).
 """
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -17,8 +16,9 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 
 
 class RunRetentionConfig(dg.Config):
-    keep_days: int = int(os.environ.get("DAGSTER_RUN_RETENTION_DAYS", "90"))
-    """Finished runs created more than this many days ago are deleted."""
+    keep_days: int
+    """Finished runs created more than this many days ago are deleted (the job's default:
+    DAGSTER_RUN_RETENTION_DAYS, `build_run_retention_job`)."""
     batch_size: int = 500
 
 
@@ -42,21 +42,29 @@ def delete_old_runs(context: dg.OpExecutionContext, config: RunRetentionConfig) 
     return deleted
 
 
-@dg.job(
-    name=RUN_RETENTION_JOB_NAME,
-    executor_def=dg.in_process_executor,
-    description="Deletes finished Dagster runs older than DAGSTER_RUN_RETENTION_DAYS days.",
-    tags={"sync_pipeline/kind": "maintenance"},
-)
-def run_retention_job():
-    delete_old_runs()
+def build_run_retention_job(keep_days: int) -> dg.JobDefinition:
+    """The retention job; `keep_days` (the settings' DAGSTER_RUN_RETENTION_DAYS) is its default
+    config, which a launch may override."""
+
+    @dg.job(
+        name=RUN_RETENTION_JOB_NAME,
+        executor_def=dg.in_process_executor,
+        description="Deletes finished Dagster runs older than DAGSTER_RUN_RETENTION_DAYS days.",
+        tags={"sync_pipeline/kind": "maintenance"},
+        config={"ops": {"delete_old_runs": {"config": {"keep_days": keep_days}}}},
+    )
+    def run_retention_job():
+        delete_old_runs()
+
+    return run_retention_job
 
 
-run_retention_schedule = dg.ScheduleDefinition(
-    name="run_retention_schedule",
-    job=run_retention_job,
-    cron_schedule="30 4 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Deletes old finished runs every day at 04:30 UTC (after the nightly runs).",
-)
+def build_run_retention_schedule(job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="run_retention_schedule",
+        job=job,
+        cron_schedule="30 4 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Deletes old finished runs every day at 04:30 UTC (after the nightly runs).",
+    )

@@ -1,7 +1,9 @@
 """Dagster resources: the configured doors to the CRM, Metakocka and the sync database.
 
-Secrets arrive as `EnvVar`s (see `definitions.py`), so the Dagster UI and event logs show the
-variable's name, never its value. Deployments differ by these resources, never by code paths.
+In the code location secrets arrive as `EnvVar`s (see `definitions.py`), so the Dagster UI and
+event logs show the variable's name, never its value. The API and the CLI build their clients
+from the same classes (`resources_with_values`), so every client of a system has the same
+timeouts and retry budget. Deployments differ by these resources, never by code paths.
 """
 
 import json
@@ -17,8 +19,10 @@ from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.settings import (
     DEFAULT_PUSH_CONCURRENCY,
     Organization,
+    Settings,
     crm_tenants,
     organization_for_partition,
+    organizations_to_json,
     parse_organizations,
 )
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S
@@ -174,6 +178,13 @@ class MetakockaResource(dg.ConfigurableResource):
         found = self.credentials(organization, crm)
         if store is not None:
             store.add_secrets([found.secret_key])
+        return self.client(found, session=session)
+
+    def client(
+        self, found: MetakockaCredentials, *, session: requests.Session | None = None
+    ) -> MetakockaClient:
+        """The client of the company `found` names, with this resource's timeouts and retry
+        budget (the API looks the credentials up itself, `api/config.py`)."""
         return MetakockaClient(
             self.base_url,
             found.company_id,
@@ -238,3 +249,19 @@ class OrganizationsResource(dg.ConfigurableResource):
         return organization_for_partition(
             parse_organizations(self.organizations_json), partition_key
         )
+
+
+def resources_with_values(settings: Settings) -> tuple[CrmResource, MetakockaResource]:
+    """The CRM and Metakocka resources holding the settings' values, for the processes that are
+    not Dagster runs (the API, the CLI): the classes the code location configures, so their
+    clients have the runs' timeouts, concurrency and retry budgets."""
+    crm = CrmResource(
+        base_url=settings.crm_base_url or "",
+        api_key=settings.crm_api_key.get_secret_value(),
+        organizations_json=organizations_to_json(settings.organizations),
+    )
+    metakocka = MetakockaResource(
+        base_url=settings.metakocka_base_url or "",
+        secret_keys=settings.metakocka_secret_keys.get_secret_value() or "{}",
+    )
+    return crm, metakocka

@@ -15,12 +15,10 @@ environment (every Dagster process has the code location's environment, docs/dep
 it the run still gets `sync_pipeline/organization`, the per-organization limit's tag.
 """
 
-import os
-
 import dagster as dg
 
 from sync_pipeline.ops.launch import JOB_NAME, launch_tags
-from sync_pipeline.settings import parse_organizations
+from sync_pipeline.settings import Settings
 
 
 class OrganizationTaggingRunCoordinator(dg.QueuedRunCoordinator):
@@ -41,7 +39,7 @@ class OrganizationTaggingRunCoordinator(dg.QueuedRunCoordinator):
         """The configured organizations; none when this process cannot read them (the run is
         still queued, with the tag its config gives)."""
         try:
-            return parse_organizations(os.environ.get("SYNC_ORGANIZATIONS", ""))
-        except (OSError, ValueError, KeyError) as exc:
+            return Settings.from_env().organizations
+        except (OSError, ValueError, KeyError) as exc:  # a pydantic ValidationError is a ValueError
             self._logger.warning(f"SYNC_ORGANIZATIONS unreadable here ({exc}): tagging by id only")
             return ()

@@ -1,18 +1,23 @@
-"""Typed settings read from the environment: the one place that knows the variable names.
+"""Typed settings read from the environment: the one place that knows the variable names and
+the only module that reads the environment (`Settings.from_env`).
 
-Secrets are never read here into code paths that log; they are handed to Dagster resources as
-`EnvVar`s (see `resources.py`), so the UI shows the variable's name, not its value. What *is*
-read here is the non-secret shape of the deployment: which organizations exist (the partition
-keys), where the sync
-database lives, the nightly schedule.
+Secrets are `SecretStr`, so no repr or log line shows them; the code location hands them to
+Dagster resources as `EnvVar`s (`definitions.py`), so the UI shows the variable's name, not its
+value. The API and the CLI build their clients from the same resource classes with these values
+(`resources.resources_with_values`), so timeouts and retry budgets are the same everywhere.
 """
 
 import json
 import os
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, InstanceOf, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 from sync_pipeline.crm.tenancy import CrmTenant
 from sync_pipeline.domain.policies import CONFLICT_POLICIES
@@ -96,24 +101,129 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path = Path(DEFAULT_DATA_DIR)
-    database_url: str = ""
-    organizations: tuple[Organization, ...] = ()
-    nightly_cron: str = "0 2 * * *"
-    timezone: str = "Europe/Ljubljana"
-    push_concurrency: int = DEFAULT_PUSH_CONCURRENCY
+EMPTY_MEANS_UNSET = (
+    "SYNC_DATABASE_URL",
+    "CRM_BASE_URL",
+    "METAKOCKA_BASE_URL",
+    "SUPABASE_JWT_SECRET",
+    "SUPABASE_JWKS_URL",
+    "SUPABASE_JWT_AUDIENCE",
+    "SUPABASE_JWT_ISSUER",
+    "SYNC_API_MEMBERSHIP_SECONDS",
+    "SYNC_DAGSTER_URL",
+)
+"""Variables whose empty value means "not set" (their default applies). Elsewhere an empty value
+is a value: an empty SYNC_DATABASE_SCHEMA is the connection's default schema."""
+
+
+class EnvironmentSource(EnvSettingsSource):
+    """The settings' variables as they are in `environ` (the process environment, or a mapping a
+    caller hands over), plus whether the sync database's URL and the Metakocka secrets are set
+    there: the code location then passes those to Dagster by variable name (`EnvVar`)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str]:
+        """pydantic-settings' hook for where the variables come from (default: `os.environ`)."""
+        return self._environ
+
+    def __call__(self) -> dict[str, Any]:
+        return {
+            **super().__call__(),
+            "database_url_from_env": bool(self._environ.get("SYNC_DATABASE_URL")),
+            "metakocka_secret_keys_from_env": "METAKOCKA_SECRET_KEYS" in self._environ,
+        }
+
+
+class Settings(BaseSettings):
+    """Every setting of the product, code location, API and CLI alike, read from the environment
+    here and nowhere else (`Settings.from_env`), so one variable means one thing everywhere.
+
+    Each field's alias is its variable (README, Settings). Secrets are `SecretStr`: they never
+    show in a repr, a log line or an error; the code location hands them to Dagster by variable
+    name instead (`definitions.py`). Built with keyword arguments (tests), a `Settings` holds
+    those and the defaults only: the environment is read by `from_env` alone.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, case_sensitive=True, extra="ignore"
+    )
+
+    data_dir: Path = Field(Path(DEFAULT_DATA_DIR), alias="SYNC_DATA_DIR")
+    database_url: str = Field("", alias="SYNC_DATABASE_URL")
+    """Unset: SQLite in `data_dir` (`default_database_url`)."""
+    organizations: Annotated[tuple[InstanceOf[Organization], ...], NoDecode] = Field(
+        (), alias="SYNC_ORGANIZATIONS"
+    )
+    nightly_cron: str = Field("0 2 * * *", alias="SYNC_NIGHTLY_CRON")
+    timezone: str = Field("Europe/Ljubljana", alias="SYNC_TIMEZONE")
+    push_concurrency: int = Field(DEFAULT_PUSH_CONCURRENCY, alias="SYNC_PUSH_CONCURRENCY")
     """Documents pushed to Metakocka at once per organization. More than Metakocka's allowance of
     requests in flight (2, bounded by the client's own semaphore): while two documents are on the
     wire, the others do their local bookkeeping (claim, intent, link): the allowance never idles."""
     database_url_from_env: bool = False
     """True when SYNC_DATABASE_URL is set: resources read it by name (it may hold a password)."""
-    database_schema: str | None = None
-    """SYNC_DATABASE_SCHEMA: the sync tables' PostgreSQL schema (None: `sync`; store/engine.py)."""
+    database_schema: str | None = Field(None, alias="SYNC_DATABASE_SCHEMA")
+    """The sync tables' PostgreSQL schema (None: `sync`; store/engine.py)."""
     metakocka_secret_keys_from_env: bool = True
     """False when METAKOCKA_SECRET_KEYS is not set: allowed when every organization takes its
     credentials from the CRM (the resource then has no secret of its own)."""
+
+    crm_base_url: str | None = Field(None, alias="CRM_BASE_URL")
+    crm_api_key: SecretStr = Field(SecretStr(""), alias="CRM_API_KEY")
+    metakocka_base_url: str | None = Field(None, alias="METAKOCKA_BASE_URL")
+    metakocka_secret_keys: SecretStr = Field(SecretStr(""), alias="METAKOCKA_SECRET_KEYS")
+    """JSON {company_id: secret_key}; see `metakocka_secrets`."""
+
+    api_tokens: SecretStr = Field(SecretStr(""), alias="SYNC_API_TOKENS")
+    """The API's service tokens: a JSON object {token: organization id}, or a file's path."""
+    jwt_secret: SecretStr | None = Field(None, alias="SUPABASE_JWT_SECRET")
+    jwks_url: str | None = Field(None, alias="SUPABASE_JWKS_URL")
+    jwt_audience: str = Field("authenticated", alias="SUPABASE_JWT_AUDIENCE")
+    jwt_issuer: str | None = Field(None, alias="SUPABASE_JWT_ISSUER")
+    api_membership_seconds: float = Field(60.0, alias="SYNC_API_MEMBERSHIP_SECONDS")
+    api_cors_origins: str = Field("", alias="SYNC_API_CORS_ORIGINS")
+    """Comma-separated; see `cors_origins`."""
+    dagster_url: str | None = Field(None, alias="SYNC_DAGSTER_URL")
+
+    request_sensor_seconds: int = Field(2, alias="SYNC_REQUEST_SENSOR_SECONDS")
+    change_poll_seconds: int = Field(30, alias="SYNC_CHANGE_POLL_SECONDS")
+    run_retention_days: int = Field(90, alias="DAGSTER_RUN_RETENTION_DAYS")
+    dagster_home: str | None = Field(None, alias="DAGSTER_HOME")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """The settings `environ` holds (default: this process's environment), and only those:
+        a mapping handed over is not mixed with the process's variables."""
+        source = EnvironmentSource(cls, os.environ if environ is None else environ)
+        return cls(_build_sources=((source,), {}))
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        """Keyword arguments only: the environment is `from_env`'s to read."""
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_empty_values(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if not (k in EMPTY_MEANS_UNSET and v == "")}
+        return data
+
+    @field_validator("organizations", mode="before")
+    @classmethod
+    def _parse_organizations(cls, value: Any) -> Any:
+        return parse_organizations(value) if isinstance(value, str) else tuple(value)
+
+    @model_validator(mode="after")
+    def _default_database_url(self) -> "Settings":
+        if not self.database_url:  # frozen: set once, while the model is being built
+            object.__setattr__(self, "database_url", default_database_url(self.data_dir))
+        return self
 
     @property
     def organization_ids(self) -> list[str]:
@@ -129,20 +239,16 @@ class Settings:
                 return org
         raise KeyError(f"unknown organization {organization_id!r}; check SYNC_ORGANIZATIONS")
 
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
-        data_dir = Path(env.get("SYNC_DATA_DIR", DEFAULT_DATA_DIR))
-        return cls(
-            data_dir=data_dir,
-            database_url=env.get("SYNC_DATABASE_URL") or default_database_url(data_dir),
-            organizations=parse_organizations(env.get("SYNC_ORGANIZATIONS", "")),
-            nightly_cron=env.get("SYNC_NIGHTLY_CRON", "0 2 * * *"),
-            timezone=env.get("SYNC_TIMEZONE", "Europe/Ljubljana"),
-            push_concurrency=int(env.get("SYNC_PUSH_CONCURRENCY", DEFAULT_PUSH_CONCURRENCY)),
-            database_url_from_env=bool(env.get("SYNC_DATABASE_URL")),
-            database_schema=env.get("SYNC_DATABASE_SCHEMA"),
-            metakocka_secret_keys_from_env="METAKOCKA_SECRET_KEYS" in env,
+    def metakocka_secrets(self) -> dict[str, str]:
+        """METAKOCKA_SECRET_KEYS: {company_id: secret_key} (empty when unset)."""
+        return json.loads(self.metakocka_secret_keys.get_secret_value() or "{}")
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return tuple(
+            origin.strip().rstrip("/")
+            for origin in self.api_cors_origins.split(",")
+            if origin.strip()
         )
 
 

@@ -19,7 +19,7 @@ def with_organization(settings, organization_id: str, **changes):
         replace(org, **changes) if org.id == organization_id else org
         for org in settings.organizations
     )
-    return replace(settings, organizations=orgs)
+    return settings.model_copy(update={"organizations": orgs})
 
 
 FULL_SWEEP = {"ops": {"extract_sales_documents": {"config": {"full_sweep": True}}}}

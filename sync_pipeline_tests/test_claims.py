@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.faultlab import wait_for
 from sync_pipeline.store.claims import DocumentClaims, held_claims
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import sync_claims
+
+from .faultlab import wait_for
 
 ORG = "00000000-0000-4000-8000-000000000001"
 DOC = "00000000-0000-4000-8000-0000000000aa"

@@ -17,14 +17,6 @@ import requests
 
 from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
 from sync_pipeline.domain.document import crm_id_to_external_ref
-from sync_pipeline.faultlab import (
-    LabConfig,
-    converge,
-    crash_context,
-    invalid_crm_ids,
-    nightly_job,
-    start_child,
-)
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.ops.sync_documents import JOB_NAME as SYNC_DOCUMENTS_JOB
 from sync_pipeline.ops.sync_documents import OP_NAME as SYNC_DOCUMENTS_OP
@@ -33,6 +25,14 @@ from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 
+from .faultlab import (
+    LabConfig,
+    converge,
+    crash_context,
+    invalid_crm_ids,
+    nightly_job,
+    start_child,
+)
 from .helpers import plan_everything
 
 CONFIG = LabConfig(timeout_s=5.0, create_settle_s=2.0, claim_ttl_s=60.0)

@@ -25,17 +25,6 @@ import requests
 
 from sync_pipeline.demo import patched_environ, sandbox_crm_client, sandbox_environment
 from sync_pipeline.domain.document import crm_id_to_external_ref, external_ref_to_crm_id
-from sync_pipeline.faultlab import (
-    LabConfig,
-    audit,
-    converge,
-    invalid_crm_ids,
-    metakocka_writes,
-    nightly_job,
-    run_nightly,
-    start_child,
-    wait_for,
-)
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.mapping import canonical_to_metakocka
 from sync_pipeline.sandbox.runner import start_sandbox
@@ -46,6 +35,17 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
 from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 
+from .faultlab import (
+    LabConfig,
+    audit,
+    converge,
+    invalid_crm_ids,
+    metakocka_writes,
+    nightly_job,
+    run_nightly,
+    start_child,
+    wait_for,
+)
 from .helpers import CrmHttp, MetakockaHttp, new_metakocka_document, plan_everything
 from .on_demand_helpers import new_crm_order
 

@@ -26,14 +26,6 @@ from sync_pipeline.crm.credentials import CredentialsError, read_metakocka_crede
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.demo import patched_environ, sandbox_crm_client
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
-from sync_pipeline.faultlab import (
-    LabConfig,
-    audit,
-    error_log,
-    invalid_crm_ids,
-    nightly_job,
-    run_nightly,
-)
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
 from sync_pipeline.runs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.sandbox.runner import start_sandbox
@@ -42,6 +34,14 @@ from sync_pipeline.settings import Settings, parse_organizations
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.requests import SyncRequestQueue
 
+from .faultlab import (
+    LabConfig,
+    audit,
+    error_log,
+    invalid_crm_ids,
+    nightly_job,
+    run_nightly,
+)
 from .helpers import (
     CrmCredentials,
     CrmHttp,

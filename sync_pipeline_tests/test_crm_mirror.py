@@ -14,10 +14,10 @@ import pytest
 import requests
 
 from sync_pipeline.crm.mirror import CRM_MAPPING_STATUS
-from sync_pipeline.faultlab import invalid_crm_ids
 from sync_pipeline.sync.crm_mirror import MIRROR_FAILED
 
 from .edits import report_metadata, run
+from .faultlab import invalid_crm_ids
 from .helpers import error_rows, profile_sandbox, status_rows
 
 DOCUMENT_KEY = {"sm60": "document_id", "fixed10": "sales_document_id"}

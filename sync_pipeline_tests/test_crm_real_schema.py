@@ -28,7 +28,6 @@ from sync_pipeline.crm import profiles as crm_profiles
 from sync_pipeline.crm.documents import CrmDocumentWrite
 from sync_pipeline.demo import sandbox_crm_client
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
-from sync_pipeline.faultlab import audit, invalid_crm_ids
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.sandbox.seed import organization_factory
@@ -37,6 +36,7 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.targeted import sync_documents
 
 from .edits import pushes, run, with_organization
+from .faultlab import audit, invalid_crm_ids
 from .helpers import (
     CrmHttp,
     MetakockaHttp,

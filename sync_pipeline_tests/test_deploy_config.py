@@ -11,7 +11,7 @@ import yaml
 
 from sync_pipeline.definitions import build_definitions
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
-from sync_pipeline.maintenance import run_retention_job
+from sync_pipeline.maintenance import build_run_retention_job
 from sync_pipeline.runs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.settings import Organization, Settings
 
@@ -24,6 +24,7 @@ SETTINGS = Settings(
         Organization(id="org-b", name="B", metakocka_company_id="17"),
     ),
 )
+run_retention_job = build_run_retention_job(SETTINGS.run_retention_days)
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sync_pipeline.faultlab import CaseResult, LabConfig, fault_cases, run_case
 from sync_pipeline.store.repository import SyncStore
+
+from .faultlab import CaseResult, LabConfig, fault_cases, run_case
 
 # The sandbox holds a slow answer 1.5 s: longer than the client timeout (1 s), well inside the
 # settle window (3 s) within which Metakocka is assumed to store a create it received.

@@ -1,7 +1,6 @@
 """The reconciliation's IO manager: outputs stay in memory when a run's steps share a process, and
 go to disk when they do not."""
 
-from dataclasses import replace
 from types import SimpleNamespace
 
 import dagster as dg
@@ -73,10 +72,11 @@ def test_a_sync_database_that_cannot_be_opened_says_so_in_the_first_line(
     """A fresh clone's classic: the database's folder cannot be created. The step's failure
     names the database and the setting to check, not a bare exception behind a generic line."""
     (tmp_path / "a-file").write_text("where the database's folder should be")
-    broken = replace(
-        pipeline_env,
-        database_url=f"sqlite:///{tmp_path / 'a-file' / 'sync.db'}",
-        database_url_from_env=False,
+    broken = pipeline_env.model_copy(
+        update={
+            "database_url": f"sqlite:///{tmp_path / 'a-file' / 'sync.db'}",
+            "database_url_from_env": False,
+        }
     )
     job = build_definitions(broken).resolve_job_def(NIGHTLY_JOB_NAME)
     result = job.execute_in_process(

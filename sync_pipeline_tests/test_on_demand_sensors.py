@@ -8,7 +8,6 @@ import pytest
 
 from sync_pipeline.definitions import build_resources
 from sync_pipeline.domain.document import crm_id_for_metakocka_document, crm_id_to_external_ref
-from sync_pipeline.faultlab import invalid_crm_ids
 from sync_pipeline.ops.sync_documents import OP_NAME
 from sync_pipeline.runs import METAKOCKA_COMPANY_TAG
 from sync_pipeline.sensors.changes import SENSOR_NAME as CHANGE_SENSOR
@@ -18,6 +17,7 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest, SyncRequestQueue
 
 from .edits import Users
+from .faultlab import invalid_crm_ids
 from .helpers import CrmHttp, MetakockaHttp, status_rows
 from .on_demand_helpers import Dagster, new_crm_order
 

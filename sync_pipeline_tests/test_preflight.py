@@ -403,8 +403,8 @@ def test_the_preflight_job_shows_the_findings_and_fails_on_a_blocker(tmp_path):
             key = partition_key_of(job, org.id)
             ready = job.execute_in_process(partition_key=key, instance=instance)
             no_owner = replace(settings.organizations[0], crm_integration_user_id=None)
-            blocked_settings = replace(
-                settings, organizations=(no_owner, *settings.organizations[1:])
+            blocked_settings = settings.model_copy(
+                update={"organizations": (no_owner, *settings.organizations[1:])}
             )
             blocked = (
                 build_definitions(blocked_settings)

@@ -17,7 +17,6 @@ import pytest
 import requests
 
 from sync_pipeline.demo import sandbox_crm_client, sandbox_environment
-from sync_pipeline.faultlab import LabConfig, error_log, nightly_job, run_nightly
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
@@ -27,6 +26,7 @@ from sync_pipeline.sync.export.to_crm import CRM_BATCH, push_to_crm
 from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 from sync_pipeline.sync.record import error_rows
 
+from .faultlab import LabConfig, error_log, nightly_job, run_nightly
 from .helpers import plan_everything
 
 FAST = LabConfig(timeout_s=2.0, max_attempts=3, initial_wait_s=0.01, max_wait_s=0.05)

@@ -25,7 +25,14 @@ from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
     external_ref_to_crm_id,
 )
-from sync_pipeline.faultlab import (
+from sync_pipeline.resources import MetakockaResource
+from sync_pipeline.sandbox.runner import start_sandbox
+from sync_pipeline.settings import Settings
+from sync_pipeline.store.engine import make_engine
+from sync_pipeline.store.repository import SyncStore
+
+from .auth_helpers import a_member
+from .faultlab import (
     FaultCase,
     LabConfig,
     audit,
@@ -36,13 +43,6 @@ from sync_pipeline.faultlab import (
     nightly_job,
     run_nightly,
 )
-from sync_pipeline.resources import MetakockaResource
-from sync_pipeline.sandbox.runner import start_sandbox
-from sync_pipeline.settings import Settings
-from sync_pipeline.store.engine import make_engine
-from sync_pipeline.store.repository import SyncStore
-
-from .auth_helpers import a_member
 from .helpers import CrmCredentials, crm_credentials_environment, error_rows
 from .on_demand_helpers import (  # noqa: F401 (fixtures)
     Dagster,

@@ -3,9 +3,9 @@
 Why one place: a session must fit the client's concurrency (one pooled connection per request
 slot), must never resend a request by itself (a resent create could be a duplicate; retries are
 the policy's business, `retry.py`), and must not redo per call what can be done once. requests'
-`trust_env` looks the proxy variables up in `os.environ` and stats `~/.netrc` on every request,
-about a fifth of a call's CPU time in profiles; the proxies are read from the environment once,
-here, instead (so `HTTPS_PROXY` / `NO_PROXY` still apply), and the APIs' credentials travel in
+`trust_env` looks the proxy variables up in the process environment and stats `~/.netrc` on every
+request, about a fifth of a call's CPU time in profiles; requests reads the proxies once, here,
+instead (so `HTTPS_PROXY` / `NO_PROXY` still apply), and the APIs' credentials travel in
 headers or bodies, never in a netrc file. And the slots that keep the requests in flight within an
 API's allowance (`RequestSlots`) hand a freed slot over at once.
 """

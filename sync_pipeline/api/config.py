@@ -1,4 +1,4 @@
-"""What the HTTP API needs, read from the same environment variables as the code location, plus:
+"""What the HTTP API needs: the code location's settings (`settings.Settings`), plus:
 
 - `SYNC_API_TOKENS`: a JSON object `{"<token>": "<organization id>"}` (or the path of a JSON file
   holding one), the static tokens of services. A token belongs to one organization.
@@ -19,10 +19,9 @@ other secrets wherever the API's store writes text.
 """
 
 import json
-import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,17 +30,14 @@ from sync_pipeline.api.dagster_runs import DagsterRuns
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.crm.credentials import MetakockaCredentials
 from sync_pipeline.metakocka.client import MetakockaClient
-from sync_pipeline.settings import Organization, Settings, crm_tenants
+from sync_pipeline.resources import resources_with_values
+from sync_pipeline.settings import Organization, Settings
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.credentials import metakocka_credentials
 
 TOKENS_ENV = "SYNC_API_TOKENS"
 JWT_SECRET_ENV = "SUPABASE_JWT_SECRET"
 JWKS_URL_ENV = "SUPABASE_JWKS_URL"
-JWT_AUDIENCE_ENV = "SUPABASE_JWT_AUDIENCE"
-JWT_ISSUER_ENV = "SUPABASE_JWT_ISSUER"
-MEMBERSHIP_SECONDS_ENV = "SYNC_API_MEMBERSHIP_SECONDS"
-CORS_ORIGINS_ENV = "SYNC_API_CORS_ORIGINS"
 DAGSTER_URL_ENV = "SYNC_DAGSTER_URL"
 DEFAULT_MEMBERSHIP_SECONDS = 60.0
 
@@ -61,17 +57,17 @@ def parse_tokens(value: str) -> dict[str, str]:
     return tokens
 
 
-def user_token_verifier(env) -> UserTokenVerifier | None:
+def user_token_verifier(settings: Settings) -> UserTokenVerifier | None:
     """The verifier of CRM users' access tokens, or None when no key is configured."""
-    secret, jwks_url = env.get(JWT_SECRET_ENV) or None, env.get(JWKS_URL_ENV) or None
-    if not secret and not jwks_url:
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    if not secret and not settings.jwks_url:
         return None
     try:
         return UserTokenVerifier(
-            secret=secret,
-            jwks_url=jwks_url,
-            audience=env.get(JWT_AUDIENCE_ENV) or "authenticated",
-            issuer=env.get(JWT_ISSUER_ENV) or None,
+            secret=secret or None,
+            jwks_url=settings.jwks_url,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
         )
     except ValueError as exc:
         raise ValueError(f"{JWT_SECRET_ENV}/{JWKS_URL_ENV}: {exc}") from None
@@ -143,48 +139,41 @@ class ApiConfig:
         return made[0]
 
     @classmethod
-    def from_env(cls, environ=None) -> "ApiConfig":
-        env = os.environ if environ is None else environ
-        settings = Settings.from_env(env)
-        secrets = json.loads(env.get("METAKOCKA_SECRET_KEYS") or "{}")
-        crm_key = env.get("CRM_API_KEY", "")
-        tokens = parse_tokens(env.get(TOKENS_ENV, ""))
-        users = user_token_verifier(env)
-        needed = [name for name in ("CRM_BASE_URL", "METAKOCKA_BASE_URL") if not env.get(name)]
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ApiConfig":
+        """The API of the settings `environ` holds (default: the process environment)."""
+        settings = Settings.from_env(environ)
+        tokens = parse_tokens(settings.api_tokens.get_secret_value())
+        users = user_token_verifier(settings)
+        needed = [
+            name
+            for name, value in (
+                ("CRM_BASE_URL", settings.crm_base_url),
+                ("METAKOCKA_BASE_URL", settings.metakocka_base_url),
+            )
+            if not value
+        ]
         if (tokens or users) and needed:
             raise ValueError(
                 f"the API accepts tokens but {' and '.join(needed)} "
                 f"{'is' if len(needed) == 1 else 'are'} not set"
             )
+        secrets = settings.metakocka_secrets()
+        jwt_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
         store = SyncStore(
             settings.database_url,
-            secrets=[crm_key, env.get(JWT_SECRET_ENV, ""), *secrets.values()],
+            secrets=[settings.crm_api_key.get_secret_value(), jwt_secret, *secrets.values()],
         )
         store.create_schema()
-
-        def metakocka_client(found: MetakockaCredentials) -> MetakockaClient:
-            return MetakockaClient(
-                env["METAKOCKA_BASE_URL"],
-                found.company_id,
-                found.secret_key,
-                credentials_origin=found.origin,
-            )
-
+        crm, metakocka = resources_with_values(settings)
         return cls(
             tokens=tokens,
             organizations={org.id: org for org in settings.organizations},
             store=store,
-            crm_client=lambda: CrmClient(
-                env["CRM_BASE_URL"], crm_key, tenants=crm_tenants(settings.organizations)
-            ),
-            metakocka_client=metakocka_client,
+            crm_client=crm.client,
+            metakocka_client=metakocka.client,
             metakocka_secrets=secrets,
             users=users,
-            membership_seconds=float(env.get(MEMBERSHIP_SECONDS_ENV) or DEFAULT_MEMBERSHIP_SECONDS),
-            cors_origins=tuple(
-                origin.strip().rstrip("/")
-                for origin in env.get(CORS_ORIGINS_ENV, "").split(",")
-                if origin.strip()
-            ),
-            dagster=DagsterRuns(env[DAGSTER_URL_ENV]) if env.get(DAGSTER_URL_ENV) else None,
+            membership_seconds=settings.api_membership_seconds,
+            cors_origins=settings.cors_origins,
+            dagster=DagsterRuns(settings.dagster_url) if settings.dagster_url else None,
         )

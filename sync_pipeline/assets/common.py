@@ -2,7 +2,6 @@
 and the organization's Metakocka client."""
 
 import dagster as dg
-import sqlalchemy as sa
 
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.adapters.redact import redact
@@ -12,6 +11,7 @@ from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.settings import Organization
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.store.urls import printable_url
 
 PARTITION_TAG_REQUESTED_BY = "sync_pipeline/requested_by"
 
@@ -25,7 +25,7 @@ def open_store(
     try:
         return store.store(secrets=secrets)
     except Exception as exc:
-        where = sa.engine.make_url(store.database_url).render_as_string(hide_password=True)
+        where = printable_url(store.database_url)
         raise dg.Failure(
             description=redact(
                 f"The sync database cannot be opened ({where}): {type(exc).__name__}: {exc}. "

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Iterator
 
 import dagster as dg
 import pandas as pd
-import sqlalchemy as sa
 
 from sync_pipeline.assets.common import open_store
 from sync_pipeline.assets.validate import ValidatedDocuments
@@ -17,8 +16,11 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.store.cursors import save_cursor
-from sync_pipeline.store.tables import document_links
-from sync_pipeline.store.tables import sync_error_log as error_log_table
+from sync_pipeline.store.run_report import (
+    duplicate_link_count,
+    new_errors_by_type,
+    open_error_count,
+)
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
 from sync_pipeline.sync.status_sweep import sweep_status
@@ -130,20 +132,8 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
     ) -> dg.MaterializeResult:
         org_id = organizations.for_partition(context.partition_key).id
         store = open_store(sync_store, crm, metakocka)
-        this_run = (
-            sa.select(error_log_table.c.error_type, sa.func.count())
-            .where(
-                error_log_table.c.organization_id == org_id,
-                error_log_table.c.run_id == context.run.run_id,
-            )
-            .group_by(error_log_table.c.error_type)
-        )
-        open_count = sa.select(sa.func.count()).where(
-            error_log_table.c.organization_id == org_id, error_log_table.c.resolved_at.is_(None)
-        )
-        with store.engine.connect() as conn:
-            by_type = dict(conn.execute(this_run).all())
-            open_errors = conn.execute(open_count).scalar_one()
+        by_type = new_errors_by_type(store.engine, org_id, context.run.run_id)
+        open_errors = open_error_count(store.engine, org_id)
         return dg.MaterializeResult(
             metadata={
                 "new_errors": sum(by_type.values()),
@@ -193,16 +183,7 @@ class _StatusTally:
 
 
 def _no_duplicate_links(store, org_id: str) -> dg.AssetCheckResult:
-    duplicates = 0
-    with store.engine.connect() as conn:
-        for column in (document_links.c.crm_document_id, document_links.c.metakocka_id):
-            query = (
-                sa.select(column)
-                .where(document_links.c.organization_id == org_id, column.is_not(None))
-                .group_by(column)
-                .having(sa.func.count() > 1)
-            )
-            duplicates += len(conn.execute(query).all())
+    duplicates = duplicate_link_count(store.engine, org_id)
     return dg.AssetCheckResult(
         check_name=CHECK_NO_DUPLICATE_LINKS,
         passed=duplicates == 0,

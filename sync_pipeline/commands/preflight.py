@@ -6,14 +6,11 @@ opened. Exit code 1 when any organization has a blocker (or the settings are mis
 """
 
 import json
-import os
 from pathlib import Path
 
 import click
 
 from sync_pipeline.commands.common import organization_option
-
-SETTINGS = ("CRM_BASE_URL", "CRM_API_KEY", "METAKOCKA_BASE_URL", "METAKOCKA_SECRET_KEYS")
 
 
 @click.command()
@@ -30,8 +27,8 @@ def preflight(organization: str | None, json_file: Path | None) -> None:
     table of ok / warn / blocker with the fix for each. Exit code 1 on any blocker."""
     from sync_pipeline.preflight.render import report_table, reports_json
     from sync_pipeline.preflight.run import READ_ONLY_NOTICE, preflight_organization
-    from sync_pipeline.resources import CrmResource, MetakockaResource
-    from sync_pipeline.settings import Settings, organizations_to_json
+    from sync_pipeline.resources import resources_with_values
+    from sync_pipeline.settings import Settings
 
     click.echo(READ_ONLY_NOTICE)
     settings = Settings.from_env()
@@ -39,24 +36,22 @@ def preflight(organization: str | None, json_file: Path | None) -> None:
     if not organizations:
         which = f"the organization {organization!r}" if organization else "any organization"
         raise click.ClickException(f"SYNC_ORGANIZATIONS does not list {which}")
-    missing = [name for name in SETTINGS if not os.environ.get(name)]
+    required = {
+        "CRM_BASE_URL": settings.crm_base_url,
+        "CRM_API_KEY": settings.crm_api_key.get_secret_value(),
+        "METAKOCKA_BASE_URL": settings.metakocka_base_url,
+        "METAKOCKA_SECRET_KEYS": settings.metakocka_secret_keys.get_secret_value(),
+    }
+    missing = [name for name, value in required.items() if not value]
     if missing:
         raise click.ClickException(f"not set: {', '.join(missing)} (README, Settings)")
     try:
-        json.loads(os.environ["METAKOCKA_SECRET_KEYS"])
+        settings.metakocka_secrets()
     except ValueError:
         raise click.ClickException(
             'METAKOCKA_SECRET_KEYS is not JSON: {"<company id>": "<secret key>"}'
         ) from None
-    crm = CrmResource(
-        base_url=os.environ["CRM_BASE_URL"],
-        api_key=os.environ["CRM_API_KEY"],
-        organizations_json=organizations_to_json(settings.organizations),
-    )
-    metakocka = MetakockaResource(
-        base_url=os.environ["METAKOCKA_BASE_URL"],
-        secret_keys=os.environ["METAKOCKA_SECRET_KEYS"],
-    )
+    crm, metakocka = resources_with_values(settings)
     click.echo(f"CRM {crm.base_url}; Metakocka {metakocka.base_url}")
     reports = []
     for org in organizations:

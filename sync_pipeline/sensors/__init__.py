@@ -5,30 +5,29 @@
 - `run_status`: a failed or canceled `sync_documents` run -> its requests `failed`.
 """
 
-import os
-
 import dagster as dg
 
 from sync_pipeline.runs import organization_run_tags
 from sync_pipeline.sensors.changes import build_change_sensor
 from sync_pipeline.sensors.requests import build_request_sensor
 from sync_pipeline.sensors.run_status import build_run_status_sensors
+from sync_pipeline.settings import Settings
 
 REQUEST_INTERVAL_ENV = "SYNC_REQUEST_SENSOR_SECONDS"
 CHANGE_INTERVAL_ENV = "SYNC_CHANGE_POLL_SECONDS"
 
 
-def build_on_demand_sensors(
-    sync_documents_job, environ=None, organizations=()
-) -> list[dg.SensorDefinition]:
-    """`organizations`: the configured `Organization`s (their runs carry their company's tag)."""
-    env = os.environ if environ is None else environ
+def build_on_demand_sensors(sync_documents_job, settings: Settings) -> list[dg.SensorDefinition]:
+    """The configured organizations' runs carry their company's tag; the intervals are
+    `CHANGE_INTERVAL_ENV`'s and `REQUEST_INTERVAL_ENV`'s."""
     return [
         build_request_sensor(
             sync_documents_job,
-            interval_s=int(env.get(REQUEST_INTERVAL_ENV, "2")),
-            organization_tags={org.id: organization_run_tags(org) for org in organizations},
+            interval_s=settings.request_sensor_seconds,
+            organization_tags={
+                org.id: organization_run_tags(org) for org in settings.organizations
+            },
         ),
-        build_change_sensor(interval_s=int(env.get(CHANGE_INTERVAL_ENV, "30"))),
+        build_change_sensor(interval_s=settings.change_poll_seconds),
         *build_run_status_sensors(sync_documents_job),
     ]

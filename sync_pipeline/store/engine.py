@@ -7,11 +7,12 @@ paths), so the Core tables, plain SQL and the analyst views all resolve to it wi
 single name. SQLite has no schemas: there the tables are simply in the file.
 """
 
-import os
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from sync_pipeline.settings import Settings
 
 SCHEMA_ENV = "SYNC_DATABASE_SCHEMA"
 DEFAULT_POSTGRES_SCHEMA = "sync"
@@ -28,7 +29,8 @@ def database_schema(url: str | sa.URL, schema: str | None = None) -> str | None:
     if not is_postgresql(url):
         return None
     if schema is None:
-        schema = os.environ.get(SCHEMA_ENV, DEFAULT_POSTGRES_SCHEMA)
+        configured = Settings.from_env().database_schema
+        schema = DEFAULT_POSTGRES_SCHEMA if configured is None else configured
     schema = schema.strip()
     if schema and not schema.replace("_", "").isalnum():
         raise ValueError(f"{SCHEMA_ENV} must be a plain identifier, got {schema!r}")

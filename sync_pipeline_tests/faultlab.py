@@ -1,7 +1,8 @@
 """Fault lab: run the nightly reconciliation against a misbehaving sandbox and audit the result.
 
-Used by the fault, crash and concurrency tests and by `benchmarks/fault_matrix.py`, so the claims
-"no duplicates, nothing lost" are checked the same way everywhere:
+Used by the fault, crash and concurrency tests and by `benchmarks/fault_matrix.py` (which puts the
+repository root on its path to import it), so the claims "no duplicates, nothing lost" are checked
+the same way everywhere. It lives with the tests: a harness, not part of the product.
 
 - the run goes through the production `Definitions` (`build_definitions`), with resources that
   only swap numbers (short timeouts, a small retry budget, a short claim TTL) and keep reading
@@ -25,9 +26,8 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster_shared.record import copy as record_copy
 
-from sync_pipeline.definitions import build_definitions
+from sync_pipeline.definitions import build_definitions, build_resources
 from sync_pipeline.demo import sandbox_environment
 from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
@@ -196,22 +196,18 @@ def lab_definitions(
 ) -> dg.Definitions:
     """The production `Definitions` with `lab_resources`, plus the lab's nightly job (the nightly
     selection without `LAB_LEAVES_OUT`)."""
-    defs = build_definitions(settings)
-    resources = {**(defs.resources or {}), **lab_resources(settings, config, environment)}
-    jobs = list(defs.jobs or [])
-    nightly = next(job for job in jobs if job.name == NIGHTLY_JOB_NAME)
+    resources = {**build_resources(settings), **lab_resources(settings, config, environment)}
+    defs = build_definitions(settings, resources=resources)
+    nightly = next(job for job in defs.jobs or [] if job.name == NIGHTLY_JOB_NAME)
     known = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     left_out = [name for name in LAB_LEAVES_OUT if name in known]
-    jobs.append(
-        dg.define_asset_job(
-            LAB_JOB_NAME,
-            selection=nightly.selection - dg.AssetSelection.assets(*left_out),
-            executor_def=dg.in_process_executor,
-            config=nightly.config,  # partitioned as the nightly job, its runs tagged alike
-        )
+    lab_job = dg.define_asset_job(
+        LAB_JOB_NAME,
+        selection=nightly.selection - dg.AssetSelection.assets(*left_out),
+        executor_def=dg.in_process_executor,
+        config=nightly.config,  # partitioned as the nightly job, its runs tagged alike
     )
-    # `Definitions` is an immutable record; `copy` swaps fields and keeps everything else.
-    return record_copy(defs, resources=resources, jobs=jobs)
+    return dg.Definitions.merge(defs, dg.Definitions(jobs=[lab_job]))
 
 
 def nightly_job(
@@ -461,7 +457,7 @@ def crash_context():
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["sync_pipeline.faultlab"])
+        _CONTEXT.set_forkserver_preload(["sync_pipeline_tests.faultlab"])
     return _CONTEXT
 
 
