@@ -1,9 +1,10 @@
 """The performance figures of sync_pipeline, each beside a baseline measured in the same run.
 
-    uv run python benchmarks/run.py            # full sizes (about 10 minutes)
-    uv run python benchmarks/run.py --quick    # reduced sizes (within a minute)
-    uv run python benchmarks/run.py --full     # also item 6, a million per side (an hour or more,
-                                               # about 10 GB of memory for the sandbox alone)
+    uv run python benchmarks/run.py            # full sizes
+    uv run python benchmarks/run.py --quick    # reduced sizes
+    uv run python benchmarks/run.py --full     # also item 6, a million per side
+
+How long each takes, what it needs, and the figures of past runs: docs/performance.md.
 
 1. plan: 1,000,000 CRM + 1,000,000 Metakocka documents against 1,000,000 links (CPU time, peak RSS),
    against the same rules written as a per-row Python loop, timed on a 100,000 sample;
@@ -57,7 +58,7 @@ def measure(item: str, quick: bool) -> dict:
 QUICK_CANNOT_JUDGE = {
     "1": "the plan at 200,000 per side; the target is for 1,000,000",
     "2": "100 changed per side: a few seconds of calls, not enough to fill the API's allowance",
-    "4": "8,000 per side: the process's fixed 170 MiB are most of it",
+    "4": "8,000 per side: the memory of a process that imported the pipeline is most of it",
     "5": "8,000 per side: start-up and imports are most of the CPU",
     "6": "30,000 per side: the target is for 1,000,000",
 }
@@ -302,7 +303,7 @@ def bytecode_state() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="reduced sizes, within a minute")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes")
     parser.add_argument("--json", type=Path, help="also write every raw figure to this file")
     parser.add_argument(
         "--full", action="store_true", help="also item 6: a million documents per side"
