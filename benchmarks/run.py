@@ -17,7 +17,7 @@ How long each takes, what it needs, and the figures of past runs: docs/performan
    installed in the CRM, and the calls without it (every CRM document read and compared);
 4. memory: peak RSS of a reconciliation at 100,000 documents per side (the organization's first
    run and a full sweep of it in sync; the heavier counts), against the decoded JSON of both sides
-   alone;
+   alone, and the step during which each run's RSS was highest (sampled every 20 ms);
 5. overhead: CPU time per document of a full sweep at 100,000 per side, the sandbox running in its
    own process, against reading the same documents with the pipeline's clients and nothing else;
 6. (`--full`) a million documents per side: peak RSS of the first run and of a full sweep, and
@@ -212,6 +212,15 @@ def rows(plan: dict, changed: dict, steady: dict, million: dict | None = None) -
             None,
         ),
         (
+            "4",
+            "  where each peaks (step): first run / full sweep",
+            f"{_peak_step(steady['first'])} / {_peak_step(full0)}",
+            "",
+            "",
+            "",
+            None,
+        ),
+        (
             "5",
             f"full sweep at {n:,}/side: pipeline CPU per document",
             f"{cpu_doc:,.0f} us",
@@ -231,6 +240,15 @@ def rows(plan: dict, changed: dict, steady: dict, million: dict | None = None) -
         ),
         *(million_rows(million, steady) if million else []),
     ]
+
+
+def _peak_step(run: dict) -> str:
+    """The step during which the run's RSS was highest, and that RSS."""
+    by_step = run.get("step_rss_mib") or {}
+    if not by_step:
+        return "?"
+    step = max(by_step, key=by_step.get)
+    return f"{step} ({by_step[step]:,.0f} MiB)"
 
 
 def million_rows(million: dict, steady: dict) -> list[tuple]:
