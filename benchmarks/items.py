@@ -273,6 +273,7 @@ def _figures(figures, n: int) -> dict:
         "writes": figures.writes,
         "total_calls": figures.total_calls,
         "steps": figures.steps,
+        "step_rss_mib": figures.step_rss_mib,
         "actions": figures.actions,
     }
 

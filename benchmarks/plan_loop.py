@@ -2,7 +2,7 @@
 way, one row at a time in Python: walk the frames row by row, join through dicts.
 
 Two ways to walk: `iterrows` (the pandas idiom most per-row code starts with) and `itertuples`
-(the tuned one: about ten times cheaper per row). Both return the number of documents per action,
+(the tuned one). Both return the number of documents per action,
 which the benchmark checks against the vectorised plan's on the same input, so they are timed
 doing the same work.
 """

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import resource
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import sqlalchemy as sa
 
 from benchmarks.remote_sandbox import RemoteSandbox, api_calls
@@ -60,6 +62,8 @@ class RunFigures:
     calls: dict[str, int]
     actions: dict[str, int] = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)
+    step_rss_mib: dict[str, float] = field(default_factory=dict)
+    """The highest RSS seen during each step (sampled every `RSS_SAMPLE_S`): where the peak is."""
 
     @property
     def writes(self) -> int:
@@ -126,21 +130,21 @@ def _run_once(environment: dict, organization_id: str, run_config: dict, one_at_
         job = _job(Settings.from_env(), one_at_a_time)
         with dg.DagsterInstance.ephemeral() as instance:
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            cpu, started = time.process_time(), time.perf_counter()
-            result = job.execute_in_process(
-                partition_key=partition_key_of(job, organization_id),
-                instance=instance,
-                run_config=run_config,
-                tags={"sync_pipeline/requested_by": "benchmark"},
-            )
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+            with _RssSamples() as samples:
+                cpu, started = time.process_time(), time.perf_counter()
+                result = job.execute_in_process(
+                    partition_key=partition_key_of(job, organization_id),
+                    instance=instance,
+                    run_config=run_config,
+                    tags={"sync_pipeline/requested_by": "benchmark"},
+                )
+                wall, cpu = time.perf_counter() - started, time.process_time() - cpu
             if not result.success:
                 raise RuntimeError("the benchmark's reconciliation run failed")
             plan = result.output_for_node("sync_plan")
-            steps = {
-                s.step_key: round(s.end_time - s.start_time, 3)
-                for s in instance.get_run_step_stats(result.run_id)
-            }
+            stats = instance.get_run_step_stats(result.run_id)
+            steps = {s.step_key: round(s.end_time - s.start_time, 3) for s in stats}
+            step_rss = {s.step_key: samples.highest(s.start_time, s.end_time) for s in stats}
     return {
         "wall_s": wall,
         "cpu_s": cpu,
@@ -148,7 +152,38 @@ def _run_once(environment: dict, organization_id: str, run_config: dict, one_at_
         "rss_before_run_mib": rss_before,
         "actions": {k: int(v) for k, v in plan["action"].value_counts().items()},
         "steps": steps,
+        "step_rss_mib": {key: rss for key, rss in step_rss.items() if rss is not None},
     }
+
+
+RSS_SAMPLE_S = 0.02
+
+
+class _RssSamples:
+    """This process's RSS every `RSS_SAMPLE_S`, in a thread, while the context is open."""
+
+    def __init__(self):
+        self._samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-samples", daemon=True)
+
+    def __enter__(self) -> "_RssSamples":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        process = psutil.Process()
+        while not self._stop.is_set():
+            self._samples.append((time.time(), process.memory_info().rss / 2**20))
+            self._stop.wait(RSS_SAMPLE_S)
+
+    def highest(self, start: float, end: float) -> float | None:
+        """The highest RSS sampled between two epoch times (a step's start and end)."""
+        return max((rss for at, rss in self._samples if start <= at <= end), default=None)
 
 
 def _job(settings: Settings, one_at_a_time: bool):

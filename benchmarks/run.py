@@ -1,9 +1,10 @@
 """The performance figures of sync_pipeline, each beside a baseline measured in the same run.
 
-    uv run python benchmarks/run.py            # full sizes (about 10 minutes)
-    uv run python benchmarks/run.py --quick    # reduced sizes (within a minute)
-    uv run python benchmarks/run.py --full     # also item 6, a million per side (an hour or more,
-                                               # about 10 GB of memory for the sandbox alone)
+    uv run python benchmarks/run.py            # full sizes
+    uv run python benchmarks/run.py --quick    # reduced sizes
+    uv run python benchmarks/run.py --full     # also item 6, a million per side
+
+How long each takes, what it needs, and the figures of past runs: docs/performance.md.
 
 1. plan: 1,000,000 CRM + 1,000,000 Metakocka documents against 1,000,000 links (CPU time, peak RSS),
    against the same rules written as a per-row Python loop, timed on a 100,000 sample;
@@ -16,7 +17,7 @@
    installed in the CRM, and the calls without it (every CRM document read and compared);
 4. memory: peak RSS of a reconciliation at 100,000 documents per side (the organization's first
    run and a full sweep of it in sync; the heavier counts), against the decoded JSON of both sides
-   alone;
+   alone, and the step during which each run's RSS was highest (sampled every 20 ms);
 5. overhead: CPU time per document of a full sweep at 100,000 per side, the sandbox running in its
    own process, against reading the same documents with the pipeline's clients and nothing else;
 6. (`--full`) a million documents per side: peak RSS of the first run and of a full sweep, and
@@ -57,7 +58,7 @@ def measure(item: str, quick: bool) -> dict:
 QUICK_CANNOT_JUDGE = {
     "1": "the plan at 200,000 per side; the target is for 1,000,000",
     "2": "100 changed per side: a few seconds of calls, not enough to fill the API's allowance",
-    "4": "8,000 per side: the process's fixed 170 MiB are most of it",
+    "4": "8,000 per side: the memory of a process that imported the pipeline is most of it",
     "5": "8,000 per side: start-up and imports are most of the CPU",
     "6": "30,000 per side: the target is for 1,000,000",
 }
@@ -211,6 +212,15 @@ def rows(plan: dict, changed: dict, steady: dict, million: dict | None = None) -
             None,
         ),
         (
+            "4",
+            "  where each peaks (step): first run / full sweep",
+            f"{_peak_step(steady['first'])} / {_peak_step(full0)}",
+            "",
+            "",
+            "",
+            None,
+        ),
+        (
             "5",
             f"full sweep at {n:,}/side: pipeline CPU per document",
             f"{cpu_doc:,.0f} us",
@@ -230,6 +240,15 @@ def rows(plan: dict, changed: dict, steady: dict, million: dict | None = None) -
         ),
         *(million_rows(million, steady) if million else []),
     ]
+
+
+def _peak_step(run: dict) -> str:
+    """The step during which the run's RSS was highest, and that RSS."""
+    by_step = run.get("step_rss_mib") or {}
+    if not by_step:
+        return "?"
+    step = max(by_step, key=by_step.get)
+    return f"{step} ({by_step[step]:,.0f} MiB)"
 
 
 def million_rows(million: dict, steady: dict) -> list[tuple]:
@@ -302,7 +321,7 @@ def bytecode_state() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="reduced sizes, within a minute")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes")
     parser.add_argument("--json", type=Path, help="also write every raw figure to this file")
     parser.add_argument(
         "--full", action="store_true", help="also item 6: a million documents per side"

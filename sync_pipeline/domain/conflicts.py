@@ -22,7 +22,15 @@ import numpy as np
 import pandas as pd
 
 from sync_pipeline.domain.document import SalesDocument
-from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, synced_fields
+from sync_pipeline.domain.hashing import (
+    CUSTOMER_FIELDS,
+    DEFAULT_PRECISION,
+    DISCOUNT_FIELDS,
+    HEADER_FIELDS,
+    LINE_FIELDS,
+    Precision,
+    synced_content,
+)
 from sync_pipeline.domain.plan import (
     ACTIONS,
     ADOPTED_UNDECIDED,
@@ -151,7 +159,7 @@ def field_differences(
 ) -> list[dict]:
     """Every synced field whose value differs, as `{"field", "crm", "metakocka"}` (JSON-ready).
 
-    Values are the content hash's own (`hashing.synced_fields`: a number by value at the CRM's
+    Values are the content hash's own (`hashing.synced_content`: a number by value at the CRM's
     precision, a blank text as missing, the defaults a system fills in as given), so only real
     differences are listed.
     """
@@ -161,6 +169,26 @@ def field_differences(
         for name in dict.fromkeys([*left, *right])
         if left.get(name) != right.get(name)
     ]
+
+
+def synced_fields(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -> dict:
+    """The synced content flattened to ``field -> normalised text``, exactly as hashed."""
+    content = synced_content(doc, precision)
+    fields = {
+        **dict(zip(HEADER_FIELDS, content.header, strict=True)),
+        **dict(zip(DISCOUNT_FIELDS, content.discount, strict=True)),
+        **{
+            f"customer.{name}": value
+            for name, value in zip(CUSTOMER_FIELDS, content.customer, strict=True)
+        },
+        "lines": str(len(content.lines)),
+    }
+    for number, values in enumerate(content.lines, start=1):
+        fields |= {
+            f"lines[{number}].{name}": value
+            for name, value in zip(LINE_FIELDS, values, strict=True)
+        }
+    return fields
 
 
 def conflict_details(crm, metakocka, precision: Precision = DEFAULT_PRECISION) -> dict:

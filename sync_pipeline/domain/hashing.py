@@ -17,7 +17,8 @@ must cover exactly the content that is synced, in a form both systems give back 
 If any of this were stricter, a document written to the other side would read back "changed" and
 echo between the systems forever.
 
-`synced_fields` names the same values field by field, for people (a conflict's differences).
+`synced_content` is that normalised form: the hash is taken of it, and a conflict's differences
+(`conflicts.field_differences`) are read from it field by field.
 """
 
 import hashlib
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 from sync_pipeline.domain.document import (
     DEFAULT_UNIT,
@@ -49,6 +51,7 @@ class Precision:
 DEFAULT_PRECISION = Precision()
 """The CRM's default schema (sm/60): quantities and prices with 2 decimals."""
 
+HEADER_FIELDS = ("document_type", "document_date", "due_date", "currency", "notes")
 DISCOUNT_FIELDS = ("discount_percent", "discount_value")
 CUSTOMER_FIELDS = ("name", "email", "address", "post_code", "city", "country")
 LINE_FIELDS = (
@@ -62,50 +65,57 @@ LINE_FIELDS = (
 )
 
 
-def content_hash(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -> str:
-    """A 32-character hex digest of the synced content of `doc`."""
-    content = [
-        doc.document_type,
-        _date(doc.document_date),
-        _date(doc.due_date),
-        _upper(doc.currency),
-        _text(doc.notes),
+class SyncedContent(NamedTuple):
+    """A document's synced content in its one normalised form: what the content hash covers,
+    and what a conflict's differences list field by field (`conflicts.field_differences`). Both
+    read it from here, so a difference is listed exactly where the hashes differ."""
+
+    header: tuple[str | None, ...]
+    """The values of `HEADER_FIELDS`, in that order."""
+    customer: list
+    """The values of `CUSTOMER_FIELDS`, in that order."""
+    lines: list[list]
+    """Per line, the values of `LINE_FIELDS`, in that order."""
+    discount: list
+    """The values of `DISCOUNT_FIELDS` (`NO_DISCOUNT` for a document without one)."""
+    discounted: bool
+    """Whether the document has a discount of its own (only then is it hashed)."""
+
+
+NO_DISCOUNT = ["0", "0"]
+"""The discount of a document without one, normalised (both zero)."""
+
+
+def synced_content(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -> SyncedContent:
+    """The synced content of `doc`, normalised (the module docstring says how)."""
+    discounted = bool(doc.discount_percent or doc.discount_value)
+    return SyncedContent(
+        (
+            doc.document_type,
+            _date(doc.document_date),
+            _date(doc.due_date),
+            _upper(doc.currency),
+            _text(doc.notes),
+        ),
         _customer(doc.customer),
         [_line(line, precision) for line in doc.lines],
-    ]
-    if doc.discount_percent or doc.discount_value:
-        content.append(_discount(doc, precision))
+        _discount(doc, precision) if discounted else NO_DISCOUNT,
+        discounted,
+    )
+
+
+def content_hash(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -> str:
+    """A 32-character hex digest of the synced content of `doc`."""
+    header, customer, lines, discount, discounted = synced_content(doc, precision)
+    hashed = [*header, customer, lines, discount] if discounted else [*header, customer, lines]
     # repr of nested lists of str/None is unambiguous (quoted, escaped) and cheaper than JSON.
-    return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
-
-
-def synced_fields(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -> dict:
-    """The synced content flattened to ``field -> normalised text``, exactly as hashed."""
-    fields = {
-        "document_type": doc.document_type,
-        "document_date": _date(doc.document_date),
-        "due_date": _date(doc.due_date),
-        "currency": _upper(doc.currency),
-        "notes": _text(doc.notes),
-        **dict(zip(DISCOUNT_FIELDS, _discount(doc, precision), strict=True)),
-        **{
-            f"customer.{name}": value
-            for name, value in zip(CUSTOMER_FIELDS, _customer(doc.customer), strict=True)
-        },
-        "lines": str(len(doc.lines)),
-    }
-    for number, line in enumerate(doc.lines, start=1):
-        values = _line(line, precision)
-        fields |= {
-            f"lines[{number}].{name}": value
-            for name, value in zip(LINE_FIELDS, values, strict=True)
-        }
-    return fields
+    return hashlib.blake2b(repr(hashed).encode(), digest_size=16).hexdigest()
 
 
 # Customers, numbers and whole lines repeat across an organization's documents, and all of them
 # are immutable: each is turned into its hashed form once (a nightly run hashes every document of
-# both systems). The cached lists are only ever read, by `repr`.
+# both systems). The cached lists are only ever read (by `repr`, and field by field for a
+# conflict).
 
 
 @lru_cache(maxsize=65536)

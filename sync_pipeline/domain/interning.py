@@ -4,9 +4,8 @@ A nightly full sweep holds every document of an organization from both systems a
 per side). Most of their values repeat: the same customer's name and address on every document
 for that customer, the same product description, unit and code on thousands of lines, the same
 tax rates, discounts, quantities and prices. Read naively, each repetition is its own object
-(a short `str` costs 50-100 bytes, a `Decimal` 104), and measured on sandbox data they were about
-two thirds of a mapped document's memory. Sharing one object per value (both are immutable) cut
-a mapped document from ~3.2 KB to ~1.3 KB.
+(a short `str` costs 50-100 bytes, a `Decimal` 104): most of a mapped document's memory. Both
+are immutable, so one object per value can stand for all of them (docs/performance.md).
 """
 
 from collections.abc import Callable

@@ -3,7 +3,7 @@
 A nightly full sweep reads every document of an organization from both systems, and nearly all of
 them are exactly as they were last synced (their content hash equals their link's). The plan
 decides on ids, content hashes, change times, types, numbers and statuses alone, so holding each
-document whole (a mapped document is about 3 KB, 100,000 per side were a GB) only costs memory. A
+document whole (a mapped document is a few KB) only costs memory. A
 summary holds those few fields; the content itself is read again, by id, just before anything is
 written from or over it (`sync/rereads.py`), and written only if it still hashes as summarised.
 

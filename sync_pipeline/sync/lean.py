@@ -77,7 +77,11 @@ class LeanSide:
         self._synced = synced
         self._last_read_wins = last_read_wins
         self._pending: list[tuple[int, SalesDocument, str]] = []
-        self._valid: list[tuple[int, SalesDocument | DocumentSummary, str]] = []
+        # The valid documents (whole or summarised) as parallel columns: a tuple per document
+        # would cost 64 bytes more each.
+        self._valid_seqs: list[int] = []
+        self._valid_docs: list[SalesDocument | DocumentSummary] = []
+        self._valid_hashes: list[str] = []
         self._quarantined: list[tuple[int, Quarantined]] = []
         self._keys: list[str] = []
         """Each document's key, in read order (only with `last_read_wins`)."""
@@ -101,7 +105,7 @@ class LeanSide:
         digest = content_hash(doc, self.precision)
         synced = self._synced.get(getattr(doc, self.key))
         if synced == digest:  # as last synced, and checked then: not checked again
-            self._valid.append((seq, self._summary(doc, synced), synced))
+            self._keep(seq, self._summary(doc, synced), synced)
             return
         self._pending.append((seq, doc, digest))
         if len(self._pending) >= self.batch:
@@ -115,17 +119,22 @@ class LeanSide:
     def finish(self) -> ValidatedSide:
         """Everything read, validated: the side as `validate_extraction` would give it."""
         self._check()
-        valid, quarantined = self._valid, self._quarantined
+        docs, hashes, quarantined = self._valid_docs, self._valid_hashes, self._quarantined
         if self._last_read_wins and self._keys:
             superseded = pd.Index(self._keys).duplicated(keep="last")
             if superseded.any():
-                valid = [entry for entry in valid if not superseded[entry[0]]]
+                kept = ~superseded[self._valid_seqs]
+                docs = [doc for doc, keep in zip(docs, kept, strict=True) if keep]
+                hashes = [digest for digest, keep in zip(hashes, kept, strict=True) if keep]
                 quarantined = [entry for entry in quarantined if not superseded[entry[0]]]
-        frame = plan_frame([doc for _, doc, _ in valid], [digest for _, _, digest in valid])
+        self._valid_seqs, self._valid_docs, self._valid_hashes = [], [], []
+        self._keys, self._synced = [], {}
+        frame = plan_frame(docs, hashes)
+        del docs, hashes
         self.validated = ValidatedSide(
             self.side, frame, [entry for _, entry in quarantined], self._differences
         )
-        self._valid, self._quarantined, self._keys, self._synced = [], [], [], {}
+        self._quarantined = []
         return self.validated
 
     def _next(self, key: str) -> int:
@@ -145,20 +154,27 @@ class LeanSide:
             doc, digest = docs[position], digests[position]
             if self.held < self.held_whole:
                 self.held += 1
-                self._valid.append((seqs[position], doc, digest))
+                self._keep(seqs[position], doc, digest)
             else:
-                self._valid.append((seqs[position], self._summary(doc, digest), digest))
+                self._keep(seqs[position], self._summary(doc, digest), digest)
         invalid = zip(checked.quarantined_positions, checked.quarantined, strict=True)
         self._quarantined += [(seqs[position], entry) for position, entry in invalid]
         self._differences.update(checked.totals_differences)
 
+    def _keep(self, seq: int, doc: SalesDocument | DocumentSummary, digest: str) -> None:
+        self._valid_seqs.append(seq)
+        self._valid_docs.append(doc)
+        self._valid_hashes.append(digest)
+
     def _summary(self, doc: SalesDocument, digest: str) -> DocumentSummary:
-        extra = {key: doc.source_extra[key] for key in SUMMARY_KEYS if key in doc.source_extra}
-        kind = SummaryKind(
-            doc.document_type, doc.metakocka_doc_type, doc.status, extra, self.precision
-        )
+        source_extra = doc.source_extra
+        extra = {key: source_extra[key] for key in SUMMARY_KEYS if key in source_extra}
         key = (doc.document_type, doc.metakocka_doc_type, doc.status, _key(extra))
-        kind = self._kinds.setdefault(key, kind)
+        kind = self._kinds.get(key)
+        if kind is None:  # made once per kind, not per document
+            kind = self._kinds[key] = SummaryKind(
+                doc.document_type, doc.metakocka_doc_type, doc.status, extra, self.precision
+            )
         buyer_order = (doc.source_extra.get(PASSTHROUGH_KEY) or {}).get("buyer_order")
         if buyer_order is not None and doc.crm_document_id:  # kept only if not derivable
             buyer_order = None if buyer_order == reference(doc.crm_document_id) else buyer_order
@@ -176,6 +192,9 @@ class LeanSide:
 
 def lean_sides(links: pd.DataFrame, precision: Precision) -> dict[str, LeanSide]:
     """Both sides of a full sweep, against the organization's links (`SyncStore.links_frame`)."""
+    from sync_pipeline.heap import return_large_blocks
+
+    return_large_blocks()  # each page's buffers freed to the system, not kept (heap.py)
     known = synced_hashes(links)
     return {
         CRM: LeanSide(CRM, precision, known[CRM], held_whole=HELD_WHOLE, last_read_wins=True),
