@@ -14,12 +14,13 @@ import pytest
 from sync_pipeline.crm.mapping import crm_row_to_canonical
 from sync_pipeline.demo import sandbox_crm_client
 from sync_pipeline.domain.document import crm_id_to_external_ref
+from sync_pipeline.domain.plan import KNOWN_ABSENT
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.mapping import canonical_to_metakocka
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 from sync_pipeline.sync.extract import crm_context
-from sync_pipeline.sync.incremental import KNOWN_ABSENT, SyncScope, SyncWindow, mark_known_absent
+from sync_pipeline.sync.incremental import SyncScope, SyncWindow, mark_known_absent
 
 from .helpers import CrmHttp, MetakockaHttp, plan_everything
 from .on_demand_helpers import new_crm_order

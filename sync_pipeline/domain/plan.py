@@ -57,6 +57,10 @@ PLAN_COLUMNS = (
 )
 """Always present; `crm_document` / `metakocka_document` follow when the inputs carry `document`."""
 
+KNOWN_ABSENT = "metakocka_absent"
+"""Plan column: True on a create in Metakocka that the run's extraction proves is not there yet,
+so its exporter may skip the first look-up (set by `sync/incremental.py`'s `mark_known_absent`)."""
+
 NO_CHANGE = "no change since the last sync"
 CONVERGED = "both sides changed to the same content since the last sync"
 CHANGED_IN_CRM = "changed in the CRM since the last sync"

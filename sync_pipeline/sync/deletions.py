@@ -18,6 +18,7 @@ import pandas as pd
 from sync_pipeline.adapters.errors import NotFoundError, SyncError
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
+from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.document_queries import delete_link
 from sync_pipeline.store.repository import SyncStore
@@ -50,7 +51,7 @@ def propagate_deletions(
     doc_type_by_mk = dict(zip(links["metakocka_id"], links["metakocka_doc_type"], strict=True))
     outcomes = []
     for row in rows.itertuples(index=False):
-        crm_id, mk_id = _text(row.crm_document_id), _text(row.metakocka_id)
+        crm_id, mk_id = text_or_none(row.crm_document_id), text_or_none(row.metakocka_id)
         if row.action == DELETED_IN_CRM:
             doc = getattr(row, "metakocka_document", None)
             doc_type = getattr(doc, "metakocka_doc_type", None) or doc_type_by_mk.get(mk_id)
@@ -127,13 +128,13 @@ def deletion_error_rows(
     open_keys = set()
     if open_errors is not None and not open_errors.empty:
         open_keys = {
-            (r.error_type, _text(r.crm_document_id), _text(r.metakocka_id), r.message)
+            (r.error_type, text_or_none(r.crm_document_id), text_or_none(r.metakocka_id), r.message)
             for r in open_errors.itertuples(index=False)
         }
     by_pair = {(o.crm_document_id, o.metakocka_id): o for o in outcomes}
     rows = []
     for row in deleted_rows(plan).itertuples(index=False):
-        crm_id, mk_id = _text(row.crm_document_id), _text(row.metakocka_id)
+        crm_id, mk_id = text_or_none(row.crm_document_id), text_or_none(row.metakocka_id)
         outcome = by_pair.get((crm_id, mk_id))
         if outcome is not None and outcome.result == OK:
             continue
@@ -161,9 +162,3 @@ def deletion_error_rows(
             }
         )
     return rows
-
-
-def _text(value) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return str(value)

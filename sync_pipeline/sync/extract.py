@@ -26,6 +26,7 @@ from sync_pipeline.crm.profiles import CrmSchema
 from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
 from sync_pipeline.domain.interning import TextInterner
+from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.mapping import MappingError, metakocka_to_canonical
 from sync_pipeline.metakocka.reads import METAKOCKA_SALES_DOC_TYPES, UNIQUE_TEXT_KEYS
@@ -221,10 +222,10 @@ def extract_metakocka(
         except (MappingError, KeyError, TypeError, ValueError) as exc:
             entry = Quarantined(
                 side=METAKOCKA,
-                crm_document_id=external_ref_to_crm_id(_text(raw.get("buyer_order"))),
-                metakocka_id=_text(raw.get("mk_id")),
+                crm_document_id=external_ref_to_crm_id(text_or_none(raw.get("buyer_order"))),
+                metakocka_id=text_or_none(raw.get("mk_id")),
                 document_type=doc_type,
-                document_number=_text(raw.get("count_code")),
+                document_number=text_or_none(raw.get("count_code")),
                 reasons=(f"cannot read Metakocka document: {exc}",),
             )
             if lean is None:
@@ -239,10 +240,6 @@ def extract_metakocka(
     if lean is not None:
         lean.finish()
     return extraction
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)
 
 
 def read_ahead(items: Iterable, chunk: int = 100, chunks: int = 20) -> Iterator:

@@ -46,6 +46,7 @@ import pandas as pd
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.hashing import content_hash
+from sync_pipeline.domain.plan import KNOWN_ABSENT
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.cursors import SyncCursor
 from sync_pipeline.store.document_queries import links_for, status_for
@@ -301,10 +302,6 @@ def _to_retry(store: SyncStore, organization_id: str) -> tuple[set, set]:
     crm_ids.discard(None)
     mk_ids.discard(None)
     return crm_ids, mk_ids
-
-
-KNOWN_ABSENT = "metakocka_absent"
-"""Plan column: True on a create in Metakocka that this run's extraction proves is not there yet."""
 
 
 def mark_known_absent(

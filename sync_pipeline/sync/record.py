@@ -16,6 +16,7 @@ from sync_pipeline.domain.conflicts import conflict_details
 from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
 from sync_pipeline.domain.summary import was_read
+from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.statuses import status_of
 from sync_pipeline.sync.export.outcomes import (
     FAILED,
@@ -137,7 +138,7 @@ def error_rows(
         )
     conflicts = plan.loc[plan["action"] == "conflict"] if plan is not None else plan
     for row in [] if conflicts is None else conflicts.itertuples(index=False):
-        crm_id, mk_id = _text(row.crm_document_id), _text(row.metakocka_id)
+        crm_id, mk_id = text_or_none(row.crm_document_id), text_or_none(row.metakocka_id)
         message = f"conflict: {row.reason}"
         if ("conflict", crm_id, mk_id, message) in already_open:
             continue
@@ -170,7 +171,7 @@ def _open_keys(open_errors: pd.DataFrame) -> set[tuple]:
     if open_errors is None or open_errors.empty:
         return set()
     return {
-        (r.error_type, _text(r.crm_document_id), _text(r.metakocka_id), r.message)
+        (r.error_type, text_or_none(r.crm_document_id), text_or_none(r.metakocka_id), r.message)
         for r in open_errors.itertuples(index=False)
     }
 
@@ -201,8 +202,8 @@ def each_status_row(
     by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
     reasons_by_crm = {q.crm_document_id: q for q in quarantined if q.crm_document_id}
     reasons_by_mk = {q.metakocka_id: q for q in quarantined if q.metakocka_id}
-    crm_ids = [_text(value) for value in plan["crm_document_id"]]
-    mk_ids = [_text(value) for value in plan["metakocka_id"]]
+    crm_ids = [text_or_none(value) for value in plan["crm_document_id"]]
+    mk_ids = [text_or_none(value) for value in plan["metakocka_id"]]
     found = [by_crm.get(c) or by_mk.get(m) for c, m in zip(crm_ids, mk_ids, strict=True)]
     for i, outcome in enumerate(found):
         if outcome is not None:
@@ -212,8 +213,8 @@ def each_status_row(
     link_at = link_rows.positions(crm_ids, mk_ids)
     linked = [link_rows.get(p, "state") == "linked" for p in link_at]
     for i in np.flatnonzero(linked):
-        mk_ids[i] = mk_ids[i] or _text(link_rows.get(link_at[i], "metakocka_id"))
-        crm_ids[i] = crm_ids[i] or _text(link_rows.get(link_at[i], "crm_document_id"))
+        mk_ids[i] = mk_ids[i] or text_or_none(link_rows.get(link_at[i], "metakocka_id"))
+        crm_ids[i] = crm_ids[i] or text_or_none(link_rows.get(link_at[i], "crm_document_id"))
     prev_rows = _Lookup(previous)
     prev_at = prev_rows.positions(crm_ids, mk_ids)
 
@@ -271,7 +272,7 @@ def _metakocka_status(row, prev, mk_id: str | None) -> str | None:
     doc = getattr(row, "metakocka_document", None)
     if was_read(doc):
         return status_of(doc).label
-    return _text(prev.get("metakocka_status")) if mk_id else None
+    return text_or_none(prev.get("metakocka_status")) if mk_id else None
 
 
 def _status_of(row, outcome, reasons_by_crm, reasons_by_mk, crm_id, mk_id):
@@ -344,7 +345,7 @@ class _Lookup:
         values = self._columns.get(column)
         if values is None:
             return np.full(len(ids), -1, dtype=np.int64)
-        keys = pd.Index([_text(value) for value in values], dtype=object)
+        keys = pd.Index([text_or_none(value) for value in values], dtype=object)
         last = ~keys.duplicated(keep="last") & keys.notna() & (keys != "")
         index, rows = keys[last], np.flatnonzero(last)
         found = index.get_indexer(pd.Index(ids, dtype=object))
@@ -378,9 +379,3 @@ def _ts(value):
     if isinstance(value, datetime) and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
-
-
-def _text(value) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return str(value)

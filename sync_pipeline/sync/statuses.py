@@ -22,6 +22,7 @@ import pandas as pd
 from sync_pipeline.domain.directions import METAKOCKA_TO_CRM
 from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
 from sync_pipeline.domain.summary import DocumentSummary, SummaryKind, was_read
+from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.statuses import (
     STANDARD,
     StatusMap,
@@ -110,7 +111,7 @@ def record_status_warnings(
     rows = [
         _warning_row(row, organization_id, run_id, requested_by)
         for row in _unmapped_rows(plan)
-        if (_text(row.metakocka_id), row.unmapped_status) not in still_open
+        if (text_or_none(row.metakocka_id), row.unmapped_status) not in still_open
     ]
     return store.log_errors(rows)
 
@@ -122,8 +123,8 @@ def _warning_row(row, organization_id: str, run_id: str | None, requested_by: st
         "organization_id": organization_id,
         "run_id": run_id,
         "direction": METAKOCKA_TO_CRM,
-        "crm_document_id": _text(row.crm_document_id),
-        "metakocka_id": _text(row.metakocka_id),
+        "crm_document_id": text_or_none(row.crm_document_id),
+        "metakocka_id": text_or_none(row.metakocka_id),
         "error_type": WARNING,
         "message": row.unmapped_status,
         "details": {
@@ -142,7 +143,7 @@ def _current_warnings(plan: pd.DataFrame) -> dict[str, str | None]:
     if "metakocka_document" not in plan or UNMAPPED_STATUS not in plan:
         return {}
     return {
-        _text(mk_id): reason
+        text_or_none(mk_id): reason
         for mk_id, doc, reason in zip(
             plan["metakocka_id"], plan["metakocka_document"], plan[UNMAPPED_STATUS], strict=True
         )
@@ -154,12 +155,6 @@ def _unmapped_rows(plan: pd.DataFrame):
     if UNMAPPED_STATUS not in plan:
         return []
     return plan.loc[plan[UNMAPPED_STATUS].notna()].itertuples(index=False)
-
-
-def _text(value) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return str(value)
 
 
 def unmapped_status_counts(engine, organization_id: str) -> pd.DataFrame:

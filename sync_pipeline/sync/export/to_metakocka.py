@@ -14,6 +14,7 @@ import pandas as pd
 from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.directions import CRM_TO_METAKOCKA
 from sync_pipeline.domain.document import SalesDocument
+from sync_pipeline.domain.plan import KNOWN_ABSENT
 from sync_pipeline.domain.summary import DocumentSummary
 from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
@@ -43,9 +44,6 @@ from sync_pipeline.sync.export.runner import (
     with_breaker_summary,
 )
 from sync_pipeline.sync.rereads import WholeDocuments
-
-KNOWN_ABSENT = "metakocka_absent"
-"""Plan column (sync/incremental.py): a create in Metakocka that may skip its first look-up."""
 
 HALF_WRITTEN_IN_CRM = (
     "not pushed: an earlier write of it to the CRM did not finish; the CRM push resumes it first"
