@@ -16,6 +16,7 @@ from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME
+from sync_pipeline.runs import TAG_REQUESTED_BY
 from sync_pipeline.sandbox.runner import Sandbox, env_values, start_sandbox
 from sync_pipeline.settings import (
     Settings,
@@ -84,7 +85,7 @@ def run_reconciliation(
             partition_key=org.key,
             instance=instance,
             raise_on_error=False,
-            tags={"sync_pipeline/requested_by": "demo"},
+            tags={TAG_REQUESTED_BY: "demo"},
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
         counts = summarise(result, org.id) if result.success else {}

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_pipeline.runs import ORGANIZATION_ID_TAG, organization_run_tags
+from sync_pipeline.runs import ORGANIZATION_ID_TAG, TAG_KIND, organization_run_tags
 
 RECONCILIATION_GROUPS = ("extract", "validate", "plan", "push", "report")
 
@@ -52,5 +52,5 @@ def build_nightly_job(partitions_def: dg.PartitionsDefinition, organizations):
         executor_def=in_process_or_multiprocess_executor,
         description="Two-way reconciliation of one organization: extract both systems, validate, "
         "plan against document_links, push each way, re-materialise sync_status.",
-        tags={"sync_pipeline/kind": "reconciliation"},
+        tags={TAG_KIND: "reconciliation"},
     )

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from sync_pipeline.runs import TAG_KIND
+
 RUN_RETENTION_JOB_NAME = "run_retention"
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
@@ -50,7 +52,7 @@ def build_run_retention_job(keep_days: int) -> dg.JobDefinition:
         name=RUN_RETENTION_JOB_NAME,
         executor_def=dg.in_process_executor,
         description="Deletes finished Dagster runs older than DAGSTER_RUN_RETENTION_DAYS days.",
-        tags={"sync_pipeline/kind": "maintenance"},
+        tags={TAG_KIND: "maintenance"},
         config={"ops": {"delete_old_runs": {"config": {"keep_days": keep_days}}}},
     )
     def run_retention_job():

@@ -18,6 +18,13 @@ TAG_REQUESTED_BY = "sync_pipeline/requested_by"
 TAG_ORGANIZATION = "sync_pipeline/organization"
 """One on-demand run per organization at a time: the run queue's limit is on this tag."""
 TAG_REQUEST_COUNT = "sync_pipeline/requests"
+TAG_KIND = "sync_pipeline/kind"
+"""What a run is for: reconciliation, on_demand, preflight or maintenance."""
+# Dagster's own tags that the code location reads (Dagster sets them; their names are public in
+# the run list, not as constants of its public API).
+TAG_PARTITION = "dagster/partition"
+TAG_USER = "dagster/user"
+TAG_SCHEDULE_NAME = "dagster/schedule_name"
 RUN_KEY_TAG = "dagster/run_key"
 """Dagster's own tag for a sensor's run key; a run the API submits carries it too, so a
 request's run is found by the request's run key whoever launched it."""

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_pipeline.runs import organization_run_tags
+from sync_pipeline.runs import TAG_REQUESTED_BY, organization_run_tags
 from sync_pipeline.settings import Settings
 
 
@@ -22,7 +22,7 @@ def build_nightly_schedule(job, settings: Settings) -> dg.ScheduleDefinition:
             dg.RunRequest(
                 run_key=f"nightly:{org.id}:{night}",
                 partition_key=org.key,
-                tags={"sync_pipeline/requested_by": "schedule", **organization_run_tags(org)},
+                tags={TAG_REQUESTED_BY: "schedule", **organization_run_tags(org)},
             )
             for org in settings.organizations
         ]

@@ -41,6 +41,7 @@ from sync_pipeline.resources import (
     RetryConfig,
     SyncStoreResource,
 )
+from sync_pipeline.runs import TAG_REQUESTED_BY
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings, organizations_to_json
 from sync_pipeline.store.engine import make_engine
@@ -228,7 +229,7 @@ def run_nightly(job, instance, organization_id: str, **kwargs):
         partition_key=partition_key_of(job, organization_id),
         instance=instance,
         raise_on_error=False,
-        tags={"sync_pipeline/requested_by": "faultlab"},
+        tags={TAG_REQUESTED_BY: "faultlab"},
         **kwargs,
     )
 
@@ -486,7 +487,7 @@ def job_child(
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
-            tags={"sync_pipeline/requested_by": "faultlab"},
+            tags={TAG_REQUESTED_BY: "faultlab"},
         )
     os._exit(0 if result.success else 1)
 

@@ -9,11 +9,10 @@ from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.crm.credentials import CredentialsError
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.runs import TAG_REQUESTED_BY, TAG_SCHEDULE_NAME, TAG_USER
 from sync_pipeline.settings import Organization
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.urls import printable_url
-
-PARTITION_TAG_REQUESTED_BY = "sync_pipeline/requested_by"
 
 
 def open_store(
@@ -61,7 +60,7 @@ def requested_by(context: dg.AssetExecutionContext) -> str:
     """Who asked for this run: a tag set by the API/sensor, else the scheduler or the UI user."""
     tags = context.run.tags
     return (
-        tags.get(PARTITION_TAG_REQUESTED_BY)
-        or tags.get("dagster/user")
-        or ("schedule" if "dagster/schedule_name" in tags else "operator")
+        tags.get(TAG_REQUESTED_BY)
+        or tags.get(TAG_USER)
+        or ("schedule" if TAG_SCHEDULE_NAME in tags else "operator")
     )

@@ -29,6 +29,7 @@ from sync_pipeline.resources import (
     OrganizationsResource,
     SyncStoreResource,
 )
+from sync_pipeline.runs import TAG_PARTITION
 from sync_pipeline.settings import parse_organizations
 from sync_pipeline.store.error_log import resolve_run_failures
 from sync_pipeline.store.reporting import (
@@ -59,7 +60,6 @@ GROUP = "report"
 HISTORY_DAYS = 30
 LIMIT_HOURS = 26
 FRESHNESS_LIMIT = timedelta(hours=LIMIT_HOURS)
-PARTITION_TAG = "dagster/partition"
 CHECK_RECONCILED_RECENTLY = "reconciled_within_26_hours"
 FRESHNESS_JOB_NAME = "sync_freshness_check"
 
@@ -177,7 +177,7 @@ def reconciled_within_26_hours(
     orgs = parse_organizations(organizations.organizations_json)
     # Checks are per asset, not per partition: a run of one organization's partition must not
     # fail on another organization that has not run yet.
-    partition = context.run.tags.get(PARTITION_TAG)
+    partition = context.run.tags.get(TAG_PARTITION)
     if partition:
         orgs = [org for org in orgs if partition in (org.key, org.id)]
     return freshness_result(

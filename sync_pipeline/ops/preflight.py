@@ -12,7 +12,7 @@ from sync_pipeline.preflight.findings import BLOCKER, WARN
 from sync_pipeline.preflight.render import report_markdown
 from sync_pipeline.preflight.run import READ_ONLY_NOTICE, preflight_organization
 from sync_pipeline.resources import CrmResource, MetakockaResource, OrganizationsResource
-from sync_pipeline.runs import organization_run_tags
+from sync_pipeline.runs import TAG_KIND, organization_run_tags
 
 JOB_NAME = "preflight"
 OP_NAME = "preflight_checks"
@@ -67,7 +67,7 @@ def build_preflight_job(partitions_def: dg.PartitionsDefinition, organizations):
         ),
         description="Before the first run: what it will do and what will stop it, read-only "
         "(the CRM, Metakocka, the first run's plan, its API calls and time). Fails on a blocker.",
-        tags={"sync_pipeline/kind": "preflight"},
+        tags={TAG_KIND: "preflight"},
     )
     def preflight_job():
         preflight_checks()

@@ -20,9 +20,9 @@ from sync_pipeline.resources import (
     OrganizationsResource,
     SyncStoreResource,
 )
+from sync_pipeline.runs import RUN_KEY_TAG, TAG_KIND, TAG_REQUESTED_BY, TAG_USER
 from sync_pipeline.runs import SYNC_DOCUMENTS_JOB as JOB_NAME
 from sync_pipeline.runs import SYNC_DOCUMENTS_OP as OP_NAME
-from sync_pipeline.runs import TAG_REQUESTED_BY
 from sync_pipeline.store.requests import SyncRequestQueue
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
 from sync_pipeline.sync.export.outcomes import OK
@@ -30,7 +30,6 @@ from sync_pipeline.sync.extract import Quarantined
 from sync_pipeline.sync.targeted import TargetedSyncResult, sync_documents
 
 PLAN_ROWS_SHOWN = 100
-RUN_KEY_TAG = "dagster/run_key"
 
 
 def _progress_logger(context: dg.OpExecutionContext):
@@ -69,7 +68,7 @@ def sync_documents_op(
         direction = config.direction.value
         crm_ids, mk_ids = config.document_ids_by_system()
         tags = context.run.tags
-        requested_by = tags.get(TAG_REQUESTED_BY) or tags.get("dagster/user") or "operator"
+        requested_by = tags.get(TAG_REQUESTED_BY) or tags.get(TAG_USER) or "operator"
         context.log.info(
             f"{'planning' if config.dry_run else 'syncing'} {len(crm_ids) + len(mk_ids)} "
             f"document(s){' and every unsynced one' if config.all_unsynced else ''} "
@@ -214,7 +213,7 @@ def build_sync_documents_job() -> dg.JobDefinition:
         "Sync buttons). Run config: organization_id, direction, document_ids, all_unsynced, "
         "dry_run (a launch with an empty or malformed id is refused). Upserts the sync_status "
         "rows of those documents only.",
-        tags={"sync_pipeline/kind": "on_demand"},
+        tags={TAG_KIND: "on_demand"},
         config=launch_config(),
     )
     def sync_documents_job():

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sync_pipeline.resources import SyncStoreResource
-from sync_pipeline.runs import TAG_REQUEST_COUNT, Batch, batch_requests
+from sync_pipeline.runs import RUN_KEY_TAG, TAG_REQUEST_COUNT, Batch, batch_requests
 from sync_pipeline.store.requests import SyncRequestQueue
 
 SENSOR_NAME = "sync_requests_sensor"
@@ -75,7 +75,7 @@ def sweep_lost_launches(queue: SyncRequestQueue, instance: dg.DagsterInstance, n
     failed = 0
     for request in queue.launched_without_run(now - STALE_AFTER):
         runs = instance.get_runs(
-            filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1
+            filters=dg.RunsFilter(tags={RUN_KEY_TAG: request.run_key}), limit=1
         )
         if not runs:
             failed += queue.fail_run(

@@ -11,12 +11,18 @@ reconciliation (`sync_report`), or by an operator (`sync-pipeline errors resolve
 import dagster as dg
 
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
-from sync_pipeline.runs import ORGANIZATION_ID_TAG
+from sync_pipeline.runs import (
+    ORGANIZATION_ID_TAG,
+    TAG_ORGANIZATION,
+    TAG_PARTITION,
+    TAG_REQUESTED_BY,
+    TAG_USER,
+)
 from sync_pipeline.sensors.finished_runs import handle_runs
 from sync_pipeline.settings import organization_for_partition, parse_organizations
 from sync_pipeline.store.error_log import record_run_failure
 
-ORGANIZATION_TAGS = (ORGANIZATION_ID_TAG, "sync_pipeline/organization")
+ORGANIZATION_TAGS = (ORGANIZATION_ID_TAG, TAG_ORGANIZATION)
 NO_ORGANIZATION = "*"
 
 
@@ -25,7 +31,7 @@ def run_organization(tags: dict, organizations=()) -> str:
     for tag in ORGANIZATION_TAGS:
         if tags.get(tag):
             return tags[tag]
-    partition = tags.get("dagster/partition")
+    partition = tags.get(TAG_PARTITION)
     if not partition:
         return NO_ORGANIZATION
     try:
@@ -82,7 +88,7 @@ def sync_run_failure_sensor(
             job_name=run.job_name,
             message=message,
             stack_trace=trace,
-            requested_by=run.tags.get("sync_pipeline/requested_by") or run.tags.get("dagster/user"),
+            requested_by=run.tags.get(TAG_REQUESTED_BY) or run.tags.get(TAG_USER),
             secrets=[crm.api_key, *metakocka.all_secrets()],
         )
         if recorded:
