@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.store.locks import lock_organization_status
-from sync_pipeline.store.repository import LINK_COLUMNS
+from sync_pipeline.store.repository import LINK_COLUMNS, link_id_conditions
 from sync_pipeline.store.tables import document_links, sync_status
 
 CHUNK = 500
@@ -187,11 +187,7 @@ def delete_link(
     engine: Engine, organization_id: str, *, crm_document_id: str | None, metakocka_id: str | None
 ) -> int:
     """Delete the organization's link naming these ids (nothing when neither is given)."""
-    conditions = []
-    if crm_document_id:
-        conditions.append(document_links.c.crm_document_id == crm_document_id)
-    if metakocka_id:
-        conditions.append(document_links.c.metakocka_id == metakocka_id)
+    conditions = link_id_conditions(crm_document_id, metakocka_id)
     if not conditions:
         return 0
     with engine.begin() as conn:

@@ -60,6 +60,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def link_id_conditions(crm_document_id: str | None, metakocka_id: str | None) -> list:
+    """One condition per id given, on `document_links`: the caller joins them (either id finds
+    a link; both ids name one pair)."""
+    conditions = []
+    if crm_document_id:
+        conditions.append(document_links.c.crm_document_id == crm_document_id)
+    if metakocka_id:
+        conditions.append(document_links.c.metakocka_id == metakocka_id)
+    return conditions
+
+
 class SyncStore:
     """The sync database: document_links, sync_status and sync_error_log."""
 
@@ -98,11 +109,7 @@ class SyncStore:
         crm_document_id: str | None = None,
         metakocka_id: str | None = None,
     ) -> dict | None:
-        conditions = []
-        if crm_document_id:
-            conditions.append(document_links.c.crm_document_id == crm_document_id)
-        if metakocka_id:
-            conditions.append(document_links.c.metakocka_id == metakocka_id)
+        conditions = link_id_conditions(crm_document_id, metakocka_id)
         if not conditions:
             return None
         query = sa.select(document_links).where(

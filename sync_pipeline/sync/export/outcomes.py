@@ -32,7 +32,7 @@ class PushOutcome:
     stack_trace: str | None = None
 
 
-def pending(row, direction: str, message: str) -> PushOutcome:
+def pending(row, direction: str, message: str, error_type: str | None = None) -> PushOutcome:
     """A plan row left for a later run: nothing was sent, `message` says why."""
     return PushOutcome(
         row.action,
@@ -40,5 +40,6 @@ def pending(row, direction: str, message: str) -> PushOutcome:
         SKIPPED,
         text_or_none(getattr(row, "crm_document_id", None)),
         text_or_none(getattr(row, "metakocka_id", None)),
+        error_type=error_type,
         message=message,
     )

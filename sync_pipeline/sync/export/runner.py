@@ -20,7 +20,7 @@ import pandas as pd
 from sync_pipeline.adapters.errors import AuthError, SyncError
 from sync_pipeline.domain.document import MappingError
 from sync_pipeline.domain.text import text_or_none
-from sync_pipeline.sync.export.outcomes import FAILED, SKIPPED, PushOutcome
+from sync_pipeline.sync.export.outcomes import FAILED, SKIPPED, PushOutcome, pending
 
 Progress = Callable[[int, int], None]
 """Called with (documents done, documents in all) after each document."""
@@ -120,15 +120,7 @@ def guarded(row, run, direction: str, breaker: CircuitBreaker) -> PushOutcome:
     """Run one document's push and turn any failure into an outcome; never let one document stop
     the rest. Nothing is sent once the breaker is open."""
     if breaker.is_open:
-        return PushOutcome(
-            row.action,
-            direction,
-            SKIPPED,
-            text_or_none(getattr(row, "crm_document_id", None)),
-            text_or_none(getattr(row, "metakocka_id", None)),
-            error_type="auth",
-            message=f"not attempted: {breaker.reason}",
-        )
+        return pending(row, direction, f"not attempted: {breaker.reason}", error_type="auth")
     attempted_at = datetime.now(UTC)
     try:
         return run(row)
