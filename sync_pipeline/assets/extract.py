@@ -1,11 +1,10 @@
 """Extract assets: the organization's sales documents, read from both systems at once.
 
-One step reads both sides, side by side (two threads: the CRM and Metakocka are separate APIs),
-because what an incremental run must read on one side depends on what changed on the other
-(`sync/incremental.py`): a full sweep reads every document; an incremental run reads what changed
-since the organization's cursor, closed over links and claims (`sync/document_set.py`). The
-two outputs are the two assets downstream steps know, each a `RunSide` carrying the run's
-`SyncScope`.
+One step reads both sides, because what an incremental run must read on one side depends on what
+changed on the other. The step picks the run's window (`incremental.choose_window`: a full sweep
+or an incremental run) and hands it to `sync/run_documents.py`, which gathers the documents by
+the strategy the window calls for. The two outputs are the two assets downstream steps know,
+each a `RunSide` carrying the run's `SyncScope`.
 
 A side that cannot be read (bad credentials, a forbidden IP, an answer that stays malformed after
 the retries) is not a crashed run: the step logs ONE open row for the organization in
@@ -13,7 +12,6 @@ sync_error_log with the error's type, yields no output, and so every later step 
 skipped. Nothing is planned from half the picture, and sync_status keeps its last state.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import dagster as dg
@@ -36,20 +34,9 @@ from sync_pipeline.sync.extract import (
     change_detection,
     crm_context,
     crm_schema_summary,
-    extract_crm,
-    extract_metakocka,
 )
-from sync_pipeline.sync.incremental import (
-    EXTRACT_OP,
-    FULL_SWEEP_EVERY,
-    RunSide,
-    SyncScope,
-    choose_window,
-    close_over_changes,
-    next_cursor,
-)
-from sync_pipeline.sync.lean import lean_sides
-from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS
+from sync_pipeline.sync.incremental import EXTRACT_OP, FULL_SWEEP_EVERY, choose_window
+from sync_pipeline.sync.run_documents import SYSTEM_NAMES, attempt, gather_run_documents
 from sync_pipeline.sync.run_errors import retried_failure_rows, step_failure_row
 
 GROUP = "extract"
@@ -111,9 +98,9 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         org = organizations.for_partition(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         crm_client = crm.client()
-        schema = _attempt(crm_client.schema)  # which published schema; refuse to run on none
+        schema = attempt(crm_client.schema)  # which published schema; refuse to run on none
         if isinstance(schema, SyncError):
-            _log_failure(context, store, org.id, "the CRM", schema)
+            _log_failure(context, store, org.id, SYSTEM_NAMES[CRM], schema)
             return
         context.log.info(crm_schema_summary(schema))
         try:  # from METAKOCKA_SECRET_KEYS, or the CRM's metakocka_credentials (run start)
@@ -135,62 +122,24 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         )
         context.log.info(f"{'full sweep' if window.full else 'incremental run'}: {window.reason}")
         precision = crm_context(crm_client, org.id).precision
-        # A full sweep keeps what the plan needs of each document as it reads (sync/lean.py).
-        links = store.links_frame(org.id, PLAN_LINK_COLUMNS) if window.full else None
-        lean = lean_sides(links, precision) if window.full else {}
-        del links
-        reads = {
-            "the CRM": (
-                crm_client,
-                lambda: extract_crm(
-                    crm_client, org.id, updated_since=window.crm_since, lean=lean.get(CRM)
-                ),
-            ),
-            "Metakocka": (
-                mk_client,
-                lambda: extract_metakocka(
-                    mk_client,
-                    org.id,
-                    changed_since=window.metakocka_since,
-                    precision=precision,
-                    lean=lean.get(METAKOCKA),
-                ),
-            ),
-        }
-        with ThreadPoolExecutor(len(reads), thread_name_prefix="extract") as pool:
-            futures = {system: pool.submit(_attempt, read) for system, (_, read) in reads.items()}
-        results = {system: future.result() for system, future in futures.items()}
         try:
-            failed = [(system, r) for system, r in results.items() if isinstance(r, SyncError)]
-            for system, exc in failed:
+            gathered = gather_run_documents(
+                org.id,
+                window,
+                crm=crm_client,
+                metakocka=mk_client,
+                store=store,
+                precision=precision,
+                read_concurrency=metakocka.max_concurrent_requests,
+            )
+            for system, exc in gathered.failures:
                 _log_failure(context, store, org.id, system, exc)
-            if failed:
+            if gathered.failures:
                 return
-            crm_docs, mk_docs = results["the CRM"], results["Metakocka"]
-            cursor = next_cursor(window, crm_docs)  # from what the window read, not counterparts
-            if window.full:
-                scope = SyncScope(window, next_cursor=cursor)
-                crm_docs, mk_docs = RunSide.of(crm_docs, scope), RunSide.of(mk_docs, scope)
-            else:
-                try:
-                    crm_docs, mk_docs = close_over_changes(
-                        org.id,
-                        window,
-                        crm_docs,
-                        mk_docs,
-                        crm=crm_client,
-                        metakocka=mk_client,
-                        store=store,
-                        read_concurrency=metakocka.max_concurrent_requests,
-                        cursor=cursor,
-                    )
-                except SyncError as exc:
-                    _log_failure(context, store, org.id, "the changed documents' counterparts", exc)
-                    return
-                scope = crm_docs.scope
+            scope = gathered.crm.scope
             for name, extraction, client in (
-                ("crm_sales_documents", crm_docs, crm_client),
-                ("metakocka_sales_documents", mk_docs, mk_client),
+                ("crm_sales_documents", gathered.crm, crm_client),
+                ("metakocka_sales_documents", gathered.metakocka, mk_client),
             ):
                 yield dg.Output(
                     extraction,
@@ -209,13 +158,13 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                     },
                 )
         finally:
-            for system, (client, _) in reads.items():
+            for side, client in ((CRM, crm_client), (METAKOCKA, mk_client)):
                 store.log_errors(
                     retried_failure_rows(
                         client.stats,
                         organization_id=org.id,
                         run_id=context.run.run_id,
-                        system=system,
+                        system=SYSTEM_NAMES[side],
                         step="extraction",
                         requested_by=requested_by(context),
                     )
@@ -229,14 +178,6 @@ def _lean_metadata(extraction: Extraction) -> dict:
     if extraction.lean is None:
         return {}
     return {"documents_held_whole": extraction.lean.held}
-
-
-def _attempt(read) -> Extraction | SyncError:
-    """Run one side's read; a typed API failure is returned, to be logged by the step's thread."""
-    try:
-        return read()
-    except SyncError as exc:
-        return exc
 
 
 def _log_failure(context, store, organization_id: str, system: str, exc: SyncError) -> None:

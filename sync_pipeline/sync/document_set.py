@@ -4,7 +4,8 @@ counterparts, claims and twins. One way for both kinds of such runs; what differ
 - `NAMED_IDS` (an on-demand sync, `sync/targeted.py`): the seeds are the named documents;
 - `since_cursor` (the nightly's incremental run, `sync/incremental.py`): the seeds are what
   changed since the organization's cursor, minus echoes, plus what is retried.
-(A full sweep reads every document of both systems and has nothing to close over.)
+(A full sweep reads every document of both systems and has nothing to close over; which of
+the three a nightly run is, its window decides: `sync/run_documents.py`.)
 
 Why close the set at all: the plan treats a linked document missing from its input as deleted,
 and pairs unlinked documents by the ids they claim, so
