@@ -37,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster import DagsterRun, DefaultRunLauncher, serialize_value
-from dagster._core.code_pointer import ModuleCodePointer
-from dagster._core.launcher import LaunchRunContext
-from dagster._grpc.types import ExecuteRunArgs
-from dagster._serdes import ConfigurableClassData
+
+from sync_pipeline.dagster_private import (
+    ConfigurableClassData,
+    ExecuteRunArgs,
+    LaunchRunContext,
+    ModuleCodePointer,
+)
 
 WORKER_TAG = "sync_pipeline/run_worker"
 """`{"host": ..., "pid": ...}` of the forked run worker that executes the run (to terminate it)."""

@@ -33,9 +33,8 @@ import warnings
 from pathlib import Path
 
 from dagster import DagsterInstance, deserialize_value
-from dagster._cli.api import api_cli  # the `dagster api` command group
-from dagster._grpc.types import ExecuteRunArgs
-from dagster._utils.hosted_user_process import recon_job_from_origin
+
+from sync_pipeline.dagster_private import ExecuteRunArgs, api_cli, recon_job_from_origin
 
 LEARN_EVERY_S = 1.0
 """How often an idle warm process looks for modules its children imported that it has not."""

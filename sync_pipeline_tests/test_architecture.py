@@ -6,6 +6,7 @@ nothing of the run, production code never imports the sandbox, and no module imp
 through a cycle. A broken contract prints the offending import chain in this test's output.
 """
 
+import ast
 from pathlib import Path
 
 from importlinter.cli import lint_imports
@@ -18,3 +19,25 @@ def test_import_contracts_are_kept(capsys):
     report = capsys.readouterr().out
     assert status == 0, report
     assert "0 broken" in report
+
+
+def test_only_dagster_private_imports_dagster_internals():
+    """Dagster's private modules (`dagster._*`) are named in one module, `dagster_private.py`,
+    which says why each is needed; a Dagster upgrade that moves one then breaks one import."""
+    package = PYPROJECT.parent / "sync_pipeline"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "dagster_private.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            offenders += [
+                f"{path.relative_to(package.parent)}:{node.lineno} imports {name}"
+                for name in names
+                if name.startswith("dagster._")
+            ]
+    assert not offenders, "\n".join(offenders)
