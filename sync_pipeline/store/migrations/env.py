@@ -11,11 +11,10 @@ upgrades (several run workers starting at once) take turns. On SQLite the whole 
 rebuilds (with the legacy rename, so the report views survive a rebuild of the table they read).
 """
 
-import os
-
 import sqlalchemy as sa
 from alembic import context
 
+from sync_pipeline.settings import Settings
 from sync_pipeline.store.engine import database_schema, make_engine
 from sync_pipeline.store.migrate import MIGRATION_LOCK_KEY, VERSION_TABLE, include_name
 from sync_pipeline.store.tables import metadata
@@ -24,9 +23,10 @@ config = context.config
 
 
 def _url() -> str:
+    settings = Settings.from_env()  # the one reader of the environment (sync_pipeline/settings.py)
     url = (
         context.get_x_argument(as_dictionary=True).get("db_url")
-        or os.environ.get("SYNC_DATABASE_URL")
+        or (settings.database_url if settings.database_url_from_env else None)
         or config.get_main_option("sqlalchemy.url")
     )
     if not url:
