@@ -245,7 +245,9 @@ class _Changer:
             # By its register label (cancelled in the CRM, or back to shipped: sent).
             status = "Poslano" if doc.get("status_desc") == "canceled" else "Preklicano"
             mk.edit_document(company, doc["mk_id"], {"status_code": status})
-        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        from sync_pipeline.sandbox.crm_values import format_timestamp
+
+        now = format_timestamp(datetime.now(UTC))  # as the CRM prints it (CrmState.load)
         for _ in range(crm_new):
             self.factory.put_in_crm(
                 crm, replace(self.factory.document(), created_at=now, updated_at=now)

@@ -287,8 +287,8 @@ class CrmClient:
             page = self.rows("GET", table, params=page_params)
             if not page:
                 return
+            after = _advanced(table, after, (page[-1]["updated_at"], page[-1]["id"]))
             yield page
-            after = (page[-1]["updated_at"], page[-1]["id"])
 
     def _keyset_by_id(self, table, params, page_size) -> Iterator[list[dict]]:
         after = None
@@ -299,8 +299,8 @@ class CrmClient:
             page = self.rows("GET", table, params=page_params)
             if not page:
                 return
+            after = _advanced(table, after, page[-1]["id"])
             yield page
-            after = page[-1]["id"]
 
     def page_with_count(self, table: str, params: list[tuple[str, str]]) -> tuple[list[dict], int]:
         """One request for the rows the filter selects, with ``Prefer: count=exact``: the rows
@@ -390,3 +390,25 @@ class CrmClient:
         """Delete one document of the organization; its lines go with it (the foreign key
         cascades). False when it did not exist (e.g. a retry after a lost answer)."""
         return delete_document(self, organization_id, document_id)
+
+
+def _advanced(table: str, after, last):
+    """The keyset page's last key, which must come after the previous page's: a server that
+    answers a page again (or goes back) would otherwise keep the read going forever. PostgreSQL
+    orders by value, so `(updated_at, id)` compares as a moment and then an id (a uuid orders as
+    its lowercase hex text, which is how PostgREST prints it)."""
+
+    def comparable(key):
+        return (datetime.fromisoformat(key[0]), key[1]) if isinstance(key, tuple) else key
+
+    try:
+        went_on = after is None or comparable(last) > comparable(after)
+    except (TypeError, ValueError):  # an unreadable updated_at
+        went_on = False
+    if not went_on:
+        raise MalformedResponseError(
+            f"CRM GET {table}: a keyset page did not advance (last key {last!r} after "
+            f"{after!r}); the read stops rather than repeat it",
+            details={"call": f"GET {table}"},
+        )
+    return last

@@ -27,7 +27,7 @@ from typing import Any
 from sync_pipeline.sandbox.amounts import line_net_cents, tax_cents, totals_cents
 from sync_pipeline.sandbox.crm_ddl import DEFAULT_PROFILE, PROFILES, AnyNotNull, Table
 from sync_pipeline.sandbox.crm_engine import Database, Row, Statement
-from sync_pipeline.sandbox.crm_values import PgError, coerce_payload
+from sync_pipeline.sandbox.crm_values import PgError, coerce_payload, printed_timestamp
 
 DOCS, ITEMS = "sales_documents", "sales_document_items"
 ITEMS_KEY = ITEMS
@@ -154,13 +154,16 @@ class CrmState(Database):
 
     def load(self, table: str, rows: Iterable[Row]) -> None:
         """Add rows the caller built complete and consistent (the seeder's fast path): no
-        defaults, coercion, triggers or checks. Timestamps move ``now()`` past them."""
+        defaults, coercion, triggers or checks. Timestamps move ``now()`` past them, and must be
+        printed as PostgreSQL prints them (`crm_values.printed_timestamp`): the ``(updated_at,
+        id)`` order and keyset paging compare that text, and a moment printed otherwise made a
+        keyset read get the same page forever."""
         data = self.tables[table]
         with self.lock:
             for row in rows:
                 data.add(row)
                 if "updated_at" in row:
-                    self.saw_timestamp(row["updated_at"])
+                    self.saw_timestamp(printed_timestamp(row["updated_at"]))
             self.version += 1
 
     def blank_row(self, table: str) -> Row:

@@ -73,6 +73,14 @@ def format_timestamp(moment: datetime) -> str:
     return f"{head}.{fraction}+00:00" if fraction else f"{head}+00:00"
 
 
+def printed_timestamp(text: str | None) -> str | None:
+    """``text`` itself, if it is a timestamptz as PostgreSQL prints it (`format_timestamp`);
+    the store holds no other form (rows loaded without coercion are checked with this)."""
+    if text is not None and format_timestamp(parse_timestamp(text)) != text:
+        raise ValueError(f"not a timestamp as PostgreSQL prints it: {text!r} (format_timestamp)")
+    return text
+
+
 def parse_timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
