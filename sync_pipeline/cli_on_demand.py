@@ -191,7 +191,7 @@ def _remote_unsynced(store, organization: str) -> list[dict]:
     except (SyncError, KeyError) as exc:  # a readable line, not a traceback
         raise click.ClickException(str(exc)) from None
     mk = metakocka_resource.client(found)
-    links = store.links_frame(organization)
+    links = store.links.frame(organization)
     rows = []
     crm_side = extract_crm(crm, organization)
     mk_side = extract_metakocka(mk, organization, precision=crm_side.precision)

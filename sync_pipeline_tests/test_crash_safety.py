@@ -65,7 +65,7 @@ def untraced_creates(sandbox, org, database_url: str, created_crm_ids: set[str])
     """Metakocka documents made from our new CRM documents that document_links does not know."""
     store = SyncStore(database_url)
     try:
-        links = store.links_frame(org.id)
+        links = store.links.frame(org.id)
     finally:
         store.dispose()
     known = set(links["crm_document_id"].dropna())
@@ -263,7 +263,7 @@ def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_p
         assert row.action == "create_in_metakocka"
         # ...but another run recorded its intent, sent the create and died before binding it,
         # after our extraction: the intent found at push time forces the look-up.
-        store.record_intent(
+        store.links.record_intent(
             org.id,
             state=LINK_CREATING_IN_METAKOCKA,
             crm_document_id=crm_id,
@@ -288,7 +288,7 @@ def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_p
             if d.get("buyer_order") == ref
         ]
         assert len(copies) == 1
-        link = store.find_link(org.id, crm_document_id=crm_id)
+        link = store.links.find(org.id, crm_document_id=crm_id)
         assert (link["state"], link["metakocka_id"]) == ("linked", str(landed["mk_id"]))
         # The only put_document sent by the push is the replace that makes the found copy match.
         puts = mk_client.stats.snapshot()["calls"]["metakocka put_document"] - calls_before

@@ -22,7 +22,7 @@ def store(request):
 
 
 def test_database_forbids_a_second_link_for_the_same_document(store):
-    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
+    store.links.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
     now = sa.func.now()
     with pytest.raises(IntegrityError), store.engine.begin() as conn:
         conn.execute(
@@ -49,13 +49,13 @@ def test_database_forbids_a_second_link_for_the_same_document(store):
 
 
 def test_intent_then_bind_is_one_link(store):
-    store.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")
-    store.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")  # no-op
-    links = store.links_frame(ORG)
+    store.links.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")
+    store.links.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")  # no-op
+    links = store.links.frame(ORG)
     assert len(links) == 1 and links.iloc[0]["state"] == LINK_CREATING_IN_METAKOCKA
-    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
-    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h2")
-    links = store.links_frame(ORG)
+    store.links.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
+    store.links.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h2")
+    links = store.links.frame(ORG)
     assert len(links) == 1
     assert links.iloc[0]["state"] == LINK_LINKED
     assert links.iloc[0]["content_hash"] == "h2"

@@ -136,7 +136,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         context.log.info(f"{'full sweep' if window.full else 'incremental run'}: {window.reason}")
         precision = crm_context(crm_client, org.id).precision
         # A full sweep keeps what the plan needs of each document as it reads (sync/lean.py).
-        links = store.links_frame(org.id, PLAN_LINK_COLUMNS) if window.full else None
+        links = store.links.frame(org.id, PLAN_LINK_COLUMNS) if window.full else None
         lean = lean_sides(links, precision) if window.full else {}
         del links
         reads = {

@@ -92,7 +92,7 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             # link would look like a deletion (sync/incremental.py).
             scope.links
             if scope is not None and scope.incremental
-            else store.links_frame(org_id, PLAN_LINK_COLUMNS),
+            else store.links.frame(org_id, PLAN_LINK_COLUMNS),
             conflict_policy=org.conflict_policy,
             resolutions=resolutions,
             change_order=metakocka_change_order(mk_client),
@@ -103,7 +103,7 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         # A new conflict's error row lists its differences: what a full sweep summarised is
         # read again for it (sync/rereads.py).
         with WholeDocuments(
-            org_id, engine=store.engine, crm=crm.client(), metakocka=mk_client
+            org_id, links=store.links, crm=crm.client(), metakocka=mk_client
         ) as whole:
             store.log_errors(
                 error_rows(

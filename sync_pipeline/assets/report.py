@@ -17,7 +17,6 @@ from sync_pipeline.resources import (
 )
 from sync_pipeline.store.cursors import save_cursor
 from sync_pipeline.store.run_report import (
-    duplicate_link_count,
     new_errors_by_type,
     open_error_count,
 )
@@ -66,7 +65,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         if scope is not None and scope.incremental:
             # Only the documents this run looked at: every other row stays as it was.
             _, changed = upsert_statuses(
-                store.engine,
+                store,
                 org_id,
                 crm_ids=sync_plan["crm_document_id"].dropna(),
                 metakocka_ids=sync_plan["metakocka_id"].dropna(),
@@ -79,7 +78,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             # Every document's row, made and compared with its current row a slice at a time:
             # only the differences are kept and written (sync/status_sweep.py).
             changed, gone = sweep_status(
-                store.engine,
+                store,
                 org_id,
                 sync_plan,
                 outcomes=outcomes,
@@ -183,7 +182,7 @@ class _StatusTally:
 
 
 def _no_duplicate_links(store, org_id: str) -> dg.AssetCheckResult:
-    duplicates = duplicate_link_count(store.engine, org_id)
+    duplicates = store.links.duplicate_count(org_id)
     return dg.AssetCheckResult(
         check_name=CHECK_NO_DUPLICATE_LINKS,
         passed=duplicates == 0,

@@ -123,7 +123,7 @@ def _validated(store, org_id, scope, *extractions: RunSide) -> list[ValidatedSid
     known = synced_hashes(
         scope.links
         if scope is not None and scope.incremental
-        else store.links_frame(org_id, PLAN_LINK_COLUMNS)
+        else store.links.frame(org_id, PLAN_LINK_COLUMNS)
     )
     return [
         validate_extraction(e, synced_hashes=known[e.side], known_by_link=e.known_by_link)

@@ -1,8 +1,8 @@
 """Per-document reads and writes of the sync database, for on-demand syncs and status look-ups.
 
 The nightly reconciliation re-materialises a whole organization's `sync_status`; an on-demand run
-touches a handful of documents, so it reads only their links and status rows and *upserts* only
-their status rows here. Id lists are chunked to keep `IN (...)` lists small.
+touches a handful of documents, so it reads only their status rows and *upserts* only those here
+(their links: `Links.for_ids`).
 """
 
 from collections.abc import Iterable
@@ -12,62 +12,16 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from sync_pipeline.store.id_lists import chunks, rows_naming
 from sync_pipeline.store.locks import lock_organization_status
-from sync_pipeline.store.repository import LINK_COLUMNS, link_id_conditions
-from sync_pipeline.store.tables import document_links, sync_status
-
-CHUNK = 500
-
-
-def _chunks(ids: Iterable[str]) -> list[list[str]]:
-    unique = list(dict.fromkeys(i for i in ids if i))
-    return [unique[i : i + CHUNK] for i in range(0, len(unique), CHUNK)]
-
-
-def _either(table: sa.Table, crm_ids: list[str], mk_ids: list[str]):
-    conditions = []
-    if crm_ids:
-        conditions.append(table.c.crm_document_id.in_(crm_ids))
-    if mk_ids:
-        conditions.append(table.c.metakocka_id.in_(mk_ids))
-    return sa.or_(*conditions) if conditions else sa.false()
-
-
-def _rows_for(
-    engine: Engine,
-    table: sa.Table,
-    columns,
-    organization_id: str,
-    crm_ids: Iterable[str],
-    mk_ids: Iterable[str],
-) -> list[tuple]:
-    """The rows naming any of the ids, once each (`columns` start with the table's `id`)."""
-    crm_chunks, mk_chunks = _chunks(crm_ids), _chunks(mk_ids)
-    rows: dict = {}
-    with engine.connect() as conn:
-        for crm_chunk, mk_chunk in [(c, []) for c in crm_chunks] + [([], m) for m in mk_chunks]:
-            query = sa.select(*columns).where(
-                table.c.organization_id == organization_id, _either(table, crm_chunk, mk_chunk)
-            )
-            for row in conn.execute(query):  # tuples: a mapping per row costs 20x more
-                rows[row[0]] = tuple(row)
-    return list(rows.values())
-
-
-def links_for(
-    engine: Engine, organization_id: str, crm_ids: Iterable[str], mk_ids: Iterable[str]
-) -> pd.DataFrame:
-    """The link rows that name any of the ids (the columns of `SyncStore.links_frame`)."""
-    columns = [document_links.c.id, *[document_links.c[name] for name in LINK_COLUMNS]]
-    rows = _rows_for(engine, document_links, columns, organization_id, crm_ids, mk_ids)
-    return pd.DataFrame.from_records(rows, columns=["id", *LINK_COLUMNS]).drop(columns="id")
+from sync_pipeline.store.tables import sync_status
 
 
 def status_for(
     engine: Engine, organization_id: str, crm_ids: Iterable[str], mk_ids: Iterable[str]
 ) -> pd.DataFrame:
     """The sync_status rows that name any of the ids."""
-    rows = _rows_for(engine, sync_status, [sync_status], organization_id, crm_ids, mk_ids)
+    rows = rows_naming(engine, sync_status, [sync_status], organization_id, crm_ids, mk_ids)
     return pd.DataFrame.from_records(rows, columns=[c.name for c in sync_status.columns])
 
 
@@ -83,14 +37,14 @@ def upsert_status(engine: Engine, organization_id: str, rows: list[dict]) -> int
     mk_ids = [r["metakocka_id"] for r in rows if r.get("metakocka_id")]
     with engine.begin() as conn:
         lock_organization_status(conn, organization_id)  # not while a nightly run rewrites them
-        for crm_chunk in _chunks(crm_ids):
+        for crm_chunk in chunks(crm_ids):
             conn.execute(
                 sync_status.delete().where(
                     sync_status.c.organization_id == organization_id,
                     sync_status.c.crm_document_id.in_(crm_chunk),
                 )
             )
-        for mk_chunk in _chunks(mk_ids):
+        for mk_chunk in chunks(mk_ids):
             conn.execute(
                 sync_status.delete().where(
                     sync_status.c.organization_id == organization_id,
@@ -171,28 +125,3 @@ def status_row_ids(engine: Engine, organization_id: str) -> np.ndarray:
     query = sa.select(sync_status.c.id).where(sync_status.c.organization_id == organization_id)
     with engine.connect() as conn:
         return np.sort(np.fromiter((row_id for (row_id,) in conn.execute(query)), np.int64))
-
-
-def linked_metakocka_count(engine: Engine, organization_id: str) -> int:
-    """How many of the organization's links name a Metakocka document."""
-    query = sa.select(sa.func.count()).where(
-        document_links.c.organization_id == organization_id,
-        document_links.c.metakocka_id.is_not(None),
-    )
-    with engine.connect() as conn:
-        return conn.execute(query).scalar_one()
-
-
-def delete_link(
-    engine: Engine, organization_id: str, *, crm_document_id: str | None, metakocka_id: str | None
-) -> int:
-    """Delete the organization's link naming these ids (nothing when neither is given)."""
-    conditions = link_id_conditions(crm_document_id, metakocka_id)
-    if not conditions:
-        return 0
-    with engine.begin() as conn:
-        return conn.execute(
-            document_links.delete().where(
-                document_links.c.organization_id == organization_id, *conditions
-            )
-        ).rowcount

@@ -6,69 +6,19 @@ remote call (the OCA connector's lesson: bind the remote id the moment the remot
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from sync_pipeline.adapters.redact import redact
+from sync_pipeline.store.clock import utcnow
 from sync_pipeline.store.engine import database_schema, make_engine
-from sync_pipeline.store.frames import read_frame
+from sync_pipeline.store.frames import REPEATED_TEXTS, read_frame
+from sync_pipeline.store.links import Links
 from sync_pipeline.store.locks import lock_organization_status
 from sync_pipeline.store.migrate import upgrade
 from sync_pipeline.store.status_diff import diff_status
-from sync_pipeline.store.tables import (
-    LINK_LINKED,
-    WARNING,
-    document_links,
-    sync_error_log,
-    sync_status,
-)
-
-__all__ = ["SyncStore", "make_engine", "utcnow"]
-
-LINK_COLUMNS = [
-    "crm_document_id",
-    "metakocka_id",
-    "content_hash",
-    "state",
-    "document_type",
-    "metakocka_doc_type",
-    "crm_document_number",
-    "metakocka_count_code",
-    "last_synced_at",
-]
-
-
-REPEATED_TEXTS = frozenset(
-    {
-        "organization_id",
-        "state",
-        "document_type",
-        "metakocka_doc_type",
-        "status",
-        "last_direction",
-        "last_error",
-        "metakocka_status",
-    }
-)
-"""Columns of links and sync_status rows that hold a few words over many rows (`read_frame`)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def link_id_conditions(crm_document_id: str | None, metakocka_id: str | None) -> list:
-    """One condition per id given, on `document_links`: the caller joins them (either id finds
-    a link; both ids name one pair)."""
-    conditions = []
-    if crm_document_id:
-        conditions.append(document_links.c.crm_document_id == crm_document_id)
-    if metakocka_id:
-        conditions.append(document_links.c.metakocka_id == metakocka_id)
-    return conditions
+from sync_pipeline.store.tables import WARNING, sync_error_log, sync_status
 
 
 class SyncStore:
@@ -81,6 +31,7 @@ class SyncStore:
         self.schema = database_schema(url, schema)
         self.engine = make_engine(url, self.schema)
         self._secrets = tuple(s for s in secrets if s)
+        self.links = Links(self.engine)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Redact these too from now on (a secret learned after opening: the CRM's
@@ -93,126 +44,6 @@ class SyncStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-    # ----------------------------------------------------------------- links (the binder)
-    def links_frame(self, organization_id: str, columns: list[str] = LINK_COLUMNS) -> pd.DataFrame:
-        """The organization's links (`columns` of them: the plan reads four)."""
-        query = sa.select(*[document_links.c[name] for name in columns]).where(
-            document_links.c.organization_id == organization_id
-        )
-        return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS)
-
-    def find_link(
-        self,
-        organization_id: str,
-        *,
-        crm_document_id: str | None = None,
-        metakocka_id: str | None = None,
-    ) -> dict | None:
-        conditions = link_id_conditions(crm_document_id, metakocka_id)
-        if not conditions:
-            return None
-        query = sa.select(document_links).where(
-            document_links.c.organization_id == organization_id, sa.or_(*conditions)
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        return dict(row) if row else None
-
-    def record_intent(
-        self,
-        organization_id: str,
-        *,
-        state: str,
-        crm_document_id: str,
-        metakocka_id: str | None = None,
-        document_type: str | None = None,
-    ) -> None:
-        """Write down, before a create is sent, that it is about to be sent.
-
-        If a link for this document already exists (an earlier unfinished intent, or a concurrent
-        run's), it is left as it is: the caller resolves by lookup either way.
-        """
-        now = utcnow()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    document_links.insert().values(
-                        organization_id=organization_id,
-                        crm_document_id=crm_document_id,
-                        metakocka_id=metakocka_id,
-                        document_type=document_type,
-                        state=state,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
-            pass
-
-    def bind(
-        self,
-        organization_id: str,
-        *,
-        crm_document_id: str,
-        metakocka_id: str,
-        content_hash: str | None,
-        document_type: str | None = None,
-        metakocka_doc_type: str | None = None,
-        crm_document_number: str | None = None,
-        metakocka_count_code: str | None = None,
-    ) -> None:
-        """Link the two ids (or refresh the link's hash): the document is in sync as of now."""
-        now = utcnow()
-        values = {
-            "crm_document_id": crm_document_id,
-            "metakocka_id": metakocka_id,
-            "content_hash": content_hash,
-            "state": LINK_LINKED,
-            "updated_at": now,
-            "last_synced_at": now,
-        }
-        optional = {
-            "document_type": document_type,
-            "metakocka_doc_type": metakocka_doc_type,
-            "crm_document_number": crm_document_number,
-            "metakocka_count_code": metakocka_count_code,
-        }
-        values.update({key: value for key, value in optional.items() if value is not None})
-        match = sa.and_(
-            document_links.c.organization_id == organization_id,
-            sa.or_(
-                document_links.c.crm_document_id == crm_document_id,
-                document_links.c.metakocka_id == metakocka_id,
-            ),
-        )
-        # Update, else insert; a concurrent binder of the same pair may insert first, and then the
-        # unique constraint refuses ours and the second pass updates its row.
-        for attempt in (1, 2):
-            try:
-                with self.engine.begin() as conn:
-                    update = document_links.update().where(match).values(**values)
-                    if not conn.execute(update).rowcount:
-                        conn.execute(
-                            document_links.insert().values(
-                                organization_id=organization_id, created_at=now, **values
-                            )
-                        )
-                return
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-
-    def forget_intent(self, organization_id: str, crm_document_id: str) -> None:
-        """Drop an unfinished create intent whose create was definitely refused."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                document_links.delete().where(
-                    document_links.c.organization_id == organization_id,
-                    document_links.c.crm_document_id == crm_document_id,
-                    document_links.c.state != LINK_LINKED,
-                )
-            )
 
     # ----------------------------------------------------------------- error log
     def log_errors(self, rows: list[dict]) -> int:

@@ -1,10 +1,10 @@
 """What the reconciliation's report assets count in the sync tables (assets/report.py): a run's
-new errors, the organization's open ones, and links that pair one document twice."""
+new errors and the organization's open ones."""
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sync_pipeline.store.tables import document_links, sync_error_log
+from sync_pipeline.store.tables import sync_error_log
 
 
 def new_errors_by_type(engine: Engine, organization_id: str, run_id: str) -> dict[str, int]:
@@ -29,19 +29,3 @@ def open_error_count(engine: Engine, organization_id: str) -> int:
     )
     with engine.connect() as conn:
         return conn.execute(query).scalar_one()
-
-
-def duplicate_link_count(engine: Engine, organization_id: str) -> int:
-    """CRM or Metakocka ids linked more than once in the organization (each one a duplicate
-    pairing; exactly-once says there are none)."""
-    duplicates = 0
-    with engine.connect() as conn:
-        for column in (document_links.c.crm_document_id, document_links.c.metakocka_id):
-            query = (
-                sa.select(column)
-                .where(document_links.c.organization_id == organization_id, column.is_not(None))
-                .group_by(column)
-                .having(sa.func.count() > 1)
-            )
-            duplicates += len(conn.execute(query).all())
-    return duplicates

@@ -21,7 +21,7 @@ from sync_pipeline.crm.mirror import (
 )
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.domain.summary import was_read
-from sync_pipeline.store.document_queries import links_for, status_for
+from sync_pipeline.store.document_queries import status_for
 from sync_pipeline.store.error_log import document_errors, open_errors_of_kind, resolve_error_ids
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.export.outcomes import OK
@@ -129,7 +129,7 @@ def _rows_to_write(crm, store, organization, rows, errors, result, known_owners)
     wanted = {*paired, *entity_of.values()}
     owners = {i: known_owners[i] for i in wanted if i in known_owners}
     owners |= crm.document_owners(org_id, sorted(wanted - set(owners)))
-    links = links_for(store.engine, org_id, list(paired), [])
+    links = store.links.for_ids(org_id, list(paired), [])
     doc_types = {
         str(link["crm_document_id"]): link.get("metakocka_doc_type") for link in _records(links)
     }

@@ -49,7 +49,7 @@ from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.domain.plan import KNOWN_ABSENT
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.cursors import SyncCursor
-from sync_pipeline.store.document_queries import links_for, status_for
+from sync_pipeline.store.document_queries import status_for
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.resolutions import pending_resolutions
 from sync_pipeline.store.retries import documents_to_retry
@@ -231,7 +231,7 @@ def close_over_changes(
         since_cursor(read_concurrency),
         crm=crm,
         metakocka=metakocka,
-        engine=store.engine,
+        store=store,
         precision=precision,
     )
     crm_found = found_by_id(crm_changed)
@@ -272,7 +272,7 @@ def _echoes(store, organization_id, crm_found: dict, mk_found: dict, synced_crm,
     outside the hash, docs/field-ownership.md), so changed Metakocka documents are always
     planned, against their CRM counterparts (cheap to read: a hundred per call).
     """
-    links = links_for(store.engine, organization_id, crm_found, [])
+    links = store.links.for_ids(organization_id, crm_found, [])
     linked = links.loc[
         (links["state"] == LINK_LINKED)
         & links["crm_document_id"].notna()
@@ -329,6 +329,6 @@ def mark_known_absent(
     if scope is not None and scope.incremental and not scope.metakocka_full_read:
         return plan
     ids = [i for i in plan.loc[creates, "crm_document_id"] if i]
-    known = set(links_for(store.engine, organization_id, ids, [])["crm_document_id"])
+    known = set(store.links.for_ids(organization_id, ids, [])["crm_document_id"])
     plan.loc[creates, KNOWN_ABSENT] = ~plan.loc[creates, "crm_document_id"].isin(known)
     return plan

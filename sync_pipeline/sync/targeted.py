@@ -103,7 +103,7 @@ def collect_documents(
         NAMED_IDS,
         crm=crm,
         metakocka=metakocka,
-        engine=store.engine,
+        store=store,
         precision=crm_context(crm, organization_id).precision,
     )
     requested_crm, requested_mk = list(crm_ids), list(metakocka_ids)
@@ -145,7 +145,7 @@ def sync_documents(
     known_mk: dict[str, Found] = {}
     known_crm: dict[str, Found] = {}
     if all_unsynced:
-        links = store.links_frame(organization_id)
+        links = store.links.frame(organization_id)
         if direction in (METAKOCKA_TO_CRM, BOTH):
             precision = crm_context(crm, organization_id).precision
             extraction = extract_metakocka(metakocka, organization_id, precision=precision)
@@ -233,7 +233,7 @@ def _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, r
     )
     record_status_warnings(store, organization_id, plan, run_id=run_id, requested_by=requested_by)
     rows, _ = upsert_statuses(
-        store.engine,
+        store,
         organization_id,
         crm_ids=docs.documents.crm,
         metakocka_ids=docs.documents.metakocka,
