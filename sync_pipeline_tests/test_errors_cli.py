@@ -64,7 +64,7 @@ def seeded(db_url):
         ],
     )
     store.replace_status(OTHER, [status("o-1", "om-1", "synced", org=OTHER)])
-    store.log_errors(
+    store.errors.log(
         [
             error("c-ok", "m-ok", "transient", "Metakocka timed out", 20),
             error("c-ok", "m-ok", "rejected", "bad tax code", 21),

@@ -62,7 +62,7 @@ def test_intent_then_bind_is_one_link(store):
 
 
 def test_error_rows_are_redacted_and_resolvable(store):
-    store.log_errors(
+    store.errors.log(
         [
             {
                 "organization_id": ORG,
@@ -74,12 +74,12 @@ def test_error_rows_are_redacted_and_resolvable(store):
             }
         ]
     )
-    errors = store.open_errors(ORG)
+    errors = store.errors.open_frame(ORG)
     assert len(errors) == 1
     text = str(errors.iloc[0].to_dict())
     assert "mk_sk_topsecret" not in text
-    assert store.resolve_errors(ORG, crm_document_ids=["c1"], note="fixed") == 1
-    assert store.open_errors(ORG).empty
+    assert store.errors.resolve_for_documents(ORG, crm_document_ids=["c1"], note="fixed") == 1
+    assert store.errors.open_frame(ORG).empty
 
 
 def test_replace_status_rematerialises_one_organization(store):

@@ -210,7 +210,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                 )
         finally:
             for system, (client, _) in reads.items():
-                store.log_errors(
+                store.errors.log(
                     retried_failure_rows(
                         client.stats,
                         organization_id=org.id,
@@ -240,7 +240,7 @@ def _attempt(read) -> Extraction | SyncError:
 
 
 def _log_failure(context, store, organization_id: str, system: str, exc: SyncError) -> None:
-    store.log_errors(
+    store.errors.log(
         [
             step_failure_row(
                 exc,

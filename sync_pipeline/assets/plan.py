@@ -105,17 +105,17 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         with WholeDocuments(
             org_id, links=store.links, crm=crm.client(), metakocka=mk_client
         ) as whole:
-            store.log_errors(
+            store.errors.log(
                 error_rows(
                     organization_id=org_id,
                     run_id=context.run.run_id,
                     plan=plan,
-                    open_errors=store.open_errors(org_id, "conflict"),
+                    open_errors=store.errors.open_frame(org_id, "conflict"),
                     requested_by=requested_by(context),
                     read_again=whole.for_differences,
                 )
             )
-        store.log_errors(  # the failures its retries absorbed (sync/run_errors.py)
+        store.errors.log(  # the failures its retries absorbed (sync/run_errors.py)
             retried_failure_rows(
                 mk_client.stats,
                 organization_id=org_id,

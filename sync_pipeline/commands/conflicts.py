@@ -11,7 +11,7 @@ from sync_pipeline.commands.common import (
     db_url_option,
     echo_json,
     organization_option,
-    sync_engine,
+    sync_store,
 )
 from sync_pipeline.domain.policies import WINNER_CRM, WINNERS
 
@@ -33,8 +33,8 @@ def list_command(organization, db_url, as_json, fields):
     from sync_pipeline.store.resolutions import list_conflicts
 
     check_organization(organization)
-    with sync_engine(db_url) as engine:
-        views = list_conflicts(engine, organization)
+    with sync_store(db_url) as store:
+        views = list_conflicts(store.engine, organization)
     if as_json:
         echo_json([asdict(v) for v in views])
         return
@@ -74,9 +74,9 @@ def resolve_command(organization, document, winner, note, resolved_by, db_url):
 
     check_organization(organization)
     try:
-        with sync_engine(db_url) as engine:
+        with sync_store(db_url) as store:
             resolution = resolve_conflict(
-                engine,
+                store.engine,
                 organization,
                 document,
                 winner,

@@ -1,5 +1,5 @@
 """Queries behind the sync report and the freshness check (tables `reconciliation_runs` and
-`sync_status_history`, and read-only looks at sync_status and sync_error_log)."""
+`sync_status_history`, and read-only looks at sync_status)."""
 
 from datetime import UTC, date, datetime
 
@@ -8,11 +8,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from sync_pipeline.store.repository import utcnow
+from sync_pipeline.store.clock import utcnow
 from sync_pipeline.store.tables import (
     SYNC_STATUSES,
     reconciliation_runs,
-    sync_error_log,
     sync_status,
     sync_status_history,
 )
@@ -117,95 +116,6 @@ def status_history(engine: Engine, organization_id: str, since: date) -> pd.Data
         index="snapshot_date", columns="status", values="documents", aggfunc="sum", fill_value=0
     )
     return wide.reindex(columns=list(SYNC_STATUSES), fill_value=0).sort_index()
-
-
-def top_open_errors(engine: Engine, organization_id: str, limit: int = 10) -> pd.DataFrame:
-    """Open errors grouped by type and message, most frequent first, each with one of its
-    documents (ids, and numbers from sync_status) so a reader can open it."""
-    query = (
-        sa.select(
-            sync_error_log.c.error_type,
-            sync_error_log.c.message,
-            sa.func.count().label("errors"),
-            sa.func.max(sync_error_log.c.occurred_at).label("last_seen"),
-            sa.func.min(sync_error_log.c.crm_document_id).label("crm_document_id"),
-            sa.func.min(sync_error_log.c.metakocka_id).label("metakocka_id"),
-        )
-        .where(
-            sync_error_log.c.organization_id == organization_id,
-            sync_error_log.c.resolved_at.is_(None),
-        )
-        .group_by(sync_error_log.c.error_type, sync_error_log.c.message)
-        .order_by(sa.func.count().desc(), sa.func.max(sync_error_log.c.occurred_at).desc())
-        .limit(limit)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-        crm_ids = [r.crm_document_id for r in rows if r.crm_document_id]
-        mk_ids = [r.metakocka_id for r in rows if r.metakocka_id]
-        numbers = conn.execute(
-            sa.select(
-                sync_status.c.crm_document_id,
-                sync_status.c.metakocka_id,
-                sync_status.c.crm_document_number,
-                sync_status.c.metakocka_count_code,
-            ).where(
-                sync_status.c.organization_id == organization_id,
-                sa.or_(
-                    sync_status.c.crm_document_id.in_(crm_ids),
-                    sync_status.c.metakocka_id.in_(mk_ids),
-                ),
-            )
-        ).all()
-    by_crm = {n.crm_document_id: n for n in numbers if n.crm_document_id}
-    by_mk = {n.metakocka_id: n for n in numbers if n.metakocka_id}
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "error_type", "message", "errors", "last_seen", "crm_document_id", "metakocka_id"
-        ],
-    )  # fmt: skip
-    status = [by_crm.get(r.crm_document_id) or by_mk.get(r.metakocka_id) for r in rows]
-    frame["document_number"] = [
-        (s.crm_document_number or s.metakocka_count_code) if s is not None else None for s in status
-    ]
-    return frame
-
-
-def resolve_errors_of_vanished_documents(engine: Engine, organization_id: str, note: str) -> int:
-    """Close open document errors whose document is no longer known on either side (deleted on
-    both, e.g. by hand): nothing is left to fix. Run after a full reconciliation only."""
-    known_crm = sa.select(sync_status.c.crm_document_id).where(
-        sync_status.c.organization_id == organization_id,
-        sync_status.c.crm_document_id.is_not(None),
-    )
-    known_mk = sa.select(sync_status.c.metakocka_id).where(
-        sync_status.c.organization_id == organization_id,
-        sync_status.c.metakocka_id.is_not(None),
-    )
-    crm_gone = sa.and_(
-        sync_error_log.c.crm_document_id.is_not(None),
-        sync_error_log.c.crm_document_id.not_in(known_crm),
-    )
-    mk_gone = sa.and_(
-        sync_error_log.c.metakocka_id.is_not(None),
-        sync_error_log.c.metakocka_id.not_in(known_mk),
-    )
-    no_crm = sa.or_(sync_error_log.c.crm_document_id.is_(None), crm_gone)
-    no_mk = sa.or_(sync_error_log.c.metakocka_id.is_(None), mk_gone)
-    query = (
-        sync_error_log.update()
-        .where(
-            sync_error_log.c.organization_id == organization_id,
-            sync_error_log.c.resolved_at.is_(None),
-            sa.or_(crm_gone, mk_gone),
-            no_crm,
-            no_mk,
-        )
-        .values(resolved_at=utcnow(), resolution_note=note)
-    )
-    with engine.begin() as conn:
-        return conn.execute(query).rowcount
 
 
 def _utc(value):

@@ -4,21 +4,19 @@ Every write that learns an outcome is its own short transaction, committed befor
 remote call (the OCA connector's lesson: bind the remote id the moment the remote write succeeds).
 """
 
-import json
 from collections.abc import Iterable
 
 import pandas as pd
 import sqlalchemy as sa
 
-from sync_pipeline.adapters.redact import redact
-from sync_pipeline.store.clock import utcnow
 from sync_pipeline.store.engine import database_schema, make_engine
+from sync_pipeline.store.error_log import ErrorLog
 from sync_pipeline.store.frames import REPEATED_TEXTS, read_frame
 from sync_pipeline.store.links import Links
 from sync_pipeline.store.locks import lock_organization_status
 from sync_pipeline.store.migrate import upgrade
 from sync_pipeline.store.status_diff import diff_status
-from sync_pipeline.store.tables import WARNING, sync_error_log, sync_status
+from sync_pipeline.store.tables import sync_status
 
 
 class SyncStore:
@@ -30,13 +28,13 @@ class SyncStore:
         self.url = url
         self.schema = database_schema(url, schema)
         self.engine = make_engine(url, self.schema)
-        self._secrets = tuple(s for s in secrets if s)
         self.links = Links(self.engine)
+        self.errors = ErrorLog(self.engine, secrets)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Redact these too from now on (a secret learned after opening: the CRM's
         `metakocka_credentials`)."""
-        self._secrets = tuple(dict.fromkeys([*self._secrets, *(s for s in secrets if s)]))
+        self.errors.add_secrets(secrets)
 
     def create_schema(self) -> None:
         """Bring the database to the newest migration (cheap when it is already there)."""
@@ -44,94 +42,6 @@ class SyncStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-    # ----------------------------------------------------------------- error log
-    def log_errors(self, rows: list[dict]) -> int:
-        """Append error rows, redacting every text column (secrets never reach the table)."""
-        if not rows:
-            return 0
-        now = utcnow()
-        clean = []
-        for row in rows:
-            details = row.get("details")
-            clean.append(
-                {
-                    "occurred_at": row.get("occurred_at") or now,
-                    "organization_id": row["organization_id"],
-                    "run_id": row.get("run_id"),
-                    "direction": row.get("direction"),
-                    "crm_document_id": row.get("crm_document_id"),
-                    "metakocka_id": row.get("metakocka_id"),
-                    "error_type": row["error_type"],
-                    "message": redact(str(row["message"]), self._secrets),
-                    "details": json.loads(redact(json.dumps(details, default=str), self._secrets))
-                    if details is not None
-                    else None,
-                    "stack_trace": redact(row["stack_trace"], self._secrets)
-                    if row.get("stack_trace")
-                    else None,
-                    "requested_by": row.get("requested_by"),
-                    # A failure a retry already absorbed is logged resolved (sync/retried.py).
-                    "resolved_at": row.get("resolved_at"),
-                    "resolution_note": row.get("resolution_note"),
-                }
-            )
-        with self.engine.begin() as conn:
-            conn.execute(sync_error_log.insert(), clean)
-        return len(clean)
-
-    def open_errors(self, organization_id: str, error_type: str | None = None) -> pd.DataFrame:
-        query = sa.select(sync_error_log).where(
-            sync_error_log.c.organization_id == organization_id,
-            sync_error_log.c.resolved_at.is_(None),
-        )
-        if error_type:
-            query = query.where(sync_error_log.c.error_type == error_type)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return pd.DataFrame(rows, columns=[c.name for c in sync_error_log.columns])
-
-    def resolve_errors(
-        self,
-        organization_id: str,
-        *,
-        crm_document_ids: Iterable[str] = (),
-        metakocka_ids: Iterable[str] = (),
-        note: str,
-        only_types: Iterable[str] | None = None,
-    ) -> int:
-        """Close the open errors of documents that are now fine (chunked to keep IN lists small).
-
-        Without `only_types`, every type but `warning`: a warning is about what the document
-        holds (an unmapped Metakocka status), which a successful sync does not change, so only
-        the check that raised it closes it (`only_types=[WARNING]`, sync/statuses.py).
-        """
-        resolved = 0
-        now = utcnow()
-        for column, ids in (
-            (
-                sync_error_log.c.crm_document_id,
-                list(dict.fromkeys(i for i in crm_document_ids if i)),
-            ),
-            (sync_error_log.c.metakocka_id, list(dict.fromkeys(i for i in metakocka_ids if i))),
-        ):
-            for start in range(0, len(ids), 500):
-                query = (
-                    sync_error_log.update()
-                    .where(
-                        sync_error_log.c.organization_id == organization_id,
-                        sync_error_log.c.resolved_at.is_(None),
-                        column.in_(ids[start : start + 500]),
-                    )
-                    .values(resolved_at=now, resolution_note=note)
-                )
-                if only_types is not None:
-                    query = query.where(sync_error_log.c.error_type.in_(list(only_types)))
-                else:
-                    query = query.where(sync_error_log.c.error_type != WARNING)
-                with self.engine.begin() as conn:
-                    resolved += conn.execute(query).rowcount
-        return resolved
 
     # ----------------------------------------------------------------- status
     def status_frame(self, organization_id: str) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync_pipeline.domain.conflicts import WINNERS, Resolution
-from sync_pipeline.store.repository import utcnow
+from sync_pipeline.store.clock import utcnow
 from sync_pipeline.store.tables import conflict_resolutions, sync_error_log, sync_status
 
 APPLIED = "applied"

@@ -220,11 +220,11 @@ def sync_documents(
 
 
 def _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, requested_by):
-    store.log_errors(
+    store.errors.log(
         error_rows(
             organization_id=organization_id,
             run_id=run_id,
-            open_errors=store.open_errors(organization_id),
+            open_errors=store.errors.open_frame(organization_id),
             outcomes=outcomes,
             quarantined=quarantined,
             plan=plan,
@@ -242,7 +242,7 @@ def _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, r
         quarantined=quarantined,
     )
     synced = [r for r in rows if r["status"] == "synced"]
-    store.resolve_errors(
+    store.errors.resolve_for_documents(
         organization_id,
         crm_document_ids=[r["crm_document_id"] for r in synced],
         metakocka_ids=[r["metakocka_id"] for r in synced],
