@@ -115,7 +115,6 @@ def status(
     db_url: str | None,
 ) -> None:
     """A document's sync status, a request's state, or the organization's counts."""
-    from sync_pipeline.store.document_queries import document_status, status_counts
     from sync_pipeline.store.requests import SyncRequestQueue
 
     store = _store(db_url)
@@ -127,13 +126,13 @@ def status(
         click.echo(json.dumps(found.as_json(), indent=2))
         return
     if document_id:
-        row = document_status(store.engine, organization, document_id)
+        row = store.status.of_document(organization, document_id)
         if row is None:
             raise click.ClickException(f"{document_id} has no sync status (never synced?)")
         click.echo(json.dumps(row, default=str, indent=2))
         return
     counts = {
-        "documents": status_counts(store.engine, organization),
+        "documents": store.status.counts(organization),
         "requests": queue.counts(organization),
     }
     if as_json:
@@ -155,8 +154,6 @@ def unsynced(
     organization: str, remote: bool, limit: int, as_json: bool, db_url: str | None
 ) -> None:
     """Documents of the organization that are not in sync, with the reason."""
-    from sync_pipeline.store.document_queries import not_synced
-
     store = _store(db_url)
     rows = [
         {
@@ -166,7 +163,7 @@ def unsynced(
             "status": r["status"],
             "reason": r["last_error"],
         }
-        for r in not_synced(store.engine, organization, limit=limit)
+        for r in store.status.not_synced(organization, limit=limit)
     ]
     if remote:
         rows += _remote_unsynced(store, organization)

@@ -91,12 +91,12 @@ def test_replace_status_rematerialises_one_organization(store):
         "attempts": 0,
         "updated_at": datetime.now(UTC),
     }
-    store.replace_status(ORG, [row])
-    store.replace_status("other-org", [{**row, "organization_id": "other-org"}])
-    store.replace_status(ORG, [{**row, "status": "synced", "metakocka_id": "1"}])
-    mine = store.status_frame(ORG)
+    store.status.replace(ORG, [row])
+    store.status.replace("other-org", [{**row, "organization_id": "other-org"}])
+    store.status.replace(ORG, [{**row, "status": "synced", "metakocka_id": "1"}])
+    mine = store.status.frame(ORG)
     assert list(mine["status"]) == ["synced"]
-    assert len(store.status_frame("other-org")) == 1
+    assert len(store.status.frame("other-org")) == 1
 
 
 def test_a_sqlite_sync_database_in_a_folder_that_does_not_exist_yet_is_created(tmp_path):
@@ -105,6 +105,6 @@ def test_a_sqlite_sync_database_in_a_folder_that_does_not_exist_yet_is_created(t
     url = f"sqlite:///{tmp_path / 'fresh' / 'clone' / 'sync.db'}"
     store = SyncStore(url)
     store.create_schema()
-    assert store.status_frame("org-1").empty
+    assert store.status.frame("org-1").empty
     store.dispose()
     assert (tmp_path / "fresh" / "clone" / "sync.db").is_file()

@@ -13,7 +13,6 @@ import pandas as pd
 from sync_pipeline.api.models import CrmMapping
 from sync_pipeline.crm.mirror import CRM_MAPPING_STATUS
 from sync_pipeline.domain.sync_request import is_crm_id
-from sync_pipeline.store.document_queries import status_for
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.requests import SyncRequest
 from sync_pipeline.store.tables import LINK_LINKED
@@ -81,7 +80,7 @@ def document_mappings(
     crm_ids = [i for i in ids if is_crm_id(i)]
     mk_ids = [i for i in ids if not is_crm_id(i)]
     links = _records(store.links.for_ids(organization_id, crm_ids, mk_ids))
-    statuses = _records(status_for(store.engine, organization_id, crm_ids, mk_ids))
+    statuses = _records(store.status.for_ids(organization_id, crm_ids, mk_ids))
     states = latest_states(requests, ids)
     found = {}
     for document_id in ids:

@@ -26,11 +26,6 @@ from sync_pipeline.api.models import (
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.domain.sync_request import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM, is_crm_id
 from sync_pipeline.settings import Organization
-from sync_pipeline.store.document_queries import (
-    document_status,
-    out_of_sync_counts,
-    status_for,
-)
 from sync_pipeline.store.requests import (
     LAUNCHED,
     IdempotencyKeyReused,
@@ -58,7 +53,7 @@ class Desk:
         known = set()
         for frame in (
             self.store.links.for_ids(org.id, crm_ids, mk_ids),
-            status_for(self.store.engine, org.id, crm_ids, mk_ids),
+            self.store.status.for_ids(org.id, crm_ids, mk_ids),
         ):
             known |= set(frame["crm_document_id"].dropna()) | set(frame["metakocka_id"].dropna())
         return known
@@ -80,7 +75,7 @@ class Desk:
     def known_document(self, org: Organization, document_id: str) -> dict | None:
         """The document's status row, or None for a document the organization has but never
         synced; 404 for one it does not have."""
-        row = document_status(self.store.engine, org.id, document_id)
+        row = self.store.status.of_document(org.id, document_id)
         if row is None:
             if is_crm_id(document_id):
                 self.require_crm_documents(org, [document_id])
@@ -177,7 +172,7 @@ class Desk:
         them (the run also takes documents it has not seen yet)."""
         org = access.only()
         source = "crm" if direction == CRM_TO_METAKOCKA else "metakocka"
-        created, updated = out_of_sync_counts(self.store.engine, org.id, source)
+        created, updated = self.store.status.out_of_sync_counts(org.id, source)
         accepted = self.accept(
             response,
             org,

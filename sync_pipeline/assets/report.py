@@ -81,7 +81,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
                 quarantined=validated_sales_documents.quarantined,
                 through=tally.through,
             )
-            store.write_status(org_id, changed, gone=gone)
+            store.status.write(org_id, changed, gone=gone)
         if scope is not None and scope.next_cursor is not None:
             save_cursor(store.engine, org_id, scope.next_cursor, run_id=context.run.run_id)
         tally.resolve_errors_of_synced(store, org_id, context.run.run_id)

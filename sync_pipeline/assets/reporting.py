@@ -35,7 +35,6 @@ from sync_pipeline.store.reporting import (
     last_reconciliations,
     record_reconciliation,
     snapshot_status_counts,
-    status_counts,
     status_history,
 )
 from sync_pipeline.store.resolutions import APPLIED, consume_resolutions
@@ -97,7 +96,7 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
             org_id, note=f"document gone from both systems (run {run_id})"
         )
 
-        counts = status_counts(engine, org_id)
+        counts = store.status.counts_by_direction(org_id)
         by_status = counts.groupby("status")["documents"].sum().to_dict()
         today = datetime.now(UTC).date()
         snapshot_status_counts(engine, org_id, by_status, run_id=run_id, day=today)

@@ -16,8 +16,6 @@ from sync_pipeline.store.tables import (
     sync_status_history,
 )
 
-NO_DIRECTION = "none"
-
 
 def record_reconciliation(
     engine: Engine, organization_id: str, run_id: str | None, summary: dict | None = None
@@ -50,19 +48,6 @@ def last_reconciliations(engine: Engine) -> dict[str, datetime]:
             if at is not None and (org not in last or at > last[org]):
                 last[org] = at
     return last
-
-
-def status_counts(engine: Engine, organization_id: str) -> pd.DataFrame:
-    """sync_status rows counted by status and last_direction (`none` when never pushed)."""
-    direction = sa.func.coalesce(sync_status.c.last_direction, NO_DIRECTION)
-    query = (
-        sa.select(sync_status.c.status, direction.label("direction"), sa.func.count())
-        .where(sync_status.c.organization_id == organization_id)
-        .group_by(sync_status.c.status, direction)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return pd.DataFrame(rows, columns=["status", "direction", "documents"])
 
 
 def snapshot_status_counts(

@@ -21,7 +21,6 @@ from sync_pipeline.crm.mirror import (
 )
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.domain.summary import was_read
-from sync_pipeline.store.document_queries import status_for
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.export.outcomes import OK
 
@@ -66,7 +65,7 @@ def mirror_to_crm(
     rows = {r["crm_document_id"]: r for r in status_rows if r.get("crm_document_id")}
     missing = sorted(pending_docs - set(rows))
     if missing:
-        previous = status_for(store.engine, org_id, missing, [])
+        previous = store.status.for_ids(org_id, missing, [])
         rows.update({r["crm_document_id"]: r for r in _records(previous)})
     errors = store.errors.document_errors(org_id, run_id=run_id) if run_id else []
     if pending_errors:

@@ -33,7 +33,6 @@ from sync_pipeline.domain.hashing import Precision
 from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.reads import read_every_document
-from sync_pipeline.store.document_queries import status_for
 from sync_pipeline.store.links import LINK_COLUMNS
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_LINKED
@@ -265,7 +264,7 @@ class DocumentSet:
         if not candidates or self.mk_complete:
             return []
         if self.strategy.read_metakocka_changes:
-            seen = status_for(self.store.engine, self.organization_id, candidates, [])
+            seen = self.store.status.for_ids(self.organization_id, candidates, [])
             seen_ids = set(seen["crm_document_id"].dropna())
             candidates = [i for i in candidates if i in seen_ids]
         twins = []

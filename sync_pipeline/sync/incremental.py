@@ -49,7 +49,6 @@ from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.domain.plan import KNOWN_ABSENT
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.cursors import SyncCursor
-from sync_pipeline.store.document_queries import status_for
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.resolutions import pending_resolutions
 from sync_pipeline.store.retries import documents_to_retry
@@ -260,7 +259,7 @@ def close_over_changes(
 
 def _synced(store: SyncStore, organization_id: str, crm_found: dict) -> set[str]:
     """CRM ids whose pair the last run that judged it left `synced`."""
-    status = status_for(store.engine, organization_id, crm_found, [])
+    status = store.status.for_ids(organization_id, crm_found, [])
     return set(status.loc[status["status"] == "synced", "crm_document_id"].dropna())
 
 

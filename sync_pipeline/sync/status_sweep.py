@@ -12,7 +12,6 @@ deletion of the rows no document names any more.
 import numpy as np
 import pandas as pd
 
-from sync_pipeline.store.document_queries import status_for, status_row_ids
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.status_diff import compare_status
 from sync_pipeline.sync.export.outcomes import PushOutcome
@@ -33,9 +32,9 @@ def sweep_status(
     through=lambda rows: rows,
 ) -> tuple[list[dict], list[int]]:
     """(the status rows that differ from the documents' current ones, the ids of the current
-    rows no document names any more): what `SyncStore.write_status` writes. `through` sees every
+    rows no document names any more): what `Statuses.write` writes. `through` sees every
     row as it goes by (the step's tally)."""
-    current = status_row_ids(store.engine, organization_id)
+    current = store.status.row_ids(organization_id)
     named = np.zeros(len(current), dtype=bool)
     by_crm = {o.crm_document_id: o for o in outcomes if o.crm_document_id}
     by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
@@ -47,7 +46,7 @@ def sweep_status(
         links = store.links.for_ids(organization_id, crm_ids, mk_ids)
         crm_ids += [i for i in links["crm_document_id"] if i]  # ids a link fills in
         mk_ids += [i for i in links["metakocka_id"] if i]
-        previous = status_for(store.engine, organization_id, crm_ids, mk_ids)
+        previous = store.status.for_ids(organization_id, crm_ids, mk_ids)
         rows = each_status_row(
             organization_id=organization_id,
             plan=part,

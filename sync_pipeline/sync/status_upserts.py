@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-from sync_pipeline.store.document_queries import status_for, upsert_status
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.status_diff import changed_status_rows
 from sync_pipeline.sync.export.outcomes import PushOutcome
@@ -35,7 +34,7 @@ def upsert_statuses(
     row as it goes by (the step's tally)."""
     crm_ids = {*crm_ids, *(o.crm_document_id for o in outcomes if o.crm_document_id)}
     mk_ids = {*metakocka_ids, *(o.metakocka_id for o in outcomes if o.metakocka_id)}
-    previous = status_for(store.engine, organization_id, crm_ids, mk_ids)
+    previous = store.status.for_ids(organization_id, crm_ids, mk_ids)
     rows = status_rows(
         organization_id=organization_id,
         plan=plan,
@@ -46,5 +45,5 @@ def upsert_statuses(
     )
     rows = list(through(rows))
     changed = changed_status_rows(rows, previous)
-    upsert_status(store.engine, organization_id, changed)
+    store.status.upsert(organization_id, changed)
     return rows, changed
