@@ -79,7 +79,6 @@ def request(
 ) -> None:
     """Queue a sync of DOCUMENT_IDS (CRM ids, or Metakocka ids for metakocka_to_crm)."""
     from sync_pipeline.domain.sync_request import split_document_ids
-    from sync_pipeline.store.requests import SyncRequestQueue
 
     _check_org(organization)
     try:
@@ -88,7 +87,7 @@ def request(
         raise click.BadParameter(str(exc), param_hint="DOCUMENT_IDS") from None
     if not (crm_ids or mk_ids or all_unsynced):
         raise click.UsageError("name document ids, or pass --all-unsynced")
-    queue = SyncRequestQueue(_store(db_url).engine)
+    queue = _store(db_url).requests
     request, created = queue.enqueue(
         organization,
         direction,
@@ -115,10 +114,8 @@ def status(
     db_url: str | None,
 ) -> None:
     """A document's sync status, a request's state, or the organization's counts."""
-    from sync_pipeline.store.requests import SyncRequestQueue
-
     store = _store(db_url)
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     if request_id:
         found = queue.get(request_id, organization)
         if found is None:

@@ -29,7 +29,7 @@ from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.mapping import canonical_to_metakocka
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
-from sync_pipeline.store.claims import held_claims
+from sync_pipeline.store.claims import Claims
 from sync_pipeline.store.engine import make_engine
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
@@ -84,7 +84,8 @@ def wait_for_claims_to_lapse(database_url: str, ttl_s: float) -> None:
         def lapsed() -> bool:
             now = datetime.now(UTC)
             return all(
-                (now - claim["claimed_at"]).total_seconds() > ttl_s for claim in held_claims(engine)
+                (now - claim["claimed_at"]).total_seconds() > ttl_s
+                for claim in Claims(engine).held()
             )
 
         assert wait_for(lapsed, timeout_s=10 * ttl_s, interval_s=0.05)

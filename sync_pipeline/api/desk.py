@@ -30,7 +30,6 @@ from sync_pipeline.store.requests import (
     LAUNCHED,
     IdempotencyKeyReused,
     SyncRequest,
-    SyncRequestQueue,
 )
 from sync_pipeline.sync.extract import Quarantined, extract_metakocka
 from sync_pipeline.sync.metakocka_reads import read_metakocka_document
@@ -45,7 +44,7 @@ class Desk:
     def __init__(self, config: ApiConfig):
         self.config = config
         self.store = config.store
-        self.queue = SyncRequestQueue(self.store.engine)
+        self.queue = self.store.requests
 
     # ------------------------------------------------------------------ existence
     def known_ids(self, org: Organization, crm_ids: list[str], mk_ids: list[str]) -> set[str]:

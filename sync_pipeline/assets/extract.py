@@ -28,7 +28,6 @@ from sync_pipeline.resources import (
     OrganizationsResource,
     SyncStoreResource,
 )
-from sync_pipeline.store.cursors import read_cursor
 from sync_pipeline.sync.extract import (
     CRM,
     METAKOCKA,
@@ -128,7 +127,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
             f"{mk_client.credentials_origin}"
         )
         window = choose_window(
-            read_cursor(store.engine, org.id),
+            store.cursors.read(org.id),
             full_sweep=config.full_sweep,
             full_sweep_every=timedelta(days=config.full_sweep_every_days),
             crm_changes_tracked=schema.change_tracking,

@@ -15,7 +15,6 @@ from sync_pipeline.resources import (
     OrganizationsResource,
     SyncStoreResource,
 )
-from sync_pipeline.store.cursors import save_cursor
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
 from sync_pipeline.sync.status_sweep import sweep_status
@@ -83,7 +82,7 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             )
             store.status.write(org_id, changed, gone=gone)
         if scope is not None and scope.next_cursor is not None:
-            save_cursor(store.engine, org_id, scope.next_cursor, run_id=context.run.run_id)
+            store.cursors.save(org_id, scope.next_cursor, run_id=context.run.run_id)
         tally.resolve_errors_of_synced(store, org_id, context.run.run_id)
         resolve_earlier_step_failures(
             store.errors, org_id, context.run.run_id, f"run {context.run.run_id} got through"

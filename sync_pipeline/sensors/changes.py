@@ -190,7 +190,7 @@ def build_change_sensor(*, interval_s: int = 30) -> dg.SensorDefinition:
     ):
         cursor = load_cursor(context.cursor)
         store = sync_store.store()
-        queue = SyncRequestQueue(store.engine)
+        queue = store.requests
         start = datetime.now(UTC).replace(microsecond=0)
         queued = 0
         for org in parse_organizations(organizations.organizations_json):

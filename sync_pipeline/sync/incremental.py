@@ -50,8 +50,6 @@ from sync_pipeline.domain.plan import KNOWN_ABSENT
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.cursors import SyncCursor
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.resolutions import pending_resolutions
-from sync_pipeline.store.retries import documents_to_retry
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.counterparts import LinkedCounterpart
 from sync_pipeline.sync.document_set import (
@@ -294,8 +292,8 @@ def _echoes(store, organization_id, crm_found: dict, mk_found: dict, synced_crm,
 def _to_retry(store: SyncStore, organization_id: str) -> tuple[set, set]:
     """Documents read again although unchanged: failed or pending pushes, unfinished creates
     and writes (`store/retries.py`), pairs an operator resolved."""
-    crm_ids, mk_ids = documents_to_retry(store.engine, organization_id)
-    for resolution in pending_resolutions(store.engine, organization_id):
+    crm_ids, mk_ids = store.retries.documents(organization_id)
+    for resolution in store.resolutions.pending(organization_id):
         crm_ids.add(resolution.crm_document_id)
         mk_ids.add(resolution.metakocka_id)
     crm_ids.discard(None)

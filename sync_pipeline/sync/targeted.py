@@ -21,12 +21,7 @@ from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.statuses import STANDARD, StatusMap
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.resolutions import (
-    APPLIED,
-    consume_resolutions,
-    pending_resolutions,
-    settle_unused_resolutions,
-)
+from sync_pipeline.store.resolutions import APPLIED
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.document_set import NAMED_IDS, DocumentSet, Found
@@ -171,7 +166,7 @@ def sync_documents(
     crm_side = validate_extraction(docs.documents.extraction(CRM))
     mk_side = validate_extraction(docs.documents.extraction(METAKOCKA))
     quarantined = [*crm_side.quarantined, *mk_side.quarantined]
-    resolutions = pending_resolutions(store.engine, organization_id)
+    resolutions = store.resolutions.pending(organization_id)
     plan = plan_sync(
         organization_id,
         crm_side,
@@ -190,7 +185,7 @@ def sync_documents(
     if dry_run:
         return TargetedSyncResult(plan, [], quarantined, [], docs.not_found, held_back, True)
 
-    settle_unused_resolutions(store.engine, plan, resolutions, run_id=run_id)
+    store.resolutions.settle_unused(plan, resolutions, run_id=run_id)
     bind_unchanged_pairs(plan, store=store, organization_id=organization_id)
     outcomes: list[PushOutcome] = []
     progress = _overall_progress(plan, allowed, on_progress)
@@ -213,9 +208,7 @@ def sync_documents(
             on_progress=progress,
         )
     rows = _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, requested_by)
-    consume_resolutions(
-        store.engine, applied_resolutions(plan, outcomes), run_id=run_id, outcome=APPLIED
-    )
+    store.resolutions.consume(applied_resolutions(plan, outcomes), run_id=run_id, outcome=APPLIED)
     return TargetedSyncResult(plan, outcomes, quarantined, rows, docs.not_found, held_back, False)
 
 
