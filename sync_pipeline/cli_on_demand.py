@@ -79,7 +79,6 @@ def request(
 ) -> None:
     """Queue a sync of DOCUMENT_IDS (CRM ids, or Metakocka ids for metakocka_to_crm)."""
     from sync_pipeline.domain.sync_request import split_document_ids
-    from sync_pipeline.store.requests import SyncRequestQueue
 
     _check_org(organization)
     try:
@@ -88,7 +87,7 @@ def request(
         raise click.BadParameter(str(exc), param_hint="DOCUMENT_IDS") from None
     if not (crm_ids or mk_ids or all_unsynced):
         raise click.UsageError("name document ids, or pass --all-unsynced")
-    queue = SyncRequestQueue(_store(db_url).engine)
+    queue = _store(db_url).requests
     request, created = queue.enqueue(
         organization,
         direction,
@@ -115,11 +114,8 @@ def status(
     db_url: str | None,
 ) -> None:
     """A document's sync status, a request's state, or the organization's counts."""
-    from sync_pipeline.store.document_queries import document_status, status_counts
-    from sync_pipeline.store.requests import SyncRequestQueue
-
     store = _store(db_url)
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     if request_id:
         found = queue.get(request_id, organization)
         if found is None:
@@ -127,13 +123,13 @@ def status(
         click.echo(json.dumps(found.as_json(), indent=2))
         return
     if document_id:
-        row = document_status(store.engine, organization, document_id)
+        row = store.status.of_document(organization, document_id)
         if row is None:
             raise click.ClickException(f"{document_id} has no sync status (never synced?)")
         click.echo(json.dumps(row, default=str, indent=2))
         return
     counts = {
-        "documents": status_counts(store.engine, organization),
+        "documents": store.status.counts(organization),
         "requests": queue.counts(organization),
     }
     if as_json:
@@ -155,8 +151,6 @@ def unsynced(
     organization: str, remote: bool, limit: int, as_json: bool, db_url: str | None
 ) -> None:
     """Documents of the organization that are not in sync, with the reason."""
-    from sync_pipeline.store.document_queries import not_synced
-
     store = _store(db_url)
     rows = [
         {
@@ -166,7 +160,7 @@ def unsynced(
             "status": r["status"],
             "reason": r["last_error"],
         }
-        for r in not_synced(store.engine, organization, limit=limit)
+        for r in store.status.not_synced(organization, limit=limit)
     ]
     if remote:
         rows += _remote_unsynced(store, organization)
@@ -191,7 +185,7 @@ def _remote_unsynced(store, organization: str) -> list[dict]:
     except (SyncError, KeyError) as exc:  # a readable line, not a traceback
         raise click.ClickException(str(exc)) from None
     mk = metakocka_resource.client(found)
-    links = store.links_frame(organization)
+    links = store.links.frame(organization)
     rows = []
     crm_side = extract_crm(crm, organization)
     mk_side = extract_metakocka(mk, organization, precision=crm_side.precision)

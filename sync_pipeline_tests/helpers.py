@@ -28,7 +28,7 @@ def plan_everything(crm, metakocka, organization_id: str, store):
         organization_id,
         validate_extraction(extract_crm(crm, organization_id)),
         validate_extraction(extract_metakocka(metakocka, organization_id)),
-        store.links_frame(organization_id),
+        store.links.frame(organization_id),
     )
 
 

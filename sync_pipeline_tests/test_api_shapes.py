@@ -1,5 +1,5 @@
 """The sync database's statuses in the CRM's vocabulary (`crm_shapes`), and the counts a bulk
-request answers with (`out_of_sync_counts`)."""
+request answers with (`Statuses.out_of_sync_counts`)."""
 
 from datetime import UTC, datetime
 
@@ -7,7 +7,6 @@ import pytest
 
 from sync_pipeline.api.crm_shapes import crm_mapping
 from sync_pipeline.crm.mirror import CRM_MAPPING_STATUS
-from sync_pipeline.store.document_queries import out_of_sync_counts, upsert_status
 from sync_pipeline.store.tables import SYNC_STATUSES
 
 CRM_ID = "6f1c2a9e-1b7d-4c8e-9a0b-2d3e4f5a6b7c"
@@ -63,8 +62,7 @@ def test_bulk_counts_come_from_what_the_sync_database_knows(store):
             "updated_at": now,
         }
 
-    upsert_status(
-        store.engine,
+    store.status.upsert(
         ORG,
         [
             row("00000000-0000-4000-8000-000000000001", None, "failed"),  # CRM only: a create
@@ -74,6 +72,6 @@ def test_bulk_counts_come_from_what_the_sync_database_knows(store):
             row(None, "5", "pending"),  # Metakocka only
         ],
     )
-    assert out_of_sync_counts(store.engine, ORG, "crm") == (1, 1)
-    assert out_of_sync_counts(store.engine, ORG, "metakocka") == (1, 1)
-    assert out_of_sync_counts(store.engine, "another", "crm") == (0, 0)
+    assert store.status.out_of_sync_counts(ORG, "crm") == (1, 1)
+    assert store.status.out_of_sync_counts(ORG, "metakocka") == (1, 1)
+    assert store.status.out_of_sync_counts("another", "crm") == (0, 0)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from sync_pipeline.store.claims import DocumentClaims, held_claims
+from sync_pipeline.store.claims import Claims, DocumentClaims
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import sync_claims
 
@@ -80,14 +80,14 @@ def test_a_stale_claim_is_taken_over_and_a_live_one_is_kept_by_its_heartbeat(eng
         age(engine, 1000)  # stale now; the owner's heartbeat (every 1.25 s) must refresh it
         assert wait_for(lambda: fresh(engine, "alive"), timeout_s=30)
         assert DocumentClaims(engine, ORG, owner="other", ttl_s=5).try_claim("doc-2")
-    assert not [c for c in held_claims(engine, ORG) if c["claimed_by"] == "alive"]
+    assert not [c for c in Claims(engine).held(ORG) if c["claimed_by"] == "alive"]
 
 
 def fresh(engine, owner: str) -> bool:
     now = datetime.now(UTC)
     return all(
         now - claim["claimed_at"] < timedelta(seconds=2)
-        for claim in held_claims(engine, ORG)
+        for claim in Claims(engine).held(ORG)
         if claim["claimed_by"] == owner
     )
 
@@ -96,7 +96,7 @@ def test_an_abandoned_write_stays_as_an_unfinished_write_for_the_next_run(engine
     with DocumentClaims(engine, ORG, owner="failed-run", ttl_s=60) as failed:
         assert failed.try_claim(DOC, "update_in_crm") is None
         failed.abandon(DOC)
-    (claim,) = held_claims(engine, ORG)  # release_all on exit left it alone
+    (claim,) = Claims(engine).held(ORG)  # release_all on exit left it alone
     assert claim["claimed_by"].startswith("unfinished:")
     later = DocumentClaims(engine, ORG, owner="later-run", ttl_s=60)
     assert later.unfinished_writes(["update_in_crm", "create_in_crm"]) == {DOC: "update_in_crm"}

@@ -29,7 +29,7 @@ from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.mapping import canonical_to_metakocka
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
-from sync_pipeline.store.claims import held_claims
+from sync_pipeline.store.claims import Claims
 from sync_pipeline.store.engine import make_engine
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_CREATING_IN_METAKOCKA
@@ -65,7 +65,7 @@ def untraced_creates(sandbox, org, database_url: str, created_crm_ids: set[str])
     """Metakocka documents made from our new CRM documents that document_links does not know."""
     store = SyncStore(database_url)
     try:
-        links = store.links_frame(org.id)
+        links = store.links.frame(org.id)
     finally:
         store.dispose()
     known = set(links["crm_document_id"].dropna())
@@ -84,7 +84,8 @@ def wait_for_claims_to_lapse(database_url: str, ttl_s: float) -> None:
         def lapsed() -> bool:
             now = datetime.now(UTC)
             return all(
-                (now - claim["claimed_at"]).total_seconds() > ttl_s for claim in held_claims(engine)
+                (now - claim["claimed_at"]).total_seconds() > ttl_s
+                for claim in Claims(engine).held()
             )
 
         assert wait_for(lapsed, timeout_s=10 * ttl_s, interval_s=0.05)
@@ -263,7 +264,7 @@ def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_p
         assert row.action == "create_in_metakocka"
         # ...but another run recorded its intent, sent the create and died before binding it,
         # after our extraction: the intent found at push time forces the look-up.
-        store.record_intent(
+        store.links.record_intent(
             org.id,
             state=LINK_CREATING_IN_METAKOCKA,
             crm_document_id=crm_id,
@@ -288,7 +289,7 @@ def test_unfinished_intent_is_resolved_by_lookup_before_anything_is_resent(tmp_p
             if d.get("buyer_order") == ref
         ]
         assert len(copies) == 1
-        link = store.find_link(org.id, crm_document_id=crm_id)
+        link = store.links.find(org.id, crm_document_id=crm_id)
         assert (link["state"], link["metakocka_id"]) == ("linked", str(landed["mk_id"]))
         # The only put_document sent by the push is the replace that makes the found copy match.
         puts = mk_client.stats.snapshot()["calls"]["metakocka put_document"] - calls_before

@@ -32,7 +32,6 @@ from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.sensors.changes import SENSOR_NAME as CHANGE_SENSOR
 from sync_pipeline.settings import Settings, parse_organizations
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.requests import SyncRequestQueue
 
 from .faultlab import (
     LabConfig,
@@ -109,7 +108,7 @@ def test_the_nightly_run_syncs_into_the_company_the_crm_row_names(lab):
 
 def test_on_demand_runs_and_the_change_sensor_use_the_crm_credentials(lab):
     sandbox, org, db_url, environment, instance = lab
-    queue = SyncRequestQueue(SyncStore(db_url).engine)
+    queue = SyncStore(db_url).requests
     with patched_environ(environment):
         dagster = Dagster(Settings.from_env(), instance)
         sensor = dagster.defs.resolve_sensor_def(CHANGE_SENSOR)

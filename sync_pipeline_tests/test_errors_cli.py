@@ -53,7 +53,7 @@ def seeded(db_url):
     conflict without a counterpart; and errors of them, on two days, in two organizations."""
     store = SyncStore(db_url)
     store.create_schema()
-    store.replace_status(
+    store.status.replace(
         ORG,
         [
             status("c-ok", "m-ok", "synced"),
@@ -63,8 +63,8 @@ def seeded(db_url):
             status(None, "m-half", "conflict"),
         ],
     )
-    store.replace_status(OTHER, [status("o-1", "om-1", "synced", org=OTHER)])
-    store.log_errors(
+    store.status.replace(OTHER, [status("o-1", "om-1", "synced", org=OTHER)])
+    store.errors.log(
         [
             error("c-ok", "m-ok", "transient", "Metakocka timed out", 20),
             error("c-ok", "m-ok", "rejected", "bad tax code", 21),

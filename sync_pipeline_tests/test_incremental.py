@@ -18,7 +18,7 @@ from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.reads import METAKOCKA_SALES_DOC_TYPES
 from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.settings import Settings
-from sync_pipeline.store.cursors import SyncCursor, read_cursor
+from sync_pipeline.store.cursors import Cursors, SyncCursor
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.counterparts import LinkedCounterpart
 from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
@@ -92,7 +92,7 @@ def test_incremental_run_syncs_what_changed_and_touches_nothing_else(
     org = sandbox.organizations[0]
     first = _run(pipeline_env, dagster_instance, org.id)  # no cursor yet: a full sweep
     assert first.output_for_node("extract_sales_documents", "crm_sales_documents").scope.window.full
-    assert read_cursor(_engine(pipeline_env), org.id) is not None
+    assert Cursors(_engine(pipeline_env)).read(org.id) is not None
     before = _status_by_crm(pipeline_env.database_url, org.id)
 
     # Nothing changed: the incremental run writes nothing. (It does look again at what the first

@@ -71,7 +71,7 @@ def test_postgresql_tables_live_in_their_own_schema(pg_url, monkeypatch):
     monkeypatch.setenv("SYNC_DATABASE_SCHEMA", "sync_reporting")
     store = SyncStore(pg_url)
     store.create_schema()
-    store.bind("org", crm_document_id="c1", metakocka_id="1", content_hash="h")
+    store.links.bind("org", crm_document_id="c1", metakocka_id="1", content_hash="h")
     store.dispose()
     assert set(metadata.tables) <= _names(pg_url, "sync_reporting")[0]
     assert not _names(pg_url, "public")[0]  # nothing of ours in public
@@ -86,7 +86,7 @@ def test_sqlite_ignores_the_schema_setting(sqlite_url, monkeypatch):
     store = SyncStore(sqlite_url)
     store.create_schema()
     assert store.schema is None
-    assert store.links_frame("org").empty
+    assert store.links.frame("org").empty
     store.dispose()
 
 
@@ -117,14 +117,14 @@ def test_a_database_made_before_migrations_is_adopted(db_url):
     upgrade(db_url, revision=BASELINE_REVISION)
     schema = "sync" if db_url.startswith("postgresql") else None
     store = SyncStore(db_url)
-    store.bind("org", crm_document_id="c1", metakocka_id="1", content_hash="h")
+    store.links.bind("org", crm_document_id="c1", metakocka_id="1", content_hash="h")
     with store.engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE {VERSION_TABLE}"))
     store.dispose()
     assert upgrade(db_url) == head_revision()
     assert schema_drift(db_url) == []
     store = SyncStore(db_url)
-    assert len(store.links_frame("org")) == 1
+    assert len(store.links.frame("org")) == 1
     store.dispose()
     assert VERSION_TABLE in _names(db_url, schema)[0]
 

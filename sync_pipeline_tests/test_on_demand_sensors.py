@@ -14,7 +14,7 @@ from sync_pipeline.sensors.changes import SENSOR_NAME as CHANGE_SENSOR
 from sync_pipeline.sensors.requests import batch_requests
 from sync_pipeline.sensors.run_status import build_run_status_sensors
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest, SyncRequestQueue
+from sync_pipeline.store.requests import IdempotencyKeyReused, SyncRequest
 
 from .edits import Users
 from .faultlab import invalid_crm_ids
@@ -28,7 +28,7 @@ DOC = "22222222-2222-4222-8222-222222222222"
 def test_request_queue_on_postgresql(pg_url):
     store = SyncStore(pg_url)
     store.create_schema()
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     first, created = queue.enqueue(ORG, "crm_to_metakocka", [DOC], idempotency_key="k")
     assert created and first.state == "queued"
     # same key, or same content while queued: the same request
@@ -105,7 +105,7 @@ def test_change_sensor_queues_each_change_once_and_ignores_own_writes(
     resources = build_resources(pipeline_env)
     store = SyncStore(pipeline_env.database_url)
     store.create_schema()
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     cursor = None
 
     def poll() -> int:
@@ -115,10 +115,7 @@ def test_change_sensor_queues_each_change_once_and_ignores_own_writes(
             instance=dagster_instance, cursor=cursor, resources=resources
         ) as context:
             cursor = sensor(context).cursor
-        return (
-            len(SyncRequestQueue(SyncStore(pipeline_env.database_url).engine).recent(org.id))
-            - before
-        )
+        return len(SyncStore(pipeline_env.database_url).requests.recent(org.id)) - before
 
     assert poll() == 0  # the first look only sets the cursor
     crm_doc = CrmHttp(sandbox).insert_document(*new_crm_order(org, "SO-CHANGED"))
@@ -192,7 +189,7 @@ def test_dry_run_plans_and_writes_nothing_then_a_failed_run_fails_its_requests(
     # a run that fails (an unknown organization) fails its request, as does the failure sensor
     store = SyncStore(pipeline_env.database_url)
     store.create_schema()
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     request, _ = queue.enqueue(org.id, "crm_to_metakocka", [document["id"]])
     queue.mark_launched([request.id], request.id)
     config = {"organization_id": "nope", "document_ids": [document["id"]]}
@@ -238,7 +235,7 @@ def test_an_on_demand_sync_of_an_invalid_document_says_why(sandbox, pipeline_env
     invalid_id = invalid_crm_ids(sandbox, org)[0]
     store = SyncStore(pipeline_env.database_url)
     store.create_schema()
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     request, _ = queue.enqueue(org.id, "crm_to_metakocka", [invalid_id])
     queue.mark_launched([request.id], request.id)
     config = {"organization_id": org.id, "document_ids": [invalid_id]}

@@ -14,7 +14,6 @@ from sync_pipeline.domain.document import crm_id_to_external_ref
 from sync_pipeline.ops.sync_documents import JOB_NAME
 from sync_pipeline.runs import METAKOCKA_COMPANY_TAG, RUN_KEY_TAG, TAG_ORGANIZATION, Batch
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.requests import SyncRequestQueue
 
 from .dagster_webserver import dagster_webserver, queued_instance
 from .graphql_helpers import free_port
@@ -33,7 +32,7 @@ DOC = "22222222-2222-4222-8222-222222222222"
 def test_queue_hands_a_request_to_the_api_once(store):
     """SQLite and PostgreSQL: taken for submission once, not past a run of its organization
     still waiting to start, and back in the queue with its fingerprint when not submitted."""
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     first, _ = queue.enqueue(ORG, "crm_to_metakocka", [DOC])
     assert queue.take_for_submission(first.id, ORG)
     assert not queue.take_for_submission(first.id, ORG)  # taken already
@@ -70,7 +69,7 @@ def test_api_submits_the_run_and_the_sensor_never_launches_it_again(
     document = crm.insert_document(*new_crm_order(org, "SO-SUBMIT-1"))
     dagster = Dagster(pipeline_env, instance)
     store = SyncStore(pipeline_env.database_url)
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     with (
         dagster_webserver(instance) as dagster_url,
         running_api(api_tokens, supabase_auth, SYNC_DAGSTER_URL=dagster_url) as api,

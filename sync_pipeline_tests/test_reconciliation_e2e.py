@@ -8,7 +8,7 @@ from sync_pipeline.domain.document import (
     crm_id_for_metakocka_document,
     crm_id_to_external_ref,
 )
-from sync_pipeline.store.resolutions import resolve_conflict
+from sync_pipeline.store.resolutions import Resolutions
 
 from .helpers import (
     CrmHttp,
@@ -106,8 +106,8 @@ def test_seed_scenario_round_trip(sandbox, pipeline_env, dagster_instance):
     result = run_nightly(pipeline_env, dagster_instance, org.id)
     assert pushed_count(result) == 0
     assert crm.get_document(created["id"])["notes"] == "e2e order"
-    resolve_conflict(
-        sa.create_engine(pipeline_env.database_url), org.id, created["id"], "metakocka"
+    Resolutions(sa.create_engine(pipeline_env.database_url)).resolve(
+        org.id, created["id"], "metakocka"
     )
     result = run_nightly(pipeline_env, dagster_instance, org.id)
     assert pushed_count(result) == 1

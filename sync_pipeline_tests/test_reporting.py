@@ -15,7 +15,6 @@ from sync_pipeline.definitions import build_definitions
 from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
 from sync_pipeline.sensors.run_failures import sync_run_failure_sensor
 from sync_pipeline.settings import Organization
-from sync_pipeline.store.error_log import resolve_run_failures
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import SYNC_STATUSES
 from sync_pipeline.sync.reporting import history_sparklines
@@ -177,12 +176,12 @@ def test_a_failed_run_is_recorded_once_in_the_error_log(sqlite_url, dagster_inst
     tick(sqlite_url)
 
     store = SyncStore(sqlite_url)
-    errors = store.open_errors("org-1")
+    errors = store.errors.open_frame("org-1")
     assert len(errors) == 1
     (row,) = errors.to_dict("records")
     assert (row["error_type"], row["run_id"]) == ("internal", result.run_id)
     assert "failing_job" in row["message"] and "breaks" in row["message"]
     assert "mk-secret-123" not in row["message"] + (row["stack_trace"] or "")
     assert "RuntimeError" in row["stack_trace"]
-    assert resolve_run_failures(store.engine, "org-1", note="later run succeeded") == 1
+    assert store.errors.resolve_run_failures("org-1", note="later run succeeded") == 1
     store.dispose()

@@ -164,7 +164,7 @@ def test_refused_credentials_during_pushes_trip_the_breaker_after_one_answer(lab
 def test_refused_credentials_at_extraction_are_one_auth_row_not_a_crash(lab, system):
     sandbox, org, db_url, environment, instance = lab
     assert run_nightly(job_for(environment), instance, org.id).success
-    statuses_before = SyncStore(db_url).status_frame(org.id)["status"].value_counts().to_dict()
+    statuses_before = SyncStore(db_url).status.frame(org.id)["status"].value_counts().to_dict()
 
     bad = dict(environment)
     if system == "metakocka":
@@ -183,7 +183,7 @@ def test_refused_credentials_at_extraction_are_one_auth_row_not_a_crash(lab, sys
     assert auth["resolved_at"] is None and auth["crm_document_id"] is None
     assert auth["details"]["kind"] == "step_failed"
     assert [r for r in rows if r["resolved_at"] is None] == [auth]  # one row, not one per doc
-    statuses_after = SyncStore(db_url).status_frame(org.id)["status"].value_counts().to_dict()
+    statuses_after = SyncStore(db_url).status.frame(org.id)["status"].value_counts().to_dict()
     assert statuses_after == statuses_before  # nothing planned from half the picture
 
     assert run_nightly(job_for(environment), instance, org.id).success

@@ -199,7 +199,7 @@ def test_the_jwt_secret_and_users_tokens_never_leak(
 
     config = ApiConfig.from_env({**os.environ, **supabase_auth.env()})
     try:
-        config.store.log_errors(
+        config.store.errors.log(
             [
                 {
                     "organization_id": org.id,
@@ -283,12 +283,12 @@ def test_a_secret_read_from_the_crm_never_leaks(tmp_path, caplog, capfd):
         )
         client = resource.client_for(organization, sandbox_crm_client(sandbox), store=store)
         assert client.company_id == org.metakocka_company_id
-        store.log_errors([echoed])
+        store.errors.log([echoed])
         store.dispose()
         api = ApiConfig.from_env(environment)
         try:
             assert api.metakocka(organization).company_id == org.metakocka_company_id
-            api.store.log_errors([echoed])
+            api.store.errors.log([echoed])
         finally:
             api.store.dispose()
         assert all(org.metakocka_secret_key not in repr(x) for x in (client, resource, api))

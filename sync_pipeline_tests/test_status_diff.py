@@ -32,19 +32,19 @@ def _row(crm_id, mk_id, status="synced", **extra) -> dict:
 
 
 def test_only_differences_are_written(store):
-    store.replace_status(ORG, [_row("c1", "m1"), _row("c2", None, "invalid"), _row("c3", "m3")])
-    before = {r["crm_document_id"]: r for r in store.status_frame(ORG).to_dict("records")}
+    store.status.replace(ORG, [_row("c1", "m1"), _row("c2", None, "invalid"), _row("c3", "m3")])
+    before = {r["crm_document_id"]: r for r in store.status.frame(ORG).to_dict("records")}
 
     rows = [
         _row("c1", "m1"),  # unchanged
         _row("c2", "m2"),  # got its twin: replaces the CRM-only row
         _row(None, "m4", "pending"),  # new
     ]  # c3 is gone
-    written = store.replace_status(ORG, rows, previous=store.status_frame(ORG))
+    written = store.status.replace(ORG, rows, previous=store.status.frame(ORG))
     assert written == 2
     after = {
         (_id(r["crm_document_id"]), _id(r["metakocka_id"])): r
-        for r in store.status_frame(ORG).to_dict("records")
+        for r in store.status.frame(ORG).to_dict("records")
     }
     assert set(after) == {("c1", "m1"), ("c2", "m2"), (None, "m4")}
     assert after[("c1", "m1")]["id"] == before["c1"]["id"]  # left alone

@@ -22,7 +22,7 @@ def store(request):
 
 
 def test_database_forbids_a_second_link_for_the_same_document(store):
-    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
+    store.links.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
     now = sa.func.now()
     with pytest.raises(IntegrityError), store.engine.begin() as conn:
         conn.execute(
@@ -49,20 +49,20 @@ def test_database_forbids_a_second_link_for_the_same_document(store):
 
 
 def test_intent_then_bind_is_one_link(store):
-    store.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")
-    store.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")  # no-op
-    links = store.links_frame(ORG)
+    store.links.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")
+    store.links.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c1")  # no-op
+    links = store.links.frame(ORG)
     assert len(links) == 1 and links.iloc[0]["state"] == LINK_CREATING_IN_METAKOCKA
-    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
-    store.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h2")
-    links = store.links_frame(ORG)
+    store.links.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h1")
+    store.links.bind(ORG, crm_document_id="c1", metakocka_id="1600200001", content_hash="h2")
+    links = store.links.frame(ORG)
     assert len(links) == 1
     assert links.iloc[0]["state"] == LINK_LINKED
     assert links.iloc[0]["content_hash"] == "h2"
 
 
 def test_error_rows_are_redacted_and_resolvable(store):
-    store.log_errors(
+    store.errors.log(
         [
             {
                 "organization_id": ORG,
@@ -74,12 +74,12 @@ def test_error_rows_are_redacted_and_resolvable(store):
             }
         ]
     )
-    errors = store.open_errors(ORG)
+    errors = store.errors.open_frame(ORG)
     assert len(errors) == 1
     text = str(errors.iloc[0].to_dict())
     assert "mk_sk_topsecret" not in text
-    assert store.resolve_errors(ORG, crm_document_ids=["c1"], note="fixed") == 1
-    assert store.open_errors(ORG).empty
+    assert store.errors.resolve_for_documents(ORG, crm_document_ids=["c1"], note="fixed") == 1
+    assert store.errors.open_frame(ORG).empty
 
 
 def test_replace_status_rematerialises_one_organization(store):
@@ -91,12 +91,12 @@ def test_replace_status_rematerialises_one_organization(store):
         "attempts": 0,
         "updated_at": datetime.now(UTC),
     }
-    store.replace_status(ORG, [row])
-    store.replace_status("other-org", [{**row, "organization_id": "other-org"}])
-    store.replace_status(ORG, [{**row, "status": "synced", "metakocka_id": "1"}])
-    mine = store.status_frame(ORG)
+    store.status.replace(ORG, [row])
+    store.status.replace("other-org", [{**row, "organization_id": "other-org"}])
+    store.status.replace(ORG, [{**row, "status": "synced", "metakocka_id": "1"}])
+    mine = store.status.frame(ORG)
     assert list(mine["status"]) == ["synced"]
-    assert len(store.status_frame("other-org")) == 1
+    assert len(store.status.frame("other-org")) == 1
 
 
 def test_a_sqlite_sync_database_in_a_folder_that_does_not_exist_yet_is_created(tmp_path):
@@ -105,6 +105,6 @@ def test_a_sqlite_sync_database_in_a_folder_that_does_not_exist_yet_is_created(t
     url = f"sqlite:///{tmp_path / 'fresh' / 'clone' / 'sync.db'}"
     store = SyncStore(url)
     store.create_schema()
-    assert store.status_frame("org-1").empty
+    assert store.status.frame("org-1").empty
     store.dispose()
     assert (tmp_path / "fresh" / "clone" / "sync.db").is_file()

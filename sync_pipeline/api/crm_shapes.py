@@ -13,7 +13,7 @@ import pandas as pd
 from sync_pipeline.api.models import CrmMapping
 from sync_pipeline.crm.mirror import CRM_MAPPING_STATUS
 from sync_pipeline.domain.sync_request import is_crm_id
-from sync_pipeline.store.document_queries import links_for, status_for
+from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.requests import SyncRequest
 from sync_pipeline.store.tables import LINK_LINKED
 
@@ -73,14 +73,14 @@ def crm_mapping(
 
 
 def document_mappings(
-    engine, organization_id: str, ids: list[str], requests: list[SyncRequest]
+    store: SyncStore, organization_id: str, ids: list[str], requests: list[SyncRequest]
 ) -> dict[str, CrmMapping]:
     """The mappings of the ids the sync database knows for this organization (a link, a status
     row or a request), by id; ids it does not know are left out."""
     crm_ids = [i for i in ids if is_crm_id(i)]
     mk_ids = [i for i in ids if not is_crm_id(i)]
-    links = _records(links_for(engine, organization_id, crm_ids, mk_ids))
-    statuses = _records(status_for(engine, organization_id, crm_ids, mk_ids))
+    links = _records(store.links.for_ids(organization_id, crm_ids, mk_ids))
+    statuses = _records(store.status.for_ids(organization_id, crm_ids, mk_ids))
     states = latest_states(requests, ids)
     found = {}
     for document_id in ids:
@@ -92,10 +92,10 @@ def document_mappings(
 
 
 def linked_pairs(
-    engine, organization_id: str, crm_ids: list[str], mk_ids: list[str] = ()
+    store: SyncStore, organization_id: str, crm_ids: list[str], mk_ids: list[str] = ()
 ) -> list[tuple[str, str]]:
     """(CRM id, Metakocka id) of the linked pairs naming any of the ids."""
-    links = _records(links_for(engine, organization_id, crm_ids, list(mk_ids)))
+    links = _records(store.links.for_ids(organization_id, crm_ids, list(mk_ids)))
     return [
         (r["crm_document_id"], r["metakocka_id"])
         for r in links

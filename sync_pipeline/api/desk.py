@@ -26,17 +26,10 @@ from sync_pipeline.api.models import (
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.domain.sync_request import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM, is_crm_id
 from sync_pipeline.settings import Organization
-from sync_pipeline.store.document_queries import (
-    document_status,
-    links_for,
-    out_of_sync_counts,
-    status_for,
-)
 from sync_pipeline.store.requests import (
     LAUNCHED,
     IdempotencyKeyReused,
     SyncRequest,
-    SyncRequestQueue,
 )
 from sync_pipeline.sync.extract import Quarantined, extract_metakocka
 from sync_pipeline.sync.metakocka_reads import read_metakocka_document
@@ -50,16 +43,16 @@ RECENT_REQUESTS = 200
 class Desk:
     def __init__(self, config: ApiConfig):
         self.config = config
-        self.engine = config.store.engine
-        self.queue = SyncRequestQueue(self.engine)
+        self.store = config.store
+        self.queue = self.store.requests
 
     # ------------------------------------------------------------------ existence
     def known_ids(self, org: Organization, crm_ids: list[str], mk_ids: list[str]) -> set[str]:
         """Ids the sync database knows for this organization (linked or with a status row)."""
         known = set()
         for frame in (
-            links_for(self.engine, org.id, crm_ids, mk_ids),
-            status_for(self.engine, org.id, crm_ids, mk_ids),
+            self.store.links.for_ids(org.id, crm_ids, mk_ids),
+            self.store.status.for_ids(org.id, crm_ids, mk_ids),
         ):
             known |= set(frame["crm_document_id"].dropna()) | set(frame["metakocka_id"].dropna())
         return known
@@ -81,7 +74,7 @@ class Desk:
     def known_document(self, org: Organization, document_id: str) -> dict | None:
         """The document's status row, or None for a document the organization has but never
         synced; 404 for one it does not have."""
-        row = document_status(self.engine, org.id, document_id)
+        row = self.store.status.of_document(org.id, document_id)
         if row is None:
             if is_crm_id(document_id):
                 self.require_crm_documents(org, [document_id])
@@ -131,7 +124,7 @@ class Desk:
         self, response: Response, access: Access, key: str | None, document_id: str
     ) -> DocumentSyncAccepted:
         org, _ = access.first(lambda o: self.require_crm_documents(o, [document_id]))
-        pairs = linked_pairs(self.engine, org.id, [document_id])
+        pairs = linked_pairs(self.store, org.id, [document_id])
         accepted = self.accept(
             response,
             org,
@@ -150,7 +143,7 @@ class Desk:
         """`documentId`: the CRM document linked to it, else the id the pipeline gives the
         document it creates (derived from the Metakocka id)."""
         org, _ = access.first(lambda o: self.require_metakocka_document(o, mk_id))
-        pairs = linked_pairs(self.engine, org.id, [], [mk_id])
+        pairs = linked_pairs(self.store, org.id, [], [mk_id])
         accepted = self.accept(
             response, org, METAKOCKA_TO_CRM, [mk_id], key=key, who=access.caller.requested_by
         )
@@ -162,7 +155,7 @@ class Desk:
     ) -> BulkSyncAccepted:
         """CRM documents in one request: the organization that has them all."""
         org, _ = access.first(lambda o: self.require_crm_documents(o, ids))
-        linked = {crm_id for crm_id, _ in linked_pairs(self.engine, org.id, ids)}
+        linked = {crm_id for crm_id, _ in linked_pairs(self.store, org.id, ids)}
         accepted = self.accept(
             response, org, CRM_TO_METAKOCKA, ids, key=key, who=access.caller.requested_by
         )
@@ -178,7 +171,7 @@ class Desk:
         them (the run also takes documents it has not seen yet)."""
         org = access.only()
         source = "crm" if direction == CRM_TO_METAKOCKA else "metakocka"
-        created, updated = out_of_sync_counts(self.engine, org.id, source)
+        created, updated = self.store.status.out_of_sync_counts(org.id, source)
         accepted = self.accept(
             response,
             org,
@@ -198,7 +191,7 @@ class Desk:
         org, row = access.first(lambda o: self.known_document(o, document_id))
         recent = self.queue.recent(org.id, limit=RECENT_REQUESTS)
         latest = latest_request(recent, document_id)
-        mapping = document_mappings(self.engine, org.id, [document_id], recent).get(
+        mapping = document_mappings(self.store, org.id, [document_id], recent).get(
             document_id
         ) or crm_mapping(document_id, None, None, None)
         crm_fields = {
@@ -237,7 +230,7 @@ class Desk:
         found: dict = {}
         for org in access.organizations:
             recent = self.queue.recent(org.id, limit=RECENT_REQUESTS)
-            for document_id, mapping in document_mappings(self.engine, org.id, ids, recent).items():
+            for document_id, mapping in document_mappings(self.store, org.id, ids, recent).items():
                 found.setdefault(document_id, mapping)
         return MappingList(mappings=[found[i] for i in ids if i in found])
 
@@ -252,7 +245,7 @@ class Desk:
 
     def unsynced_in_metakocka(self, org: Organization) -> UnsyncedList:
         extraction = extract_metakocka(self.config.metakocka(org), org.id)
-        links = self.config.store.links_frame(org.id)
+        links = self.store.links.frame(org.id)
         linked = set(links.loc[links["state"] == "linked", "metakocka_id"].dropna())
         documents = []
         for doc in unsynced_documents(extraction, links):

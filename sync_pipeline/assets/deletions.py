@@ -48,18 +48,18 @@ def build_deletion_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
                 store=store,
                 organization_id=org.id,
             )
-        store.log_errors(
+        store.errors.log(
             deletion_error_rows(
                 sync_plan,
                 outcomes,
                 organization_id=org.id,
                 run_id=context.run.run_id,
-                open_errors=store.open_errors(org.id),
+                open_errors=store.errors.open_frame(org.id),
                 requested_by=requested_by(context),
             )
         )
         done = [o for o in outcomes if o.result == OK]
-        store.resolve_errors(
+        store.errors.resolve_for_documents(
             org.id,
             crm_document_ids=[o.crm_document_id for o in done],
             metakocka_ids=[o.metakocka_id for o in done],

@@ -26,7 +26,6 @@ from sync_pipeline.resources import (
     OrganizationsResource,
     SyncStoreResource,
 )
-from sync_pipeline.store.cursors import read_cursor
 from sync_pipeline.sync.extract import (
     CRM,
     METAKOCKA,
@@ -115,7 +114,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
             f"{mk_client.credentials_origin}"
         )
         window = choose_window(
-            read_cursor(store.engine, org.id),
+            store.cursors.read(org.id),
             full_sweep=config.full_sweep,
             full_sweep_every=timedelta(days=config.full_sweep_every_days),
             crm_changes_tracked=schema.change_tracking,
@@ -159,7 +158,7 @@ def build_extract_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                 )
         finally:
             for side, client in ((CRM, crm_client), (METAKOCKA, mk_client)):
-                store.log_errors(
+                store.errors.log(
                     retried_failure_rows(
                         client.stats,
                         organization_id=org.id,
@@ -181,7 +180,7 @@ def _lean_metadata(extraction: Extraction) -> dict:
 
 
 def _log_failure(context, store, organization_id: str, system: str, exc: SyncError) -> None:
-    store.log_errors(
+    store.errors.log(
         [
             step_failure_row(
                 exc,

@@ -15,12 +15,7 @@ from sync_pipeline.resources import (
     OrganizationsResource,
     SyncStoreResource,
 )
-from sync_pipeline.store.resolutions import (
-    ResolutionRefused,
-    pending_resolutions,
-    resolve_conflict,
-    settle_unused_resolutions,
-)
+from sync_pipeline.store.resolutions import ResolutionRefused
 from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.incremental import mark_known_absent
 from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS, plan_sync
@@ -71,8 +66,7 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         store = open_store(sync_store, crm, metakocka)
         for document_id, winner in config.resolve_conflicts.items():
             try:
-                resolve_conflict(
-                    store.engine,
+                store.resolutions.resolve(
                     org_id,
                     document_id,
                     winner,
@@ -80,7 +74,7 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
                 )
             except ResolutionRefused as exc:
                 raise dg.Failure(f"resolve_conflicts: {exc}") from None
-        resolutions = pending_resolutions(store.engine, org_id)
+        resolutions = store.resolutions.pending(org_id)
         scope = validated_sales_documents.scope
         # asks which side changed last
         mk_client = metakocka_client(metakocka, crm.client(), store, org)
@@ -92,30 +86,30 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             # link would look like a deletion (sync/incremental.py).
             scope.links
             if scope is not None and scope.incremental
-            else store.links_frame(org_id, PLAN_LINK_COLUMNS),
+            else store.links.frame(org_id, PLAN_LINK_COLUMNS),
             conflict_policy=org.conflict_policy,
             resolutions=resolutions,
             change_order=metakocka_change_order(mk_client),
             statuses=org.metakocka_statuses,
         )
         plan = mark_known_absent(plan, scope, store, org_id)  # creates that need no look-up
-        settle_unused_resolutions(store.engine, plan, resolutions, run_id=context.run.run_id)
+        store.resolutions.settle_unused(plan, resolutions, run_id=context.run.run_id)
         # A new conflict's error row lists its differences: what a full sweep summarised is
         # read again for it (sync/rereads.py).
         with WholeDocuments(
-            org_id, engine=store.engine, crm=crm.client(), metakocka=mk_client
+            org_id, links=store.links, crm=crm.client(), metakocka=mk_client
         ) as whole:
-            store.log_errors(
+            store.errors.log(
                 error_rows(
                     organization_id=org_id,
                     run_id=context.run.run_id,
                     plan=plan,
-                    open_errors=store.open_errors(org_id, "conflict"),
+                    open_errors=store.errors.open_frame(org_id, "conflict"),
                     requested_by=requested_by(context),
                     read_again=whole.for_differences,
                 )
             )
-        store.log_errors(  # the failures its retries absorbed (sync/run_errors.py)
+        store.errors.log(  # the failures its retries absorbed (sync/run_errors.py)
             retried_failure_rows(
                 mk_client.stats,
                 organization_id=org_id,

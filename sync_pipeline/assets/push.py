@@ -143,7 +143,7 @@ def _record(
     context, store, organization_id: str, outcomes: list[PushOutcome], client, system, direction
 ) -> dict:
     """Log this direction's failures, close the errors of what synced; the asset metadata."""
-    store.log_errors(
+    store.errors.log(
         error_rows(
             organization_id=organization_id,
             run_id=context.run.run_id,
@@ -152,7 +152,7 @@ def _record(
         )
     )
     # The failures the retry policy absorbed, one resolved row per error type (sync/run_errors.py).
-    store.log_errors(
+    store.errors.log(
         retried_failure_rows(
             client.stats,
             organization_id=organization_id,
@@ -164,7 +164,7 @@ def _record(
         )
     )
     ok = [o for o in outcomes if o.result == OK]
-    store.resolve_errors(
+    store.errors.resolve_for_documents(
         organization_id,
         crm_document_ids=[o.crm_document_id for o in ok],
         metakocka_ids=[o.metakocka_id for o in ok],

@@ -15,12 +15,6 @@ from sync_pipeline.resources import (
     OrganizationsResource,
     SyncStoreResource,
 )
-from sync_pipeline.store.cursors import save_cursor
-from sync_pipeline.store.run_report import (
-    duplicate_link_count,
-    new_errors_by_type,
-    open_error_count,
-)
 from sync_pipeline.sync.crm_mirror import mirror_to_crm, owners_in_plan
 from sync_pipeline.sync.run_errors import resolve_earlier_step_failures
 from sync_pipeline.sync.status_sweep import sweep_status
@@ -62,11 +56,11 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
         store = open_store(sync_store, crm, metakocka)
         outcomes = [*metakocka_push, *crm_push, *propagated_deletions]
         scope = validated_sales_documents.scope
-        tally = _StatusTally(store.open_errors(org_id))
+        tally = _StatusTally(store.errors.open_frame(org_id))
         if scope is not None and scope.incremental:
             # Only the documents this run looked at: every other row stays as it was.
             _, changed = upsert_statuses(
-                store.engine,
+                store,
                 org_id,
                 crm_ids=sync_plan["crm_document_id"].dropna(),
                 metakocka_ids=sync_plan["metakocka_id"].dropna(),
@@ -79,19 +73,19 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
             # Every document's row, made and compared with its current row a slice at a time:
             # only the differences are kept and written (sync/status_sweep.py).
             changed, gone = sweep_status(
-                store.engine,
+                store,
                 org_id,
                 sync_plan,
                 outcomes=outcomes,
                 quarantined=validated_sales_documents.quarantined,
                 through=tally.through,
             )
-            store.write_status(org_id, changed, gone=gone)
+            store.status.write(org_id, changed, gone=gone)
         if scope is not None and scope.next_cursor is not None:
-            save_cursor(store.engine, org_id, scope.next_cursor, run_id=context.run.run_id)
+            store.cursors.save(org_id, scope.next_cursor, run_id=context.run.run_id)
         tally.resolve_errors_of_synced(store, org_id, context.run.run_id)
         resolve_earlier_step_failures(
-            store.engine, org_id, context.run.run_id, f"run {context.run.run_id} got through"
+            store.errors, org_id, context.run.run_id, f"run {context.run.run_id} got through"
         )
         # the CRM's own mapping table and error log, for its UI (sync/crm_mirror.py)
         mirrored = mirror_to_crm(
@@ -132,8 +126,8 @@ def build_report_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Asse
     ) -> dg.MaterializeResult:
         org_id = organizations.for_partition(context.partition_key).id
         store = open_store(sync_store, crm, metakocka)
-        by_type = new_errors_by_type(store.engine, org_id, context.run.run_id)
-        open_errors = open_error_count(store.engine, org_id)
+        by_type = store.errors.new_by_type(org_id, context.run.run_id)
+        open_errors = store.errors.open_count(org_id)
         return dg.MaterializeResult(
             metadata={
                 "new_errors": sum(by_type.values()),
@@ -174,7 +168,7 @@ class _StatusTally:
         fixed)."""
         if not self._open:
             return
-        store.resolve_errors(
+        store.errors.resolve_for_documents(
             org_id,
             crm_document_ids=self._synced_crm,
             metakocka_ids=self._synced_mk,
@@ -183,7 +177,7 @@ class _StatusTally:
 
 
 def _no_duplicate_links(store, org_id: str) -> dg.AssetCheckResult:
-    duplicates = duplicate_link_count(store.engine, org_id)
+    duplicates = store.links.duplicate_count(org_id)
     return dg.AssetCheckResult(
         check_name=CHECK_NO_DUPLICATE_LINKS,
         passed=duplicates == 0,

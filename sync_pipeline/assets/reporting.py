@@ -31,17 +31,7 @@ from sync_pipeline.resources import (
 )
 from sync_pipeline.runs import TAG_PARTITION
 from sync_pipeline.settings import parse_organizations
-from sync_pipeline.store.error_log import resolve_run_failures
-from sync_pipeline.store.reporting import (
-    last_reconciliations,
-    record_reconciliation,
-    resolve_errors_of_vanished_documents,
-    snapshot_status_counts,
-    status_counts,
-    status_history,
-    top_open_errors,
-)
-from sync_pipeline.store.resolutions import APPLIED, consume_resolutions
+from sync_pipeline.store.resolutions import APPLIED
 from sync_pipeline.store.tables import SYNC_STATUSES
 from sync_pipeline.sync.export.outcomes import OK, PushOutcome
 from sync_pipeline.sync.reporting import (
@@ -90,30 +80,29 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         org_id = organizations.for_partition(context.partition_key).id
         run_id = context.run.run_id
         store = open_store(sync_store, crm, metakocka)
-        engine = store.engine
         outcomes: list[PushOutcome] = [*metakocka_push, *crm_push, *propagated_deletions]
-        applied = consume_resolutions(
-            engine, _applied_resolutions(sync_plan, outcomes), run_id=run_id, outcome=APPLIED
+        applied = store.resolutions.consume(
+            _applied_resolutions(sync_plan, outcomes), run_id=run_id, outcome=APPLIED
         )
-        resolve_run_failures(engine, org_id, note=f"reconciliation run {run_id} succeeded")
-        resolve_errors_of_vanished_documents(
-            engine, org_id, note=f"document gone from both systems (run {run_id})"
+        store.errors.resolve_run_failures(org_id, note=f"reconciliation run {run_id} succeeded")
+        store.errors.resolve_vanished(
+            org_id, note=f"document gone from both systems (run {run_id})"
         )
 
-        counts = status_counts(engine, org_id)
+        counts = store.status.counts_by_direction(org_id)
         by_status = counts.groupby("status")["documents"].sum().to_dict()
         today = datetime.now(UTC).date()
-        snapshot_status_counts(engine, org_id, by_status, run_id=run_id, day=today)
+        store.history.snapshot(org_id, by_status, run_id=run_id, day=today)
         runs_table, run_counts = run_outcome_table(outcomes)
-        unmapped = unmapped_status_counts(engine, org_id)
+        unmapped = unmapped_status_counts(store.errors, org_id)
         summary = {
             "statuses": by_status,
             "pushes": run_counts,
             "unmapped_metakocka_statuses": int(unmapped["documents"].sum()),
         }
-        record_reconciliation(engine, org_id, run_id, summary)
-        history = status_history(engine, org_id, since=today - timedelta(days=HISTORY_DAYS - 1))
-        errors = top_open_errors(engine, org_id)
+        store.history.record_reconciliation(org_id, run_id, summary)
+        history = store.history.daily_counts(org_id, since=today - timedelta(days=HISTORY_DAYS - 1))
+        errors = store.errors.top_open(org_id)
         # In the order the page tells it (the UI keeps it): the tables, then the numbers.
         return dg.MaterializeResult(
             metadata={
@@ -181,7 +170,7 @@ def reconciled_within_26_hours(
     if partition:
         orgs = [org for org in orgs if partition in (org.key, org.id)]
     return freshness_result(
-        last_reconciliations(sync_store.store().engine), orgs, now=datetime.now(UTC)
+        sync_store.store().history.last_reconciliations(), orgs, now=datetime.now(UTC)
     )
 
 

@@ -75,10 +75,10 @@ def build_validate_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.As
             organization_id=org_id,
             run_id=context.run.run_id,
             quarantined=validated.quarantined,
-            open_errors=store.open_errors(org_id, "validation"),
+            open_errors=store.errors.open_frame(org_id, "validation"),
             requested_by=requested_by(context),
         )
-        store.log_errors(rows)
+        store.errors.log(rows)
         for q in validated.quarantined:
             context.log.warning(
                 f"quarantined {q.side} document {q.crm_document_id or q.metakocka_id}: "
@@ -123,7 +123,7 @@ def _validated(store, org_id, scope, *extractions: RunSide) -> list[ValidatedSid
     known = synced_hashes(
         scope.links
         if scope is not None and scope.incremental
-        else store.links_frame(org_id, PLAN_LINK_COLUMNS)
+        else store.links.frame(org_id, PLAN_LINK_COLUMNS)
     )
     return [
         validate_extraction(e, synced_hashes=known[e.side], known_by_link=e.known_by_link)
@@ -132,7 +132,7 @@ def _validated(store, org_id, scope, *extractions: RunSide) -> list[ValidatedSid
 
 
 def _every_invalid_reported(store, org_id, quarantined) -> dg.AssetCheckResult:
-    open_rows = store.open_errors(org_id, "validation")
+    open_rows = store.errors.open_frame(org_id, "validation")
     reported = set(open_rows["crm_document_id"].dropna()) | set(open_rows["metakocka_id"].dropna())
     missing = [
         q.crm_document_id or q.metakocka_id

@@ -26,15 +26,15 @@ def organization_option(required: bool):
 
 
 @contextmanager
-def sync_engine(db_url: str | None):
-    """The sync database's engine, migrated to the newest schema; disposed afterwards."""
+def sync_store(db_url: str | None):
+    """The sync database, migrated to the newest schema; disposed afterwards."""
     from sync_pipeline.settings import Settings
     from sync_pipeline.store.repository import SyncStore
 
     store = SyncStore(db_url or Settings.from_env().database_url)
     try:
         store.create_schema()
-        yield store.engine
+        yield store
     finally:
         store.dispose()
 

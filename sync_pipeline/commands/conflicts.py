@@ -11,7 +11,7 @@ from sync_pipeline.commands.common import (
     db_url_option,
     echo_json,
     organization_option,
-    sync_engine,
+    sync_store,
 )
 from sync_pipeline.domain.policies import WINNER_CRM, WINNERS
 
@@ -30,11 +30,9 @@ def list_command(organization, db_url, as_json, fields):
     """The organization's documents in conflict, with how the two versions differ."""
     from dataclasses import asdict
 
-    from sync_pipeline.store.resolutions import list_conflicts
-
     check_organization(organization)
-    with sync_engine(db_url) as engine:
-        views = list_conflicts(engine, organization)
+    with sync_store(db_url) as store:
+        views = store.resolutions.conflicts(organization)
     if as_json:
         echo_json([asdict(v) for v in views])
         return
@@ -70,13 +68,12 @@ def resolve_command(organization, document, winner, note, resolved_by, db_url):
     """Pick the winning side of one conflict; the next reconciliation carries it out."""
     import getpass
 
-    from sync_pipeline.store.resolutions import ResolutionRefused, resolve_conflict
+    from sync_pipeline.store.resolutions import ResolutionRefused
 
     check_organization(organization)
     try:
-        with sync_engine(db_url) as engine:
-            resolution = resolve_conflict(
-                engine,
+        with sync_store(db_url) as store:
+            resolution = store.resolutions.resolve(
                 organization,
                 document,
                 winner,

@@ -17,7 +17,7 @@ from sync_pipeline.commands.common import (
     echo_json,
     echo_table,
     organization_option,
-    sync_engine,
+    sync_store,
     utc,
 )
 
@@ -59,7 +59,7 @@ def filter_options(state_default: str):
 
 
 def _filter(organization, error_type, document, state, since, until, run_id):
-    from sync_pipeline.store.error_log import ErrorFilter
+    from sync_pipeline.store.error_filter import ErrorFilter
 
     check_organization(organization)
     return ErrorFilter(
@@ -86,11 +86,9 @@ def list_command(
     organization, error_type, document, state, since, until, run_id, db_url, limit, as_json
 ):
     """Errors matching the filters, newest first (open ones by default)."""
-    from sync_pipeline.store.error_log import list_errors
-
     where = _filter(organization, error_type, document, state, since, until, run_id)
-    with sync_engine(db_url) as engine:
-        rows = list_errors(engine, where, limit=limit or None)
+    with sync_store(db_url) as store:
+        rows = store.errors.matching(where, limit=limit or None)
     if as_json:
         echo_json(rows)
         return
@@ -124,8 +122,6 @@ def resolve_command(
 
     Errors of documents that are still failing are refused, and the command then exits 1.
     """
-    from sync_pipeline.store.error_log import resolve_errors
-
     if not ids and not all_matching:
         raise click.UsageError("name the error ids, or use filters with --all-matching")
     where = None
@@ -137,8 +133,8 @@ def resolve_command(
         where = _filter(organization, error_type, document, "open", since, until, run_id)
     if not note.strip():
         raise click.BadParameter("the note must not be empty", param_hint="--note")
-    with sync_engine(db_url) as engine:
-        result = resolve_errors(engine, ids=ids, where=where, note=note, resolved_by=resolved_by)
+    with sync_store(db_url) as store:
+        result = store.errors.resolve(ids=ids, where=where, note=note, resolved_by=resolved_by)
     click.echo(f"resolved {len(result.resolved)} error(s)" + _ids(result.resolved))
     for refusal in result.refused:
         click.echo(f"refused: {refusal.message}", err=True)
@@ -161,13 +157,11 @@ def stats_command(
     """Errors by type, and by day and type: total, open, resolved."""
     from datetime import UTC, datetime, timedelta
 
-    from sync_pipeline.store.error_log import error_statistics
-
     if since is None and days:
         since = (datetime.now(UTC) - timedelta(days=days)).replace(tzinfo=None)
     where = _filter(organization, error_type, document, state, since, until, run_id)
-    with sync_engine(db_url) as engine:
-        rows = error_statistics(engine, where)
+    with sync_store(db_url) as store:
+        rows = store.errors.statistics(where)
     by_type: dict[str, dict] = {}
     for row in rows:
         total = by_type.setdefault(
@@ -200,15 +194,13 @@ _STATS = ["error_type", "total", "open", "resolved"]
 )  # fmt: skip
 def export_command(organization, error_type, document, state, since, until, run_id, db_url, output):
     """Every matching error as CSV (all columns; details as JSON)."""
-    from sync_pipeline.store.error_log import export_csv
-
     where = _filter(organization, error_type, document, state, since, until, run_id)
-    with sync_engine(db_url) as engine:
+    with sync_store(db_url) as store:
         if output == "-":
-            count = export_csv(engine, where, sys.stdout)
+            count = store.errors.export_csv(where, sys.stdout)
         else:
             with open(output, "w", newline="", encoding="utf-8") as out:
-                count = export_csv(engine, where, out)
+                count = store.errors.export_csv(where, out)
     click.echo(f"exported {count} error(s)", err=True)
 
 

@@ -58,7 +58,7 @@ def sync_documents_op(
 ) -> dg.Output:
     run_id = context.run.run_id
     store = open_store(sync_store, crm, metakocka)
-    queue = SyncRequestQueue(store.engine)
+    queue = store.requests
     request_ids = served_requests(queue, context.run.tags)
     if request_ids:
         context.log.info(f"serving sync request(s) {', '.join(request_ids[:20])}")

@@ -31,7 +31,7 @@ from sync_pipeline.domain.document import MappingError, SalesDocument
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.preflight.findings import DATA, OK, WARN, Finding
 from sync_pipeline.settings import Organization
-from sync_pipeline.store.repository import LINK_COLUMNS
+from sync_pipeline.store.links import LINK_COLUMNS
 from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.export.crm_writes import crm_document_write, prefetch_metakocka_references
 from sync_pipeline.sync.export.outcomes import TO_CRM_ACTIONS

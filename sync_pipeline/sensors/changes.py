@@ -36,7 +36,7 @@ from sync_pipeline.resources import (
     SyncStoreResource,
 )
 from sync_pipeline.settings import parse_organizations
-from sync_pipeline.store.document_queries import links_for
+from sync_pipeline.store.links import Links
 from sync_pipeline.store.requests import SyncRequestQueue
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.extract import (
@@ -127,7 +127,7 @@ def dump_cursor(cursor: dict[str, dict[str, Cursor]]) -> str:
     )
 
 
-def changed_documents(extraction: Extraction, side_cursor: Cursor, engine, org_id: str):
+def changed_documents(extraction: Extraction, side_cursor: Cursor, links: Links, org_id: str):
     """The ids of the documents whose synced content really changed, and every document's
     stamp for the cursor: (id, `updated_at`) in the CRM, (id, content hash) in Metakocka."""
     key = "crm_document_id" if extraction.side == CRM else "metakocka_id"
@@ -140,10 +140,10 @@ def changed_documents(extraction: Extraction, side_cursor: Cursor, engine, org_i
         (i, h) for (i, stamp), h in zip(stamps, hashes, strict=True) if side_cursor.is_new(i, stamp)
     ]
     ids = [i for i, _ in fresh]
-    links = links_for(
-        engine, org_id, ids if extraction.side == CRM else [], ids if extraction.side != CRM else []
+    found = links.for_ids(
+        org_id, ids if extraction.side == CRM else [], ids if extraction.side != CRM else []
     )
-    linked = links.loc[links["state"] == LINK_LINKED]
+    linked = found.loc[found["state"] == LINK_LINKED]
     synced_hash = dict(zip(linked[key].astype(str), linked["content_hash"], strict=True))
     return [i for i, digest in fresh if synced_hash.get(i) != digest], stamps
 
@@ -189,8 +189,8 @@ def build_change_sensor(*, interval_s: int = 30) -> dg.SensorDefinition:
         sync_store: SyncStoreResource,
     ):
         cursor = load_cursor(context.cursor)
-        engine = sync_store.store().engine
-        queue = SyncRequestQueue(engine)
+        store = sync_store.store()
+        queue = store.requests
         start = datetime.now(UTC).replace(microsecond=0)
         queued = 0
         for org in parse_organizations(organizations.organizations_json):
@@ -204,7 +204,7 @@ def build_change_sensor(*, interval_s: int = 30) -> dg.SensorDefinition:
                 except SyncError as exc:  # try again next tick, from the same cursor
                     context.log.warning(f"{org.name}: cannot poll {side}: {exc}")
                     continue
-                changed, stamps = changed_documents(extraction, sides[side], engine, org.id)
+                changed, stamps = changed_documents(extraction, sides[side], store.links, org.id)
                 covered = queued_document_ids(queue, org.id, side)
                 for doc_id in changed:
                     if doc_id in covered:  # a queued request will read its latest version

@@ -102,7 +102,7 @@ def build_request_sensor(
         "sync_documents runs, batched per organization and direction; run_key = request id.",
     )
     def sync_requests_sensor(context: dg.SensorEvaluationContext, sync_store: SyncStoreResource):
-        queue = SyncRequestQueue(sync_store.store().engine)
+        queue = sync_store.store().requests
         cursor = RequestCursor.parse(context.cursor)
         now = datetime.now(UTC)
         if cursor.swept_at is None or now - cursor.swept_at >= SWEEP_EVERY:

@@ -20,7 +20,6 @@ from sync_pipeline.runs import (
 )
 from sync_pipeline.sensors.finished_runs import handle_runs
 from sync_pipeline.settings import organization_for_partition, parse_organizations
-from sync_pipeline.store.error_log import record_run_failure
 
 ORGANIZATION_TAGS = (ORGANIZATION_ID_TAG, TAG_ORGANIZATION)
 NO_ORGANIZATION = "*"
@@ -81,8 +80,7 @@ def sync_run_failure_sensor(
 ):
     def record(run: dg.DagsterRun) -> None:
         message, trace = failure_text(context.instance, run)
-        recorded = record_run_failure(
-            sync_store.store().engine,
+        recorded = sync_store.store().errors.record_run_failure(
             organization_id=run_organization(run.tags, parse_organizations(crm.organizations_json)),
             run_id=run.run_id,
             job_name=run.job_name,

@@ -12,11 +12,10 @@ from sync_pipeline.resources import SyncStoreResource
 from sync_pipeline.runs import RUN_KEY_TAG
 from sync_pipeline.sensors.finished_runs import handle_runs
 from sync_pipeline.sensors.run_failures import failure_text
-from sync_pipeline.store.requests import SyncRequestQueue
 
 
 def _fail_requests(context, sync_store: SyncStoreResource, run: dg.DagsterRun, error: str) -> int:
-    queue = SyncRequestQueue(sync_store.store().engine)
+    queue = sync_store.store().requests
     failed = queue.fail_run(run_id=run.run_id, run_key=run.tags.get(RUN_KEY_TAG), error=error)
     if failed:
         context.log.info(f"marked {failed} request(s) of run {run.run_id} failed")

@@ -211,16 +211,28 @@ class DocumentClaims:
             ).rowcount
 
 
-def held_claims(engine: Engine, organization_id: str | None = None) -> list[dict]:
-    """Every claim in the table (for operators and tests): owner, document, since when (UTC)."""
-    query = sa.select(sync_claims)
-    if organization_id is not None:
-        query = query.where(sync_claims.c.organization_id == organization_id)
-    with engine.connect() as conn:
-        rows = [dict(row) for row in conn.execute(query).mappings()]
-    for row in rows:
-        row["claimed_at"] = _aware(row["claimed_at"])
-    return rows
+class Claims:
+    """`sync_claims` as a whole: one owner's claims (`for_owner`), and every claim held."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def for_owner(
+        self, organization_id: str, *, owner: str, ttl_s: float = DEFAULT_CLAIM_TTL_S
+    ) -> DocumentClaims:
+        return DocumentClaims(self.engine, organization_id, owner=owner, ttl_s=ttl_s)
+
+    def held(self, organization_id: str | None = None) -> list[dict]:
+        """Every claim in the table (for operators and tests): owner, document, since when
+        (UTC)."""
+        query = sa.select(sync_claims)
+        if organization_id is not None:
+            query = query.where(sync_claims.c.organization_id == organization_id)
+        with self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(query).mappings()]
+        for row in rows:
+            row["claimed_at"] = _aware(row["claimed_at"])
+        return rows
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -22,35 +22,40 @@ class SyncCursor:
     last_full_sweep_at: datetime | None
 
 
-def read_cursor(engine: Engine, organization_id: str) -> SyncCursor | None:
-    """The organization's cursor, or None before its first completed reconciliation."""
-    query = sa.select(sync_cursors).where(sync_cursors.c.organization_id == organization_id)
-    with engine.connect() as conn:
-        row = conn.execute(query).mappings().first()
-    if row is None:
-        return None
-    return SyncCursor(
-        crm_changed_since=_utc(row["crm_changed_since"]),
-        metakocka_changed_since=_utc(row["metakocka_changed_since"]),
-        last_full_sweep_at=_utc(row["last_full_sweep_at"]),
-    )
+class Cursors:
+    """The organizations' change cursors (`sync_cursors`)."""
 
+    def __init__(self, engine: Engine):
+        self.engine = engine
 
-def save_cursor(
-    engine: Engine, organization_id: str, cursor: SyncCursor, *, run_id: str | None = None
-) -> None:
-    """Insert or replace the organization's cursor (one short transaction)."""
-    values = {
-        "crm_changed_since": cursor.crm_changed_since,
-        "metakocka_changed_since": cursor.metakocka_changed_since,
-        "last_full_sweep_at": cursor.last_full_sweep_at,
-        "updated_at": datetime.now(UTC),
-        "run_id": run_id,
-    }
-    where = sync_cursors.c.organization_id == organization_id
-    with engine.begin() as conn:
-        if not conn.execute(sync_cursors.update().where(where).values(**values)).rowcount:
-            conn.execute(sync_cursors.insert().values(organization_id=organization_id, **values))
+    def read(self, organization_id: str) -> SyncCursor | None:
+        """The organization's cursor, or None before its first completed reconciliation."""
+        query = sa.select(sync_cursors).where(sync_cursors.c.organization_id == organization_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        return SyncCursor(
+            crm_changed_since=_utc(row["crm_changed_since"]),
+            metakocka_changed_since=_utc(row["metakocka_changed_since"]),
+            last_full_sweep_at=_utc(row["last_full_sweep_at"]),
+        )
+
+    def save(self, organization_id: str, cursor: SyncCursor, *, run_id: str | None = None) -> None:
+        """Insert or replace the organization's cursor (one short transaction)."""
+        values = {
+            "crm_changed_since": cursor.crm_changed_since,
+            "metakocka_changed_since": cursor.metakocka_changed_since,
+            "last_full_sweep_at": cursor.last_full_sweep_at,
+            "updated_at": datetime.now(UTC),
+            "run_id": run_id,
+        }
+        where = sync_cursors.c.organization_id == organization_id
+        with self.engine.begin() as conn:
+            if not conn.execute(sync_cursors.update().where(where).values(**values)).rowcount:
+                conn.execute(
+                    sync_cursors.insert().values(organization_id=organization_id, **values)
+                )
 
 
 def _utc(value: datetime | None) -> datetime | None:

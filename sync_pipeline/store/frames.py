@@ -16,6 +16,20 @@ import sqlalchemy as sa
 SLICE = 5_000
 """Rows fetched at once: the database driver's rows are dropped slice by slice."""
 
+REPEATED_TEXTS = frozenset(
+    {
+        "organization_id",
+        "state",
+        "document_type",
+        "metakocka_doc_type",
+        "status",
+        "last_direction",
+        "last_error",
+        "metakocka_status",
+    }
+)
+"""Columns of links and sync_status rows that hold a few words over many rows."""
+
 
 def read_frame(
     engine: sa.Engine, query: sa.Select, columns: list[str], repeated: Collection[str] = ()

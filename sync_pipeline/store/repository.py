@@ -1,78 +1,27 @@
-"""Reads and writes of the sync database, behind one small class.
+"""The sync database: one engine, and one repository per family of tables built on it.
 
-Every write that learns an outcome is its own short transaction, committed before the next
-remote call (the OCA connector's lesson: bind the remote id the moment the remote write succeeds).
+Callers say which table they mean: `store.links.bind(...)` (the binder), `store.errors.log(rows)`,
+`store.status.upsert(...)`, and so on. Every repository's writes are short transactions of their
+own (the OCA connector's lesson: bind the remote id the moment the remote write succeeds).
 """
 
-import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
-import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-
-from sync_pipeline.adapters.redact import redact
+from sync_pipeline.store.claims import Claims
+from sync_pipeline.store.cursors import Cursors
 from sync_pipeline.store.engine import database_schema, make_engine
-from sync_pipeline.store.frames import read_frame
-from sync_pipeline.store.locks import lock_organization_status
+from sync_pipeline.store.error_log import ErrorLog
+from sync_pipeline.store.history import History
+from sync_pipeline.store.links import Links
 from sync_pipeline.store.migrate import upgrade
-from sync_pipeline.store.status_diff import diff_status
-from sync_pipeline.store.tables import (
-    LINK_LINKED,
-    WARNING,
-    document_links,
-    sync_error_log,
-    sync_status,
-)
-
-__all__ = ["SyncStore", "make_engine", "utcnow"]
-
-LINK_COLUMNS = [
-    "crm_document_id",
-    "metakocka_id",
-    "content_hash",
-    "state",
-    "document_type",
-    "metakocka_doc_type",
-    "crm_document_number",
-    "metakocka_count_code",
-    "last_synced_at",
-]
-
-
-REPEATED_TEXTS = frozenset(
-    {
-        "organization_id",
-        "state",
-        "document_type",
-        "metakocka_doc_type",
-        "status",
-        "last_direction",
-        "last_error",
-        "metakocka_status",
-    }
-)
-"""Columns of links and sync_status rows that hold a few words over many rows (`read_frame`)."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def link_id_conditions(crm_document_id: str | None, metakocka_id: str | None) -> list:
-    """One condition per id given, on `document_links`: the caller joins them (either id finds
-    a link; both ids name one pair)."""
-    conditions = []
-    if crm_document_id:
-        conditions.append(document_links.c.crm_document_id == crm_document_id)
-    if metakocka_id:
-        conditions.append(document_links.c.metakocka_id == metakocka_id)
-    return conditions
+from sync_pipeline.store.requests import SyncRequestQueue
+from sync_pipeline.store.resolutions import Resolutions
+from sync_pipeline.store.retries import Retries
+from sync_pipeline.store.status import Statuses
 
 
 class SyncStore:
-    """The sync database: document_links, sync_status and sync_error_log."""
+    """The sync database and its repositories (module docstring)."""
 
     def __init__(self, url: str, *, secrets: Iterable[str] = (), schema: str | None = None):
         """`schema`: where the tables live on PostgreSQL (default `SYNC_DATABASE_SCHEMA`, else
@@ -80,12 +29,20 @@ class SyncStore:
         self.url = url
         self.schema = database_schema(url, schema)
         self.engine = make_engine(url, self.schema)
-        self._secrets = tuple(s for s in secrets if s)
+        self.links = Links(self.engine)
+        self.errors = ErrorLog(self.engine, secrets)
+        self.status = Statuses(self.engine)
+        self.cursors = Cursors(self.engine)
+        self.resolutions = Resolutions(self.engine)
+        self.retries = Retries(self.engine)
+        self.history = History(self.engine)
+        self.claims = Claims(self.engine)
+        self.requests = SyncRequestQueue(self.engine)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Redact these too from now on (a secret learned after opening: the CRM's
         `metakocka_credentials`)."""
-        self._secrets = tuple(dict.fromkeys([*self._secrets, *(s for s in secrets if s)]))
+        self.errors.add_secrets(secrets)
 
     def create_schema(self) -> None:
         """Bring the database to the newest migration (cheap when it is already there)."""
@@ -93,269 +50,3 @@ class SyncStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-    # ----------------------------------------------------------------- links (the binder)
-    def links_frame(self, organization_id: str, columns: list[str] = LINK_COLUMNS) -> pd.DataFrame:
-        """The organization's links (`columns` of them: the plan reads four)."""
-        query = sa.select(*[document_links.c[name] for name in columns]).where(
-            document_links.c.organization_id == organization_id
-        )
-        return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS)
-
-    def find_link(
-        self,
-        organization_id: str,
-        *,
-        crm_document_id: str | None = None,
-        metakocka_id: str | None = None,
-    ) -> dict | None:
-        conditions = link_id_conditions(crm_document_id, metakocka_id)
-        if not conditions:
-            return None
-        query = sa.select(document_links).where(
-            document_links.c.organization_id == organization_id, sa.or_(*conditions)
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        return dict(row) if row else None
-
-    def record_intent(
-        self,
-        organization_id: str,
-        *,
-        state: str,
-        crm_document_id: str,
-        metakocka_id: str | None = None,
-        document_type: str | None = None,
-    ) -> None:
-        """Write down, before a create is sent, that it is about to be sent.
-
-        If a link for this document already exists (an earlier unfinished intent, or a concurrent
-        run's), it is left as it is: the caller resolves by lookup either way.
-        """
-        now = utcnow()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    document_links.insert().values(
-                        organization_id=organization_id,
-                        crm_document_id=crm_document_id,
-                        metakocka_id=metakocka_id,
-                        document_type=document_type,
-                        state=state,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
-            pass
-
-    def bind(
-        self,
-        organization_id: str,
-        *,
-        crm_document_id: str,
-        metakocka_id: str,
-        content_hash: str | None,
-        document_type: str | None = None,
-        metakocka_doc_type: str | None = None,
-        crm_document_number: str | None = None,
-        metakocka_count_code: str | None = None,
-    ) -> None:
-        """Link the two ids (or refresh the link's hash): the document is in sync as of now."""
-        now = utcnow()
-        values = {
-            "crm_document_id": crm_document_id,
-            "metakocka_id": metakocka_id,
-            "content_hash": content_hash,
-            "state": LINK_LINKED,
-            "updated_at": now,
-            "last_synced_at": now,
-        }
-        optional = {
-            "document_type": document_type,
-            "metakocka_doc_type": metakocka_doc_type,
-            "crm_document_number": crm_document_number,
-            "metakocka_count_code": metakocka_count_code,
-        }
-        values.update({key: value for key, value in optional.items() if value is not None})
-        match = sa.and_(
-            document_links.c.organization_id == organization_id,
-            sa.or_(
-                document_links.c.crm_document_id == crm_document_id,
-                document_links.c.metakocka_id == metakocka_id,
-            ),
-        )
-        # Update, else insert; a concurrent binder of the same pair may insert first, and then the
-        # unique constraint refuses ours and the second pass updates its row.
-        for attempt in (1, 2):
-            try:
-                with self.engine.begin() as conn:
-                    update = document_links.update().where(match).values(**values)
-                    if not conn.execute(update).rowcount:
-                        conn.execute(
-                            document_links.insert().values(
-                                organization_id=organization_id, created_at=now, **values
-                            )
-                        )
-                return
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-
-    def forget_intent(self, organization_id: str, crm_document_id: str) -> None:
-        """Drop an unfinished create intent whose create was definitely refused."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                document_links.delete().where(
-                    document_links.c.organization_id == organization_id,
-                    document_links.c.crm_document_id == crm_document_id,
-                    document_links.c.state != LINK_LINKED,
-                )
-            )
-
-    # ----------------------------------------------------------------- error log
-    def log_errors(self, rows: list[dict]) -> int:
-        """Append error rows, redacting every text column (secrets never reach the table)."""
-        if not rows:
-            return 0
-        now = utcnow()
-        clean = []
-        for row in rows:
-            details = row.get("details")
-            clean.append(
-                {
-                    "occurred_at": row.get("occurred_at") or now,
-                    "organization_id": row["organization_id"],
-                    "run_id": row.get("run_id"),
-                    "direction": row.get("direction"),
-                    "crm_document_id": row.get("crm_document_id"),
-                    "metakocka_id": row.get("metakocka_id"),
-                    "error_type": row["error_type"],
-                    "message": redact(str(row["message"]), self._secrets),
-                    "details": json.loads(redact(json.dumps(details, default=str), self._secrets))
-                    if details is not None
-                    else None,
-                    "stack_trace": redact(row["stack_trace"], self._secrets)
-                    if row.get("stack_trace")
-                    else None,
-                    "requested_by": row.get("requested_by"),
-                    # A failure a retry already absorbed is logged resolved (sync/retried.py).
-                    "resolved_at": row.get("resolved_at"),
-                    "resolution_note": row.get("resolution_note"),
-                }
-            )
-        with self.engine.begin() as conn:
-            conn.execute(sync_error_log.insert(), clean)
-        return len(clean)
-
-    def open_errors(self, organization_id: str, error_type: str | None = None) -> pd.DataFrame:
-        query = sa.select(sync_error_log).where(
-            sync_error_log.c.organization_id == organization_id,
-            sync_error_log.c.resolved_at.is_(None),
-        )
-        if error_type:
-            query = query.where(sync_error_log.c.error_type == error_type)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return pd.DataFrame(rows, columns=[c.name for c in sync_error_log.columns])
-
-    def resolve_errors(
-        self,
-        organization_id: str,
-        *,
-        crm_document_ids: Iterable[str] = (),
-        metakocka_ids: Iterable[str] = (),
-        note: str,
-        only_types: Iterable[str] | None = None,
-    ) -> int:
-        """Close the open errors of documents that are now fine (chunked to keep IN lists small).
-
-        Without `only_types`, every type but `warning`: a warning is about what the document
-        holds (an unmapped Metakocka status), which a successful sync does not change, so only
-        the check that raised it closes it (`only_types=[WARNING]`, sync/statuses.py).
-        """
-        resolved = 0
-        now = utcnow()
-        for column, ids in (
-            (
-                sync_error_log.c.crm_document_id,
-                list(dict.fromkeys(i for i in crm_document_ids if i)),
-            ),
-            (sync_error_log.c.metakocka_id, list(dict.fromkeys(i for i in metakocka_ids if i))),
-        ):
-            for start in range(0, len(ids), 500):
-                query = (
-                    sync_error_log.update()
-                    .where(
-                        sync_error_log.c.organization_id == organization_id,
-                        sync_error_log.c.resolved_at.is_(None),
-                        column.in_(ids[start : start + 500]),
-                    )
-                    .values(resolved_at=now, resolution_note=note)
-                )
-                if only_types is not None:
-                    query = query.where(sync_error_log.c.error_type.in_(list(only_types)))
-                else:
-                    query = query.where(sync_error_log.c.error_type != WARNING)
-                with self.engine.begin() as conn:
-                    resolved += conn.execute(query).rowcount
-        return resolved
-
-    # ----------------------------------------------------------------- status
-    def status_frame(self, organization_id: str) -> pd.DataFrame:
-        """The organization's sync_status rows."""
-        columns = [c.name for c in sync_status.columns]
-        query = sa.select(*[sync_status.c[name] for name in columns]).where(
-            sync_status.c.organization_id == organization_id
-        )
-        return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS)
-
-    def replace_status(
-        self, organization_id: str, rows: Iterable[dict], previous: pd.DataFrame | None = None
-    ) -> int:
-        """Re-materialise one organization's sync_status in a single transaction.
-
-        With `previous` (its rows as they are now, `status_frame`), only the differences are
-        written: rows of documents no longer known are deleted, new and changed rows replace
-        theirs, and an unchanged row is left alone (a full sweep of an organization in sync then
-        writes next to nothing). Returns the number of rows written.
-        """
-        if previous is None:
-            return self.write_status(organization_id, list(rows), everything=True)
-        changed, gone = diff_status(rows, previous)
-        return self.write_status(organization_id, changed, gone=gone)
-
-    def write_status(
-        self,
-        organization_id: str,
-        changed: list[dict],
-        *,
-        gone: Iterable[int] = (),
-        everything: bool = False,
-    ) -> int:
-        """Write `changed` rows in place of the rows naming their ids, and delete the rows of
-        `gone` (their ids), or with `everything` every row of the organization first; in a
-        single transaction. Returns the number of rows written."""
-        with self.engine.begin() as conn:
-            lock_organization_status(conn, organization_id)  # one status writer at a time
-            if everything:
-                conn.execute(
-                    sync_status.delete().where(sync_status.c.organization_id == organization_id)
-                )
-            else:
-                named = [
-                    (column, [r[column.name] for r in changed if r[column.name]])
-                    for column in (sync_status.c.crm_document_id, sync_status.c.metakocka_id)
-                ]
-                for column, ids in [(sync_status.c.id, list(gone)), *named]:
-                    for start in range(0, len(ids), 500):
-                        conn.execute(
-                            sync_status.delete().where(
-                                sync_status.c.organization_id == organization_id,
-                                column.in_(ids[start : start + 500]),
-                            )
-                        )
-            for start in range(0, len(changed), 5000):
-                conn.execute(sync_status.insert(), changed[start : start + 5000])
-        return len(changed)

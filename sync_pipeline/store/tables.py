@@ -192,7 +192,7 @@ conflict_resolutions = sa.Table(
     sa.Index("ix_conflict_resolutions_org_crm", "organization_id", "crm_document_id"),
 )
 
-# Reporting (sync_pipeline/store/reporting.py): one row per successful reconciliation (the
+# Reporting (sync_pipeline/store/history.py): one row per successful reconciliation (the
 # freshness check reads the latest per organization), and a daily snapshot of sync_status counts
 # (the last run of a day wins) for the sync report's 30-day plot.
 reconciliation_runs = sa.Table(

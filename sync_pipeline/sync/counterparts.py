@@ -25,7 +25,7 @@ from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, content_hash
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.reads import full_read_takes_fewer_calls, read_every_document
-from sync_pipeline.store.document_queries import linked_metakocka_count
+from sync_pipeline.store.links import Links
 from sync_pipeline.sync.metakocka_reads import Found, map_metakocka, read_metakocka_document
 
 
@@ -43,10 +43,10 @@ class LinkedCounterpart:
     """The precision `content_hash` was computed at (the CRM's: `Extraction.precision`)."""
 
 
-def full_read_is_cheaper(engine, organization_id: str, reads: int, concurrency: int) -> bool:
+def full_read_is_cheaper(links: Links, organization_id: str, reads: int, concurrency: int) -> bool:
     """Cheaper to read the whole company than `reads` documents by id? Its size is what its
     links count (`metakocka/reads.py`)."""
-    documents = linked_metakocka_count(engine, organization_id)
+    documents = links.linked_metakocka_count(organization_id)
     return full_read_takes_fewer_calls(documents, reads, concurrency)
 
 
@@ -64,14 +64,14 @@ class CounterpartReader:
         organization_id: str,
         counterparts: Iterable[LinkedCounterpart],
         *,
-        engine,
+        links: Links,
     ):
         self._client, self._org = client, organization_id
         self._stop = threading.Event()
         self._full: Future | None = None
         self._wanted = {c.metakocka_id for c in counterparts}
         reads, concurrency = len(self._wanted), client.max_concurrent_requests
-        if reads and full_read_is_cheaper(engine, organization_id, reads, concurrency):
+        if reads and full_read_is_cheaper(links, organization_id, reads, concurrency):
             self._full = Future()
             threading.Thread(
                 target=self._read_everything, name="counterparts-full-read", daemon=True

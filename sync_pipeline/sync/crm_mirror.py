@@ -21,8 +21,6 @@ from sync_pipeline.crm.mirror import (
 )
 from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.domain.summary import was_read
-from sync_pipeline.store.document_queries import links_for, status_for
-from sync_pipeline.store.error_log import document_errors, open_errors_of_kind, resolve_error_ids
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.export.outcomes import OK
 
@@ -61,20 +59,20 @@ def mirror_to_crm(
     read from the CRM."""
     result = MirrorResult()
     org_id = organization.id
-    earlier = open_errors_of_kind(store.engine, org_id, MIRROR_FAILED)
+    earlier = store.errors.open_of_kind(org_id, MIRROR_FAILED)
     pending_docs = {d for row in earlier for d in (row["details"] or {}).get("documents", [])}
     pending_errors = {e for row in earlier for e in (row["details"] or {}).get("error_ids", [])}
     rows = {r["crm_document_id"]: r for r in status_rows if r.get("crm_document_id")}
     missing = sorted(pending_docs - set(rows))
     if missing:
-        previous = status_for(store.engine, org_id, missing, [])
+        previous = store.status.for_ids(org_id, missing, [])
         rows.update({r["crm_document_id"]: r for r in _records(previous)})
-    errors = document_errors(store.engine, org_id, run_id=run_id) if run_id else []
+    errors = store.errors.document_errors(org_id, run_id=run_id) if run_id else []
     if pending_errors:
         known = {e["id"] for e in errors}
         errors += [
             e
-            for e in document_errors(store.engine, org_id, ids=pending_errors)
+            for e in store.errors.document_errors(org_id, ids=pending_errors)
             if e["id"] not in known
         ]
     if not rows and not errors:
@@ -91,10 +89,10 @@ def mirror_to_crm(
         result.logs = write_logs(crm, schema, logs)
     except SyncError as exc:
         result.failed = str(exc)
-        store.log_errors([_failure_row(org_id, run_id, exc, list(rows), errors)])
+        store.errors.log([_failure_row(org_id, run_id, exc, list(rows), errors)])
         return result
-    resolve_error_ids(
-        store.engine, [row["id"] for row in earlier], note=f"mirrored by run {run_id or '-'}"
+    store.errors.resolve_ids(
+        [row["id"] for row in earlier], note=f"mirrored by run {run_id or '-'}"
     )
     return result
 
@@ -129,7 +127,7 @@ def _rows_to_write(crm, store, organization, rows, errors, result, known_owners)
     wanted = {*paired, *entity_of.values()}
     owners = {i: known_owners[i] for i in wanted if i in known_owners}
     owners |= crm.document_owners(org_id, sorted(wanted - set(owners)))
-    links = links_for(store.engine, org_id, list(paired), [])
+    links = store.links.for_ids(org_id, list(paired), [])
     doc_types = {
         str(link["crm_document_id"]): link.get("metakocka_doc_type") for link in _records(links)
     }

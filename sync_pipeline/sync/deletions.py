@@ -20,7 +20,6 @@ from sync_pipeline.crm.client import CrmClient
 from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM
 from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
-from sync_pipeline.store.document_queries import delete_link
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.export.outcomes import FAILED, OK, SKIPPED, PushOutcome
 
@@ -47,7 +46,7 @@ def propagate_deletions(
     document turned out to be present after all), `failed` (the API refused or broke).
     """
     rows = deleted_rows(plan)
-    links = store.links_frame(organization_id)
+    links = store.links.frame(organization_id)
     doc_type_by_mk = dict(zip(links["metakocka_id"], links["metakocka_doc_type"], strict=True))
     outcomes = []
     for row in rows.itertuples(index=False):
@@ -72,7 +71,7 @@ def propagate_deletions(
             trace = None
         if result == OK:
             # Forget the pair: both documents are gone, nothing is left to sync.
-            delete_link(store.engine, organization_id, crm_document_id=crm_id, metakocka_id=mk_id)
+            store.links.delete(organization_id, crm_document_id=crm_id, metakocka_id=mk_id)
         outcomes.append(
             PushOutcome(
                 f"delete_in_{'metakocka' if row.action == DELETED_IN_CRM else 'crm'}",

@@ -34,8 +34,8 @@ from sync_pipeline.domain.hashing import Precision
 from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.reads import read_every_document
-from sync_pipeline.store.document_queries import links_for, status_for
-from sync_pipeline.store.repository import LINK_COLUMNS
+from sync_pipeline.store.links import LINK_COLUMNS
+from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.counterparts import LinkedCounterpart, full_read_is_cheaper
 from sync_pipeline.sync.extract import CRM, Extraction, Quarantined, extract_crm
@@ -108,10 +108,10 @@ class DocumentSet:
         *,
         crm: CrmClient,
         metakocka: MetakockaClient,
-        engine,
+        store: SyncStore,
         precision: Precision,
     ):
-        self.organization_id, self.strategy, self.engine = organization_id, strategy, engine
+        self.organization_id, self.strategy, self.store = organization_id, strategy, store
         self.precision = precision
         self.crm_client, self.mk_client = crm, metakocka
         self.read_concurrency = max(1, strategy.read_concurrency)
@@ -143,7 +143,7 @@ class DocumentSet:
         for _ in range(MAX_ROUNDS):
             if not pending_crm and not pending_mk:
                 break
-            links = links_for(self.engine, self.organization_id, pending_crm, pending_mk)
+            links = self.store.links.for_ids(self.organization_id, pending_crm, pending_mk)
             self.link_frames.append(links)
             for link in links.itertuples(index=False):
                 crm_id = text_or_none(link.crm_document_id)
@@ -231,7 +231,7 @@ class DocumentSet:
             and self.strategy.at_scale
             and not self.mk_complete
             and full_read_is_cheaper(
-                self.engine, self.organization_id, len(missing), self.read_concurrency
+                self.store.links, self.organization_id, len(missing), self.read_concurrency
             )
         ):
             self.mk_everything = read_every_document(self.mk_client)
@@ -265,7 +265,7 @@ class DocumentSet:
         if not candidates or self.mk_complete:
             return []
         if self.strategy.read_metakocka_changes:
-            seen = status_for(self.engine, self.organization_id, candidates, [])
+            seen = self.store.status.for_ids(self.organization_id, candidates, [])
             seen_ids = set(seen["crm_document_id"].dropna())
             candidates = [i for i in candidates if i in seen_ids]
         twins = []

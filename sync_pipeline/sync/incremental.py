@@ -49,10 +49,7 @@ from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.domain.plan import KNOWN_ABSENT
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.cursors import SyncCursor
-from sync_pipeline.store.document_queries import links_for, status_for
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.resolutions import pending_resolutions
-from sync_pipeline.store.retries import documents_to_retry
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.counterparts import LinkedCounterpart
 from sync_pipeline.sync.document_set import (
@@ -231,7 +228,7 @@ def close_over_changes(
         since_cursor(read_concurrency),
         crm=crm,
         metakocka=metakocka,
-        engine=store.engine,
+        store=store,
         precision=precision,
     )
     crm_found = found_by_id(crm_changed)
@@ -260,7 +257,7 @@ def close_over_changes(
 
 def _synced(store: SyncStore, organization_id: str, crm_found: dict) -> set[str]:
     """CRM ids whose pair the last run that judged it left `synced`."""
-    status = status_for(store.engine, organization_id, crm_found, [])
+    status = store.status.for_ids(organization_id, crm_found, [])
     return set(status.loc[status["status"] == "synced", "crm_document_id"].dropna())
 
 
@@ -272,7 +269,7 @@ def _echoes(store, organization_id, crm_found: dict, mk_found: dict, synced_crm,
     outside the hash, docs/field-ownership.md), so changed Metakocka documents are always
     planned, against their CRM counterparts (cheap to read: a hundred per call).
     """
-    links = links_for(store.engine, organization_id, crm_found, [])
+    links = store.links.for_ids(organization_id, crm_found, [])
     linked = links.loc[
         (links["state"] == LINK_LINKED)
         & links["crm_document_id"].notna()
@@ -295,8 +292,8 @@ def _echoes(store, organization_id, crm_found: dict, mk_found: dict, synced_crm,
 def _to_retry(store: SyncStore, organization_id: str) -> tuple[set, set]:
     """Documents read again although unchanged: failed or pending pushes, unfinished creates
     and writes (`store/retries.py`), pairs an operator resolved."""
-    crm_ids, mk_ids = documents_to_retry(store.engine, organization_id)
-    for resolution in pending_resolutions(store.engine, organization_id):
+    crm_ids, mk_ids = store.retries.documents(organization_id)
+    for resolution in store.resolutions.pending(organization_id):
         crm_ids.add(resolution.crm_document_id)
         mk_ids.add(resolution.metakocka_id)
     crm_ids.discard(None)
@@ -329,6 +326,6 @@ def mark_known_absent(
     if scope is not None and scope.incremental and not scope.metakocka_full_read:
         return plan
     ids = [i for i in plan.loc[creates, "crm_document_id"] if i]
-    known = set(links_for(store.engine, organization_id, ids, [])["crm_document_id"])
+    known = set(store.links.for_ids(organization_id, ids, [])["crm_document_id"])
     plan.loc[creates, KNOWN_ABSENT] = ~plan.loc[creates, "crm_document_id"].isin(known)
     return plan

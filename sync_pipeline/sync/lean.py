@@ -191,7 +191,7 @@ class LeanSide:
 
 
 def lean_sides(links: pd.DataFrame, precision: Precision) -> dict[str, LeanSide]:
-    """Both sides of a full sweep, against the organization's links (`SyncStore.links_frame`)."""
+    """Both sides of a full sweep, against the organization's links (`Links.frame`)."""
     from sync_pipeline.heap import return_large_blocks
 
     return_large_blocks()  # each page's buffers freed to the system, not kept (heap.py)

@@ -25,7 +25,7 @@ from sync_pipeline.sync.validate import ValidatedSide
 
 INVALID_HASH = "invalid"
 PLAN_LINK_COLUMNS = ["crm_document_id", "metakocka_id", "content_hash", "state"]
-"""What the plan reads of the links (`plan_links`; `SyncStore.links_frame`)."""
+"""What the plan reads of the links (`plan_links`; `Links.frame`)."""
 CRM_COLUMNS = ["crm_document_id", "content_hash", "updated_at", "document"]
 METAKOCKA_COLUMNS = ["metakocka_id", "crm_document_id", "content_hash", "updated_at", "document"]
 

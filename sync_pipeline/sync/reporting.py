@@ -17,7 +17,7 @@ from datetime import date, timedelta
 import pandas as pd
 
 from sync_pipeline.domain.directions import CRM_TO_METAKOCKA, METAKOCKA_TO_CRM, PUSH_DIRECTIONS
-from sync_pipeline.store.reporting import NO_DIRECTION
+from sync_pipeline.store.status import NO_DIRECTION
 from sync_pipeline.store.tables import SYNC_STATUSES
 from sync_pipeline.sync.export.outcomes import PushOutcome
 

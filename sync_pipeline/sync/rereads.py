@@ -18,6 +18,7 @@ from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.domain.summary import DocumentSummary, is_summary
 from sync_pipeline.metakocka.client import MetakockaClient
+from sync_pipeline.store.links import Links
 from sync_pipeline.sync.counterparts import CounterpartReader, LinkedCounterpart
 from sync_pipeline.sync.extract import extract_crm
 
@@ -79,7 +80,7 @@ class WholeDocuments:
         self,
         organization_id: str,
         *,
-        engine,
+        links: Links,
         crm: CrmClient | None = None,
         metakocka: MetakockaClient | None = None,
         crm_summaries: Iterable = (),
@@ -91,7 +92,7 @@ class WholeDocuments:
             raise ValueError("the plan holds documents to read again: pass both systems' clients")
         self._crm = CrmRereads(crm, organization_id, crm_summaries) if crm is not None else None
         self._metakocka = (
-            CounterpartReader(metakocka, organization_id, stand_ins, engine=engine)
+            CounterpartReader(metakocka, organization_id, stand_ins, links=links)
             if metakocka is not None
             else None
         )

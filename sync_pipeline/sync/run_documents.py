@@ -64,7 +64,7 @@ def gather_run_documents(
     `read_concurrency`: Metakocka reads by id in flight while closing an incremental run."""
     lean = {}
     if window.full:  # a full sweep keeps what the plan needs of each document as it reads
-        lean = lean_sides(store.links_frame(organization_id, PLAN_LINK_COLUMNS), precision)
+        lean = lean_sides(store.links.frame(organization_id, PLAN_LINK_COLUMNS), precision)
     reads: dict[str, Callable[[], Extraction]] = {
         CRM: lambda: extract_crm(
             crm, organization_id, updated_since=window.crm_since, lean=lean.get(CRM)

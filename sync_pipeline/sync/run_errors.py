@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from sync_pipeline.adapters.errors import SyncError
 from sync_pipeline.adapters.retry import CallStats
-from sync_pipeline.store.error_log import resolve_run_errors_of_kind
+from sync_pipeline.store.error_log import ErrorLog
 
 RETRIED_NOTE = "absorbed by the retry policy within the run"
 STEP_FAILED = "step_failed"
@@ -83,7 +83,7 @@ def step_failure_row(
     requested_by: str | None = None,
 ) -> dict:
     """The one open row for a step that could not run (the exception's message is redacted by
-    the client that raised it, and again by `SyncStore.log_errors`)."""
+    the client that raised it, and again by `ErrorLog.log`)."""
     return {
         "organization_id": organization_id,
         "run_id": run_id,
@@ -105,9 +105,9 @@ def step_failure_row(
 
 
 def resolve_earlier_step_failures(
-    engine, organization_id: str, run_id: str | None, note: str
+    errors: ErrorLog, organization_id: str, run_id: str | None, note: str
 ) -> int:
     """Close the open step failures of earlier runs: this run got through its steps."""
-    return resolve_run_errors_of_kind(
-        engine, organization_id, STEP_FAILED, except_run_id=run_id, note=note
+    return errors.resolve_run_errors_of_kind(
+        organization_id, STEP_FAILED, except_run_id=run_id, note=note
     )

@@ -12,7 +12,7 @@ deletion of the rows no document names any more.
 import numpy as np
 import pandas as pd
 
-from sync_pipeline.store.document_queries import links_for, status_for, status_row_ids
+from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.status_diff import compare_status
 from sync_pipeline.sync.export.outcomes import PushOutcome
 from sync_pipeline.sync.extract import Quarantined
@@ -23,7 +23,7 @@ SLICE = 5_000
 
 
 def sweep_status(
-    engine,
+    store: SyncStore,
     organization_id: str,
     plan: pd.DataFrame,
     *,
@@ -32,9 +32,9 @@ def sweep_status(
     through=lambda rows: rows,
 ) -> tuple[list[dict], list[int]]:
     """(the status rows that differ from the documents' current ones, the ids of the current
-    rows no document names any more): what `SyncStore.write_status` writes. `through` sees every
+    rows no document names any more): what `Statuses.write` writes. `through` sees every
     row as it goes by (the step's tally)."""
-    current = status_row_ids(engine, organization_id)
+    current = store.status.row_ids(organization_id)
     named = np.zeros(len(current), dtype=bool)
     by_crm = {o.crm_document_id: o for o in outcomes if o.crm_document_id}
     by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
@@ -43,10 +43,10 @@ def sweep_status(
     for start in range(0, len(plan), SLICE):
         part = plan.iloc[start : start + SLICE]
         crm_ids, mk_ids = _ids(part, by_crm, by_mk)
-        links = links_for(engine, organization_id, crm_ids, mk_ids)
+        links = store.links.for_ids(organization_id, crm_ids, mk_ids)
         crm_ids += [i for i in links["crm_document_id"] if i]  # ids a link fills in
         mk_ids += [i for i in links["metakocka_id"] if i]
-        previous = status_for(engine, organization_id, crm_ids, mk_ids)
+        previous = store.status.for_ids(organization_id, crm_ids, mk_ids)
         rows = each_status_row(
             organization_id=organization_id,
             plan=part,

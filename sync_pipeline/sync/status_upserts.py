@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-from sync_pipeline.store.document_queries import links_for, status_for, upsert_status
+from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.status_diff import changed_status_rows
 from sync_pipeline.sync.export.outcomes import PushOutcome
 from sync_pipeline.sync.extract import Quarantined
@@ -19,7 +19,7 @@ from sync_pipeline.sync.record import status_rows
 
 
 def upsert_statuses(
-    engine,
+    store: SyncStore,
     organization_id: str,
     *,
     crm_ids: Iterable[str],
@@ -34,16 +34,16 @@ def upsert_statuses(
     row as it goes by (the step's tally)."""
     crm_ids = {*crm_ids, *(o.crm_document_id for o in outcomes if o.crm_document_id)}
     mk_ids = {*metakocka_ids, *(o.metakocka_id for o in outcomes if o.metakocka_id)}
-    previous = status_for(engine, organization_id, crm_ids, mk_ids)
+    previous = store.status.for_ids(organization_id, crm_ids, mk_ids)
     rows = status_rows(
         organization_id=organization_id,
         plan=plan,
         outcomes=outcomes,
         quarantined=quarantined,
-        links=links_for(engine, organization_id, crm_ids, mk_ids),
+        links=store.links.for_ids(organization_id, crm_ids, mk_ids),
         previous=previous,
     )
     rows = list(through(rows))
     changed = changed_status_rows(rows, previous)
-    upsert_status(engine, organization_id, changed)
+    store.status.upsert(organization_id, changed)
     return rows, changed

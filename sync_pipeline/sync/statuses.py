@@ -29,7 +29,7 @@ from sync_pipeline.metakocka.statuses import (
     status_of,
     unmapped_reason,
 )
-from sync_pipeline.store.error_log import open_warning_details
+from sync_pipeline.store.error_log import ErrorLog
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import WARNING
 from sync_pipeline.sync.validate import ValidatedSide
@@ -92,7 +92,7 @@ def record_status_warnings(
     close those of documents read again whose status now maps or changed. Returns the number of
     warnings opened."""
     current = _current_warnings(plan)
-    open_rows = store.open_errors(organization_id, WARNING)
+    open_rows = store.errors.open_frame(organization_id, WARNING)
     open_rows = open_rows.loc[
         open_rows["details"].map(lambda d: isinstance(d, dict) and d.get("kind") == UNMAPPED_KIND)
     ]
@@ -101,7 +101,7 @@ def record_status_warnings(
         mk_id for mk_id, message in still_open if mk_id in current and current[mk_id] != message
     }
     if stale:
-        store.resolve_errors(
+        store.errors.resolve_for_documents(
             organization_id,
             metakocka_ids=stale,
             only_types=[WARNING],
@@ -113,7 +113,7 @@ def record_status_warnings(
         for row in _unmapped_rows(plan)
         if (text_or_none(row.metakocka_id), row.unmapped_status) not in still_open
     ]
-    return store.log_errors(rows)
+    return store.errors.log(rows)
 
 
 def _warning_row(row, organization_id: str, run_id: str | None, requested_by: str | None) -> dict:
@@ -157,12 +157,12 @@ def _unmapped_rows(plan: pd.DataFrame):
     return plan.loc[plan[UNMAPPED_STATUS].notna()].itertuples(index=False)
 
 
-def unmapped_status_counts(engine, organization_id: str) -> pd.DataFrame:
+def unmapped_status_counts(errors: ErrorLog, organization_id: str) -> pd.DataFrame:
     """The organization's open unmapped-status warnings by status: `status_code`,
     `status_desc`, `documents`, most documents first (what the sync report shows)."""
     rows = [
         (mk_id, details.get("status_code"), details.get("status_desc"))
-        for mk_id, details in open_warning_details(engine, organization_id, UNMAPPED_KIND)
+        for mk_id, details in errors.open_warning_details(organization_id, UNMAPPED_KIND)
     ]
     columns = ["status_code", "status_desc"]
     frame = pd.DataFrame(rows, columns=["metakocka_id", *columns])

@@ -21,12 +21,7 @@ from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.metakocka.statuses import STANDARD, StatusMap
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.resolutions import (
-    APPLIED,
-    consume_resolutions,
-    pending_resolutions,
-    settle_unused_resolutions,
-)
+from sync_pipeline.store.resolutions import APPLIED
 from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.document_set import NAMED_IDS, DocumentSet, Found
@@ -103,7 +98,7 @@ def collect_documents(
         NAMED_IDS,
         crm=crm,
         metakocka=metakocka,
-        engine=store.engine,
+        store=store,
         precision=crm_context(crm, organization_id).precision,
     )
     requested_crm, requested_mk = list(crm_ids), list(metakocka_ids)
@@ -145,7 +140,7 @@ def sync_documents(
     known_mk: dict[str, Found] = {}
     known_crm: dict[str, Found] = {}
     if all_unsynced:
-        links = store.links_frame(organization_id)
+        links = store.links.frame(organization_id)
         if direction in (METAKOCKA_TO_CRM, BOTH):
             precision = crm_context(crm, organization_id).precision
             extraction = extract_metakocka(metakocka, organization_id, precision=precision)
@@ -171,7 +166,7 @@ def sync_documents(
     crm_side = validate_extraction(docs.documents.extraction(CRM))
     mk_side = validate_extraction(docs.documents.extraction(METAKOCKA))
     quarantined = [*crm_side.quarantined, *mk_side.quarantined]
-    resolutions = pending_resolutions(store.engine, organization_id)
+    resolutions = store.resolutions.pending(organization_id)
     plan = plan_sync(
         organization_id,
         crm_side,
@@ -190,7 +185,7 @@ def sync_documents(
     if dry_run:
         return TargetedSyncResult(plan, [], quarantined, [], docs.not_found, held_back, True)
 
-    settle_unused_resolutions(store.engine, plan, resolutions, run_id=run_id)
+    store.resolutions.settle_unused(plan, resolutions, run_id=run_id)
     bind_unchanged_pairs(plan, store=store, organization_id=organization_id)
     outcomes: list[PushOutcome] = []
     progress = _overall_progress(plan, allowed, on_progress)
@@ -213,18 +208,16 @@ def sync_documents(
             on_progress=progress,
         )
     rows = _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, requested_by)
-    consume_resolutions(
-        store.engine, applied_resolutions(plan, outcomes), run_id=run_id, outcome=APPLIED
-    )
+    store.resolutions.consume(applied_resolutions(plan, outcomes), run_id=run_id, outcome=APPLIED)
     return TargetedSyncResult(plan, outcomes, quarantined, rows, docs.not_found, held_back, False)
 
 
 def _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, requested_by):
-    store.log_errors(
+    store.errors.log(
         error_rows(
             organization_id=organization_id,
             run_id=run_id,
-            open_errors=store.open_errors(organization_id),
+            open_errors=store.errors.open_frame(organization_id),
             outcomes=outcomes,
             quarantined=quarantined,
             plan=plan,
@@ -233,7 +226,7 @@ def _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, r
     )
     record_status_warnings(store, organization_id, plan, run_id=run_id, requested_by=requested_by)
     rows, _ = upsert_statuses(
-        store.engine,
+        store,
         organization_id,
         crm_ids=docs.documents.crm,
         metakocka_ids=docs.documents.metakocka,
@@ -242,7 +235,7 @@ def _record(store, organization_id, docs, plan, outcomes, quarantined, run_id, r
         quarantined=quarantined,
     )
     synced = [r for r in rows if r["status"] == "synced"]
-    store.resolve_errors(
+    store.errors.resolve_for_documents(
         organization_id,
         crm_document_ids=[r["crm_document_id"] for r in synced],
         metakocka_ids=[r["metakocka_id"] for r in synced],

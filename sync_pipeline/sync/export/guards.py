@@ -18,7 +18,7 @@ def run_claims(
     store: SyncStore, organization_id: str, run_id: str | None, ttl_s: float
 ) -> DocumentClaims:
     """This run's claims on the organization's documents (a context: heartbeat while open)."""
-    return DocumentClaims(store.engine, organization_id, owner=claim_owner(run_id), ttl_s=ttl_s)
+    return store.claims.for_owner(organization_id, owner=claim_owner(run_id), ttl_s=ttl_s)
 
 
 def claim(claims: DocumentClaims, crm_id: str | None, row, direction: str) -> PushOutcome | None:

@@ -25,7 +25,6 @@ from sync_pipeline.domain.document import SalesDocument, crm_id_for_metakocka_do
 from sync_pipeline.domain.summary import was_read
 from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
-from sync_pipeline.store.bulk_links import bind_many
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S, DocumentClaims
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import LINK_LINKED
@@ -93,7 +92,7 @@ class CrmExporter:
         if busy is not None:
             return busy
         try:
-            link = self._store.find_link(self._organization_id, crm_document_id=crm_id)
+            link = self._store.links.find(self._organization_id, crm_document_id=crm_id)
             stale = stale_plan(link, row, METAKOCKA_TO_CRM)
             fields = getattr(row, "crm_fields", None)
             if stale is not None:
@@ -131,7 +130,7 @@ class CrmExporter:
             if busy is not None:
                 done[index] = busy
                 continue
-            link = self._store.find_link(self._organization_id, crm_document_id=crm_id)
+            link = self._store.links.find(self._organization_id, crm_document_id=crm_id)
             stale = stale_plan(link, row, METAKOCKA_TO_CRM)
             if stale is not None:
                 self._claims.release(crm_id)
@@ -174,7 +173,7 @@ class CrmExporter:
                 done[index] = guarded(row, self.run, METAKOCKA_TO_CRM, self._breaker)
         else:
             links = [_link_of(row, crm_id, write) for _, row, crm_id, write in ready]
-            bind_many(self._store.engine, self._organization_id, links, bind_one=self._store.bind)
+            self._store.links.bind_many(self._organization_id, links)
             for index, row, crm_id, _ in ready:
                 self._claims.release(crm_id)
                 done[index] = _written(row, crm_id, attempted_at)
@@ -190,7 +189,7 @@ class CrmExporter:
         current = getattr(row, "crm_document", None)  # whole or summarised: its owner
         owner = current.source_extra.get(CRM_OWNER) if was_read(current) else None
         self._client.patch_document(self._organization_id, crm_id, fields, owner)
-        self._store.bind(
+        self._store.links.bind(
             self._organization_id,
             crm_document_id=crm_id,
             metakocka_id=mk_id,
@@ -216,7 +215,7 @@ class CrmExporter:
         attempted_at = datetime.now(UTC)
         crm_id, write = self._whole_document_write(row)
         self._client.write_documents(self._organization_id, [write])
-        self._store.bind(self._organization_id, **_link_of(row, crm_id, write))
+        self._store.links.bind(self._organization_id, **_link_of(row, crm_id, write))
         return _written(row, crm_id, attempted_at)
 
     def _whole_document_write(self, row) -> tuple[str, CrmDocumentWrite]:
@@ -285,7 +284,7 @@ def push_to_crm(
         rows = pd.concat([resumed, rows]) if len(resumed) else rows
         rereads = WholeDocuments(
             organization_id,
-            engine=store.engine,
+            links=store.links,
             crm=client,
             metakocka=metakocka,
             crm_summaries=rows.loc[rows["action"] == "update_in_crm", "crm_document"]
@@ -336,7 +335,7 @@ def _unfinished_crm_writes(plan, claims: DocumentClaims, store: SyncStore, organ
     actions = []
     pairs = zip(candidates["crm_document_id"], candidates["metakocka_id"], strict=True)
     for crm_id, mk_id in pairs:
-        link = store.find_link(organization_id, crm_document_id=str(crm_id))
+        link = store.links.find(organization_id, crm_document_id=str(crm_id))
         linked = link is not None and link.get("state") == LINK_LINKED
         # A create writes the id derived from the Metakocka id: right for a document born in
         # Metakocka, but a CRM-born document (an adopted pair, not linked yet) is rewritten in

@@ -83,7 +83,7 @@ class MetakockaExporter:
         if busy is not None:
             return busy
         try:
-            link = self._store.find_link(self._organization_id, crm_document_id=crm_id)
+            link = self._store.links.find(self._organization_id, crm_document_id=crm_id)
             stale = stale_plan(link, row, CRM_TO_METAKOCKA)
             if stale is not None:
                 return stale
@@ -132,7 +132,7 @@ class MetakockaExporter:
     def _record_intent(self, doc: SalesDocument) -> None:
         """The create's trace in `document_links`, written before anything is sent: a crash
         between Metakocka storing the document and its bind is then resolved by a look-up."""
-        self._store.record_intent(
+        self._store.links.record_intent(
             self._organization_id,
             state=LINK_CREATING_IN_METAKOCKA,
             crm_document_id=doc.crm_document_id,
@@ -163,7 +163,7 @@ class MetakockaExporter:
 
     def _bind(self, row, doc: SalesDocument, mk_id: str, payload: dict, count_code) -> None:
         """The link, in its own transaction, the moment Metakocka confirmed the write."""
-        self._store.bind(
+        self._store.links.bind(
             self._organization_id,
             crm_document_id=doc.crm_document_id,
             metakocka_id=mk_id,
@@ -199,7 +199,7 @@ def push_to_metakocka(
     claims = run_claims(store, organization_id, run_id, claim_ttl_s)
     rereads = WholeDocuments(
         organization_id,
-        engine=store.engine,
+        links=store.links,
         crm=crm,
         metakocka=client,
         crm_summaries=rows["crm_document"] if len(rows) else (),

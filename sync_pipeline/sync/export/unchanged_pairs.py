@@ -2,7 +2,6 @@
 
 import pandas as pd
 
-from sync_pipeline.store.bulk_links import bind_many
 from sync_pipeline.store.repository import SyncStore
 
 
@@ -28,4 +27,4 @@ def bind_unchanged_pairs(plan: pd.DataFrame, *, store: SyncStore, organization_i
     )
     # A first run against documents the old integration linked binds them all: in bulk, a
     # chunk at a time.
-    return bind_many(store.engine, organization_id, pairs, bind_one=store.bind)
+    return store.links.bind_many(organization_id, pairs)
