@@ -287,17 +287,6 @@ class Links:
                 )
         return tangled
 
-    def forget_intent(self, organization_id: str, crm_document_id: str) -> None:
-        """Drop an unfinished create intent whose create was definitely refused."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                document_links.delete().where(
-                    document_links.c.organization_id == organization_id,
-                    document_links.c.crm_document_id == crm_document_id,
-                    document_links.c.state != LINK_LINKED,
-                )
-            )
-
     def delete(
         self, organization_id: str, *, crm_document_id: str | None, metakocka_id: str | None
     ) -> int:
