@@ -33,6 +33,7 @@ from sync_pipeline.sandbox.runner import start_sandbox
 from sync_pipeline.sandbox.seed import organization_factory
 from sync_pipeline.settings import Settings
 from sync_pipeline.store.repository import SyncStore
+from sync_pipeline.sync.extract import CRM
 from sync_pipeline.sync.targeted import sync_documents
 
 from .edits import pushes, run, with_organization
@@ -203,6 +204,46 @@ def test_an_edit_the_crm_does_not_timestamp_is_found_by_the_next_run(lab):
     }
     assert metadata["crm_schema"] == lab.profile
     assert "content" in metadata["crm_change_detection"]
+
+
+def test_an_incremental_run_holds_no_unchanged_crm_document_and_misses_no_counterpart(lab):
+    """No trigger: every incremental run reads every CRM document. Those read exactly as their
+    pair was synced are left out as read (not held until the plan); one whose Metakocka side then
+    turns out changed is read again by id, and the change still reaches the CRM."""
+    lab.run()
+    crm_id = next(
+        crm_id
+        for crm_id, row in lab.statuses().items()
+        if row["status"] == "synced"
+        and row["metakocka_id"]
+        and not crm_id.startswith("mk:")
+        and lab.crm.document(crm_id)["status"] != "cancelled"
+    )
+    mk_id = lab.statuses()[crm_id]["metakocka_id"]
+    in_sync = sum(
+        1
+        for key, row in lab.statuses().items()
+        if not key.startswith("mk:") and row["status"] == "synced" and row["metakocka_id"]
+    )
+    lab.sandbox.metakocka_state.edit_document(
+        lab.org.metakocka_company_id, mk_id, {"status_code": "Preklicano"}
+    )
+
+    result = lab.run()
+
+    crm_side = result.output_for_node("extract_sales_documents", "crm_sales_documents")
+    assert not crm_side.scope.window.full and crm_side.scope.window.crm_since is None
+    # Every pair in sync was left out as read, the one edited in Metakocka included; that one
+    # was read again by id as a changed document's counterpart (so were the pairs the first run
+    # wrote to Metakocka within the cursor's overlap: their Metakocka side reads as changed).
+    assert crm_side.scope.echoes == in_sync
+    held = {doc.crm_document_id for doc in crm_side.documents}
+    assert crm_id in held and crm_side.scope.counterparts_read[CRM] >= 1
+    assert len(held) < in_sync
+    assert [(o.action, o.crm_document_id) for o in pushes(result)] == [("update_in_crm", crm_id)]
+    assert lab.crm.document(crm_id)["status"] == "cancelled"
+    assert lab.statuses()[crm_id]["status"] == "synced"
+    assert pushes(lab.run()) == []
 
 
 # -- reads and writes under PostgREST as Supabase runs it ---------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sync_pipeline.store.clock import utcnow
 from sync_pipeline.store.frames import REPEATED_TEXTS, read_frame
 from sync_pipeline.store.id_lists import rows_naming
-from sync_pipeline.store.tables import LINK_LINKED, document_links
+from sync_pipeline.store.tables import LINK_LINKED, document_links, sync_status
 
 LINK_COLUMNS = [
     "crm_document_id",
@@ -60,6 +60,28 @@ class Links:
             document_links.c.organization_id == organization_id
         )
         return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS)
+
+    def in_sync(self, organization_id: str) -> dict[str, str]:
+        """{CRM id: content hash at its last sync} of the pairs the last run that judged them
+        left `synced` (a confirmed link, both ids, a hash): what an incremental run's CRM read
+        leaves out when it reads one unchanged (`sync/incremental.py`, echoes)."""
+        query = (
+            sa.select(document_links.c.crm_document_id, document_links.c.content_hash)
+            .join(
+                sync_status,
+                (sync_status.c.organization_id == document_links.c.organization_id)
+                & (sync_status.c.crm_document_id == document_links.c.crm_document_id),
+            )
+            .where(
+                document_links.c.organization_id == organization_id,
+                document_links.c.state == LINK_LINKED,
+                document_links.c.metakocka_id.is_not(None),
+                document_links.c.content_hash.is_not(None),
+                sync_status.c.status == "synced",
+            )
+        )
+        with self.engine.connect() as conn:
+            return {crm_id: digest for crm_id, digest in conn.execute(query)}
 
     def for_ids(
         self, organization_id: str, crm_ids: Iterable[str], mk_ids: Iterable[str]

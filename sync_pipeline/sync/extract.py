@@ -9,7 +9,7 @@ schema profile): that is what makes a Metakocka price of 1.2345 and the CRM's 1.
 """
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from queue import Full, Queue
@@ -24,7 +24,7 @@ from sync_pipeline.crm.mapping import (
 )
 from sync_pipeline.crm.profiles import CrmSchema
 from sync_pipeline.domain.document import SalesDocument, external_ref_to_crm_id
-from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision
+from sync_pipeline.domain.hashing import DEFAULT_PRECISION, Precision, content_hash
 from sync_pipeline.domain.interning import TextInterner
 from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.client import MetakockaClient
@@ -83,6 +83,11 @@ class Extraction:
     lean: SideReduction | None = None
     """A full sweep's side, validated and reduced as it was read (`sync/lean.py`): its documents
     are in `lean.validated`, not in `documents` or `unmappable`."""
+    left_out: int = 0
+    """CRM side of an incremental run: documents read exactly as their pair was last synced,
+    left out as read (`extract_crm`'s `in_sync`)."""
+    newest_left_out_at: datetime | None = None
+    """The newest change time among those left out (the CRM's cursor counts them too)."""
 
     @property
     def documents_read(self) -> int:
@@ -98,7 +103,10 @@ class Extraction:
         """The newest change time among the documents read (None: they show none)."""
         if self.lean is not None:
             return self.lean.newest_updated_at
-        return max((d.updated_at for d in self.documents if d.updated_at is not None), default=None)
+        times = [d.updated_at for d in self.documents if d.updated_at is not None]
+        if self.newest_left_out_at is not None:
+            times.append(self.newest_left_out_at)
+        return max(times, default=None)
 
 
 def change_detection(schema: CrmSchema) -> str:
@@ -136,10 +144,17 @@ def extract_crm(
     ids: Iterable[str] | None = None,
     updated_since: datetime | None = None,
     lean: SideReduction | None = None,
+    in_sync: Mapping[str, str] | None = None,
 ) -> Extraction:
     """The organization's CRM documents (all, those changed since ``updated_since``, or those of
     ``ids``), mapped; a document the read met twice (edited meanwhile) counts once, as last read.
-    With `lean` (a full sweep), each is handed to it as it is read (`sync/lean.py`)."""
+    With `lean` (a full sweep), each is handed to it as it is read (`sync/lean.py`).
+
+    `in_sync` (an incremental run: `Links.in_sync`): {CRM id: content hash} of the pairs left
+    `synced`. A document read with that hash is left out as read (counted in `left_out`), as if
+    the read had not met it: the run's closure reads it again by id if its counterpart changed
+    (`sync/incremental.py`). Without it, a CRM with no trigger on `updated_at` (every document
+    read on every incremental run) had every document held mapped until the run planned."""
     context = crm_context(client, organization_id)
     tenancy = client.directory(organization_id).tenancy()
     rows = client.list_documents(
@@ -148,6 +163,8 @@ def extract_crm(
     # Shared texts only pay off in documents held whole: a lean read holds few.
     texts = TextInterner(CRM_UNIQUE_KEYS) if lean is None else None
     found: dict[str, SalesDocument | Quarantined] = {}
+    left_out: set[str] = set()
+    newest_left_out: datetime | None = None
     uncoded: dict[str, int] = {}
     for row in read_ahead(rows):
         row = texts.record(row) if texts is not None and isinstance(row, dict) else row
@@ -171,18 +188,29 @@ def extract_crm(
                 document_number=row.get("document_number"),
                 reasons=(reason or f"cannot read CRM document: {exc}",),
             )
-        if lean is None:
-            found[key] = doc
-        elif isinstance(doc, SalesDocument):
-            lean.add(doc, key)
+        if lean is not None:
+            if isinstance(doc, SalesDocument):
+                lean.add(doc, key)
+            else:
+                lean.add_unmappable(doc, key)
+        elif in_sync is not None and as_synced(doc, in_sync, context.precision):
+            found.pop(key, None)  # the last read counts
+            left_out.add(key)
+            if doc.updated_at is not None and (
+                newest_left_out is None or doc.updated_at > newest_left_out
+            ):
+                newest_left_out = doc.updated_at
         else:
-            lean.add_unmappable(doc, key)
+            found[key] = doc
+            left_out.discard(key)
     extraction = Extraction(
         CRM,
         organization_id,
         precision=context.precision,
         lean=lean,
         lines_without_product_code={key: n for key, n in uncoded.items() if n},
+        left_out=len(left_out),
+        newest_left_out_at=newest_left_out,
     )
     if lean is not None:
         lean.finish()
@@ -192,6 +220,14 @@ def extract_crm(
         else:
             extraction.unmappable.append(item)
     return extraction
+
+
+def as_synced(doc: SalesDocument | Quarantined, in_sync: Mapping[str, str], precision) -> bool:
+    """Is this CRM document exactly as its pair was last synced (`extract_crm`'s `in_sync`)?"""
+    if not isinstance(doc, SalesDocument):
+        return False
+    synced = in_sync.get(doc.crm_document_id)
+    return synced is not None and content_hash(doc, precision) == synced
 
 
 def extract_metakocka(

@@ -16,12 +16,17 @@ The plan treats a linked document missing from its input as deleted, and pairs u
 by the ids they claim; so an incremental run closes the changed documents over links and claims
 before planning (`close_over_changes`, through `sync/document_set.py` with its `since_cursor`
 strategy), and hands the plan only the links among them:
-- echoes are dropped first: a changed CRM document whose content hash equals its link's stored
-  hash, whose counterpart did not change and whose status is `synced`, is the pipeline's own write
-  (or a change to fields that are not synced content), and needs nothing. (A change of the CRM's
-  copy of a Metakocka-owned field, e.g. `status`, is therefore put back by the next full sweep,
-  not by an incremental run. Changed Metakocka documents are always planned: their status and
-  number are outside the hash.);
+- echoes are left out as the CRM is read (`extract_crm`'s `in_sync`, from `Links.in_sync`): a
+  CRM document whose content hash equals its link's stored hash and whose pair is `synced` is the
+  pipeline's own write (or a change to fields that are not synced content), or, in a CRM with no
+  trigger on `updated_at` (every document read on every run), simply unchanged; it needs nothing
+  unless its counterpart changed, and then the closure reads it again by id, as it would had the
+  read not met it. (A change of the CRM's copy of a Metakocka-owned field, e.g. `status`, is
+  therefore put back by the next full sweep, not by an incremental run. Changed Metakocka
+  documents are always planned: their status and number are outside the hash, and Metakocka
+  reads are few: only what its change search returned.) Left out as read, not after: a CRM
+  with no trigger held all its documents mapped until the run planned (about 540 MiB at
+  100,000 per side, against 230 for a run that reads by `updated_at`);
 - documents whose last push failed or was left pending, unfinished creates, and pairs with an
   operator's pending conflict resolution are read again, whether they changed or not;
 - a link's other end is read (CRM in batches of ids; Metakocka one `get_document` per id, or one
@@ -44,13 +49,10 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from sync_pipeline.crm.client import CrmClient
-from sync_pipeline.domain.document import SalesDocument
-from sync_pipeline.domain.hashing import content_hash
 from sync_pipeline.domain.plan import KNOWN_ABSENT
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.cursors import SyncCursor
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.tables import LINK_LINKED
 from sync_pipeline.sync.counterparts import LinkedCounterpart
 from sync_pipeline.sync.document_set import (
     DocumentSet,
@@ -233,17 +235,15 @@ def close_over_changes(
     )
     crm_found = found_by_id(crm_changed)
     mk_found = found_by_id(metakocka_changed)
-    changed = {CRM: len(crm_found), METAKOCKA: len(mk_found)}
-    scope = SyncScope(window, next_cursor=cursor, changed=changed)
+    changed = {CRM: len(crm_found) + crm_changed.left_out, METAKOCKA: len(mk_found)}
+    scope = SyncScope(window, next_cursor=cursor, changed=changed, echoes=crm_changed.left_out)
     synced_crm = _synced(store, organization_id, crm_found)
-    echoes = _echoes(store, organization_id, crm_found, mk_found, synced_crm, precision)
-    scope.echoes = len(echoes)
     retry_crm, retry_mk = _to_retry(store, organization_id)
-    seeds_crm = (set(crm_found) - echoes) | retry_crm
+    seeds_crm = set(crm_found) | retry_crm
     seeds_mk = set(mk_found) | retry_mk
     scope.retried = len(retry_crm - set(crm_found)) + len(retry_mk - set(mk_found))
     # A CRM edit of a pair left in sync: its unchanged Metakocka side is read by the push.
-    by_link = (set(crm_found) - echoes - retry_crm) & synced_crm
+    by_link = (set(crm_found) - retry_crm) & synced_crm
     docs.grow(seeds_crm, seeds_mk, known_crm=crm_found, known_mk=mk_found, by_link=by_link)
     scope.counterparts_read = {CRM: docs.read_crm, METAKOCKA: docs.read_mk}
     scope.counterparts_known_by_link = docs.linked_counterparts
@@ -259,34 +259,6 @@ def _synced(store: SyncStore, organization_id: str, crm_found: dict) -> set[str]
     """CRM ids whose pair the last run that judged it left `synced`."""
     status = store.status.for_ids(organization_id, crm_found, [])
     return set(status.loc[status["status"] == "synced", "crm_document_id"].dropna())
-
-
-def _echoes(store, organization_id, crm_found: dict, mk_found: dict, synced_crm, precision):
-    """Changed CRM documents whose pair is exactly as the last sync left it.
-
-    Only the CRM side can be judged without reading the other: a Metakocka document whose
-    content hash is unchanged may still carry a new status or number (fields Metakocka owns,
-    outside the hash, docs/field-ownership.md), so changed Metakocka documents are always
-    planned, against their CRM counterparts (cheap to read: a hundred per call).
-    """
-    links = store.links.for_ids(organization_id, crm_found, [])
-    linked = links.loc[
-        (links["state"] == LINK_LINKED)
-        & links["crm_document_id"].notna()
-        & links["metakocka_id"].notna()
-    ]
-    echoes = set()
-    for link in linked.itertuples(index=False):
-        crm_id, mk_id = str(link.crm_document_id), str(link.metakocka_id)
-        doc = crm_found.get(crm_id)
-        if (
-            mk_id not in mk_found
-            and crm_id in synced_crm
-            and isinstance(doc, SalesDocument)
-            and content_hash(doc, precision) == link.content_hash
-        ):
-            echoes.add(crm_id)
-    return echoes
 
 
 def _to_retry(store: SyncStore, organization_id: str) -> tuple[set, set]:

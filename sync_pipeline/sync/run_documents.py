@@ -62,12 +62,18 @@ def gather_run_documents(
 ) -> RunDocuments:
     """Read the run's documents from both systems, as the window says (module docstring);
     `read_concurrency`: Metakocka reads by id in flight while closing an incremental run."""
-    lean = {}
+    lean, in_sync = {}, None
     if window.full:  # a full sweep keeps what the plan needs of each document as it reads
         lean = lean_sides(store.links.frame(organization_id, PLAN_LINK_COLUMNS), precision)
+    else:  # an incremental run leaves out the CRM documents read as last synced (echoes)
+        in_sync = store.links.in_sync(organization_id)
     reads: dict[str, Callable[[], Extraction]] = {
         CRM: lambda: extract_crm(
-            crm, organization_id, updated_since=window.crm_since, lean=lean.get(CRM)
+            crm,
+            organization_id,
+            updated_since=window.crm_since,
+            lean=lean.get(CRM),
+            in_sync=in_sync,
         ),
         METAKOCKA: lambda: extract_metakocka(
             metakocka,
