@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from sync_pipeline.crm.mirror import CRM_MAPPING_STATUS
+from sync_pipeline.sync import crm_mirror
 from sync_pipeline.sync.crm_mirror import MIRROR_FAILED
 
 from .edits import report_metadata, run
@@ -69,7 +70,12 @@ def status_output(result) -> dict:
     return {k: v.value for k, v in materialization.metadata.items()}
 
 
-def test_mapping_rows_and_error_logs_mirror_the_sync(lab):
+@pytest.mark.parametrize("mirror_slice", [None, 3], ids=["one-slice", "slices-of-3"])
+def test_mapping_rows_and_error_logs_mirror_the_sync(lab, mirror_slice, monkeypatch):
+    """`mirror_slice` 3: the mapping rows made and written a few documents at a time, as an
+    organization's first run at 100,000 documents writes them, are the same rows."""
+    if mirror_slice is not None:
+        monkeypatch.setattr(crm_mirror, "SLICE", mirror_slice)
     sandbox, settings, database_url, instance, profile = lab
     org = sandbox.organizations[0]
     result = run(settings, instance, org.id)
