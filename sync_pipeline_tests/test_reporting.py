@@ -3,6 +3,8 @@ run-failure sensor."""
 
 import base64
 import re
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -17,6 +19,7 @@ from sync_pipeline.sensors.run_failures import sync_run_failure_sensor
 from sync_pipeline.settings import Organization
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.tables import SYNC_STATUSES
+from sync_pipeline.sync import reporting
 from sync_pipeline.sync.reporting import history_sparklines
 
 from .edits import report_metadata, run
@@ -185,3 +188,28 @@ def test_a_failed_run_is_recorded_once_in_the_error_log(sqlite_url, dagster_inst
     assert "RuntimeError" in row["stack_trace"]
     assert store.errors.resolve_run_failures("org-1", note="later run succeeded") == 1
     store.dispose()
+
+
+def test_the_history_plot_is_drawn_outside_the_run_process():
+    """The plotting library (about 25 MiB for good) is imported by a child process only."""
+    script = (
+        "import struct, sys\n"
+        "from datetime import date\n"
+        "import pandas as pd\n"
+        "from sync_pipeline.sync.reporting import history_png\n"
+        "days = pd.Index([date(2026, 12, 3), date(2026, 12, 4)], name='snapshot_date')\n"
+        "png = history_png(pd.DataFrame({'synced': [5, 7]}, index=days), date(2026, 12, 4))\n"
+        "print(struct.unpack('>II', png[16:24]), 'matplotlib' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "(576, 216) False"  # 8 x 3 inches at 72 dpi
+
+
+def test_a_plot_that_cannot_be_drawn_says_why(monkeypatch):
+    monkeypatch.setattr(
+        reporting, "PLOT_COMMAND", (sys.executable, "-m", "sync_pipeline.sync.no_such_plot")
+    )
+    days = pd.Index([date(2026, 12, 4)], name="snapshot_date")
+    with pytest.raises(RuntimeError, match="No module named sync_pipeline.sync.no_such_plot"):
+        reporting.history_png(pd.DataFrame({"synced": [5]}, index=days), date(2026, 12, 4))

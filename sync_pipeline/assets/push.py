@@ -24,14 +24,9 @@ from sync_pipeline.sync.export.to_crm import push_to_crm
 from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 from sync_pipeline.sync.export.unchanged_pairs import bind_unchanged_pairs
 from sync_pipeline.sync.record import error_rows
-from sync_pipeline.sync.reporting import import_plotting_in_background
 from sync_pipeline.sync.run_errors import retried_failure_rows
 
 GROUP = "push"
-IMPORT_AHEAD_UP_TO = 20_000
-"""Plan rows up to which the report's plotting library is imported during the pushes. A bigger
-run (a full sweep of a large organization) imports it in the report itself: its 30 MB then come
-out of what the status step freed, instead of adding to the run's peak memory."""
 
 
 @dataclass
@@ -60,8 +55,6 @@ def build_push_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
         organizations: OrganizationsResource,
         sync_store: SyncStoreResource,
     ) -> dg.Output:
-        if len(sync_plan) <= IMPORT_AHEAD_UP_TO:
-            import_plotting_in_background()  # for the report, while the pushes wait on the APIs
         org = organizations.for_partition(context.partition_key)
         store = open_store(sync_store, crm, metakocka)
         bind_unchanged_pairs(sync_plan, store=store, organization_id=org.id)

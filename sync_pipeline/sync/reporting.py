@@ -8,9 +8,9 @@ asset page is about 480 px wide in a 1600 px window, so a table in place has a f
 """
 
 import base64
-import importlib
-import io
-import threading
+import json
+import subprocess
+import sys
 from collections import Counter
 from datetime import date, timedelta
 
@@ -162,59 +162,48 @@ def history_markdown(history: pd.DataFrame, today: date, days: int = 30) -> str:
     return f"![documents by status, last {days} days](data:image/png;base64,{encoded})"
 
 
-PLOTTING_MODULES = ("matplotlib.figure", "matplotlib.dates")
-
-
-def import_plotting_in_background() -> None:
-    """Start importing the plotting library (`history_png`'s) in a helper thread.
-
-    Why: the import costs about a second of CPU and only the report, the run's last step, needs
-    it. The pushes before it spend most of their time waiting on the APIs, so importing while
-    they wait takes that second off the run's wall time. The report's own import then finds the
-    modules loaded, or waits for the import in progress (Python's import lock). A failed import
-    is left for the report's own import to raise.
-    """
-
-    def load() -> None:
-        for module in PLOTTING_MODULES:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                return
-
-    threading.Thread(target=load, name="import-plotting", daemon=True).start()
+PLOT_COMMAND = (sys.executable, "-m", "sync_pipeline.sync.history_plot")
+PLOT_TIMEOUT_S = 120
+"""How long the plot may take (a child process: start-up, the plotting library, one PNG)."""
 
 
 def history_png(history: pd.DataFrame, today: date, days: int = 30) -> bytes:
-    # heavy imports: only when a report is drawn (see import_plotting_in_background)
-    from matplotlib.dates import DateFormatter
-    from matplotlib.figure import Figure
-
+    """The plot of documents by status per day, drawn by a child process
+    (`sync/history_plot.py`, which says why). A plot that cannot be drawn raises
+    `RuntimeError` with what the child printed."""
     start = today - timedelta(days=days - 1)
     index = pd.Index([start + timedelta(days=i) for i in range(days)], name="snapshot_date")
     frame = history.reindex(index)  # days without a reconciliation stay empty (gaps)
-    figure = Figure(figsize=(8, 3), dpi=72)
-    figure.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.18)
-    axes = figure.subplots()
+    series = []
     for status in SYNC_STATUSES:
         values = frame[status] if status in frame else None
         if values is None or not values.fillna(0).any():
             continue
-        axes.plot(
-            index,
-            values.to_numpy(dtype=float),
-            marker="o",
-            markersize=3,
-            label=status,
-            color=STATUS_COLOURS.get(status),
+        series.append(
+            {
+                "label": status,
+                "colour": STATUS_COLOURS.get(status),
+                "values": [None if pd.isna(v) else float(v) for v in values],
+            }
         )
-    axes.set_title(f"Documents by sync status, last {days} days")
-    axes.set_ylabel("documents")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=7, ncols=4)
-    axes.set_ylim(bottom=0)
-    axes.set_xlim(index[0], index[-1])
-    axes.xaxis.set_major_formatter(DateFormatter("%d.%m."))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    spec = {
+        "title": f"Documents by sync status, last {days} days",
+        "dates": [day.isoformat() for day in index],
+        "series": series,
+    }
+    done = subprocess.run(
+        PLOT_COMMAND,
+        input=json.dumps(spec).encode(),
+        capture_output=True,
+        timeout=PLOT_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0 or not done.stdout.startswith(PNG_SIGNATURE):
+        printed = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(
+            f"the history plot could not be drawn (exit {done.returncode}): {' / '.join(printed)}"
+        )
+    return done.stdout
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
