@@ -6,7 +6,7 @@ only their rows (`for_ids`) and *upserts* only those (`upsert`). Every writer of
 rows first takes its lock (`store/locks.py`).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -146,7 +146,7 @@ class Statuses:
     def write(
         self,
         organization_id: str,
-        changed: list[dict],
+        changed: Sequence[dict],
         *,
         gone: Iterable[int] = (),
         everything: bool = False,

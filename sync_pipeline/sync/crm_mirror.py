@@ -7,6 +7,7 @@ not fail the step, because our sync database already holds the truth: it becomes
 row naming what was not mirrored, and the next run mirrors that too and closes the row.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sync_pipeline.adapters.errors import SyncError
@@ -23,6 +24,8 @@ from sync_pipeline.domain.document import crm_id_for_metakocka_document
 from sync_pipeline.domain.summary import was_read
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.export.outcomes import OK
+from sync_pipeline.sync.record import STATUS_ROW_COLUMNS
+from sync_pipeline.sync.status_rows import StatusRows
 
 MIRROR_FAILED = "crm_mirror"
 """`details.kind` of the open error row of a mirror that failed."""
@@ -52,7 +55,7 @@ def mirror_to_crm(
     crm: CrmClient,
     store: SyncStore,
     organization,
-    status_rows: list[dict],
+    status_rows: Sequence[dict],
     *,
     run_id: str | None,
     known_owners: dict[str, str] | None = None,
@@ -66,11 +69,12 @@ def mirror_to_crm(
     earlier = store.errors.open_of_kind(org_id, MIRROR_FAILED)
     pending_docs = {d for row in earlier for d in (row["details"] or {}).get("documents", [])}
     pending_errors = {e for row in earlier for e in (row["details"] or {}).get("error_ids", [])}
-    rows = {r["crm_document_id"]: r for r in status_rows if r.get("crm_document_id")}
-    missing = sorted(pending_docs - set(rows))
+    rows = StatusRows.of(STATUS_ROW_COLUMNS, status_rows)  # a row is a dict only while used
+    missing = sorted(pending_docs - set(rows.column("crm_document_id")))
     if missing:
-        previous = store.status.for_ids(org_id, missing, [])
-        rows.update({r["crm_document_id"]: r for r in _records(previous)})
+        previous = _records(store.status.for_ids(org_id, missing, []))
+        rows = rows + ({name: row[name] for name in STATUS_ROW_COLUMNS} for row in previous)
+    at = {crm_id: i for i, crm_id in enumerate(rows.column("crm_document_id")) if crm_id}
     errors = store.errors.document_errors(org_id, run_id=run_id) if run_id else []
     if pending_errors:
         known = {e["id"] for e in errors}
@@ -79,26 +83,28 @@ def mirror_to_crm(
             for e in store.errors.document_errors(org_id, ids=pending_errors)
             if e["id"] not in known
         ]
-    if not rows and not errors:
+    if not at and not errors:
         return result
     try:
         schema = crm.schema()
         if not can_mirror(schema):
             result.skipped.append("the CRM has no metakocka_sales_document_mappings table")
             return result
-        owners, entity_of = _owners(crm, organization, rows, errors, known_owners or {})
-        paired = [crm_id for crm_id, row in rows.items() if row.get("metakocka_id")]
-        result.skipped += [f"{crm_id}: no Metakocka document" for crm_id in set(rows) - {*paired}]
+        mk_ids = rows.column("metakocka_id")
+        paired = [crm_id for crm_id, i in at.items() if mk_ids[i]]
+        result.skipped += [f"{crm_id}: no Metakocka document" for crm_id in at.keys() - {*paired}]
+        owners, entity_of = _owners(crm, organization, paired, errors, known_owners or {})
         for start in range(0, len(paired), SLICE):
+            part = paired[start : start + SLICE]
             mappings = _mappings(
-                store, organization.id, paired[start : start + SLICE], rows, owners, result
+                store, organization.id, part, {i: rows[at[i]] for i in part}, owners, result
             )
             result.mappings += write_mappings(crm, schema, mappings)
         logs = _logs(organization, errors, owners, entity_of)
         result.logs = write_logs(crm, schema, logs)
     except SyncError as exc:
         result.failed = str(exc)
-        store.errors.log([_failure_row(org_id, run_id, exc, list(rows), errors)])
+        store.errors.log([_failure_row(org_id, run_id, exc, list(at), errors)])
         return result
     store.errors.resolve_ids(
         [row["id"] for row in earlier], note=f"mirrored by run {run_id or '-'}"
@@ -125,7 +131,7 @@ def owners_in_plan(plan, outcomes, organization) -> dict[str, str]:
     return owners
 
 
-def _owners(crm, organization, rows, errors, known_owners):
+def _owners(crm, organization, paired: list[str], errors, known_owners):
     """(CRM id -> owner of every document a mapping or log row is about, error id -> the CRM id
     its log row is about): the run's known owners, the others read from the CRM."""
     org_id = organization.id
@@ -133,7 +139,7 @@ def _owners(crm, organization, rows, errors, known_owners):
         e["id"]: e["crm_document_id"] or crm_id_for_metakocka_document(org_id, e["metakocka_id"])
         for e in errors
     }
-    wanted = {*(i for i, r in rows.items() if r.get("metakocka_id")), *entity_of.values()}
+    wanted = {*paired, *entity_of.values()}
     owners = {i: known_owners[i] for i in wanted if i in known_owners}
     owners |= crm.document_owners(org_id, sorted(wanted - set(owners)))
     return owners, entity_of

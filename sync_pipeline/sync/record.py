@@ -176,6 +176,25 @@ def _open_keys(open_errors: pd.DataFrame) -> set[tuple]:
     }
 
 
+STATUS_ROW_COLUMNS = (
+    "organization_id",
+    "crm_document_id",
+    "metakocka_id",
+    "document_type",
+    "crm_document_number",
+    "metakocka_count_code",
+    "status",
+    "last_direction",
+    "last_synced_at",
+    "last_attempt_at",
+    "attempts",
+    "last_error",
+    "updated_at",
+    "metakocka_status",
+)
+"""The keys of a row `each_status_row` makes (sync_status's columns but its `id`)."""
+
+
 def status_rows(**arguments) -> list[dict]:
     """One sync_status row per document known on either side, after this run's pushes (the
     arguments of `each_status_row`)."""

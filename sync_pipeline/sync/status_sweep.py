@@ -4,9 +4,9 @@ A full sweep re-materialises one row per document known on either side. Made at 
 held every link and every current status row of the organization beside the run's documents
 (100,000 of each and more). Here the plan is taken `SLICE` rows at a time: the links and current
 rows of that slice's documents are read by id, its status rows made (`record.each_status_row`)
-and compared with them (`status_diff.compare_status`), and only the differences are kept. What
-is written, in one transaction at the end as before, is the same: the rows that changed, and the
-deletion of the rows no document names any more.
+and compared with them (`status_diff.compare_status`), and only the differences are kept, as
+tuples (`sync/status_rows.py`). What is written, in one transaction at the end as before, is the
+same: the rows that changed, and the deletion of the rows no document names any more.
 """
 
 import numpy as np
@@ -16,7 +16,8 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.status_diff import compare_status
 from sync_pipeline.sync.export.outcomes import PushOutcome
 from sync_pipeline.sync.extract import Quarantined
-from sync_pipeline.sync.record import each_status_row
+from sync_pipeline.sync.record import STATUS_ROW_COLUMNS, each_status_row
+from sync_pipeline.sync.status_rows import StatusRows
 
 SLICE = 5_000
 """Plan rows made and compared at once (their links and current rows are read by id)."""
@@ -30,7 +31,7 @@ def sweep_status(
     outcomes: list[PushOutcome],
     quarantined: list[Quarantined],
     through=lambda rows: rows,
-) -> tuple[list[dict], list[int]]:
+) -> tuple[StatusRows, list[int]]:
     """(the status rows that differ from the documents' current ones, the ids of the current
     rows no document names any more): what `Statuses.write` writes. `through` sees every
     row as it goes by (the step's tally)."""
@@ -39,7 +40,7 @@ def sweep_status(
     by_crm = {o.crm_document_id: o for o in outcomes if o.crm_document_id}
     by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
     seen: set[tuple] = set()
-    changed: list[dict] = []
+    changed = StatusRows(STATUS_ROW_COLUMNS)
     for start in range(0, len(plan), SLICE):
         part = plan.iloc[start : start + SLICE]
         crm_ids, mk_ids = _ids(part, by_crm, by_mk)
@@ -57,7 +58,7 @@ def sweep_status(
             seen=seen,
         )
         differ, kept = compare_status(through(rows), previous)
-        changed += differ
+        changed.extend(differ)
         kept = np.asarray(sorted(kept), dtype=np.int64)
         at = np.searchsorted(current, kept)
         known = at < len(current)
