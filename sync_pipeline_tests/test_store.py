@@ -61,6 +61,28 @@ def test_intent_then_bind_is_one_link(store):
     assert links.iloc[0]["content_hash"] == "h2"
 
 
+def test_links_read_with_texts_the_caller_holds_share_those_objects(store):
+    """A full sweep's plan reads every link: an id or hash its documents already hold is that
+    object, not a copy (`Links.frame`'s `held`); the frame's values are the same either way."""
+    for n in (1, 2):
+        store.links.bind(ORG, crm_document_id=f"c{n}", metakocka_id=f"16{n}", content_hash=f"h{n}")
+    held_id, held_hash = "".join(["c", "1"]), "".join(["h", "1"])  # objects of the caller's own
+    columns = ["crm_document_id", "metakocka_id", "content_hash", "state"]
+    plain = store.links.frame(ORG, columns)
+    shared = store.links.frame(
+        ORG,
+        columns,
+        held={"crm_document_id": {held_id: held_id}, "content_hash": {"h1": held_hash}},
+    )
+    assert shared.sort_values("crm_document_id").values.tolist() == (
+        plain.sort_values("crm_document_id").values.tolist()
+    )
+    first = shared.loc[shared["crm_document_id"] == "c1"].iloc[0]
+    assert first["crm_document_id"] is held_id and first["content_hash"] is held_hash
+    other = shared.loc[shared["crm_document_id"] == "c2"].iloc[0]
+    assert other["content_hash"] == "h2"
+
+
 def test_error_rows_are_redacted_and_resolvable(store):
     store.errors.log(
         [

@@ -18,7 +18,7 @@ from sync_pipeline.resources import (
 from sync_pipeline.store.resolutions import ResolutionRefused
 from sync_pipeline.sync.change_order import metakocka_change_order
 from sync_pipeline.sync.incremental import mark_known_absent
-from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS, plan_sync
+from sync_pipeline.sync.planning import PLAN_LINK_COLUMNS, held_texts, plan_sync
 from sync_pipeline.sync.record import INVALID, error_rows
 from sync_pipeline.sync.rereads import WholeDocuments
 from sync_pipeline.sync.run_errors import retried_failure_rows
@@ -86,7 +86,11 @@ def build_plan_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Assets
             # link would look like a deletion (sync/incremental.py).
             scope.links
             if scope is not None and scope.incremental
-            else store.links.frame(org_id, PLAN_LINK_COLUMNS),
+            else store.links.frame(
+                org_id,
+                PLAN_LINK_COLUMNS,
+                held=held_texts(validated_sales_documents.crm, validated_sales_documents.metakocka),
+            ),
             conflict_policy=org.conflict_policy,
             resolutions=resolutions,
             change_order=metakocka_change_order(mk_client),

@@ -8,7 +8,7 @@ straight into columns (no list of row objects in between), and the columns of su
 `DataFrame.from_records` makes of the rows).
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import pandas as pd
 import sqlalchemy as sa
@@ -32,21 +32,32 @@ REPEATED_TEXTS = frozenset(
 
 
 def read_frame(
-    engine: sa.Engine, query: sa.Select, columns: list[str], repeated: Collection[str] = ()
+    engine: sa.Engine,
+    query: sa.Select,
+    columns: list[str],
+    repeated: Collection[str] = (),
+    held: Mapping[str, Mapping[str, str]] | None = None,
 ) -> pd.DataFrame:
     """The rows of `query` as a frame of `columns`; the values of the `repeated` columns (a few
-    distinct words) are shared."""
+    distinct words) are shared. `held`: {column: {text: the object}} of texts the caller already
+    holds (a full sweep's ids and hashes, as read from the APIs): a value equal to one is that
+    object, not a copy of it."""
     values: list[list] = [[] for _ in columns]
-    shared = [{} if name in repeated else None for name in columns]
+    held = held or {}
+    shared = [{} if name in repeated else held.get(name) for name in columns]
     with engine.connect() as conn:
         result = conn.execute(query)
         for rows in result.partitions(SLICE):
             by_column = zip(*rows, strict=True)
-            for column, words, row_values in zip(values, shared, by_column, strict=True):
+            for name, column, words, row_values in zip(
+                columns, values, shared, by_column, strict=True
+            ):
                 if words is None:
                     column.extend(row_values)
-                else:
+                elif name in repeated:
                     column.extend(v if v is None else words.setdefault(v, v) for v in row_values)
+                else:
+                    column.extend(words.get(v, v) for v in row_values)
     if not values[0]:
         return pd.DataFrame.from_records([], columns=columns)
     return pd.DataFrame(dict(zip(columns, values, strict=True)))

@@ -4,7 +4,7 @@ Every write that learns an outcome is its own short transaction, committed befor
 remote call (the OCA connector's lesson: bind the remote id the moment the remote write succeeds).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import islice
 
 import pandas as pd
@@ -54,12 +54,18 @@ class Links:
         self.engine = engine
 
     # ----------------------------------------------------------------- reads
-    def frame(self, organization_id: str, columns: list[str] = LINK_COLUMNS) -> pd.DataFrame:
-        """The organization's links (`columns` of them: the plan reads four)."""
+    def frame(
+        self,
+        organization_id: str,
+        columns: list[str] = LINK_COLUMNS,
+        held: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> pd.DataFrame:
+        """The organization's links (`columns` of them: the plan reads four); `held`: texts
+        the caller holds, shared rather than copied (`frames.read_frame`)."""
         query = sa.select(*[document_links.c[name] for name in columns]).where(
             document_links.c.organization_id == organization_id
         )
-        return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS)
+        return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS, held=held)
 
     def in_sync(self, organization_id: str) -> dict[str, str]:
         """{CRM id: content hash at its last sync} of the pairs the last run that judged them
