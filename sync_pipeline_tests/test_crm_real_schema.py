@@ -107,6 +107,19 @@ def new_metakocka_order(lab: Lab, price: str, status_code: str) -> str:
     return mk_id
 
 
+def synced_crm_document(lab: Lab, also) -> str:
+    """A CRM document the last run left `synced` with its Metakocka twin, for which
+    `also(crm_id, status row)` holds."""
+    return next(
+        crm_id
+        for crm_id, row in lab.statuses().items()
+        if row["status"] == "synced"
+        and row["metakocka_id"]
+        and not crm_id.startswith("mk:")
+        and also(crm_id, row)
+    )
+
+
 # -- writes on the published schema --------------------------------------------------------------
 
 
@@ -175,13 +188,11 @@ def test_an_edit_the_crm_does_not_timestamp_is_found_by_the_next_run(lab):
     """No trigger keeps `updated_at` (the published schema has none): a route that forgets to set
     it must not hide the edit from an incremental run."""
     lab.run()
-    crm_id = next(
-        crm_id
-        for crm_id, row in lab.statuses().items()
-        if row["status"] == "synced"
-        and row["metakocka_id"]
-        and not crm_id.startswith("mk:")
-        and crm_id != crm_id_for_metakocka_document(lab.org.id, row["metakocka_id"])
+    crm_id = synced_crm_document(
+        lab,
+        lambda crm_id, row: (
+            crm_id != crm_id_for_metakocka_document(lab.org.id, row["metakocka_id"])
+        ),
     )
     mk_id = lab.statuses()[crm_id]["metakocka_id"]
     lab.crm.edit_document(crm_id, {"notes": "changed without a timestamp"}, sets_updated_at=False)
@@ -211,13 +222,8 @@ def test_an_incremental_run_holds_no_unchanged_crm_document_and_misses_no_counte
     pair was synced are left out as read (not held until the plan); one whose Metakocka side then
     turns out changed is read again by id, and the change still reaches the CRM."""
     lab.run()
-    crm_id = next(
-        crm_id
-        for crm_id, row in lab.statuses().items()
-        if row["status"] == "synced"
-        and row["metakocka_id"]
-        and not crm_id.startswith("mk:")
-        and lab.crm.document(crm_id)["status"] != "cancelled"
+    crm_id = synced_crm_document(
+        lab, lambda crm_id, _: lab.crm.document(crm_id)["status"] != "cancelled"
     )
     mk_id = lab.statuses()[crm_id]["metakocka_id"]
     in_sync = sum(

@@ -18,6 +18,7 @@ from sync_pipeline.domain.document import CRM_DOCUMENT_TYPES
 from sync_pipeline.domain.summary import was_read
 from sync_pipeline.domain.text import text_or_none
 from sync_pipeline.metakocka.statuses import status_of
+from sync_pipeline.store.status_diff import STATUS_CONTENT
 from sync_pipeline.sync.export.outcomes import (
     FAILED,
     OK,
@@ -176,22 +177,7 @@ def _open_keys(open_errors: pd.DataFrame) -> set[tuple]:
     }
 
 
-STATUS_ROW_COLUMNS = (
-    "organization_id",
-    "crm_document_id",
-    "metakocka_id",
-    "document_type",
-    "crm_document_number",
-    "metakocka_count_code",
-    "status",
-    "last_direction",
-    "last_synced_at",
-    "last_attempt_at",
-    "attempts",
-    "last_error",
-    "updated_at",
-    "metakocka_status",
-)
+STATUS_ROW_COLUMNS = ("organization_id", *STATUS_CONTENT, "updated_at")
 """The keys of a row `each_status_row` makes (sync_status's columns but its `id`)."""
 
 
