@@ -32,7 +32,8 @@ MIRROR_FAILED = "crm_mirror"
 SLICE = 5_000
 """Documents whose mapping rows are made and written at once. An organization's first run
 mirrors every pair (100,000 and more); made at once, their mapping rows and their links as row
-dicts held about 130 MiB beside the run's documents."""
+dicts held about 110 MiB beside the run's documents (its peak 538 -> 430 MiB at 100,000 per
+side: docs/performance.md)."""
 
 
 @dataclass
