@@ -83,6 +83,27 @@ def test_links_read_with_texts_the_caller_holds_share_those_objects(store):
     assert other["content_hash"] == "h2"
 
 
+def test_in_sync_names_the_synced_pairs_of_the_organization_or_of_the_ids_asked(store):
+    """What an incremental run leaves out as an echo: a confirmed link whose status is synced."""
+    for n in (1, 2, 3):
+        store.links.bind(ORG, crm_document_id=f"c{n}", metakocka_id=f"16{n}", content_hash=f"h{n}")
+    store.links.record_intent(ORG, state=LINK_CREATING_IN_METAKOCKA, crm_document_id="c4")
+    now = datetime.now(UTC)
+    store.status.upsert(
+        ORG,
+        [
+            {"organization_id": ORG, "crm_document_id": f"c{n}", "metakocka_id": f"16{n}",
+             "status": status, "attempts": 0, "updated_at": now}
+            for n, status in ((1, "synced"), (2, "synced"), (3, "failed"))
+        ]
+        + [{"organization_id": ORG, "crm_document_id": "c4", "metakocka_id": None,
+            "status": "synced", "attempts": 0, "updated_at": now}],
+    )  # fmt: skip
+    assert store.links.in_sync(ORG) == {"c1": "h1", "c2": "h2"}
+    assert store.links.in_sync(ORG, ["c2", "c3", "c4"]) == {"c2": "h2"}
+    assert store.links.in_sync("another organization") == {}
+
+
 def test_error_rows_are_redacted_and_resolvable(store):
     store.errors.log(
         [

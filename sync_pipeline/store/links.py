@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sync_pipeline.store.clock import utcnow
 from sync_pipeline.store.frames import REPEATED_TEXTS, read_frame
-from sync_pipeline.store.id_lists import rows_naming
+from sync_pipeline.store.id_lists import chunks, rows_naming
 from sync_pipeline.store.tables import LINK_LINKED, document_links, sync_status
 
 LINK_COLUMNS = [
@@ -67,10 +67,10 @@ class Links:
         )
         return read_frame(self.engine, query, columns, repeated=REPEATED_TEXTS, held=held)
 
-    def in_sync(self, organization_id: str) -> dict[str, str]:
+    def in_sync(self, organization_id: str, crm_ids: Iterable[str] | None = None) -> dict[str, str]:
         """{CRM id: content hash at its last sync} of the pairs the last run that judged them
-        left `synced` (a confirmed link, both ids, a hash): what an incremental run's CRM read
-        leaves out when it reads one unchanged (`sync/incremental.py`, echoes)."""
+        left `synced` (a confirmed link, both ids, a hash), of the organization or of `crm_ids`
+        only: what an incremental run leaves out as an echo (`sync/incremental.py`)."""
         query = (
             sa.select(document_links.c.crm_document_id, document_links.c.content_hash)
             .join(
@@ -86,8 +86,13 @@ class Links:
                 sync_status.c.status == "synced",
             )
         )
+        queries = (
+            [query]
+            if crm_ids is None
+            else [query.where(document_links.c.crm_document_id.in_(c)) for c in chunks(crm_ids)]
+        )
         with self.engine.connect() as conn:
-            return {crm_id: digest for crm_id, digest in conn.execute(query)}
+            return {crm_id: digest for q in queries for crm_id, digest in conn.execute(q)}
 
     def for_ids(
         self, organization_id: str, crm_ids: Iterable[str], mk_ids: Iterable[str]

@@ -59,8 +59,8 @@ def held_texts(crm: ValidatedSide, metakocka: ValidatedSide) -> dict[str, dict[s
     """The ids and content hashes both sides' documents hold, by link column: a full sweep reads
     the organization's links for its plan with these objects instead of copies of them
     (`Links.frame`'s `held`). The links' texts are the same ids and hashes (a summary's hash is
-    its link's own: `sync/lean.py`); read as copies they were about 25 MB at 100,000 per side
-    and 270 MB at 1,000,000, the largest part of what the plan step adds to the run's memory."""
+    its link's own: `sync/lean.py`); read as copies, the plan step's peak was 335 -> 328 MiB at
+    100,000 per side and 1,602 -> 1,527 MiB at 1,000,000 (docs/performance.md)."""
 
     def texts(*columns: pd.Series) -> dict[str, str]:
         return {value: value for column in columns for value in column if isinstance(value, str)}

@@ -65,7 +65,7 @@ def gather_run_documents(
     lean, in_sync = {}, None
     if window.full:  # a full sweep keeps what the plan needs of each document as it reads
         lean = lean_sides(store.links.frame(organization_id, PLAN_LINK_COLUMNS), precision)
-    else:  # an incremental run leaves out the CRM documents read as last synced (echoes)
+    elif window.crm_since is None:  # the whole CRM read: its echoes left out as they are read
         in_sync = store.links.in_sync(organization_id)
     reads: dict[str, Callable[[], Extraction]] = {
         CRM: lambda: extract_crm(
