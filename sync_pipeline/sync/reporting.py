@@ -165,6 +165,7 @@ def history_markdown(history: pd.DataFrame, today: date, days: int = 30) -> str:
 PLOT_COMMAND = (sys.executable, "-m", "sync_pipeline.sync.history_plot")
 PLOT_TIMEOUT_S = 120
 """How long the plot may take (a child process: start-up, the plotting library, one PNG)."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def history_png(history: pd.DataFrame, today: date, days: int = 30) -> bytes:
@@ -204,6 +205,3 @@ def history_png(history: pd.DataFrame, today: date, days: int = 30) -> bytes:
             f"the history plot could not be drawn (exit {done.returncode}): {' / '.join(printed)}"
         )
     return done.stdout
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
