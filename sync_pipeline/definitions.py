@@ -27,6 +27,7 @@ from sync_pipeline.ops.preflight import build_preflight_job
 from sync_pipeline.ops.sync_documents import build_sync_documents_job
 from sync_pipeline.resources import (
     CrmResource,
+    HistoryPlotResource,
     MetakockaResource,
     OrganizationsResource,
     SyncStoreResource,
@@ -66,6 +67,7 @@ def build_resources(settings: Settings) -> dict:
             organizations_json=organizations,
             push_concurrency=settings.push_concurrency,
         ),
+        "history_plot": HistoryPlotResource(),
     }
     return {
         **{key: configured_in_code(resource) for key, resource in resources.items()},

@@ -28,6 +28,7 @@ from sync_pipeline.settings import (
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.credentials import metakocka_credentials
+from sync_pipeline.sync.reporting import HistoryPlotter
 
 
 def configured_in_code(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
@@ -249,6 +250,33 @@ class OrganizationsResource(dg.ConfigurableResource):
         return organization_for_partition(
             parse_organizations(self.organizations_json), partition_key
         )
+
+
+class HistoryPlotResource(dg.ConfigurableResource):
+    """The report's history plot, drawn by a child process started when the run starts.
+
+    Why at the start: the child imports the plotting library and loads its fonts (about a
+    second), which the report would otherwise wait for at the very end of the run, after the
+    pushes; started with the run, it does that while the run reads. The run's own process never
+    imports the library (`sync/history_plot.py`). Dagster sets a resource up only for runs with
+    a step that needs it (the nightly report, not an on-demand sync), and tears it down when the
+    run ends: a child the report never used is ended then.
+    """
+
+    _ready: HistoryPlotter | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._ready = HistoryPlotter()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._ready is not None:
+            self._ready.close()
+            self._ready = None
+
+    def plotter(self) -> HistoryPlotter:
+        """The child started with the run (a new one if it was taken): it draws one plot."""
+        ready, self._ready = self._ready, None
+        return ready or HistoryPlotter()
 
 
 def resources_with_values(settings: Settings) -> tuple[CrmResource, MetakockaResource]:

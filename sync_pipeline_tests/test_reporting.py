@@ -9,12 +9,18 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
+import psutil
 import pytest
 import sqlalchemy as sa
 
 from sync_pipeline.assets.reporting import FRESHNESS_JOB_NAME, freshness_result
 from sync_pipeline.definitions import build_definitions
-from sync_pipeline.resources import CrmResource, MetakockaResource, SyncStoreResource
+from sync_pipeline.resources import (
+    CrmResource,
+    HistoryPlotResource,
+    MetakockaResource,
+    SyncStoreResource,
+)
 from sync_pipeline.sensors.run_failures import sync_run_failure_sensor
 from sync_pipeline.settings import Organization
 from sync_pipeline.store.repository import SyncStore
@@ -204,6 +210,35 @@ def test_the_history_plot_is_drawn_outside_the_run_process():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == "(576, 216) False"  # 8 x 3 inches at 72 dpi
+
+
+def _plot_children() -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process().children()
+        if "sync_pipeline.sync.history_plot" in " ".join(child.cmdline())
+    ]
+
+
+def test_the_plot_child_starts_with_the_run_and_ends_with_it():
+    """The child that draws the plot is started when a run's resources are set up, so it has
+    imported the plotting library before the report asks; one the report never used (no history
+    yet, a failed run) is ended with the run's resources."""
+    days = pd.Index([date(2026, 12, 3), date(2026, 12, 4)], name="snapshot_date")
+    history = pd.DataFrame({"synced": [5, 7]}, index=days)
+    with dg.build_resources({"history_plot": HistoryPlotResource()}) as resources:
+        assert len(_plot_children()) == 1
+        markdown = reporting.history_markdown(
+            history, date(2026, 12, 4), 2, resources.history_plot.plotter
+        )
+        assert markdown.startswith("![documents by status, last 2 days](data:image/png;base64,")
+        assert _plot_children() == []  # it drew its one plot and ended
+    with dg.build_resources({"history_plot": HistoryPlotResource()}) as resources:
+        assert reporting.history_markdown(history.iloc[:0], date(2026, 12, 4), 2) == (
+            "_no history yet_"
+        )
+        assert len(_plot_children()) == 1
+    assert _plot_children() == []
 
 
 def test_a_plot_that_cannot_be_drawn_says_why(monkeypatch):

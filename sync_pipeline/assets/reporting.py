@@ -25,6 +25,7 @@ import pandas as pd
 from sync_pipeline.assets.common import open_store
 from sync_pipeline.resources import (
     CrmResource,
+    HistoryPlotResource,
     MetakockaResource,
     OrganizationsResource,
     SyncStoreResource,
@@ -76,6 +77,7 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
         crm: CrmResource,
         metakocka: MetakockaResource,
         organizations: OrganizationsResource,
+        history_plot: HistoryPlotResource,
     ) -> dg.MaterializeResult:
         org_id = organizations.for_partition(context.partition_key).id
         run_id = context.run.run_id
@@ -120,7 +122,7 @@ def build_reporting_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.A
                 "open_errors": int(errors["errors"].sum()) if not errors.empty else 0,
                 "unmapped_metakocka_statuses": summary["unmapped_metakocka_statuses"],
                 "status_history": dg.MetadataValue.md(
-                    history_markdown(history, today, HISTORY_DAYS)
+                    history_markdown(history, today, HISTORY_DAYS, history_plot.plotter)
                 ),
             }
         )

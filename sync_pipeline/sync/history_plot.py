@@ -7,6 +7,12 @@ its memory target (docs/performance.md). Drawn here, the run's own process never
 Input on stdin, JSON: `{"title", "dates": [ISO dates], "series": [{"label", "colour",
 "values": [number or null]}]}`; output on stdout: the PNG. Only matplotlib is imported here,
 not the pipeline (its package `__init__`s import nothing).
+
+The child warms up before it reads its input: it draws a throwaway plot, which imports matplotlib
+and loads its fonts (about a second of a small machine's CPU). So a child started when the run
+starts (`resources.HistoryPlotResource`) is ready when the report asks, and the report does not
+wait for it. An input that ends before any JSON (the run ended without a report) ends the child
+with nothing written.
 """
 
 import io
@@ -41,8 +47,18 @@ def draw(spec: dict) -> bytes:
     return buffer.getvalue()
 
 
+WARM_UP = {
+    "title": "warm-up",
+    "dates": ["2026-01-01", "2026-01-02"],
+    "series": [{"label": "warm-up", "colour": None, "values": [0, 1]}],
+}
+
+
 def main() -> None:
-    sys.stdout.buffer.write(draw(json.load(sys.stdin)))
+    draw(WARM_UP)
+    text = sys.stdin.read()
+    if text.strip():
+        sys.stdout.buffer.write(draw(json.loads(text)))
 
 
 if __name__ == "__main__":

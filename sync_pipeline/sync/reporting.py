@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import pandas as pd
@@ -153,11 +154,18 @@ def history_sparklines(history: pd.DataFrame, today: date, days: int = 30) -> st
     return markdown_table(["status", f"last {days} days", "today"], rows)
 
 
-def history_markdown(history: pd.DataFrame, today: date, days: int = 30) -> str:
-    """A plot of documents by status per day over the last `days` days, as an embedded PNG."""
+def history_markdown(
+    history: pd.DataFrame,
+    today: date,
+    days: int = 30,
+    plotter: "Callable[[], HistoryPlotter] | None" = None,
+) -> str:
+    """A plot of documents by status per day over the last `days` days, as an embedded PNG.
+    `plotter`: gives the child process that draws it, asked only when there is a plot to draw
+    (`resources.HistoryPlotResource.plotter` gives one started with the run)."""
     if history.empty:
         return "_no history yet_"
-    png = history_png(history, today, days)
+    png = history_png(history, today, days, plotter() if plotter else None)
     encoded = base64.b64encode(png).decode("ascii")
     return f"![documents by status, last {days} days](data:image/png;base64,{encoded})"
 
@@ -168,10 +176,44 @@ PLOT_TIMEOUT_S = 120
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def history_png(history: pd.DataFrame, today: date, days: int = 30) -> bytes:
-    """The plot of documents by status per day, drawn by a child process
-    (`sync/history_plot.py`, which says why). A plot that cannot be drawn raises
-    `RuntimeError` with what the child printed."""
+class HistoryPlotter:
+    """One history plot's child process (`sync/history_plot.py`), started now so that it has
+    imported the plotting library by the time `draw` is called. Draws once."""
+
+    def __init__(self):
+        self._process = subprocess.Popen(
+            PLOT_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def draw(self, spec: dict) -> bytes:
+        """The PNG of `spec` (`history_plot`'s input); `RuntimeError` with what the child
+        printed when it could not draw it."""
+        try:
+            out, err = self._process.communicate(json.dumps(spec).encode(), PLOT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise RuntimeError(f"the history plot took over {PLOT_TIMEOUT_S} s") from None
+        if self._process.returncode != 0 or not out.startswith(PNG_SIGNATURE):
+            printed = err.decode(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(
+                f"the history plot could not be drawn (exit {self._process.returncode}): "
+                f"{' / '.join(printed)}"
+            )
+        return out
+
+    def close(self) -> None:
+        """End the child if it was never given a plot (a run that ended without its report):
+        no orphan, no open pipe."""
+        if self._process.returncode is None:
+            self._process.kill()
+            self._process.communicate()
+
+
+def history_png(
+    history: pd.DataFrame, today: date, days: int = 30, plotter: HistoryPlotter | None = None
+) -> bytes:
+    """The plot of documents by status per day, drawn by `plotter` (a child process started
+    ahead), else by one started now. A plot that cannot be drawn raises `RuntimeError`."""
     start = today - timedelta(days=days - 1)
     index = pd.Index([start + timedelta(days=i) for i in range(days)], name="snapshot_date")
     frame = history.reindex(index)  # days without a reconciliation stay empty (gaps)
@@ -192,16 +234,4 @@ def history_png(history: pd.DataFrame, today: date, days: int = 30) -> bytes:
         "dates": [day.isoformat() for day in index],
         "series": series,
     }
-    done = subprocess.run(
-        PLOT_COMMAND,
-        input=json.dumps(spec).encode(),
-        capture_output=True,
-        timeout=PLOT_TIMEOUT_S,
-        check=False,
-    )
-    if done.returncode != 0 or not done.stdout.startswith(PNG_SIGNATURE):
-        printed = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise RuntimeError(
-            f"the history plot could not be drawn (exit {done.returncode}): {' / '.join(printed)}"
-        )
-    return done.stdout
+    return (plotter or HistoryPlotter()).draw(spec)
