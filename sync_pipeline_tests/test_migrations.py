@@ -20,7 +20,6 @@ from sync_pipeline.store.migrate import (
     upgrade,
 )
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.store.schema_version import HEAD_REVISION
 from sync_pipeline.store.tables import metadata
 
 REPORT_VIEWS = {
@@ -128,35 +127,6 @@ def test_a_database_made_before_migrations_is_adopted(db_url):
     assert len(store.links.frame("org")) == 1
     store.dispose()
     assert VERSION_TABLE in _names(db_url, schema)[0]
-
-
-def test_head_revision_is_alembics_head():
-    """Fails when a migration was added without moving `schema_version.HEAD_REVISION` to it."""
-    assert HEAD_REVISION == head_revision()
-
-
-def test_a_store_at_head_opens_without_importing_alembic(db_url):
-    """A run's process opens a database that is already migrated: one read, and no alembic in
-    its memory. One that is not at head is still migrated."""
-    code = (
-        "import sys; from sync_pipeline.store.repository import SyncStore; "
-        "store = SyncStore(sys.argv[1]); store.create_schema(); "
-        "print('alembic' in sys.modules, store.links.frame('org').empty)"
-    )
-
-    def open_store() -> str:
-        opened = subprocess.run(
-            [sys.executable, "-c", code, db_url], capture_output=True, text=True, timeout=120
-        )
-        assert opened.returncode == 0, opened.stderr
-        return opened.stdout.strip()
-
-    assert open_store() == "True True"  # a fresh database: migrated
-    assert upgrade(db_url) == HEAD_REVISION
-    assert open_store() == "False True"
-    command.downgrade(alembic_config(db_url), "-1")
-    assert open_store() == "True True"  # one migration behind: migrated again
-    assert upgrade(db_url) == HEAD_REVISION
 
 
 def test_a_table_without_a_migration_is_named(sqlite_url):

@@ -1,7 +1,6 @@
 """Alembic migrations of the sync database, driven from code.
 
-`sync-pipeline migrate` calls `upgrade()`, and so does `SyncStore.create_schema()` when the database
-is not already at head (`store/schema_version.py` asks that without alembic). The migration scripts
+`SyncStore.create_schema()` and `sync-pipeline migrate` both call `upgrade()`. The migration scripts
 live in `store/migrations/versions/`; `store/tables.py` is their target metadata, and
 `schema_drift()` (used by the tests) proves the two agree: every table or column added to
 `tables.py` needs a migration (`sync-pipeline migrate --autogenerate "message"` writes one).
@@ -22,10 +21,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from sync_pipeline.store.engine import database_schema, make_engine
-from sync_pipeline.store.schema_version import VERSION_TABLE, check_tables
 from sync_pipeline.store.tables import metadata
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Alembic's bookkeeping table, named so it cannot meet Dagster's own `alembic_version` (or another
+# application's) when the sync tables share a database and schema with them.
+VERSION_TABLE = "sync_alembic_version"
 
 # The revision that matches the tables created by `metadata.create_all` before migrations existed.
 BASELINE_REVISION = "0001_initial"
@@ -75,7 +77,7 @@ def upgrade(url: str, *, schema: str | None = None, revision: str = "head") -> s
         with engine.connect() as connection, _taking_turns(connection):
             at, tables = _state(connection, schema)
             if revision == "head" and at == head_revision():
-                check_tables(tables)
+                _check_tables(tables)
                 return at
             adopt = at is None and "document_links" in tables
             config = alembic_config(url)
@@ -86,7 +88,7 @@ def upgrade(url: str, *, schema: str | None = None, revision: str = "head") -> s
             command.upgrade(config, revision)
             at, tables = _state(connection, schema)
         if revision == "head":
-            check_tables(tables)
+            _check_tables(tables)
         return at
     finally:
         engine.dispose()
@@ -126,6 +128,16 @@ def _taking_turns(connection: sa.Connection) -> Iterator[None]:
         connection.commit()
 
 
+def _check_tables(present: set[str]) -> None:
+    missing = sorted(set(metadata.tables) - present)
+    if missing:
+        raise RuntimeError(
+            f"store/tables.py has tables that no migration creates: {', '.join(missing)}. "
+            'Write one with `uv run sync-pipeline migrate --autogenerate "add <table>"` '
+            "(see sync_pipeline/store/migrations/README)."
+        )
+
+
 def upgrade_sql(url: str, *, schema: str | None = None, revision: str = "head") -> None:
     """Print the DDL of an upgrade from scratch (alembic's offline mode) instead of running it."""
     config = alembic_config(url)
@@ -159,8 +171,7 @@ def schema_drift(url: str, *, schema: str | None = None) -> list:
 
 def new_revision(message: str) -> Path:
     """Write a migration for whatever `store/tables.py` has that the migrations do not (compared
-    against a scratch SQLite database at head), formatted with ruff. Review it before committing,
-    and move `schema_version.HEAD_REVISION` to it."""
+    against a scratch SQLite database at head), formatted with ruff. Review it before committing."""
     with tempfile.TemporaryDirectory(prefix="sync-pipeline-autogen-") as scratch:
         url = f"sqlite:///{Path(scratch) / 'scratch.db'}"
         upgrade(url)

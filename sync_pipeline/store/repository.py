@@ -13,10 +13,10 @@ from sync_pipeline.store.engine import database_schema, make_engine
 from sync_pipeline.store.error_log import ErrorLog
 from sync_pipeline.store.history import History
 from sync_pipeline.store.links import Links
+from sync_pipeline.store.migrate import upgrade
 from sync_pipeline.store.requests import SyncRequestQueue
 from sync_pipeline.store.resolutions import Resolutions
 from sync_pipeline.store.retries import Retries
-from sync_pipeline.store.schema_version import is_at_head
 from sync_pipeline.store.status import Statuses
 
 
@@ -45,13 +45,7 @@ class SyncStore:
         self.errors.add_secrets(secrets)
 
     def create_schema(self) -> None:
-        """Bring the database to the newest migration (one read when it is already there)."""
-        if is_at_head(self.engine, self.schema):
-            return
-        # Alembic only now, when there is a migration to run: importing it costs every run's
-        # process about 13 MiB (store/schema_version.py).
-        from sync_pipeline.store.migrate import upgrade
-
+        """Bring the database to the newest migration (cheap when it is already there)."""
         upgrade(self.url, schema=self.schema or "")
 
     def dispose(self) -> None:
