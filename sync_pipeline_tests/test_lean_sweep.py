@@ -3,11 +3,13 @@ as last synced, reads a summarised document again just before it writes from or 
 writes it only if it still has the content the run planned (sync/rereads.py). What it writes, its
 statuses, errors and quarantine are those of a run that held every document."""
 
+import dataclasses
 import json
 from datetime import date
 from decimal import Decimal
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from sync_pipeline.definitions import build_definitions
@@ -224,3 +226,29 @@ def test_a_side_reduced_as_it_is_read_is_validated_as_a_whole_extraction(held_wh
     assert isinstance(summary, DocumentSummary)
     assert (summary.content_hash, summary.document_number) == (synced["d"], "N-d")
     assert side.documents_read == len(docs) and side.unmappable == 1
+
+
+def test_a_summary_holds_the_links_own_id_objects():
+    """A pair's ids are read on both sides and held by the links too: a summary keeps the
+    link's object for an equal id (one object for all three), and its own for any other."""
+
+    def copy(text: str) -> str:
+        return "".join(list(text))  # equal, but an object of its own
+
+    links = pd.DataFrame(
+        {"crm_document_id": [copy("d"), None], "metakocka_id": [copy("1001"), copy("1002")]}
+    )
+    read = [
+        dataclasses.replace(_document(copy("d")), metakocka_id=copy("1001")),
+        dataclasses.replace(_document(copy("x")), metakocka_id=copy("1003")),
+    ]
+    synced = {"d": content_hash(read[0]), "x": content_hash(read[1])}
+    side = lean.LeanSide(CRM, DEFAULT_PRECISION, synced, link_ids=lean.link_texts(links))
+    for doc in read:
+        side.add(doc, doc.crm_document_id)
+    kept = list(side.finish().valid["document"])
+    assert all(isinstance(doc, DocumentSummary) for doc in kept)
+    assert kept[0].crm_document_id is links["crm_document_id"][0]
+    assert kept[0].metakocka_id is links["metakocka_id"][0]
+    assert (kept[1].crm_document_id, kept[1].metakocka_id) == ("x", "1003")
+    assert kept[1].crm_document_id is read[1].crm_document_id
