@@ -3,9 +3,11 @@ to the CRM makes of a document's status."""
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from sync_pipeline.domain.directions import METAKOCKA_TO_CRM
+from sync_pipeline.store.status_diff import _comparable, _differs
 from sync_pipeline.sync.export.outcomes import FAILED, OK, PushOutcome
 from sync_pipeline.sync.record import status_rows
 
@@ -98,3 +100,32 @@ def test_a_redone_crm_write_sets_the_status_whatever_the_plan_made_of_the_half_w
         "crm-failed-again": ("failed", METAKOCKA_TO_CRM),
         "crm-bad": ("invalid", None),  # not written by this run: still quarantined
     }
+
+
+def test_the_quick_comparison_agrees_with_the_full_one():
+    """`_differs` skips `_comparable` for equal texts and numbers: over every kind of value a
+    status column holds, as read back from either database or made by the run, it says what
+    comparing the comparable forms says."""
+    moment = datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
+    values = [
+        None,
+        float("nan"),
+        pd.NaT,
+        "synced",
+        "conflict",
+        "",
+        0,
+        2,
+        np.int64(2),
+        2.0,
+        True,
+        moment,
+        moment.replace(tzinfo=None),
+        pd.Timestamp(moment),
+        pd.Timestamp(moment.replace(tzinfo=None)),
+        datetime(2026, 11, 2, tzinfo=UTC),
+    ]
+    for current in values:
+        for made in values:
+            expected = _comparable(current) != _comparable(made)
+            assert _differs(current, made) == expected, (current, made)

@@ -336,7 +336,8 @@ class _Lookup:
 
     def __init__(self, frame: pd.DataFrame | None):
         empty = frame is None or frame.empty
-        self._columns = {} if empty else {name: frame[name].array for name in frame.columns}
+        # Python lists: an element of a pandas array costs a method call and a boxing each.
+        self._columns = {} if empty else {name: frame[name].tolist() for name in frame.columns}
 
     def positions(self, crm_ids: list, mk_ids: list) -> np.ndarray:
         """Per document, the position of its row (-1: none)."""
