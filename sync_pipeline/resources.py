@@ -28,7 +28,7 @@ from sync_pipeline.settings import (
 from sync_pipeline.store.claims import DEFAULT_CLAIM_TTL_S
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync.credentials import metakocka_credentials
-from sync_pipeline.sync.reporting import HistoryPlotter
+from sync_pipeline.sync.reporting import PLOT_TIMEOUT_S, HistoryPlotter
 
 
 def configured_in_code(resource: dg.ConfigurableResource) -> dg.ResourceDefinition:
@@ -263,10 +263,14 @@ class HistoryPlotResource(dg.ConfigurableResource):
     run ends: a child the report never used is ended then.
     """
 
+    timeout_s: float = Field(
+        default=PLOT_TIMEOUT_S,
+        description="How long the report waits for its plot once it asks for it, in seconds.",
+    )
     _ready: HistoryPlotter | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._ready = HistoryPlotter()
+        self._ready = HistoryPlotter(self.timeout_s)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._ready is not None:
@@ -276,7 +280,7 @@ class HistoryPlotResource(dg.ConfigurableResource):
     def plotter(self) -> HistoryPlotter:
         """The child started with the run (a new one if it was taken): it draws one plot."""
         ready, self._ready = self._ready, None
-        return ready or HistoryPlotter()
+        return ready or HistoryPlotter(self.timeout_s)
 
 
 def resources_with_values(settings: Settings) -> tuple[CrmResource, MetakockaResource]:

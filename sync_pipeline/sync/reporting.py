@@ -178,9 +178,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 class HistoryPlotter:
     """One history plot's child process (`sync/history_plot.py`), started now so that it has
-    imported the plotting library by the time `draw` is called. Draws once."""
+    imported the plotting library by the time `draw` is called. Draws once, within
+    `timeout_s` of being asked."""
 
-    def __init__(self):
+    def __init__(self, timeout_s: float = PLOT_TIMEOUT_S):
+        self.timeout_s = timeout_s
         self._process = subprocess.Popen(
             PLOT_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -189,10 +191,10 @@ class HistoryPlotter:
         """The PNG of `spec` (`history_plot`'s input); `RuntimeError` with what the child
         printed when it could not draw it."""
         try:
-            out, err = self._process.communicate(json.dumps(spec).encode(), PLOT_TIMEOUT_S)
+            out, err = self._process.communicate(json.dumps(spec).encode(), self.timeout_s)
         except subprocess.TimeoutExpired:
             self.close()
-            raise RuntimeError(f"the history plot took over {PLOT_TIMEOUT_S} s") from None
+            raise RuntimeError(f"the history plot took over {self.timeout_s} s") from None
         if self._process.returncode != 0 or not out.startswith(PNG_SIGNATURE):
             printed = err.decode(errors="replace").strip().splitlines()[-3:]
             raise RuntimeError(
