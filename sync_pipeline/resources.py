@@ -270,7 +270,10 @@ class HistoryPlotResource(dg.ConfigurableResource):
     _ready: HistoryPlotter | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._ready = HistoryPlotter(self.timeout_s)
+        try:
+            self._ready = HistoryPlotter(self.timeout_s)
+        except OSError as exc:  # a plot never stops a sync: the report tries again, and says
+            context.log.warning(f"the report's plot could not be started ahead: {exc}")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._ready is not None:

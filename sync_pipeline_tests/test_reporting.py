@@ -241,6 +241,15 @@ def test_the_plot_child_starts_with_the_run_and_ends_with_it():
     assert _plot_children() == []
 
 
+def test_a_plot_child_that_cannot_start_does_not_stop_the_run(monkeypatch):
+    """Started ahead, a plot child that cannot start is a warning: the run goes on, and only the
+    report, asking for its plot, fails on it (as it did when it started the child itself)."""
+    monkeypatch.setattr(reporting, "PLOT_COMMAND", ("/nonexistent/python",))
+    with dg.build_resources({"history_plot": HistoryPlotResource()}) as resources:
+        with pytest.raises(FileNotFoundError):
+            resources.history_plot.plotter()
+
+
 def test_a_plot_that_cannot_be_drawn_says_why(monkeypatch):
     monkeypatch.setattr(
         reporting, "PLOT_COMMAND", (sys.executable, "-m", "sync_pipeline.sync.no_such_plot")
