@@ -20,7 +20,7 @@ from sync_pipeline.domain.summary import DocumentSummary
 from sync_pipeline.jobs import NIGHTLY_JOB_NAME, partition_key_of
 from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.repository import SyncStore
-from sync_pipeline.sync import lean
+from sync_pipeline.sync import lean, status_sweep
 from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
 from sync_pipeline.sync.extract import CRM, Extraction, Quarantined
 from sync_pipeline.sync.incremental import sweep_run_config
@@ -61,19 +61,21 @@ def _synced_pairs(settings, org_id: str) -> list[tuple[str, str]]:
     )
 
 
+@pytest.mark.parametrize("status_slice", [status_sweep.SLICE, 3])
 def test_a_full_sweep_plans_on_summaries_and_writes_what_it_read(
-    sandbox, pipeline_env, dagster_instance
+    monkeypatch, sandbox, pipeline_env, dagster_instance, status_slice
 ):
     """A CRM edit replaces its summarised Metakocka counterpart, read just before the replace
     (what only Metakocka holds is kept); a new Metakocka status reaches the summarised CRM
     document's owner; a CRM-owned field edited in Metakocka is a conflict whose error row lists
-    the difference, read from both systems."""
+    the difference, read from both systems. The status rows come out the same whether the
+    sweep compares them in one slice or in many (`status_sweep.SLICE`)."""
+    monkeypatch.setattr(status_sweep, "SLICE", status_slice)
     org = sandbox.organizations[0]
     company = org.metakocka_company_id
     _full_sweep(pipeline_env, dagster_instance, org.id)
-    (edited, edited_mk), (status_crm, status_mk), (owned_crm, owned_mk) = _synced_pairs(
-        pipeline_env, org.id
-    )[:3]
+    pairs = _synced_pairs(pipeline_env, org.id)
+    (edited, edited_mk), (status_crm, status_mk), (owned_crm, owned_mk) = pairs[:3]
     sandbox.crm_state.edit_document(edited, {"notes": "edited in the CRM"})
     only_in_metakocka = {"warehouse": "Skladišče Celje", "delivery_type": "Pošta"}
     sandbox.metakocka_state.edit_document(company, edited_mk, only_in_metakocka)
@@ -116,6 +118,9 @@ def test_a_full_sweep_plans_on_summaries_and_writes_what_it_read(
     assert differences["notes"]["metakocka"] == "edited in Metakocka"
     status = {r["crm_document_id"]: r for r in status_rows(pipeline_env.database_url, org.id)}
     assert status[edited]["status"] == status[status_crm]["status"] == "synced"
+    untouched = pairs[3:]
+    assert [status[crm]["metakocka_id"] for crm, _ in untouched] == [mk for _, mk in untouched]
+    assert {status[crm]["status"] for crm, _ in untouched} == {"synced"}
     assert metakocka_duplicates(sandbox, company) == {}
 
 
