@@ -57,7 +57,8 @@ class RunFigures:
     actions: dict[str, int] = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)
     step_rss_mib: dict[str, float] = field(default_factory=dict)
-    """The highest RSS seen during each step (sampled every `run_process.RSS_SAMPLE_S`): where the peak is."""
+    """The highest RSS seen during each step (sampled every `run_process.RSS_SAMPLE_S`): where
+    the peak is."""
 
     @property
     def writes(self) -> int:

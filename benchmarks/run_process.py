@@ -3,8 +3,8 @@
 This module is all that process imports besides the code location: no sandbox, no web framework,
 no demo (the parent's `benchmarks.reconcile` imports those). A run worker imports the code
 location and Dagster, not the benchmark's harness, so the peak RSS measured here is a run's own;
-before, the child imported the sandbox's FastAPI app through `sync_pipeline.demo` (about 11 MiB
-no run has).
+before, the child imported the sandbox's FastAPI app through `sync_pipeline.demo` (about 8 MiB
+no run has: RSS before any document 173 -> 165 MiB, docs/performance.md).
 """
 
 import os

@@ -8,7 +8,7 @@ tax rates, discounts, quantities and prices. Read naively, each repetition is it
 are immutable, so one object per value can stand for all of them (docs/performance.md).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import wraps
 
@@ -74,3 +74,9 @@ class TextInterner:
         if isinstance(value, str):
             return self._texts.setdefault(value, value)
         return value
+
+
+def texts_held(*columns: Iterable) -> dict[str, str]:
+    """{text: the object} over the texts of `columns` (other values skipped): looking a text up
+    gives back the object already held, so a copy read again can be dropped for it."""
+    return {value: value for column in columns for value in column if isinstance(value, str)}

@@ -30,6 +30,7 @@ from sync_pipeline.domain.document import SalesDocument
 from sync_pipeline.domain.document import crm_id_to_external_ref as reference
 from sync_pipeline.domain.frames import plan_frame
 from sync_pipeline.domain.hashing import Precision, content_hash
+from sync_pipeline.domain.interning import texts_held
 from sync_pipeline.domain.summary import DocumentSummary, SummaryKind
 from sync_pipeline.metakocka.mapping import ISSUED_KEY, PASSTHROUGH_KEY
 from sync_pipeline.metakocka.statuses import STATUS_KEY
@@ -220,12 +221,7 @@ def link_texts(links: pd.DataFrame) -> dict[str, str]:
     instead lets both documents' copies go as soon as they are summarised: about 140 bytes a
     pair. Equal values only (a dict lookup), so what the plan sees is unchanged. The table
     itself is dropped when the sides finish (`LeanSide.finish`)."""
-    return {
-        text: text
-        for column in ("crm_document_id", "metakocka_id")
-        for text in links[column]
-        if isinstance(text, str)
-    }
+    return texts_held(links["crm_document_id"], links["metakocka_id"])
 
 
 def _key(extra: dict) -> tuple:

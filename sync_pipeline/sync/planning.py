@@ -13,6 +13,7 @@ from sync_pipeline.domain.conflicts import (
     apply_conflict_policy,
     by_updated_at,
 )
+from sync_pipeline.domain.interning import texts_held
 from sync_pipeline.domain.ownership import apply_ownership
 from sync_pipeline.domain.plan import build_sync_plan
 from sync_pipeline.metakocka.mapping import ISSUED_BILL, is_issued_bill
@@ -62,14 +63,11 @@ def held_texts(crm: ValidatedSide, metakocka: ValidatedSide) -> dict[str, dict[s
     its link's own: `sync/lean.py`); read as copies, the plan step's peak was 335 -> 328 MiB at
     100,000 per side and 1,602 -> 1,527 MiB at 1,000,000 (docs/performance.md)."""
 
-    def texts(*columns: pd.Series) -> dict[str, str]:
-        return {value: value for column in columns for value in column if isinstance(value, str)}
-
     crm_docs, mk_docs = crm.valid, metakocka.valid
     return {
-        "crm_document_id": texts(crm_docs["crm_document_id"], mk_docs["crm_document_id"]),
-        "metakocka_id": texts(mk_docs["metakocka_id"]),
-        "content_hash": texts(crm_docs["content_hash"], mk_docs["content_hash"]),
+        "crm_document_id": texts_held(crm_docs["crm_document_id"], mk_docs["crm_document_id"]),
+        "metakocka_id": texts_held(mk_docs["metakocka_id"]),
+        "content_hash": texts_held(crm_docs["content_hash"], mk_docs["content_hash"]),
     }
 
 

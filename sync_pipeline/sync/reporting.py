@@ -160,12 +160,11 @@ def history_markdown(
     days: int = 30,
     plotter: "Callable[[], HistoryPlotter] | None" = None,
 ) -> str:
-    """A plot of documents by status per day over the last `days` days, as an embedded PNG.
-    `plotter`: gives the child process that draws it, asked only when there is a plot to draw
-    (`resources.HistoryPlotResource.plotter` gives one started with the run)."""
+    """A plot of documents by status per day over the last `days` days, as an embedded PNG
+    (`history_png`)."""
     if history.empty:
         return "_no history yet_"
-    png = history_png(history, today, days, plotter() if plotter else None)
+    png = history_png(history, today, days, plotter)
     encoded = base64.b64encode(png).decode("ascii")
     return f"![documents by status, last {days} days](data:image/png;base64,{encoded})"
 
@@ -212,10 +211,15 @@ class HistoryPlotter:
 
 
 def history_png(
-    history: pd.DataFrame, today: date, days: int = 30, plotter: HistoryPlotter | None = None
+    history: pd.DataFrame,
+    today: date,
+    days: int = 30,
+    plotter: Callable[[], HistoryPlotter] | None = None,
 ) -> bytes:
-    """The plot of documents by status per day, drawn by `plotter` (a child process started
-    ahead), else by one started now. A plot that cannot be drawn raises `RuntimeError`."""
+    """The plot of documents by status per day. `plotter` gives the child process that draws
+    it, asked only when there is a plot to draw (`resources.HistoryPlotResource.plotter` gives
+    one started with the run); without it, one is started now. A plot that cannot be drawn
+    raises `RuntimeError`."""
     start = today - timedelta(days=days - 1)
     index = pd.Index([start + timedelta(days=i) for i in range(days)], name="snapshot_date")
     frame = history.reindex(index)  # days without a reconciliation stay empty (gaps)
@@ -236,4 +240,4 @@ def history_png(
         "dates": [day.isoformat() for day in index],
         "series": series,
     }
-    return (plotter or HistoryPlotter()).draw(spec)
+    return (plotter or HistoryPlotter)().draw(spec)
