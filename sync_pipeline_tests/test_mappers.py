@@ -6,6 +6,7 @@ way metakocka-api.md says Metakocka (§3, §5) and PostgREST may: strings everyw
 forms, other date forms, bare objects for one-element lists, added ids and totals, shuffled items.
 """
 
+import base64
 import copy
 import uuid
 from dataclasses import replace
@@ -35,6 +36,7 @@ from sync_pipeline.domain.document import (
     SalesDocument,
     crm_id_for_metakocka_document,
     crm_id_to_external_ref,
+    external_ref_to_crm_id,
 )
 from sync_pipeline.domain.hashing import Precision, content_hash
 from sync_pipeline.metakocka.mapping import canonical_to_metakocka, metakocka_to_canonical
@@ -186,6 +188,48 @@ def test_decodes_the_crm_id_from_buyer_order():
     assert metakocka_to_canonical(mk_order(buyer_order=ref), ORG).crm_document_id == CRM_ID
     assert metakocka_to_canonical(mk_order(buyer_order=ref.lower()), ORG).crm_document_id == CRM_ID
     assert metakocka_to_canonical(mk_order(buyer_order=""), ORG).crm_document_id is None
+
+
+def _reference_by_the_standard_library(crm_id: str) -> str:
+    return "FC" + base64.b32encode(uuid.UUID(crm_id).bytes).decode("ascii").rstrip("=")
+
+
+def _crm_id_by_the_standard_library(external_ref: str) -> str | None:
+    body = external_ref[2:].upper()
+    if not external_ref.upper().startswith("FC") or len(body) != 26:
+        return None
+    try:
+        return str(uuid.UUID(bytes=base64.b32decode(body + "======")))
+    except (ValueError, TypeError):
+        return None
+
+
+@given(st.uuids())
+def test_a_reference_is_the_standard_librarys_base32_of_the_uuid(crm_uuid):
+    crm_id = str(crm_uuid)
+    reference = crm_id_to_external_ref(crm_id)
+    assert reference == _reference_by_the_standard_library(crm_id)
+    assert external_ref_to_crm_id(reference) == crm_id
+    assert external_ref_to_crm_id(reference.lower()) == crm_id
+
+
+_REFERENCE_LIKE = st.one_of(
+    st.text(alphabet="FCfc0189ABXYZ234567yz=- \n\u00df\u0131", max_size=32),
+    st.uuids().map(lambda u: crm_id_to_external_ref(str(u))),
+    st.builds(
+        lambda u, at, char: (ref := crm_id_to_external_ref(str(u)))[:at] + char + ref[at + 1 :],
+        st.uuids(),
+        st.integers(0, 27),
+        st.sampled_from("AZ27a0189=\u00df-"),
+    ),
+)
+
+
+@given(_REFERENCE_LIKE)
+def test_a_buyer_order_decodes_as_the_standard_library_decodes_it(buyer_order):
+    """Malformed, lower-case, non-ASCII, padded or with the last digit's spare bits set: the
+    same uuid or None as `base64.b32decode` gives."""
+    assert external_ref_to_crm_id(buyer_order) == _crm_id_by_the_standard_library(buyer_order)
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,10 @@ def text_or_none(value) -> str | None:
 
 def stripped_or_none(value) -> str | None:
     """The value as a string without surrounding blanks, or None when it is missing or blank
-    (free text the user typed: names, labels, notes)."""
+    (free text the user typed: names, labels, notes). A JSON text, what most values are, is
+    stripped first: mapping calls this about 30 times a document."""
+    if type(value) is str:
+        return value.strip() or None
     if is_missing(value):
         return None
     return str(value).strip() or None
