@@ -159,6 +159,37 @@ def test_each_policy_on_an_edit_on_both_sides(policy, crm_at, mk_at, action):
         assert f"{policy}:" in row.reason
 
 
+@pytest.mark.parametrize("step", ["ownership", "policy"])
+def test_ownership_and_the_policy_change_rows_in_a_plan_of_their_own(step):
+    """Both copy the plan shallowly (docs/performance.md): the frame they were given is as it
+    was after they have changed one of its rows."""
+    if step == "ownership":  # a Metakocka edit of CRM-owned content: a conflict
+        crm, mk = doc(), mk_doc(notes="mk edit")
+    else:  # an edit on both sides, the CRM's the newer
+        crm, mk = doc(notes="crm", updated_at=T0 + timedelta(hours=1)), mk_doc(notes="mk")
+    given = build_sync_plan(
+        documents_frame([crm])[["crm_document_id", "content_hash", "updated_at", "document"]],
+        documents_frame([mk])[
+            ["metakocka_id", "crm_document_id", "content_hash", "updated_at", "document"]
+        ],
+        pd.DataFrame(
+            [(CRM_ID, MK_ID, documents_frame([doc()])["content_hash"].iloc[0])],
+            columns=["crm_document_id", "metakocka_id", "content_hash"],
+        ),
+        ORG,
+    )
+    if step == "policy":
+        given = apply_ownership(given, ORG)
+    before = given.copy()
+    after = (
+        apply_ownership(given, ORG)
+        if step == "ownership"
+        else apply_conflict_policy(given, "newest_wins")
+    )
+    assert only_row(after).action != only_row(before).action
+    pd.testing.assert_frame_equal(given, before)
+
+
 def test_an_operator_resolution_wins_over_the_policy_and_is_named():
     resolution = Resolution(7, CRM_ID, MK_ID, "metakocka", "cli:ana")
     row = both_changed(T0, T0, policy="crm_wins", resolutions=[resolution])

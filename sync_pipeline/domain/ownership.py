@@ -87,7 +87,7 @@ def apply_ownership(plan: pd.DataFrame, organization_id: str) -> pd.DataFrame:
       an `update_in_crm` of just those fields.
     A pair whose content changed in the CRM gets its Metakocka-owned fields on the next run.
     """
-    plan = plan.copy()
+    plan = plan.copy(deep=False)  # whole columns replaced: as in `apply_conflict_policy`
     crm_fields = np.full(len(plan), None, dtype=object)
     if plan.empty or "crm_document" not in plan or "metakocka_document" not in plan:
         plan["crm_fields"] = crm_fields
