@@ -4,8 +4,10 @@ dicts; a row with other keys is refused, never cut to fit."""
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sync_pipeline.sync.record import STATUS_ROW_COLUMNS
+from sync_pipeline.sync.record import STATUS_ROW_COLUMNS, PairsMade
 from sync_pipeline.sync.status_rows import StatusRows
 
 
@@ -39,3 +41,17 @@ def test_a_row_with_other_keys_is_refused(wrong):
     bad = row(1) | wrong if wrong else {k: v for k, v in row(1).items() if k != "status"}
     with pytest.raises(ValueError, match="status row with keys"):
         StatusRows(STATUS_ROW_COLUMNS, [bad])
+
+
+_IDS = st.sampled_from([None, "c1", "c2", "m1", "m2", "m3"])
+
+
+@given(st.lists(st.tuples(_IDS, _IDS), max_size=40))
+def test_pairs_made_answers_as_a_set_of_the_pairs_would(pairs):
+    """`record.PairsMade` (what a full sweep remembers of the pairs it has made rows for)
+    against the set of tuples it replaced: new exactly when the pair was not met before,
+    whichever of its ids is None and however many Metakocka ids one CRM id is met with."""
+    made, model = PairsMade(), set()
+    for crm_id, mk_id in pairs:
+        assert made.first_time(crm_id, mk_id) == ((crm_id, mk_id) not in model)
+        model.add((crm_id, mk_id))

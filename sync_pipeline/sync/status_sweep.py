@@ -16,7 +16,7 @@ from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.store.status_diff import compare_status
 from sync_pipeline.sync.export.outcomes import PushOutcome
 from sync_pipeline.sync.extract import Quarantined
-from sync_pipeline.sync.record import STATUS_ROW_COLUMNS, each_status_row
+from sync_pipeline.sync.record import STATUS_ROW_COLUMNS, PairsMade, each_status_row
 from sync_pipeline.sync.status_rows import StatusRows
 
 SLICE = 2_000
@@ -41,7 +41,7 @@ def sweep_status(
     named = np.zeros(len(current), dtype=bool)
     by_crm = {o.crm_document_id: o for o in outcomes if o.crm_document_id}
     by_mk = {o.metakocka_id: o for o in outcomes if o.metakocka_id}
-    seen: set[tuple] = set()
+    seen = PairsMade()
     changed = StatusRows(STATUS_ROW_COLUMNS)
     for start in range(0, len(plan), SLICE):
         part = plan.iloc[start : start + SLICE]
