@@ -22,9 +22,10 @@ from sync_pipeline.metakocka.client import MetakockaClient
 from sync_pipeline.store.repository import SyncStore
 from sync_pipeline.sync import lean, status_sweep
 from sync_pipeline.sync.export.to_metakocka import push_to_metakocka
-from sync_pipeline.sync.extract import CRM, Extraction, Quarantined
+from sync_pipeline.sync.extract import CRM, METAKOCKA, Extraction, Quarantined
 from sync_pipeline.sync.incremental import sweep_run_config
-from sync_pipeline.sync.validate import validate_extraction
+from sync_pipeline.sync.planning import held_texts
+from sync_pipeline.sync.validate import ValidatedSide, validate_extraction
 
 from . import test_reconciliation_e2e as reconciliation
 from .helpers import error_rows, metakocka_duplicates, status_rows
@@ -231,6 +232,40 @@ def test_a_side_reduced_as_it_is_read_is_validated_as_a_whole_extraction(held_wh
     assert isinstance(summary, DocumentSummary)
     assert (summary.content_hash, summary.document_number) == (synced["d"], "N-d")
     assert side.documents_read == len(docs) and side.unmappable == 1
+
+
+def test_the_plans_link_read_gets_the_texts_both_sides_hold():
+    """`planning.held_texts`: for a copy of any id or hash a document holds, each link column's
+    table gives back the document's own object (one table for all three columns)."""
+
+    def copy(text: str) -> str:
+        return "".join(list(text))
+
+    crm = ValidatedSide(
+        CRM, pd.DataFrame({"crm_document_id": [copy("crm-1")], "content_hash": [copy("h1")]}), []
+    )
+    mk = ValidatedSide(
+        METAKOCKA,
+        pd.DataFrame(
+            {
+                "metakocka_id": [copy("1001")],
+                "crm_document_id": [copy("crm-2")],
+                "content_hash": [copy("h2")],
+            }
+        ),
+        [],
+    )
+    held = held_texts(crm, mk)
+    for column, frame in (
+        ("crm_document_id", crm.valid),
+        ("crm_document_id", mk.valid),
+        ("metakocka_id", mk.valid),
+        ("content_hash", crm.valid),
+        ("content_hash", mk.valid),
+    ):
+        own = frame[column][0]
+        assert held[column][copy(own)] is own
+    assert copy("h3") not in held["content_hash"]
 
 
 def test_a_summary_holds_the_links_own_id_objects():
