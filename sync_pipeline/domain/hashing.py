@@ -107,7 +107,7 @@ def content_hash(doc: SalesDocument, precision: Precision = DEFAULT_PRECISION) -
     The text is put together from each customer's and line's own repr, made once (a list's repr
     is its items' reprs, joined by ", ", in brackets): a full sweep hashes every document of both
     systems, and re-writing the same lines' reprs was a third of a hash's time.
-    `test_hashing.py` checks the text is the repr of `synced_content`'s parts."""
+    `test_mappers.py` checks the digest is that of the repr of `synced_content`'s parts."""
     parts = [repr(value) for value in _header(doc)]
     parts.append(_customer_text(doc.customer))
     parts.append("[" + ", ".join([_line_text(line, precision) for line in doc.lines]) + "]")
